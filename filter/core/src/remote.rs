@@ -1,0 +1,188 @@
+//! Remote JWKS: discovery parsing, the shared-data records that every worker of the process
+//! reads, and the schedule that decides when one VM fetches for all.
+//!
+//! Shared data is process-wide per `vm_id` with compare-and-swap and no expiry. One key
+//! holds the last good JWKS ([`JwksRecord`]); another holds the fetch lease
+//! ([`Lease`]), taken with CAS so that one VM of the process fetches while the others
+//! wait; a third holds the time of the last "unknown kid" request for an early refresh.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::keys::KeySet;
+use crate::url::HttpUrl;
+
+/// Shared-data key prefix; the metadata URL follows so two configurations never collide.
+pub const SHARED_PREFIX: &str = "registry-token-filter/v1/";
+/// Lease duration: a fetcher that vanished is replaced after this long.
+pub const LEASE_SECONDS: u64 = 15;
+/// Smallest interval between two fetches triggered by unknown `kid`s.
+pub const UNKNOWN_KID_MIN_INTERVAL_SECONDS: u64 = 30;
+/// Retry interval while no JWKS has ever been fetched, or after a failure.
+pub const RETRY_SECONDS: u64 = 5;
+/// Largest discovery document or JWKS accepted, bytes.
+pub const MAX_DOCUMENT_BYTES: usize = 256 * 1024;
+
+/// Shared-data key names for one metadata URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SharedKeys {
+    /// The last good JWKS.
+    pub jwks: String,
+    /// The fetch lease.
+    pub lease: String,
+    /// The last unknown-kid request.
+    pub wanted: String,
+}
+
+impl SharedKeys {
+    /// Keys for a metadata URL.
+    pub fn for_url(metadata_url: &HttpUrl) -> SharedKeys {
+        let base = format!("{SHARED_PREFIX}{}", metadata_url.as_string());
+        SharedKeys {
+            jwks: format!("{base}#jwks"),
+            lease: format!("{base}#lease"),
+            wanted: format!("{base}#wanted"),
+        }
+    }
+}
+
+/// The last good JWKS with its fetch time and the last attempt's outcome.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JwksRecord {
+    /// When the JWKS was fetched (Unix seconds).
+    pub fetched_at: u64,
+    /// The JWKS document.
+    pub jwks: Value,
+    /// When the last attempt (good or bad) ended.
+    #[serde(default)]
+    pub attempted_at: u64,
+    /// The last attempt's error, if it failed.
+    #[serde(default)]
+    pub last_error: Option<String>,
+}
+
+impl JwksRecord {
+    /// Serialized form for shared data.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    /// Parses the shared-data bytes.
+    pub fn from_bytes(bytes: &[u8]) -> Option<JwksRecord> {
+        serde_json::from_slice(bytes).ok()
+    }
+
+    /// The parsed key set.
+    pub fn key_set(&self) -> Result<KeySet, String> {
+        KeySet::from_jwks(&self.jwks).map_err(|e| e.to_string())
+    }
+}
+
+/// A fetch lease: the VM holding it fetches until `until`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lease {
+    /// Expiry (Unix seconds).
+    pub until: u64,
+}
+
+impl Lease {
+    /// Serialized form.
+    pub fn to_bytes(self) -> Vec<u8> {
+        self.until.to_string().into_bytes()
+    }
+
+    /// Parses shared-data bytes (garbage counts as expired).
+    pub fn from_bytes(bytes: &[u8]) -> Lease {
+        let until = std::str::from_utf8(bytes)
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        Lease { until }
+    }
+
+    /// Whether the lease is still held at `now`.
+    pub fn held(self, now: u64) -> bool {
+        now < self.until
+    }
+}
+
+/// Whether a fetch is due at `now`.
+///
+/// - Nothing fetched yet: every [`RETRY_SECONDS`] (measured from the last attempt).
+/// - Last attempt failed: retry every [`RETRY_SECONDS`], keep serving the last good set.
+/// - Otherwise: when `refresh_seconds` have passed since the last good fetch, or when an
+///   unknown `kid` was seen after the last fetch and [`UNKNOWN_KID_MIN_INTERVAL_SECONDS`]
+///   have passed since it.
+pub fn fetch_due(
+    now: u64,
+    record: Option<&JwksRecord>,
+    refresh_seconds: u64,
+    unknown_kid_at: Option<u64>,
+) -> bool {
+    let Some(r) = record else {
+        return true;
+    };
+    if r.last_error.is_some() || r.jwks.is_null() {
+        return now >= r.attempted_at.saturating_add(RETRY_SECONDS);
+    }
+    if now >= r.fetched_at.saturating_add(refresh_seconds) {
+        return true;
+    }
+    match unknown_kid_at {
+        Some(t) if t >= r.fetched_at => {
+            now >= r
+                .fetched_at
+                .max(r.attempted_at)
+                .saturating_add(UNKNOWN_KID_MIN_INTERVAL_SECONDS)
+        }
+        _ => false,
+    }
+}
+
+/// Reads `jwks_uri` from an OIDC / OAuth 2.0 authorization server metadata document and
+/// checks that its `issuer` is the configured one (OIDC Discovery §4.3, RFC 8414 §3.3).
+pub fn parse_discovery(body: &[u8], expected_issuer: &str) -> Result<HttpUrl, String> {
+    if body.len() > MAX_DOCUMENT_BYTES {
+        return Err(format!(
+            "metadata document larger than {MAX_DOCUMENT_BYTES} bytes"
+        ));
+    }
+    let doc: Value =
+        serde_json::from_slice(body).map_err(|e| format!("metadata is not JSON: {e}"))?;
+    let issuer = doc
+        .get("issuer")
+        .and_then(Value::as_str)
+        .ok_or("metadata has no issuer")?;
+    if issuer != expected_issuer {
+        return Err(format!(
+            "metadata issuer {issuer:?} differs from authority.issuer {expected_issuer:?}"
+        ));
+    }
+    let uri = doc
+        .get("jwks_uri")
+        .and_then(Value::as_str)
+        .ok_or("metadata has no jwks_uri")?;
+    HttpUrl::parse(uri, true).map_err(|e| format!("jwks_uri {e}"))
+}
+
+/// Parses and checks a fetched JWKS document: it must hold at least one usable key.
+pub fn parse_jwks(body: &[u8]) -> Result<(Value, KeySet), String> {
+    if body.len() > MAX_DOCUMENT_BYTES {
+        return Err(format!("JWKS larger than {MAX_DOCUMENT_BYTES} bytes"));
+    }
+    let doc: Value = serde_json::from_slice(body).map_err(|e| format!("JWKS is not JSON: {e}"))?;
+    let set = KeySet::from_jwks(&doc).map_err(|e| format!("JWKS refused: {e}"))?;
+    if set.is_empty() {
+        return Err("JWKS holds no usable signing key".into());
+    }
+    Ok((doc, set))
+}
+
+/// The `:authority` and `:path` for an HTTP call to `url` through a cluster.
+pub fn call_target(url: &HttpUrl) -> (String, String) {
+    let authority = match url.port {
+        Some(p) => format!("{}:{p}", url.host),
+        None => url.host.clone(),
+    };
+    (authority, url.path.clone())
+}

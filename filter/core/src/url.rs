@@ -1,0 +1,220 @@
+//! Minimal absolute-URL handling for `registry.realm` and DPoP `htu` (RFC 3986 §6.2.2–6.2.3
+//! syntax- and scheme-based normalization). Only `http` and `https` are accepted.
+
+/// An absolute http(s) URL split into normalized parts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpUrl {
+    /// `http` or `https`, lowercase.
+    pub scheme: String,
+    /// Host, lowercase (IPv6 literals keep their brackets).
+    pub host: String,
+    /// Port, `None` when it is the scheme's default.
+    pub port: Option<u16>,
+    /// Path, percent-encoding normalized, `/` when empty, dot segments removed.
+    pub path: String,
+}
+
+impl HttpUrl {
+    /// Parses an absolute http(s) URL. With `allow_query` false, a query or fragment is an
+    /// error; with it true, they are dropped (as DPoP `htu` comparison requires).
+    pub fn parse(text: &str, allow_query: bool) -> Result<HttpUrl, String> {
+        if text.chars().any(|c| c.is_ascii_control() || c == ' ') {
+            return Err("must not contain spaces or control characters".into());
+        }
+        let (scheme, rest) = text
+            .split_once("://")
+            .ok_or_else(|| "must be an absolute http or https URL".to_string())?;
+        let scheme = scheme.to_ascii_lowercase();
+        let default_port = match scheme.as_str() {
+            "http" => 80,
+            "https" => 443,
+            _ => return Err(format!("scheme {scheme:?} is not http or https")),
+        };
+        let end_authority = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+        let (authority, tail) = rest.split_at(end_authority);
+        if authority.contains('@') {
+            return Err("must not carry user information".into());
+        }
+        let (host, port) = split_host_port(authority)?;
+        if host.is_empty() {
+            return Err("has no host".into());
+        }
+        let (path, query_or_fragment) = match tail.find(['?', '#']) {
+            Some(i) => tail.split_at(i),
+            None => (tail, ""),
+        };
+        if !query_or_fragment.is_empty() && !allow_query {
+            return Err("must not have a query or fragment".into());
+        }
+        let path = normalize_path(path)?;
+        Ok(HttpUrl {
+            scheme,
+            host: host.to_ascii_lowercase(),
+            port: port.filter(|p| *p != default_port),
+            path,
+        })
+    }
+
+    /// The normalized URL text: `scheme://host[:port]/path`.
+    pub fn as_string(&self) -> String {
+        match self.port {
+            Some(port) => format!("{}://{}:{}{}", self.scheme, self.host, port, self.path),
+            None => format!("{}://{}{}", self.scheme, self.host, self.path),
+        }
+    }
+}
+
+fn split_host_port(authority: &str) -> Result<(&str, Option<u16>), String> {
+    let (host, port) = if let Some(stripped) = authority.strip_prefix('[') {
+        let close = stripped
+            .find(']')
+            .ok_or_else(|| "has an unterminated IPv6 literal".to_string())?;
+        let host_len = close + 2;
+        let (host, rest) = authority.split_at(host_len);
+        match rest.strip_prefix(':') {
+            Some(p) => (host, Some(p)),
+            None if rest.is_empty() => (host, None),
+            None => return Err("has garbage after the IPv6 literal".into()),
+        }
+    } else {
+        match authority.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (authority, None),
+        }
+    };
+    if !host.starts_with('[')
+        && !host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.' || c == '_')
+    {
+        return Err("has an invalid host".into());
+    }
+    let port = match port {
+        None | Some("") => None,
+        Some(p) => Some(
+            p.parse::<u16>()
+                .ok()
+                .filter(|p| *p != 0)
+                .ok_or_else(|| "has an invalid port".to_string())?,
+        ),
+    };
+    Ok((host, port))
+}
+
+fn is_unreserved(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
+}
+
+/// Normalizes percent-encoding (uppercase hex, unreserved characters decoded) and removes
+/// dot segments.
+fn normalize_path(path: &str) -> Result<String, String> {
+    let bytes = path.as_bytes();
+    let mut out = String::with_capacity(path.len() + 1);
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes.get(i).copied().unwrap_or(0);
+        if b == b'%' {
+            let hex = path
+                .get(i + 1..i + 3)
+                .ok_or_else(|| "has a truncated percent-encoding".to_string())?;
+            let v = u8::from_str_radix(hex, 16)
+                .map_err(|_| "has an invalid percent-encoding".to_string())?;
+            if is_unreserved(v) {
+                out.push(char::from(v));
+            } else {
+                out.push('%');
+                out.push_str(&hex.to_ascii_uppercase());
+            }
+            i += 3;
+        } else {
+            out.push(char::from(b));
+            i += 1;
+        }
+    }
+    if !path.is_ascii() {
+        return Err("must be ASCII (percent-encode other characters)".into());
+    }
+    let mut segments: Vec<&str> = Vec::new();
+    let trailing = out.ends_with('/') || out.ends_with("/.") || out.ends_with("/..");
+    for seg in out.split('/').skip(1) {
+        match seg {
+            "." => {}
+            ".." => {
+                segments.pop();
+            }
+            s => segments.push(s),
+        }
+    }
+    let mut joined = String::from("/");
+    joined.push_str(&segments.join("/"));
+    if trailing && !joined.ends_with('/') {
+        joined.push('/');
+    }
+    // `segments` holds the empty last segment when the path ended with '/'; collapse a
+    // resulting double slash only at the very end.
+    if joined.ends_with("//") {
+        joined.pop();
+    }
+    Ok(joined)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn norm(s: &str) -> String {
+        HttpUrl::parse(s, true).unwrap().as_string()
+    }
+
+    #[test]
+    fn normalizes_case_port_and_path() {
+        assert_eq!(
+            norm("HTTPS://Gateway.Example:443/token"),
+            "https://gateway.example/token"
+        );
+        assert_eq!(
+            norm("http://gateway.example:80/token"),
+            "http://gateway.example/token"
+        );
+        assert_eq!(
+            norm("http://gateway.example:8085/token"),
+            "http://gateway.example:8085/token"
+        );
+        assert_eq!(norm("https://g.example"), "https://g.example/");
+        assert_eq!(
+            norm("https://g.example/a/./b/../token"),
+            "https://g.example/a/token"
+        );
+        assert_eq!(
+            norm("https://g.example/%7etoken"),
+            "https://g.example/~token"
+        );
+        assert_eq!(norm("https://g.example/a%2fb"), "https://g.example/a%2Fb");
+        assert_eq!(
+            norm("https://g.example/token?x=1#f"),
+            "https://g.example/token"
+        );
+        assert_eq!(norm("https://[::1]:8443/token"), "https://[::1]:8443/token");
+        assert_eq!(norm("https://g.example/dir/"), "https://g.example/dir/");
+    }
+
+    #[test]
+    fn rejects_bad_urls() {
+        for bad in [
+            "ftp://x/token",
+            "//x/token",
+            "https://",
+            "https://user@x/token",
+            "https://x:99999/token",
+            "https://x:0/",
+            "https://x/%zz",
+            "https://x/%2",
+            "https://x y/",
+            "https://x/\u{e9}",
+            "https://[::1/",
+        ] {
+            assert!(HttpUrl::parse(bad, true).is_err(), "{bad}");
+        }
+        assert!(HttpUrl::parse("https://x/token?a=b", false).is_err());
+    }
+}

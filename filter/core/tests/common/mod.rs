@@ -1,0 +1,244 @@
+//! Shared fixtures for the decision tests: keys generated once per test binary (never
+//! committed), an Authority that signs OpToks with `jsonwebtoken` (independent of the
+//! filter's code), and a configuration builder.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::sync::OnceLock;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use registry_token_core::config::Config;
+use registry_token_core::crypto::RustCrypto;
+use registry_token_core::handler::{self, Context, Decision, RequestView};
+use rsa::pkcs1::EncodeRsaPrivateKey;
+use rsa::pkcs8::{EncodePrivateKey, LineEnding};
+use rsa::traits::PublicKeyParts;
+use serde_json::{json, Value};
+
+pub const ISSUER: &str = "https://authority.example";
+pub const AUDIENCE: &str = "registry-token";
+pub const SERVICE: &str = "registry.example";
+pub const REALM: &str = "https://gateway.example/token";
+pub const NOW: u64 = 1_800_000_000;
+
+pub fn b64(data: &[u8]) -> String {
+    URL_SAFE_NO_PAD.encode(data)
+}
+
+/// An RSA key in the forms the tests need.
+pub struct RsaFixture {
+    pub pkcs8_pem: String,
+    pub pkcs1_pem: String,
+    pub public: rsa::RsaPublicKey,
+}
+
+impl RsaFixture {
+    fn generate() -> RsaFixture {
+        let key = rsa::RsaPrivateKey::new(&mut rand_core::OsRng, 2048).unwrap();
+        RsaFixture {
+            pkcs8_pem: key.to_pkcs8_pem(LineEnding::LF).unwrap().to_string(),
+            pkcs1_pem: key.to_pkcs1_pem(LineEnding::LF).unwrap().to_string(),
+            public: key.to_public_key(),
+        }
+    }
+
+    /// Public JWK with the given kid.
+    pub fn jwk(&self, kid: &str) -> Value {
+        json!({
+            "kty": "RSA", "kid": kid, "use": "sig", "alg": "RS256",
+            "n": b64(&self.public.n().to_bytes_be()),
+            "e": b64(&self.public.e().to_bytes_be()),
+        })
+    }
+}
+
+/// A P-256 key.
+pub struct EcFixture {
+    pub pkcs8_pem: String,
+    pub sec1_pem: String,
+    pub x: String,
+    pub y: String,
+}
+
+impl EcFixture {
+    fn generate() -> EcFixture {
+        use p256::elliptic_curve::sec1::ToEncodedPoint;
+        use p256::pkcs8::EncodePrivateKey as _;
+        let key = p256::SecretKey::random(&mut rand_core::OsRng);
+        let point = key.public_key().to_encoded_point(false);
+        EcFixture {
+            pkcs8_pem: key.to_pkcs8_pem(LineEnding::LF).unwrap().to_string(),
+            sec1_pem: key.to_sec1_pem(LineEnding::LF).unwrap().to_string(),
+            x: b64(point.x().unwrap()),
+            y: b64(point.y().unwrap()),
+        }
+    }
+
+    pub fn jwk(&self, kid: &str) -> Value {
+        json!({"kty": "EC", "crv": "P-256", "kid": kid, "x": self.x, "y": self.y})
+    }
+}
+
+pub fn signing_rsa() -> &'static RsaFixture {
+    static K: OnceLock<RsaFixture> = OnceLock::new();
+    K.get_or_init(RsaFixture::generate)
+}
+
+pub fn authority_rsa() -> &'static RsaFixture {
+    static K: OnceLock<RsaFixture> = OnceLock::new();
+    K.get_or_init(RsaFixture::generate)
+}
+
+pub fn other_rsa() -> &'static RsaFixture {
+    static K: OnceLock<RsaFixture> = OnceLock::new();
+    K.get_or_init(RsaFixture::generate)
+}
+
+pub fn authority_ec() -> &'static EcFixture {
+    static K: OnceLock<EcFixture> = OnceLock::new();
+    K.get_or_init(EcFixture::generate)
+}
+
+pub fn signing_ec() -> &'static EcFixture {
+    static K: OnceLock<EcFixture> = OnceLock::new();
+    K.get_or_init(EcFixture::generate)
+}
+
+pub const AUTH_KID: &str = "authority-rsa";
+pub const AUTH_EC_KID: &str = "authority-ec";
+
+/// The base configuration as JSON (tests tweak it before building).
+pub fn base_config() -> Value {
+    json!({
+        "authority": {
+            "issuer": ISSUER,
+            "audiences": [AUDIENCE],
+            "jwks": {"keys": [authority_rsa().jwk(AUTH_KID), authority_ec().jwk(AUTH_EC_KID)]},
+            "requireSenderConstraint": false
+        },
+        "signing": { "keyPem": signing_rsa().pkcs8_pem },
+        "registry": { "realm": REALM, "allowedServices": [SERVICE] },
+        "plans": [
+            {"name": "community", "repositories": [
+                {"pattern": "stella-ops/public/*"}
+            ]},
+            {"name": "enterprise", "repositories": [
+                {"pattern": "stella-ops/private/locked", "actions": ["pull"]},
+                {"pattern": "stella-ops/**", "actions": ["pull", "push"]},
+                {"type": "registry", "pattern": "catalog", "actions": ["*"]}
+            ]},
+            {"name": "admin", "repositories": [ {"pattern": "**", "actions": ["*"]} ]}
+        ],
+        "defaultPlan": "community",
+        "revokedLicenses": ["lic-0042"]
+    })
+}
+
+pub fn config_from(v: Value) -> Config {
+    match Config::from_value(v) {
+        Ok(c) => c,
+        Err(e) => panic!("config refused: {e}"),
+    }
+}
+
+pub fn default_claims() -> Value {
+    json!({
+        "iss": ISSUER, "aud": AUDIENCE, "sub": "alice",
+        "scope": "registry.token.issue openid",
+        "iat": NOW - 10, "nbf": NOW - 10, "exp": NOW + 600,
+        "client_id": "cli"
+    })
+}
+
+/// Signs claims with the Authority's RSA key via jsonwebtoken.
+pub fn sign_rsa(claims: &Value, alg: Algorithm, kid: Option<&str>) -> String {
+    let mut header = Header::new(alg);
+    header.kid = kid.map(str::to_string);
+    let key = EncodingKey::from_rsa_pem(authority_rsa().pkcs8_pem.as_bytes()).unwrap();
+    jsonwebtoken::encode(&header, claims, &key).unwrap()
+}
+
+pub fn sign_ec(claims: &Value, kid: Option<&str>) -> String {
+    let mut header = Header::new(Algorithm::ES256);
+    header.kid = kid.map(str::to_string);
+    let key = EncodingKey::from_ec_pem(authority_ec().pkcs8_pem.as_bytes()).unwrap();
+    jsonwebtoken::encode(&header, claims, &key).unwrap()
+}
+
+pub fn optok(claims: &Value) -> String {
+    sign_rsa(claims, Algorithm::RS256, Some(AUTH_KID))
+}
+
+/// Runs the decision on a GET with the given query and headers.
+pub fn decide(config: &Config, query: &str, headers: &[(&str, &str)]) -> Decision {
+    decide_at(config, "GET", query, headers, None, NOW)
+}
+
+pub fn decide_at(
+    config: &Config,
+    method: &str,
+    query: &str,
+    headers: &[(&str, &str)],
+    peer_cert: Option<&str>,
+    now: u64,
+) -> Decision {
+    let headers: Vec<(String, String)> = headers
+        .iter()
+        .map(|(k, v)| (k.to_ascii_lowercase(), v.to_string()))
+        .collect();
+    let path = if query.is_empty() {
+        "/token".to_string()
+    } else {
+        format!("/token?{query}")
+    };
+    let view = RequestView {
+        method,
+        path: &path,
+        headers: &headers,
+        peer_certificate_sha256_hex: peer_cert,
+    };
+    let keys = match &config.authority.keys {
+        registry_token_core::config::KeySource::Inline(k) => Some(k),
+        _ => None,
+    };
+    let crypto = RustCrypto;
+    let ctx = Context {
+        config,
+        keys,
+        crypto: &crypto,
+        now,
+    };
+    handler::handle_token(&view, &ctx)
+}
+
+pub fn bearer(token: &str) -> String {
+    format!("Bearer {token}")
+}
+
+pub fn body(d: &Decision) -> Value {
+    serde_json::from_str(&d.body).unwrap()
+}
+
+pub fn header<'a>(d: &'a Decision, name: &str) -> Option<&'a str> {
+    d.headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
+}
+
+/// Decodes a minted token's claims (after checking it with jsonwebtoken, independently).
+pub fn verify_minted(token: &str, service: &str) -> Value {
+    let key = jsonwebtoken::DecodingKey::from_rsa_components(
+        &b64(&signing_rsa().public.n().to_bytes_be()),
+        &b64(&signing_rsa().public.e().to_bytes_be()),
+    )
+    .unwrap();
+    let mut v = jsonwebtoken::Validation::new(Algorithm::RS256);
+    v.set_audience(&[service]);
+    v.set_issuer(&["registry-token-service"]);
+    v.validate_exp = false;
+    jsonwebtoken::decode::<Value>(token, &key, &v)
+        .unwrap()
+        .claims
+}

@@ -1,0 +1,394 @@
+//! Configuration: parse, env overrides, validation errors that name the field.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use common::*;
+use registry_token_core::config::{apply_env_overrides, env_name, Config, KeySource};
+use serde_json::{json, Value};
+
+fn refused(v: Value) -> String {
+    match Config::from_value(v) {
+        Ok(_) => panic!("config accepted but should be refused"),
+        Err(e) => e.to_string(),
+    }
+}
+
+fn with(f: impl FnOnce(&mut Value)) -> Value {
+    let mut c = base_config();
+    f(&mut c);
+    c
+}
+
+#[test]
+fn base_config_is_valid_with_defaults() {
+    let c = config_from(base_config());
+    assert_eq!(c.signing.lifetime_seconds, 300);
+    assert_eq!(c.signing.issuer, "registry-token-service");
+    assert_eq!(c.authority.required_scopes, vec!["registry.token.issue"]);
+    assert_eq!(c.authority.clock_skew_seconds, 60);
+    assert_eq!(c.registry.realm.path, "/token");
+    assert!(matches!(c.authority.keys, KeySource::Inline(_)));
+    assert!(c.signing.x5c.is_none());
+}
+
+#[test]
+fn sender_constraint_defaults_to_required() {
+    let c = config_from(with(|c| {
+        c["authority"]
+            .as_object_mut()
+            .unwrap()
+            .remove("requireSenderConstraint");
+    }));
+    assert!(c.authority.require_sender_constraint);
+}
+
+#[test]
+fn unknown_fields_are_errors_naming_the_path() {
+    let e = refused(with(|c| c["signing"]["lifetime"] = json!(10)));
+    assert!(e.contains("signing"), "{e}");
+    assert!(e.contains("lifetime"), "{e}");
+    let e = refused(with(|c| c["extra"] = json!(true)));
+    assert!(e.contains("extra"), "{e}");
+    let e = refused(with(|c| {
+        c["plans"][0]["repositories"][0]["actoins"] = json!(["pull"])
+    }));
+    assert!(e.contains("plans[0].repositories[0]"), "{e}");
+    assert!(e.contains("actoins"), "{e}");
+}
+
+#[test]
+fn wrong_types_name_the_field() {
+    let e = refused(with(|c| c["signing"]["lifetimeSeconds"] = json!("300")));
+    assert!(e.contains("signing.lifetimeSeconds"), "{e}");
+    let e = refused(with(|c| {
+        c["authority"]["audiences"] = json!("registry-token")
+    }));
+    assert!(e.contains("authority.audiences"), "{e}");
+}
+
+#[test]
+fn missing_required_fields() {
+    let e = refused(with(|c| {
+        c["authority"].as_object_mut().unwrap().remove("issuer");
+    }));
+    assert!(e.contains("authority") && e.contains("issuer"), "{e}");
+    let e = refused(with(|c| {
+        c["signing"].as_object_mut().unwrap().remove("keyPem");
+    }));
+    assert!(e.contains("signing.keyPem"), "{e}");
+    assert!(e.contains("REGISTRY_TOKEN_SIGNING__KEYPEM"), "{e}");
+    let e = refused(with(|c| {
+        c.as_object_mut().unwrap().remove("registry");
+    }));
+    assert!(e.contains("registry"), "{e}");
+}
+
+#[test]
+fn bad_pem_names_signing_key_pem() {
+    for pem in [
+        "not a pem",
+        "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
+        "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+    ] {
+        let e = refused(with(|c| c["signing"]["keyPem"] = json!(pem)));
+        assert!(e.contains("signing.keyPem"), "{e}");
+        assert!(!e.contains("AAAA"), "never echo key material: {e}");
+    }
+}
+
+#[test]
+fn every_supported_key_encoding_loads() {
+    for (pem, alg) in [
+        (signing_rsa().pkcs8_pem.clone(), "RS256"),
+        (signing_rsa().pkcs1_pem.clone(), "RS256"),
+        (signing_ec().pkcs8_pem.clone(), "ES256"),
+        (signing_ec().sec1_pem.clone(), "ES256"),
+    ] {
+        let c = config_from(with(|c| {
+            c["signing"] = json!({"keyPem": pem, "algorithm": alg})
+        }));
+        assert_eq!(c.signing.key.alg().name(), alg);
+    }
+}
+
+#[test]
+fn algorithm_must_fit_the_key() {
+    let e = refused(with(|c| c["signing"]["algorithm"] = json!("ES256")));
+    assert!(e.contains("signing.algorithm"), "{e}");
+    let e = refused(with(|c| {
+        c["signing"] = json!({"keyPem": signing_ec().pkcs8_pem})
+    }));
+    assert!(
+        e.contains("signing.algorithm"),
+        "an EC key with the RS256 default: {e}"
+    );
+    let e = refused(with(|c| c["signing"]["algorithm"] = json!("HS256")));
+    assert!(e.contains("signing.algorithm"), "{e}");
+}
+
+#[test]
+fn default_plan_must_name_a_plan() {
+    let e = refused(with(|c| c["defaultPlan"] = json!("gold")));
+    assert!(e.contains("defaultPlan"), "{e}");
+    assert!(e.contains("gold"), "{e}");
+}
+
+#[test]
+fn plan_errors_name_the_rule() {
+    let e = refused(with(|c| {
+        c["plans"][1]["repositories"][1]["pattern"] = json!("stella-ops/a**")
+    }));
+    assert!(e.contains("plans[1].repositories[1].pattern"), "{e}");
+    let e = refused(with(|c| {
+        c["plans"][0]["repositories"][0]["actions"] = json!(["pul"])
+    }));
+    assert!(e.contains("plans[0].repositories[0].actions"), "{e}");
+}
+
+#[test]
+fn lifetime_is_bounded() {
+    for bad in [0, 59, 3601, 86400] {
+        let e = refused(with(|c| c["signing"]["lifetimeSeconds"] = json!(bad)));
+        assert!(e.contains("signing.lifetimeSeconds"), "{e}");
+    }
+    for good in [60, 300, 3600] {
+        config_from(with(|c| c["signing"]["lifetimeSeconds"] = json!(good)));
+    }
+}
+
+#[test]
+fn key_source_rules() {
+    let e = refused(with(|c| {
+        c["authority"]["metadataUrl"] =
+            json!("https://authority.example/.well-known/openid-configuration")
+    }));
+    assert!(e.contains("authority.jwks"), "both set: {e}");
+    let e = refused(with(|c| {
+        c["authority"].as_object_mut().unwrap().remove("jwks");
+    }));
+    assert!(e.contains("authority.jwks"), "none set: {e}");
+    let e = refused(with(|c| {
+        c["authority"].as_object_mut().unwrap().remove("jwks");
+        c["authority"]["metadataUrl"] =
+            json!("https://authority.example/.well-known/openid-configuration");
+    }));
+    assert!(e.contains("authority.cluster"), "{e}");
+    let c = config_from(with(|c| {
+        c["authority"].as_object_mut().unwrap().remove("jwks");
+        c["authority"]["metadataUrl"] =
+            json!("https://authority.example/.well-known/openid-configuration");
+        c["authority"]["cluster"] = json!("authority");
+    }));
+    match c.authority.keys {
+        KeySource::Remote {
+            cluster,
+            refresh_seconds,
+            metadata_url,
+        } => {
+            assert_eq!(cluster, "authority");
+            assert_eq!(refresh_seconds, 300);
+            assert_eq!(metadata_url.host, "authority.example");
+        }
+        KeySource::Inline(_) => panic!("expected remote"),
+    }
+    let e = refused(with(|c| c["authority"]["jwks"] = json!({"keys": []})));
+    assert!(e.contains("authority.jwks"), "{e}");
+    let e = refused(with(|c| {
+        c["authority"]["jwks"]["keys"][0]["d"] = json!("AAAA")
+    }));
+    assert!(
+        e.contains("authority.jwks"),
+        "a private JWK must be refused: {e}"
+    );
+}
+
+#[test]
+fn realm_must_be_an_absolute_http_url() {
+    for bad in ["/token", "ftp://x/token", "https://x/token?a=b", ""] {
+        let e = refused(with(|c| c["registry"]["realm"] = json!(bad)));
+        assert!(e.contains("registry.realm"), "{bad}: {e}");
+    }
+}
+
+#[test]
+fn kid_format_and_key_id() {
+    let e = refused(with(|c| c["signing"]["kidFormat"] = json!("x5t")));
+    assert!(e.contains("signing.kidFormat"), "{e}");
+    let e = refused(with(|c| c["signing"]["keyId"] = json!("")));
+    assert!(e.contains("signing.keyId"), "{e}");
+}
+
+#[test]
+fn skew_and_algorithms_are_validated() {
+    let e = refused(with(|c| c["authority"]["clockSkewSeconds"] = json!(301)));
+    assert!(e.contains("authority.clockSkewSeconds"), "{e}");
+    let e = refused(with(|c| {
+        c["authority"]["algorithms"] = json!(["RS256", "HS256"])
+    }));
+    assert!(e.contains("authority.algorithms[1]"), "{e}");
+    let e = refused(with(|c| c["authority"]["algorithms"] = json!(["none"])));
+    assert!(e.contains("authority.algorithms[0]"), "{e}");
+    let e = refused(with(|c| c["authority"]["audiences"] = json!([])));
+    assert!(e.contains("authority.audiences"), "{e}");
+}
+
+#[test]
+fn env_names_follow_the_contract() {
+    assert_eq!(
+        env_name("signing.lifetimeSeconds"),
+        "REGISTRY_TOKEN_SIGNING__LIFETIMESECONDS"
+    );
+    assert_eq!(env_name("signing.keyPem"), "REGISTRY_TOKEN_SIGNING__KEYPEM");
+    assert_eq!(env_name("defaultPlan"), "REGISTRY_TOKEN_DEFAULTPLAN");
+}
+
+#[test]
+fn env_overrides_win_over_the_file() {
+    let mut v = base_config();
+    v["signing"].as_object_mut().unwrap().remove("keyPem");
+    let env = vec![
+        (
+            "REGISTRY_TOKEN_SIGNING__LIFETIMESECONDS".to_string(),
+            "120".to_string(),
+        ),
+        (
+            "REGISTRY_TOKEN_SIGNING__KEYPEM".to_string(),
+            signing_rsa().pkcs1_pem.clone(),
+        ),
+        (
+            "REGISTRY_TOKEN_REVOKEDLICENSES".to_string(),
+            "a, b".to_string(),
+        ),
+        (
+            "REGISTRY_TOKEN_AUTHORITY__REQUIRESENDERCONSTRAINT".to_string(),
+            "true".to_string(),
+        ),
+        (
+            "REGISTRY_TOKEN_AUTHORITY__AUDIENCES".to_string(),
+            "[\"x\",\"y\"]".to_string(),
+        ),
+        (
+            "REGISTRY_TOKEN_DEFAULTPLAN".to_string(),
+            "enterprise".to_string(),
+        ),
+        ("REGISTRY_TOKEN_SIGNING__KEYID".to_string(), String::new()),
+        ("PATH".to_string(), "/bin".to_string()),
+    ];
+    let applied = apply_env_overrides(&mut v, env).unwrap();
+    assert_eq!(applied.len(), 6, "{applied:?}");
+    let c = config_from(v);
+    assert_eq!(c.signing.lifetime_seconds, 120);
+    assert!(c.revoked_licenses.contains("a") && c.revoked_licenses.contains("b"));
+    assert!(c.authority.require_sender_constraint);
+    assert_eq!(c.authority.audiences, vec!["x", "y"]);
+    assert_eq!(c.default_plan.as_deref(), Some("enterprise"));
+}
+
+#[test]
+fn env_override_creates_a_missing_section_and_is_still_validated() {
+    let mut v = base_config();
+    apply_env_overrides(&mut v, [("REGISTRY_TOKEN_SIGNING__LIFETIMESECONDS", "5")]).unwrap();
+    let e = refused(v);
+    assert!(e.contains("signing.lifetimeSeconds"), "{e}");
+}
+
+#[test]
+fn env_override_errors_name_the_variable() {
+    let mut v = base_config();
+    let e = apply_env_overrides(&mut v, [("REGISTRY_TOKEN_SIGNING__LIFETIME", "5")]).unwrap_err();
+    assert!(
+        e.to_string().contains("REGISTRY_TOKEN_SIGNING__LIFETIME"),
+        "{e}"
+    );
+    let e = apply_env_overrides(
+        &mut v,
+        [("REGISTRY_TOKEN_SIGNING__LIFETIMESECONDS", "soon")],
+    )
+    .unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("REGISTRY_TOKEN_SIGNING__LIFETIMESECONDS"),
+        "{e}"
+    );
+    assert!(e.to_string().contains("signing.lifetimeSeconds"), "{e}");
+    let e = apply_env_overrides(
+        &mut v,
+        [("REGISTRY_TOKEN_AUTHORITY__REQUIRESENDERCONSTRAINT", "maybe")],
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("true or false"), "{e}");
+}
+
+#[test]
+fn load_accepts_json_and_struct_bytes_identically() {
+    let v = base_config();
+    let json_bytes = v.to_string().into_bytes();
+    let struct_bytes = registry_token_core::structpb::encode_struct(&v).unwrap();
+    let a = Config::load(&json_bytes, Vec::<(String, String)>::new()).unwrap();
+    let b = Config::load(&struct_bytes, Vec::<(String, String)>::new()).unwrap();
+    assert_eq!(a.signing.kid, b.signing.kid);
+    assert_eq!(a.signing.lifetime_seconds, b.signing.lifetime_seconds);
+    assert_eq!(a.authority.audiences, b.authority.audiences);
+    assert_eq!(a.default_plan, b.default_plan);
+    assert_eq!(a.revoked_licenses, b.revoked_licenses);
+    let e = Config::load(b"", Vec::<(String, String)>::new()).unwrap_err();
+    assert!(e.to_string().contains("empty"), "{e}");
+    let e = Config::load(b"{not json", Vec::<(String, String)>::new()).unwrap_err();
+    assert!(e.to_string().contains("JSON"), "{e}");
+    let e = Config::load(b"\xff\xff\xff", Vec::<(String, String)>::new()).unwrap_err();
+    assert!(e.to_string().contains("Struct"), "{e}");
+}
+
+fn openssl_cert(key_pem: &str, extra: &[&str]) -> String {
+    let dir =
+        std::env::temp_dir().join(format!("rtf-cert-{}-{}", std::process::id(), rand_suffix()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let key = dir.join("k.pem");
+    std::fs::write(&key, key_pem).unwrap();
+    let cert = dir.join("c.pem");
+    let status = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-new",
+            "-x509",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=registry-token-test",
+            "-key",
+        ])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .args(extra)
+        .status()
+        .expect("openssl is needed by this test (make test installs it)");
+    assert!(status.success());
+    let pem = std::fs::read_to_string(&cert).unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    pem
+}
+
+fn rand_suffix() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    N.fetch_add(1, Ordering::Relaxed)
+}
+
+#[test]
+fn certificate_chain_becomes_x5c_and_must_match_the_key() {
+    let cert = openssl_cert(&signing_rsa().pkcs8_pem, &[]);
+    let c = config_from(with(|c| c["signing"]["certificateChainPem"] = json!(cert)));
+    let x5c = c.signing.x5c.clone().unwrap();
+    assert_eq!(x5c.len(), 1);
+    let der_b64: String = cert.lines().filter(|l| !l.starts_with("-----")).collect();
+    assert_eq!(x5c[0], der_b64);
+    let other = openssl_cert(&other_rsa().pkcs8_pem, &[]);
+    let e = refused(with(|c| c["signing"]["certificateChainPem"] = json!(other)));
+    assert!(e.contains("signing.certificateChainPem"), "{e}");
+    let e = refused(with(|c| {
+        c["signing"]["certificateChainPem"] = json!("garbage")
+    }));
+    assert!(e.contains("signing.certificateChainPem"), "{e}");
+}

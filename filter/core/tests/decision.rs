@@ -1,0 +1,869 @@
+//! The `/token` decision end to end in native code: OpToks signed by `jsonwebtoken`,
+//! minted tokens checked by `jsonwebtoken`.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use common::*;
+use jsonwebtoken::Algorithm;
+use registry_token_core::handler::Outcome;
+use serde_json::{json, Value};
+
+const PULL_PUBLIC: &str = "service=registry.example&scope=repository:stella-ops/public/base:pull";
+
+fn cfg() -> registry_token_core::config::Config {
+    config_from(base_config())
+}
+
+fn reason(d: &registry_token_core::handler::Decision) -> &'static str {
+    match d.outcome {
+        Outcome::Rejected(r) => r,
+        Outcome::Issued => "issued",
+        Outcome::Other => "other",
+    }
+}
+
+fn with_claims(f: impl FnOnce(&mut serde_json::Map<String, Value>)) -> String {
+    let mut c = default_claims();
+    f(c.as_object_mut().unwrap());
+    optok(&c)
+}
+
+#[test]
+fn issues_a_registry_token_for_the_default_plan() {
+    let config = cfg();
+    let d = decide(
+        &config,
+        PULL_PUBLIC,
+        &[("authorization", &bearer(&optok(&default_claims())))],
+    );
+    assert_eq!(d.status, 200, "{}", d.body);
+    assert_eq!(d.outcome, Outcome::Issued);
+    assert_eq!(header(&d, "cache-control"), Some("no-store"));
+    assert_eq!(header(&d, "content-type"), Some("application/json"));
+    let b = body(&d);
+    assert_eq!(b["token"], b["access_token"]);
+    assert_eq!(b["expires_in"], 300);
+    assert_eq!(b["issued_at"], "2027-01-15T08:00:00Z");
+    let claims = verify_minted(b["token"].as_str().unwrap(), SERVICE);
+    assert_eq!(claims["iss"], "registry-token-service");
+    assert_eq!(claims["sub"], "alice");
+    assert_eq!(
+        claims["aud"], SERVICE,
+        "aud must be a string for registry 2.8"
+    );
+    assert_eq!(claims["iat"], NOW);
+    assert_eq!(claims["nbf"], NOW);
+    assert_eq!(claims["exp"], NOW + 300);
+    assert_eq!(
+        claims["jti"].as_str().unwrap().len(),
+        22,
+        "128 bits base64url"
+    );
+    assert_eq!(
+        claims["access"],
+        json!([{"type": "repository", "name": "stella-ops/public/base", "actions": ["pull"]}])
+    );
+    let audit = d.audit.unwrap();
+    assert_eq!(audit.decision, "issued");
+    assert_eq!(audit.subject.as_deref(), Some("alice"));
+    assert_eq!(audit.plan.as_deref(), Some("community"));
+    assert_eq!(audit.jti.as_deref(), claims["jti"].as_str());
+    assert_eq!(audit.exp, Some(NOW + 300));
+}
+
+#[test]
+fn minted_header_carries_alg_typ_and_thumbprint_kid() {
+    let config = cfg();
+    let d = decide(
+        &config,
+        PULL_PUBLIC,
+        &[("authorization", &bearer(&optok(&default_claims())))],
+    );
+    let token = body(&d)["token"].as_str().unwrap().to_string();
+    let header = jsonwebtoken::decode_header(&token).unwrap();
+    assert_eq!(header.alg, Algorithm::RS256);
+    assert_eq!(header.typ.as_deref(), Some("JWT"));
+    // RFC 7638 thumbprint of the signing key, computed here independently.
+    let pk = &signing_rsa().public;
+    use rsa::traits::PublicKeyParts;
+    use sha2::Digest;
+    let canonical = format!(
+        r#"{{"e":"{}","kty":"RSA","n":"{}"}}"#,
+        b64(&pk.e().to_bytes_be()),
+        b64(&pk.n().to_bytes_be())
+    );
+    assert_eq!(
+        header.kid.unwrap(),
+        b64(&sha2::Sha256::digest(canonical.as_bytes()))
+    );
+    assert!(header.x5c.is_none());
+}
+
+#[test]
+fn docker_login_without_scope_gets_empty_access() {
+    let config = cfg();
+    let d = decide(
+        &config,
+        "service=registry.example",
+        &[("authorization", &bearer(&optok(&default_claims())))],
+    );
+    assert_eq!(d.status, 200, "{}", d.body);
+    let claims = verify_minted(body(&d)["token"].as_str().unwrap(), SERVICE);
+    assert_eq!(claims["access"], json!([]));
+}
+
+#[test]
+fn grant_is_the_intersection_of_asked_and_allowed() {
+    let config = cfg();
+    let d = decide(
+        &config,
+        "service=registry.example&scope=repository:stella-ops/public/base:pull,push",
+        &[("authorization", &bearer(&optok(&default_claims())))],
+    );
+    assert_eq!(d.status, 200);
+    let claims = verify_minted(body(&d)["token"].as_str().unwrap(), SERVICE);
+    assert_eq!(claims["access"][0]["actions"], json!(["pull"]));
+}
+
+#[test]
+fn several_scopes_some_denied_grants_the_rest() {
+    let config = cfg();
+    let d = decide(
+        &config,
+        "service=registry.example&scope=repository:stella-ops/public/a:pull&scope=repository:other/x:pull",
+        &[("authorization", &bearer(&optok(&default_claims())))],
+    );
+    assert_eq!(d.status, 200);
+    let claims = verify_minted(body(&d)["token"].as_str().unwrap(), SERVICE);
+    assert_eq!(
+        claims["access"],
+        json!([{"type":"repository","name":"stella-ops/public/a","actions":["pull"]}])
+    );
+}
+
+#[test]
+fn space_separated_scopes_in_one_parameter() {
+    let config = config_from({
+        let mut c = base_config();
+        c["defaultPlan"] = json!("enterprise");
+        c
+    });
+    let d = decide(
+        &config,
+        "service=registry.example&scope=repository:stella-ops/a:pull+registry:catalog:*",
+        &[("authorization", &bearer(&optok(&default_claims())))],
+    );
+    assert_eq!(d.status, 200, "{}", d.body);
+    let claims = verify_minted(body(&d)["token"].as_str().unwrap(), SERVICE);
+    assert_eq!(claims["access"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        claims["access"][1],
+        json!({"type":"registry","name":"catalog","actions":["*"]})
+    );
+}
+
+#[test]
+fn plan_claim_selects_the_plan_and_first_match_wins() {
+    let config = cfg();
+    let tok = with_claims(|c| {
+        c.insert("stellaops:plan".into(), json!("enterprise"));
+    });
+    let d = decide(
+        &config,
+        "service=registry.example&scope=repository:stella-ops/private/locked:pull,push&scope=repository:stella-ops/private/open:pull,push",
+        &[("authorization", &bearer(&tok))],
+    );
+    assert_eq!(d.status, 200, "{}", d.body);
+    let claims = verify_minted(body(&d)["token"].as_str().unwrap(), SERVICE);
+    assert_eq!(claims["access"][0]["actions"], json!(["pull"]));
+    assert_eq!(claims["access"][1]["actions"], json!(["pull", "push"]));
+}
+
+#[test]
+fn plan_granting_nothing_is_403() {
+    let config = cfg();
+    let d = decide(
+        &config,
+        "service=registry.example&scope=repository:other/thing:push",
+        &[("authorization", &bearer(&optok(&default_claims())))],
+    );
+    assert_eq!(d.status, 403);
+    assert_eq!(reason(&d), "plan_denied");
+    let b = body(&d);
+    assert_eq!(b["status"], 403);
+    assert_eq!(b["title"], "Forbidden");
+    assert_eq!(b["errors"][0]["code"], "DENIED");
+    assert!(b["type"].as_str().unwrap().ends_with("plan_denied"));
+    assert_eq!(header(&d, "cache-control"), Some("no-store"));
+    assert_eq!(header(&d, "content-type"), Some("application/problem+json"));
+}
+
+#[test]
+fn unknown_plan_claim_is_403() {
+    let config = cfg();
+    let tok = with_claims(|c| {
+        c.insert("stellaops:plan".into(), json!("platinum"));
+    });
+    let d = decide(&config, PULL_PUBLIC, &[("authorization", &bearer(&tok))]);
+    assert_eq!(d.status, 403);
+    assert_eq!(reason(&d), "unknown_plan");
+}
+
+#[test]
+fn no_plan_and_no_default_is_403() {
+    let mut c = base_config();
+    c.as_object_mut().unwrap().remove("defaultPlan");
+    let config = config_from(c);
+    let d = decide(
+        &config,
+        PULL_PUBLIC,
+        &[("authorization", &bearer(&optok(&default_claims())))],
+    );
+    assert_eq!(d.status, 403);
+    assert_eq!(reason(&d), "unknown_plan");
+}
+
+#[test]
+fn revoked_licence_is_403_before_the_plan() {
+    let config = cfg();
+    let tok = with_claims(|c| {
+        c.insert("stellaops:plan".into(), json!("admin"));
+        c.insert("stellaops:license".into(), json!("lic-0042"));
+    });
+    let d = decide(&config, PULL_PUBLIC, &[("authorization", &bearer(&tok))]);
+    assert_eq!(d.status, 403);
+    assert_eq!(reason(&d), "license_revoked");
+    let ok = with_claims(|c| {
+        c.insert("stellaops:license".into(), json!("lic-0043"));
+    });
+    assert_eq!(
+        decide(&config, PULL_PUBLIC, &[("authorization", &bearer(&ok))]).status,
+        200
+    );
+}
+
+#[test]
+fn missing_credentials_is_401_with_a_bearer_challenge() {
+    let config = cfg();
+    let d = decide(&config, PULL_PUBLIC, &[]);
+    assert_eq!(d.status, 401);
+    assert_eq!(reason(&d), "missing_credentials");
+    let challenge = header(&d, "www-authenticate").unwrap();
+    assert!(
+        challenge.starts_with("Bearer realm=\"https://gateway.example/token\""),
+        "{challenge}"
+    );
+    assert!(
+        !challenge.contains("error="),
+        "RFC 6750 §3.1: no error code without credentials"
+    );
+    assert_eq!(body(&d)["errors"][0]["code"], "UNAUTHORIZED");
+}
+
+#[test]
+fn bad_tokens_are_401_with_invalid_token() {
+    let config = cfg();
+    let cases: Vec<(&str, String)> = vec![
+        (
+            "expired",
+            with_claims(|c| {
+                c.insert("exp".into(), json!(NOW - 61));
+            }),
+        ),
+        (
+            "not_yet_valid",
+            with_claims(|c| {
+                c.insert("nbf".into(), json!(NOW + 61));
+            }),
+        ),
+        (
+            "issued_in_future",
+            with_claims(|c| {
+                c.insert("iat".into(), json!(NOW + 61));
+            }),
+        ),
+        (
+            "expired",
+            with_claims(|c| {
+                c.remove("exp");
+            }),
+        ),
+        (
+            "wrong_issuer",
+            with_claims(|c| {
+                c.insert("iss".into(), json!("https://evil.example"));
+            }),
+        ),
+        (
+            "wrong_issuer",
+            with_claims(|c| {
+                c.remove("iss");
+            }),
+        ),
+        (
+            "wrong_audience",
+            with_claims(|c| {
+                c.insert("aud".into(), json!("other"));
+            }),
+        ),
+        (
+            "wrong_audience",
+            with_claims(|c| {
+                c.insert("aud".into(), json!(["a", "b"]));
+            }),
+        ),
+        (
+            "wrong_audience",
+            with_claims(|c| {
+                c.remove("aud");
+            }),
+        ),
+        ("malformed_token", "not-a-jwt".to_string()),
+        ("malformed_token", "a.b.c".to_string()),
+        (
+            "unknown_key",
+            sign_rsa(&default_claims(), Algorithm::RS256, Some("nope")),
+        ),
+    ];
+    for (want, tok) in cases {
+        let d = decide(&config, PULL_PUBLIC, &[("authorization", &bearer(&tok))]);
+        assert_eq!(d.status, 401, "{want}: {}", d.body);
+        assert_eq!(reason(&d), want);
+        let challenge = header(&d, "www-authenticate").unwrap();
+        assert!(challenge.contains("error=\"invalid_token\""), "{challenge}");
+        assert!(!d.body.contains(&tok), "the body must never echo the token");
+    }
+}
+
+#[test]
+fn clock_skew_is_honoured_at_the_edges() {
+    let config = cfg();
+    let inside = [
+        with_claims(|c| {
+            c.insert("exp".into(), json!(NOW - 59));
+        }),
+        with_claims(|c| {
+            c.insert("nbf".into(), json!(NOW + 60));
+        }),
+        with_claims(|c| {
+            c.insert("iat".into(), json!(NOW + 60));
+        }),
+    ];
+    for tok in inside {
+        let d = decide(&config, PULL_PUBLIC, &[("authorization", &bearer(&tok))]);
+        assert_eq!(d.status, 200, "{}", d.body);
+    }
+}
+
+#[test]
+fn audience_array_with_one_match_is_accepted() {
+    let config = cfg();
+    let tok = with_claims(|c| {
+        c.insert("aud".into(), json!(["x", AUDIENCE]));
+    });
+    assert_eq!(
+        decide(&config, PULL_PUBLIC, &[("authorization", &bearer(&tok))]).status,
+        200
+    );
+}
+
+#[test]
+fn scp_array_form_of_scopes_is_accepted() {
+    let config = cfg();
+    let tok = with_claims(|c| {
+        c.remove("scope");
+        c.insert("scp".into(), json!(["registry.token.issue"]));
+    });
+    assert_eq!(
+        decide(&config, PULL_PUBLIC, &[("authorization", &bearer(&tok))]).status,
+        200
+    );
+}
+
+#[test]
+fn missing_required_scope_is_403_insufficient_scope() {
+    let config = cfg();
+    let tok = with_claims(|c| {
+        c.insert("scope".into(), json!("openid registry.token"));
+    });
+    let d = decide(&config, PULL_PUBLIC, &[("authorization", &bearer(&tok))]);
+    assert_eq!(d.status, 403);
+    assert_eq!(reason(&d), "insufficient_scope");
+    let challenge = header(&d, "www-authenticate").unwrap();
+    assert!(
+        challenge.contains("error=\"insufficient_scope\""),
+        "{challenge}"
+    );
+    assert!(
+        challenge.contains("scope=\"registry.token.issue\""),
+        "{challenge}"
+    );
+}
+
+fn b64json(v: &Value) -> String {
+    b64(v.to_string().as_bytes())
+}
+
+#[test]
+fn alg_none_is_refused() {
+    let config = cfg();
+    let tok = format!(
+        "{}.{}.",
+        b64json(&json!({"alg":"none","kid":AUTH_KID})),
+        b64json(&default_claims())
+    );
+    let d = decide(&config, PULL_PUBLIC, &[("authorization", &bearer(&tok))]);
+    assert_eq!(d.status, 401);
+    let tok = format!(
+        "{}.{}.AAAA",
+        b64json(&json!({"alg":"none","kid":AUTH_KID})),
+        b64json(&default_claims())
+    );
+    let d = decide(&config, PULL_PUBLIC, &[("authorization", &bearer(&tok))]);
+    assert_eq!(d.status, 401);
+    assert_eq!(reason(&d), "disallowed_alg");
+}
+
+#[test]
+fn hs256_signed_with_the_public_key_is_refused() {
+    let config = cfg();
+    // The classic confusion attack: HMAC keyed with the RSA public key's PEM / JWK bytes.
+    use rsa::pkcs8::EncodePublicKey;
+    let pem = authority_rsa()
+        .public
+        .to_public_key_pem(rsa::pkcs8::LineEnding::LF)
+        .unwrap();
+    for secret in [
+        pem.as_bytes().to_vec(),
+        authority_rsa().jwk(AUTH_KID).to_string().into_bytes(),
+    ] {
+        let mut header = jsonwebtoken::Header::new(Algorithm::HS256);
+        header.kid = Some(AUTH_KID.into());
+        let tok = jsonwebtoken::encode(
+            &header,
+            &default_claims(),
+            &jsonwebtoken::EncodingKey::from_secret(&secret),
+        )
+        .unwrap();
+        let d = decide(&config, PULL_PUBLIC, &[("authorization", &bearer(&tok))]);
+        assert_eq!(d.status, 401);
+        assert_eq!(reason(&d), "disallowed_alg");
+    }
+}
+
+#[test]
+fn rsa_key_cannot_be_used_with_an_ec_alg_and_vice_versa() {
+    let config = cfg();
+    // ES256 header naming the RSA key's kid: no candidate key fits.
+    let tok = sign_ec(&default_claims(), Some(AUTH_KID));
+    let d = decide(&config, PULL_PUBLIC, &[("authorization", &bearer(&tok))]);
+    assert_eq!(d.status, 401);
+    assert_eq!(reason(&d), "unknown_key");
+    let tok = sign_rsa(&default_claims(), Algorithm::RS256, Some(AUTH_EC_KID));
+    assert_eq!(
+        decide(&config, PULL_PUBLIC, &[("authorization", &bearer(&tok))]).status,
+        401
+    );
+}
+
+#[test]
+fn every_allowed_algorithm_family_verifies() {
+    let config = cfg();
+    for alg in [
+        Algorithm::RS256,
+        Algorithm::RS384,
+        Algorithm::RS512,
+        Algorithm::PS256,
+        Algorithm::PS384,
+        Algorithm::PS512,
+    ] {
+        let mut c = base_config();
+        // The JWK's alg hint must not pin RS256 for this test.
+        c["authority"]["jwks"]["keys"][0]
+            .as_object_mut()
+            .unwrap()
+            .remove("alg");
+        let config = config_from(c);
+        let tok = sign_rsa(&default_claims(), alg, Some(AUTH_KID));
+        let d = decide(&config, PULL_PUBLIC, &[("authorization", &bearer(&tok))]);
+        assert_eq!(d.status, 200, "{alg:?}: {}", d.body);
+    }
+    let tok = sign_ec(&default_claims(), Some(AUTH_EC_KID));
+    assert_eq!(
+        decide(&config, PULL_PUBLIC, &[("authorization", &bearer(&tok))]).status,
+        200
+    );
+    // Without kid: every key that fits the alg is tried.
+    let tok = sign_ec(&default_claims(), None);
+    assert_eq!(
+        decide(&config, PULL_PUBLIC, &[("authorization", &bearer(&tok))]).status,
+        200
+    );
+}
+
+#[test]
+fn jwk_alg_hint_pins_the_algorithm() {
+    let config = cfg();
+    let tok = sign_rsa(&default_claims(), Algorithm::PS256, Some(AUTH_KID));
+    let d = decide(&config, PULL_PUBLIC, &[("authorization", &bearer(&tok))]);
+    assert_eq!(
+        d.status, 401,
+        "the JWK says RS256: PS256 must not be accepted"
+    );
+}
+
+#[test]
+fn algorithm_allow_list_is_enforced() {
+    let mut c = base_config();
+    c["authority"]["algorithms"] = json!(["ES256"]);
+    let config = config_from(c);
+    let d = decide(
+        &config,
+        PULL_PUBLIC,
+        &[("authorization", &bearer(&optok(&default_claims())))],
+    );
+    assert_eq!(d.status, 401);
+    assert_eq!(reason(&d), "disallowed_alg");
+    let tok = sign_ec(&default_claims(), Some(AUTH_EC_KID));
+    assert_eq!(
+        decide(&config, PULL_PUBLIC, &[("authorization", &bearer(&tok))]).status,
+        200
+    );
+}
+
+#[test]
+fn tampered_tokens_fail_the_signature() {
+    let config = cfg();
+    let tok = optok(&default_claims());
+    let parts: Vec<&str> = tok.split('.').collect();
+    let mut claims = default_claims();
+    claims["sub"] = json!("mallory");
+    let forged = format!("{}.{}.{}", parts[0], b64json(&claims), parts[2]);
+    let d = decide(&config, PULL_PUBLIC, &[("authorization", &bearer(&forged))]);
+    assert_eq!(d.status, 401);
+    assert_eq!(reason(&d), "bad_signature");
+    let other = {
+        let mut header = jsonwebtoken::Header::new(Algorithm::RS256);
+        header.kid = Some(AUTH_KID.into());
+        let key =
+            jsonwebtoken::EncodingKey::from_rsa_pem(other_rsa().pkcs8_pem.as_bytes()).unwrap();
+        jsonwebtoken::encode(&header, &default_claims(), &key).unwrap()
+    };
+    let d = decide(&config, PULL_PUBLIC, &[("authorization", &bearer(&other))]);
+    assert_eq!(reason(&d), "bad_signature");
+}
+
+#[test]
+fn unknown_kid_asks_for_a_key_refresh() {
+    let config = cfg();
+    let tok = sign_rsa(&default_claims(), Algorithm::RS256, Some("rotated"));
+    let d = decide(&config, PULL_PUBLIC, &[("authorization", &bearer(&tok))]);
+    assert!(d.unknown_kid);
+    let d = decide(
+        &config,
+        PULL_PUBLIC,
+        &[("authorization", &bearer(&optok(&default_claims())))],
+    );
+    assert!(!d.unknown_kid);
+}
+
+#[test]
+fn basic_credentials_carry_the_optok_as_password() {
+    let config = cfg();
+    let basic = format!(
+        "Basic {}",
+        base64::Engine::encode(
+            &base64::engine::general_purpose::STANDARD,
+            format!("alice:{}", optok(&default_claims()))
+        )
+    );
+    let d = decide(&config, PULL_PUBLIC, &[("authorization", &basic)]);
+    assert_eq!(d.status, 200, "{}", d.body);
+    for bad in ["Basic !!!", "Basic bm9jb2xvbg==", "Basic YWxpY2U6"] {
+        let d = decide(&config, PULL_PUBLIC, &[("authorization", bad)]);
+        assert_eq!(d.status, 401, "{bad}");
+        assert_eq!(reason(&d), "malformed_credentials");
+    }
+}
+
+#[test]
+fn authorization_scheme_is_case_insensitive_and_unknown_schemes_refused() {
+    let config = cfg();
+    let tok = optok(&default_claims());
+    assert_eq!(
+        decide(
+            &config,
+            PULL_PUBLIC,
+            &[("authorization", &format!("bearer {tok}"))]
+        )
+        .status,
+        200
+    );
+    let d = decide(
+        &config,
+        PULL_PUBLIC,
+        &[("authorization", &format!("Token {tok}"))],
+    );
+    assert_eq!(d.status, 401);
+    let d = decide(&config, PULL_PUBLIC, &[("authorization", "Bearer")]);
+    assert_eq!(d.status, 401);
+    let d = decide(
+        &config,
+        PULL_PUBLIC,
+        &[
+            ("authorization", &bearer(&tok)),
+            ("authorization", &bearer(&tok)),
+        ],
+    );
+    assert_eq!(d.status, 400);
+}
+
+#[test]
+fn request_errors_are_400() {
+    let config = cfg();
+    let auth = bearer(&optok(&default_claims()));
+    let cases = [
+        ("scope=repository:a:pull", "missing_service"),
+        ("service=&scope=repository:a:pull", "missing_service"),
+        (
+            "service=registry.example&scope=repository:UPPER:pull",
+            "malformed_scope",
+        ),
+        (
+            "service=registry.example&scope=repository:a",
+            "malformed_scope",
+        ),
+        (
+            "service=registry.example&scope=repository:a:",
+            "malformed_scope",
+        ),
+        ("service=registry.example&scope=nonsense", "malformed_scope"),
+        ("service=registry.example&scope=%zz", "malformed_request"),
+    ];
+    for (q, want) in cases {
+        let d = decide(&config, q, &[("authorization", &auth)]);
+        assert_eq!(d.status, 400, "{q}: {}", d.body);
+        assert_eq!(reason(&d), want, "{q}");
+        let b = body(&d);
+        assert_eq!(b["status"], 400);
+        assert!(!b["detail"].as_str().unwrap().is_empty());
+        assert!(header(&d, "www-authenticate").is_none());
+    }
+}
+
+#[test]
+fn too_many_scopes_or_a_huge_query_is_400() {
+    let config = cfg();
+    let auth = bearer(&optok(&default_claims()));
+    let many: Vec<String> = (0..33)
+        .map(|i| format!("scope=repository:r{i}:pull"))
+        .collect();
+    let d = decide(
+        &config,
+        &format!("service=registry.example&{}", many.join("&")),
+        &[("authorization", &auth)],
+    );
+    assert_eq!(d.status, 400);
+    let huge = format!("service=registry.example&pad={}", "a".repeat(9000));
+    let d = decide(&config, &huge, &[("authorization", &auth)]);
+    assert_eq!(d.status, 400);
+}
+
+#[test]
+fn unknown_service_is_403_and_any_service_when_not_restricted() {
+    let config = cfg();
+    let auth = bearer(&optok(&default_claims()));
+    let d = decide(&config, "service=evil.example", &[("authorization", &auth)]);
+    assert_eq!(d.status, 403);
+    assert_eq!(reason(&d), "unknown_service");
+    let mut c = base_config();
+    c["registry"]["allowedServices"] = json!([]);
+    let open = config_from(c);
+    let d = decide(&open, "service=any.example", &[("authorization", &auth)]);
+    assert_eq!(d.status, 200);
+    let claims = verify_minted(body(&d)["token"].as_str().unwrap(), "any.example");
+    assert_eq!(claims["aud"], "any.example");
+}
+
+#[test]
+fn post_is_405() {
+    let config = cfg();
+    let d = decide_at(&config, "POST", PULL_PUBLIC, &[], None, NOW);
+    assert_eq!(d.status, 405);
+    assert_eq!(header(&d, "allow"), Some("GET"));
+}
+
+#[test]
+fn sender_constraint_required_refuses_unbound_tokens() {
+    let mut c = base_config();
+    c["authority"]["requireSenderConstraint"] = json!(true);
+    let config = config_from(c);
+    let d = decide(
+        &config,
+        PULL_PUBLIC,
+        &[("authorization", &bearer(&optok(&default_claims())))],
+    );
+    assert_eq!(d.status, 401);
+    assert_eq!(reason(&d), "unbound_token");
+}
+
+#[test]
+fn subject_falls_back_to_client_id() {
+    let config = cfg();
+    let tok = with_claims(|c| {
+        c.remove("sub");
+    });
+    let d = decide(&config, PULL_PUBLIC, &[("authorization", &bearer(&tok))]);
+    assert_eq!(d.status, 200);
+    let claims = verify_minted(body(&d)["token"].as_str().unwrap(), SERVICE);
+    assert_eq!(claims["sub"], "cli");
+}
+
+#[test]
+fn lifetime_is_configurable() {
+    let mut c = base_config();
+    c["signing"]["lifetimeSeconds"] = json!(120);
+    let config = config_from(c);
+    let d = decide(
+        &config,
+        PULL_PUBLIC,
+        &[("authorization", &bearer(&optok(&default_claims())))],
+    );
+    assert_eq!(body(&d)["expires_in"], 120);
+    let claims = verify_minted(body(&d)["token"].as_str().unwrap(), SERVICE);
+    assert_eq!(claims["exp"], NOW + 120);
+}
+
+#[test]
+fn es256_minting_verifies_independently() {
+    let mut c = base_config();
+    c["signing"] = json!({"keyPem": signing_ec().sec1_pem, "algorithm": "ES256"});
+    let config = config_from(c);
+    let d = decide(
+        &config,
+        PULL_PUBLIC,
+        &[("authorization", &bearer(&optok(&default_claims())))],
+    );
+    assert_eq!(d.status, 200, "{}", d.body);
+    let token = body(&d)["token"].as_str().unwrap().to_string();
+    let key =
+        jsonwebtoken::DecodingKey::from_ec_components(&signing_ec().x, &signing_ec().y).unwrap();
+    let mut v = jsonwebtoken::Validation::new(Algorithm::ES256);
+    v.set_audience(&[SERVICE]);
+    v.validate_exp = false;
+    let data = jsonwebtoken::decode::<Value>(&token, &key, &v).unwrap();
+    assert_eq!(data.header.alg, Algorithm::ES256);
+    assert_eq!(data.claims["access"][0]["name"], "stella-ops/public/base");
+}
+
+#[test]
+fn libtrust_kid_format() {
+    let mut c = base_config();
+    c["signing"]["kidFormat"] = json!("libtrust");
+    let config = config_from(c);
+    let d = decide(
+        &config,
+        PULL_PUBLIC,
+        &[("authorization", &bearer(&optok(&default_claims())))],
+    );
+    let token = body(&d)["token"].as_str().unwrap().to_string();
+    let kid = jsonwebtoken::decode_header(&token).unwrap().kid.unwrap();
+    // Independent libtrust fingerprint: SHA-256 of the DER SPKI, 30 bytes, base32, 4-groups.
+    use rsa::pkcs8::EncodePublicKey;
+    use sha2::Digest;
+    let der = signing_rsa().public.to_public_key_der().unwrap();
+    let digest = sha2::Sha256::digest(der.as_bytes());
+    let b32 = base32_nopad(&digest[..30]);
+    let groups: Vec<String> = b32
+        .as_bytes()
+        .chunks(4)
+        .map(|c| String::from_utf8(c.to_vec()).unwrap())
+        .collect();
+    assert_eq!(kid, groups.join(":"));
+    assert_eq!(kid.len(), 59);
+}
+
+fn base32_nopad(data: &[u8]) -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+    let mut out = String::new();
+    let mut buffer: u32 = 0;
+    let mut bits = 0;
+    for &b in data {
+        buffer = (buffer << 8) | u32::from(b);
+        bits += 8;
+        while bits >= 5 {
+            out.push(ALPHABET[((buffer >> (bits - 5)) & 31) as usize] as char);
+            bits -= 5;
+        }
+    }
+    if bits > 0 {
+        out.push(ALPHABET[((buffer << (5 - bits)) & 31) as usize] as char);
+    }
+    out
+}
+
+#[test]
+fn explicit_key_id_wins() {
+    let mut c = base_config();
+    c["signing"]["keyId"] = json!("my-key-2026");
+    let config = config_from(c);
+    let d = decide(
+        &config,
+        PULL_PUBLIC,
+        &[("authorization", &bearer(&optok(&default_claims())))],
+    );
+    let token = body(&d)["token"].as_str().unwrap().to_string();
+    assert_eq!(
+        jsonwebtoken::decode_header(&token).unwrap().kid.unwrap(),
+        "my-key-2026"
+    );
+}
+
+#[test]
+fn keys_unavailable_is_503_with_retry_after() {
+    let config = cfg();
+    let headers = vec![(
+        "authorization".to_string(),
+        bearer(&optok(&default_claims())),
+    )];
+    let path = format!("/token?{PULL_PUBLIC}");
+    let view = registry_token_core::handler::RequestView {
+        method: "GET",
+        path: &path,
+        headers: &headers,
+        peer_certificate_sha256_hex: None,
+    };
+    let crypto = registry_token_core::crypto::RustCrypto;
+    let ctx = registry_token_core::handler::Context {
+        config: &config,
+        keys: None,
+        crypto: &crypto,
+        now: NOW,
+    };
+    let d = registry_token_core::handler::handle_token(&view, &ctx);
+    assert_eq!(d.status, 503);
+    assert_eq!(header(&d, "retry-after"), Some("5"));
+    assert_eq!(reason(&d), "keys_unavailable");
+}
+
+#[test]
+fn error_bodies_never_carry_secrets() {
+    let config = cfg();
+    let tok = with_claims(|c| {
+        c.insert("stellaops:plan".into(), json!("platinum"));
+    });
+    for q in [
+        PULL_PUBLIC,
+        "service=registry.example&scope=repository:x/y:push",
+    ] {
+        let d = decide(&config, q, &[("authorization", &bearer(&tok))]);
+        assert!(!d.body.contains(&tok));
+        assert!(!d.body.contains("PRIVATE KEY"));
+        let audit = serde_json::to_string(&d.audit).unwrap();
+        assert!(
+            !audit.contains(&tok),
+            "the audit record must not hold the OpTok"
+        );
+    }
+}

@@ -1,0 +1,522 @@
+//! proxy-wasm glue for the registry token filter: hostcalls only. Every decision is made by
+//! `registry-token-core`; this crate gathers the request view, the clock, the crypto
+//! implementation and the shared key set, and turns the decision into a local reply,
+//! counters and a log line.
+//!
+//! Nothing here may panic: a panic traps the VM and every later request on that worker
+//! fails. Hostcalls are used through their `Result`-returning forms.
+
+mod host;
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::time::{Duration, UNIX_EPOCH};
+
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::{Action, ContextType, LogLevel, MetricType};
+
+use registry_token_core::config::{Config, KeySource};
+use registry_token_core::crypto::{Crypto, RustCrypto};
+use registry_token_core::handler::{self, Decision, Outcome, RequestView, Route};
+use registry_token_core::hostproto::{self, HostCrypto};
+use registry_token_core::keys::KeySet;
+use registry_token_core::remote::{self, JwksRecord, Lease, SharedKeys};
+
+/// Name of the counter of minted tokens.
+pub const ISSUED_METRIC: &str = "registry_token_issued_total";
+/// Prefix of the per-reason rejection counters (`…​.reason.<label>`).
+pub const REJECTED_METRIC_PREFIX: &str = "registry_token_rejected_total.reason.";
+
+proxy_wasm::main! {{
+    proxy_wasm::set_log_level(LogLevel::Info);
+    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root::default()) });
+}}
+
+fn now_unix() -> u64 {
+    host::current_time()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Counters, defined lazily (one per reason label) and cached per VM.
+#[derive(Default)]
+struct Metrics {
+    ids: RefCell<HashMap<String, u32>>,
+}
+
+impl Metrics {
+    fn increment(&self, name: &str) {
+        let id = {
+            let ids = self.ids.borrow();
+            ids.get(name).copied()
+        };
+        let id = match id {
+            Some(id) => id,
+            None => match proxy_wasm::hostcalls::define_metric(MetricType::Counter, name) {
+                Ok(id) => {
+                    self.ids.borrow_mut().insert(name.to_string(), id);
+                    id
+                }
+                Err(e) => {
+                    log::warn!("registry-token-filter: cannot define metric {name}: {e:?}");
+                    return;
+                }
+            },
+        };
+        let _ = proxy_wasm::hostcalls::increment_metric(id, 1);
+    }
+
+    fn record(&self, outcome: &Outcome) {
+        match outcome {
+            Outcome::Issued => self.increment(ISSUED_METRIC),
+            Outcome::Rejected(reason) => {
+                self.increment(&format!("{REJECTED_METRIC_PREFIX}{reason}"))
+            }
+            Outcome::Other => {}
+        }
+    }
+}
+
+/// The host's foreign functions.
+struct EnvoyForeign;
+
+impl hostproto::ForeignCall for EnvoyForeign {
+    fn call(&self, function: &str, args: &[u8]) -> Result<Vec<u8>, String> {
+        match proxy_wasm::hostcalls::call_foreign_function(function, Some(args)) {
+            Ok(Some(bytes)) => Ok(bytes),
+            Ok(None) => Ok(Vec::new()),
+            Err(status) => Err(format!("foreign function {function}: {status:?}")),
+        }
+    }
+}
+
+/// Remote key state cached per VM, refreshed from shared data when its CAS changes.
+struct RemoteKeys {
+    shared: SharedKeys,
+    cas: Option<u32>,
+    keys: Option<Rc<KeySet>>,
+}
+
+/// Everything built at configure time.
+struct State {
+    config: Config,
+    crypto: Box<dyn Crypto>,
+    metrics: Metrics,
+    remote: Option<RefCell<RemoteKeys>>,
+    inline_keys: Option<Rc<KeySet>>,
+}
+
+impl State {
+    /// The current Authority keys: inline, or the last good remote set from shared data.
+    fn keys(&self) -> Option<Rc<KeySet>> {
+        if let Some(k) = &self.inline_keys {
+            return Some(k.clone());
+        }
+        let remote = self.remote.as_ref()?;
+        let mut r = remote.borrow_mut();
+        let (bytes, cas) = proxy_wasm::hostcalls::get_shared_data(&r.shared.jwks).ok()?;
+        if cas.is_some() && cas == r.cas && r.keys.is_some() {
+            return r.keys.clone();
+        }
+        let record = bytes.as_deref().and_then(JwksRecord::from_bytes);
+        if let Some(record) = record {
+            if !record.jwks.is_null() {
+                match record.key_set() {
+                    Ok(set) => {
+                        r.keys = Some(Rc::new(set));
+                        r.cas = cas;
+                    }
+                    Err(e) => log::warn!("registry-token-filter: shared JWKS unusable: {e}"),
+                }
+            }
+        }
+        r.keys.clone()
+    }
+
+    fn note_unknown_kid(&self) {
+        if let Some(remote) = &self.remote {
+            let key = remote.borrow().shared.wanted.clone();
+            let _ = proxy_wasm::hostcalls::set_shared_data(
+                &key,
+                Some(now_unix().to_string().as_bytes()),
+                None,
+            );
+        }
+    }
+}
+
+/// What an in-flight JWKS fetch is waiting for.
+enum Pending {
+    Discovery,
+    Jwks,
+}
+
+#[derive(Default)]
+struct Root {
+    state: Option<Rc<State>>,
+    pending: HashMap<u32, Pending>,
+    crypto_logged: bool,
+}
+
+impl Root {
+    fn build(&mut self, bytes: &[u8]) -> Result<State, String> {
+        let env: Vec<(String, String)> = std::env::vars()
+            .filter(|(k, _)| k.starts_with(registry_token_core::config::ENV_PREFIX))
+            .collect();
+        let config = Config::load(bytes, env).map_err(|e| e.to_string())?;
+        let crypto: Box<dyn Crypto> = match hostproto::probe(&EnvoyForeign, &config.signing.key) {
+            Ok(()) => {
+                if !self.crypto_logged {
+                    log::info!("registry-token-filter: crypto: host (Envoy foreign functions sign/verify_signature)");
+                }
+                Box::new(HostCrypto::new(EnvoyForeign))
+            }
+            Err(why) => {
+                if !self.crypto_logged {
+                    log::info!("registry-token-filter: crypto: pure Rust (host signing unavailable: {why})");
+                }
+                Box::new(RustCrypto)
+            }
+        };
+        self.crypto_logged = true;
+        let (inline_keys, remote) = match &config.authority.keys {
+            KeySource::Inline(set) => (Some(Rc::new(set.clone())), None),
+            KeySource::Remote { metadata_url, .. } => (
+                None,
+                Some(RefCell::new(RemoteKeys {
+                    shared: SharedKeys::for_url(metadata_url),
+                    cas: None,
+                    keys: None,
+                })),
+            ),
+        };
+        Ok(State {
+            config,
+            crypto,
+            metrics: Metrics::default(),
+            remote,
+            inline_keys,
+        })
+    }
+
+    /// Takes the fetch lease with compare-and-swap; true when this VM should fetch now.
+    /// (Envoy treats CAS 0 as "no check", so the key is created first when missing and
+    /// only then contended for with its real CAS.)
+    fn take_lease(shared: &SharedKeys, now: u64) -> bool {
+        let Ok((mut bytes, mut cas)) = proxy_wasm::hostcalls::get_shared_data(&shared.lease) else {
+            return false;
+        };
+        if cas.is_none() {
+            let _ = proxy_wasm::hostcalls::set_shared_data(
+                &shared.lease,
+                Some(&Lease { until: 0 }.to_bytes()),
+                None,
+            );
+            match proxy_wasm::hostcalls::get_shared_data(&shared.lease) {
+                Ok((b, Some(c))) => {
+                    bytes = b;
+                    cas = Some(c);
+                }
+                _ => return false,
+            }
+        }
+        if let Some(b) = bytes {
+            if Lease::from_bytes(&b).held(now) {
+                return false;
+            }
+        }
+        let lease = Lease {
+            until: now + remote::LEASE_SECONDS,
+        };
+        proxy_wasm::hostcalls::set_shared_data(&shared.lease, Some(&lease.to_bytes()), cas).is_ok()
+    }
+
+    fn release_lease(shared: &SharedKeys) {
+        let _ = proxy_wasm::hostcalls::set_shared_data(
+            &shared.lease,
+            Some(&Lease { until: 0 }.to_bytes()),
+            None,
+        );
+    }
+
+    fn read_record(shared: &SharedKeys) -> Option<JwksRecord> {
+        let (bytes, _) = proxy_wasm::hostcalls::get_shared_data(&shared.jwks).ok()?;
+        bytes.as_deref().and_then(JwksRecord::from_bytes)
+    }
+
+    /// Records a failed attempt, keeping the last good JWKS.
+    fn record_failure(&self, shared: &SharedKeys, why: &str) {
+        let now = now_unix();
+        log::warn!(
+            "registry-token-filter: JWKS refresh failed (last good keys stay in use): {why}"
+        );
+        let mut record = Self::read_record(shared).unwrap_or(JwksRecord {
+            fetched_at: 0,
+            jwks: serde_json::Value::Null,
+            attempted_at: 0,
+            last_error: None,
+        });
+        record.attempted_at = now;
+        record.last_error = Some(why.chars().take(200).collect());
+        let _ =
+            proxy_wasm::hostcalls::set_shared_data(&shared.jwks, Some(&record.to_bytes()), None);
+        Self::release_lease(shared);
+    }
+
+    fn dispatch(
+        &mut self,
+        cluster: &str,
+        url: &registry_token_core::url::HttpUrl,
+        what: Pending,
+    ) -> Result<(), String> {
+        let (authority, path) = remote::call_target(url);
+        let token = proxy_wasm::hostcalls::dispatch_http_call(
+            cluster,
+            vec![
+                (":method", "GET"),
+                (":path", &path),
+                (":authority", &authority),
+                (":scheme", &url.scheme),
+                ("accept", "application/json"),
+                ("user-agent", "registry-token-filter"),
+            ],
+            None,
+            vec![],
+            Duration::from_secs(5),
+        )
+        .map_err(|s| format!("dispatch to cluster {cluster:?} failed: {s:?}"))?;
+        self.pending.insert(token, what);
+        Ok(())
+    }
+
+    fn maybe_fetch(&mut self) {
+        let Some(state) = self.state.clone() else {
+            return;
+        };
+        let KeySource::Remote {
+            metadata_url,
+            cluster,
+            refresh_seconds,
+        } = &state.config.authority.keys
+        else {
+            return;
+        };
+        if !self.pending.is_empty() {
+            return;
+        }
+        let Some(remote_keys) = &state.remote else {
+            return;
+        };
+        let shared = remote_keys.borrow().shared.clone();
+        let now = now_unix();
+        let record = Self::read_record(&shared);
+        let wanted = proxy_wasm::hostcalls::get_shared_data(&shared.wanted)
+            .ok()
+            .and_then(|(b, _)| b)
+            .and_then(|b| String::from_utf8(b).ok())
+            .and_then(|s| s.parse::<u64>().ok());
+        if !remote::fetch_due(now, record.as_ref(), *refresh_seconds, wanted) {
+            return;
+        }
+        if !Self::take_lease(&shared, now) {
+            return;
+        }
+        if let Err(why) = self.dispatch(cluster, metadata_url, Pending::Discovery) {
+            self.record_failure(&shared, &why);
+        }
+    }
+
+    fn on_fetch_response(&mut self, token_id: u32, body_size: usize) {
+        let Some(what) = self.pending.remove(&token_id) else {
+            return;
+        };
+        let Some(state) = self.state.clone() else {
+            return;
+        };
+        let KeySource::Remote { cluster, .. } = &state.config.authority.keys else {
+            return;
+        };
+        let Some(remote_keys) = &state.remote else {
+            return;
+        };
+        let shared = remote_keys.borrow().shared.clone();
+        let status = proxy_wasm::hostcalls::get_map_value(
+            proxy_wasm::types::MapType::HttpCallResponseHeaders,
+            ":status",
+        )
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+        if status != "200" {
+            let what = match what {
+                Pending::Discovery => "metadata",
+                Pending::Jwks => "JWKS",
+            };
+            self.record_failure(&shared, &format!("{what} fetch answered HTTP {status}"));
+            return;
+        }
+        let body = proxy_wasm::hostcalls::get_buffer(
+            proxy_wasm::types::BufferType::HttpCallResponseBody,
+            0,
+            body_size.min(remote::MAX_DOCUMENT_BYTES + 1),
+        )
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+        match what {
+            Pending::Discovery => {
+                match remote::parse_discovery(&body, &state.config.authority.issuer) {
+                    Ok(jwks_uri) => {
+                        let cluster = cluster.clone();
+                        if let Err(why) = self.dispatch(&cluster, &jwks_uri, Pending::Jwks) {
+                            self.record_failure(&shared, &why);
+                        }
+                    }
+                    Err(why) => self.record_failure(&shared, &why),
+                }
+            }
+            Pending::Jwks => match remote::parse_jwks(&body) {
+                Ok((doc, set)) => {
+                    let now = now_unix();
+                    let record = JwksRecord {
+                        fetched_at: now,
+                        jwks: doc,
+                        attempted_at: now,
+                        last_error: None,
+                    };
+                    let _ = proxy_wasm::hostcalls::set_shared_data(
+                        &shared.jwks,
+                        Some(&record.to_bytes()),
+                        None,
+                    );
+                    log::info!(
+                        "registry-token-filter: JWKS refreshed: {} usable key(s)",
+                        set.len()
+                    );
+                    Self::release_lease(&shared);
+                }
+                Err(why) => self.record_failure(&shared, &why),
+            },
+        }
+    }
+}
+
+impl Context for Root {
+    fn on_http_call_response(
+        &mut self,
+        token_id: u32,
+        _headers: usize,
+        body_size: usize,
+        _trailers: usize,
+    ) {
+        self.on_fetch_response(token_id, body_size);
+    }
+}
+
+impl RootContext for Root {
+    fn on_configure(&mut self, _size: usize) -> bool {
+        let bytes = match proxy_wasm::hostcalls::get_buffer(
+            proxy_wasm::types::BufferType::PluginConfiguration,
+            0,
+            usize::MAX,
+        ) {
+            Ok(Some(b)) => b,
+            _ => Vec::new(),
+        };
+        match self.build(&bytes) {
+            Ok(state) => {
+                let remote = matches!(state.config.authority.keys, KeySource::Remote { .. });
+                self.state = Some(Rc::new(state));
+                if remote {
+                    let _ = proxy_wasm::hostcalls::set_tick_period(Duration::from_secs(1));
+                    self.maybe_fetch();
+                }
+                true
+            }
+            Err(e) => {
+                log::error!("registry-token-filter: configuration refused: {e}");
+                false
+            }
+        }
+    }
+
+    fn on_tick(&mut self) {
+        self.maybe_fetch();
+    }
+
+    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+        Some(Box::new(Stream {
+            state: self.state.clone(),
+        }))
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}
+
+struct Stream {
+    state: Option<Rc<State>>,
+}
+
+impl Stream {
+    fn reply(&self, decision: &Decision) {
+        let headers: Vec<(&str, &str)> = decision
+            .headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        host::send_local_response(decision.status, &headers, decision.body.as_bytes());
+    }
+}
+
+impl Context for Stream {}
+
+impl HttpContext for Stream {
+    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        let Some(state) = self.state.clone() else {
+            return Action::Continue;
+        };
+        let path = host::request_header(":path").unwrap_or_default();
+        let path_only = path.split(['?', '#']).next().unwrap_or("");
+        match handler::route(&state.config, path_only) {
+            Route::PassThrough => Action::Continue,
+            Route::Healthz => {
+                self.reply(&handler::healthz());
+                Action::Pause
+            }
+            Route::Token => {
+                let headers = host::request_headers();
+                let method = host::request_header(":method").unwrap_or_default();
+                let digest =
+                    host::property_string(&["connection", "sha256_peer_certificate_digest"]);
+                let view = RequestView {
+                    method: &method,
+                    path: &path,
+                    headers: &headers,
+                    peer_certificate_sha256_hex: digest.as_deref().filter(|d| !d.is_empty()),
+                };
+                let keys = state.keys();
+                let ctx = handler::Context {
+                    config: &state.config,
+                    keys: keys.as_deref(),
+                    crypto: state.crypto.as_ref(),
+                    now: now_unix(),
+                };
+                let decision = handler::handle_token(&view, &ctx);
+                if decision.unknown_kid {
+                    state.note_unknown_kid();
+                }
+                state.metrics.record(&decision.outcome);
+                if let Some(audit) = &decision.audit {
+                    let line = serde_json::to_string(audit).unwrap_or_default();
+                    log::info!("registry-token-filter: audit {line}");
+                }
+                self.reply(&decision);
+                Action::Pause
+            }
+        }
+    }
+}
