@@ -6,7 +6,7 @@
 //! ```no_run
 //! use registry_token_e2e::{Envoy, EnvoyOptions};
 //!
-//! let yaml = std::fs::read_to_string(registry_token_e2e::repo_root().join("envoy/harness-smoke.yaml"))
+//! let yaml = std::fs::read_to_string(registry_token_e2e::repo_root().join("tests/fixtures/harness-smoke.yaml"))
 //!     .unwrap();
 //! let envoy = Envoy::start(&yaml, EnvoyOptions::default()).unwrap_or_else(|e| panic!("{e}"));
 //! let reply = envoy.get("/hello", &[]);
