@@ -14,6 +14,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::crypto::Alg;
+use crate::dpop::NonceKey;
 use crate::keys::{certificate_spki, pem_certificates, KeySet, PrivateKey, PublicKey};
 use crate::plan::{Catalogue, PlanSpec, RuleSpec};
 use crate::url::HttpUrl;
@@ -82,6 +83,28 @@ pub struct RawConfig {
     /// `stellaops:license` values refused with 403.
     #[serde(default)]
     pub revoked_licenses: Vec<String>,
+    /// DPoP proof checks.
+    #[serde(default)]
+    pub dpop: Option<RawDpop>,
+}
+
+/// `dpop` section.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawDpop {
+    /// Accepted distance of the proof's `iat` from now, either side (default 60, 1..=300).
+    #[serde(default)]
+    pub iat_window_seconds: Option<u64>,
+    /// Proof algorithms accepted (default: every asymmetric algorithm supported).
+    #[serde(default)]
+    pub algorithms: Option<Vec<String>>,
+    /// Enables server nonces: the shared secret (at least 32 characters).
+    #[serde(default)]
+    pub nonce_secret: Option<String>,
+    /// How long one nonce stays current (default 60, 10..=3600); the previous one is also
+    /// accepted.
+    #[serde(default)]
+    pub nonce_step_seconds: Option<u64>,
 }
 
 /// `authority` section.
@@ -255,6 +278,17 @@ pub struct RegistryConfig {
     pub allowed_services: Vec<String>,
 }
 
+/// Validated `dpop`.
+#[derive(Debug, Clone)]
+pub struct DpopConfig {
+    /// `iat` window, seconds either side.
+    pub iat_window_seconds: u64,
+    /// Accepted proof algorithms.
+    pub algorithms: Vec<Alg>,
+    /// Nonce mode.
+    pub nonce: Option<NonceKey>,
+}
+
 /// A validated configuration, ready for the request path.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -270,6 +304,8 @@ pub struct Config {
     pub default_plan: Option<String>,
     /// Revoked licences.
     pub revoked_licenses: HashSet<String>,
+    /// DPoP.
+    pub dpop: DpopConfig,
 }
 
 impl Config {
@@ -354,6 +390,10 @@ const OVERRIDABLE: &[(&str, Kind)] = &[
     ("plans", Kind::Json),
     ("defaultPlan", Kind::Str),
     ("revokedLicenses", Kind::StrList),
+    ("dpop.iatWindowSeconds", Kind::Int),
+    ("dpop.algorithms", Kind::StrList),
+    ("dpop.nonceSecret", Kind::Str),
+    ("dpop.nonceStepSeconds", Kind::Int),
 ];
 
 /// The environment variable name of a field path: `signing.keyPem` →
@@ -505,6 +545,7 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         }
     }
     non_empty_list("revokedLicenses", &raw.revoked_licenses)?;
+    let dpop = validate_dpop(raw.dpop.unwrap_or_default())?;
     Ok(Config {
         authority,
         signing,
@@ -512,11 +553,67 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         catalogue,
         default_plan: raw.default_plan,
         revoked_licenses: raw.revoked_licenses.into_iter().collect(),
+        dpop,
     })
 }
 
-/// The OpTok algorithms accepted when `authority.algorithms` is not set.
-pub const DEFAULT_OPTOK_ALGORITHMS: [Alg; 9] = Alg::ALL;
+fn validate_dpop(d: RawDpop) -> Result<DpopConfig, ConfigError> {
+    let iat_window_seconds = d.iat_window_seconds.unwrap_or(60);
+    if !(1..=300).contains(&iat_window_seconds) {
+        return Err(ConfigError::new(
+            "dpop.iatWindowSeconds",
+            format!("{iat_window_seconds} is outside 1..=300"),
+        ));
+    }
+    let algorithms = parse_algorithms("dpop.algorithms", d.algorithms)?;
+    let step = d.nonce_step_seconds.unwrap_or(60);
+    if !(10..=3600).contains(&step) {
+        return Err(ConfigError::new(
+            "dpop.nonceStepSeconds",
+            format!("{step} is outside 10..=3600"),
+        ));
+    }
+    let nonce = match d.nonce_secret {
+        None => None,
+        Some(secret) if secret.len() < 32 => {
+            return Err(ConfigError::new(
+                "dpop.nonceSecret",
+                "must be at least 32 characters (shared by every replica)",
+            ))
+        }
+        Some(secret) => Some(NonceKey::new(secret.into_bytes(), step)),
+    };
+    Ok(DpopConfig {
+        iat_window_seconds,
+        algorithms,
+        nonce,
+    })
+}
+
+fn parse_algorithms(field: &str, list: Option<Vec<String>>) -> Result<Vec<Alg>, ConfigError> {
+    let Some(list) = list else {
+        return Ok(Alg::ALL.to_vec());
+    };
+    if list.is_empty() {
+        return Err(ConfigError::new(field, "must list at least one algorithm"));
+    }
+    let mut algs = Vec::new();
+    for (i, name) in list.iter().enumerate() {
+        let alg = Alg::parse(name).ok_or_else(|| {
+            ConfigError::new(
+                format!("{field}[{i}]"),
+                format!(
+                    "{:?} is not an accepted asymmetric JWS algorithm (RS256/384/512, PS256/384/512, ES256/384, EdDSA)",
+                    short(name)
+                ),
+            )
+        })?;
+        if !algs.contains(&alg) {
+            algs.push(alg);
+        }
+    }
+    Ok(algs)
+}
 
 fn validate_authority(a: RawAuthority) -> Result<AuthorityConfig, ConfigError> {
     if a.issuer.trim().is_empty() {
@@ -601,33 +698,7 @@ fn validate_authority(a: RawAuthority) -> Result<AuthorityConfig, ConfigError> {
             }
         }
     };
-    let algorithms = match a.algorithms {
-        None => DEFAULT_OPTOK_ALGORITHMS.to_vec(),
-        Some(list) => {
-            if list.is_empty() {
-                return Err(ConfigError::new(
-                    "authority.algorithms",
-                    "must list at least one algorithm",
-                ));
-            }
-            let mut algs = Vec::new();
-            for (i, name) in list.iter().enumerate() {
-                let alg = Alg::parse(name).ok_or_else(|| {
-                    ConfigError::new(
-                        format!("authority.algorithms[{i}]"),
-                        format!(
-                            "{:?} is not an accepted asymmetric JWS algorithm (RS256/384/512, PS256/384/512, ES256/384, EdDSA)",
-                            short(name)
-                        ),
-                    )
-                })?;
-                if !algs.contains(&alg) {
-                    algs.push(alg);
-                }
-            }
-            algs
-        }
-    };
+    let algorithms = parse_algorithms("authority.algorithms", a.algorithms)?;
     Ok(AuthorityConfig {
         issuer: a.issuer,
         audiences: a.audiences,

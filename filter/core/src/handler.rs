@@ -7,6 +7,7 @@ use serde_json::{json, Value};
 use crate::b64;
 use crate::config::Config;
 use crate::crypto::Crypto;
+use crate::dpop::{self, DpopError, ProofPolicy, ReplayCache};
 use crate::jwt::{self, JwtError, OpTok, OpTokPolicy};
 use crate::keys::KeySet;
 use crate::query::{parse_query, TokenQuery};
@@ -151,6 +152,8 @@ pub struct Context<'a> {
     pub crypto: &'a dyn Crypto,
     /// Unix time, seconds.
     pub now: u64,
+    /// DPoP `jti` replay cache (process-wide in Envoy).
+    pub replay: &'a dyn ReplayCache,
 }
 
 /// The liveness reply.
@@ -181,6 +184,8 @@ pub struct Denial {
     pub oauth_error: Option<&'static str>,
     /// Extra headers (`Retry-After`, `DPoP-Nonce`, …).
     pub extra_headers: Vec<(String, String)>,
+    /// A complete `WWW-Authenticate` value replacing the default Bearer challenge (DPoP).
+    pub challenge: Option<String>,
 }
 
 impl Denial {
@@ -197,6 +202,7 @@ impl Denial {
             detail: detail.into(),
             oauth_error,
             extra_headers: Vec::new(),
+            challenge: None,
         }
     }
 
@@ -264,7 +270,9 @@ pub fn deny(config: &Config, denial: Denial, audit: Option<Audit>) -> Decision {
         ),
         ("cache-control".to_string(), "no-store".to_string()),
     ];
-    if status == 401 || status == 403 {
+    if let Some(challenge) = denial.challenge {
+        headers.push(("www-authenticate".into(), challenge));
+    } else if status == 401 || status == 403 {
         let mut challenge = format!("Bearer realm={}", quoted(&config.registry.realm_text));
         if let Some(code) = denial.oauth_error {
             challenge.push_str(&format!(
@@ -587,17 +595,21 @@ fn mint_reply(
         "expires_in": signing.lifetime_seconds,
         "issued_at": jwt::rfc3339(ctx.now),
     });
+    let mut headers = vec![
+        ("content-type".to_string(), "application/json".to_string()),
+        ("cache-control".to_string(), "no-store".to_string()),
+        ("pragma".to_string(), "no-cache".to_string()),
+    ];
+    if let (Some(nonce), Some(_)) = (&config.dpop.nonce, &optok.jkt) {
+        headers.push(("dpop-nonce".into(), nonce.current(ctx.now)));
+    }
     audit.decision = "issued";
     audit.reason = "issued";
     audit.jti = Some(jti);
     audit.exp = Some(ctx.now.saturating_add(signing.lifetime_seconds));
     Decision {
         status: 200,
-        headers: vec![
-            ("content-type".into(), "application/json".into()),
-            ("cache-control".into(), "no-store".into()),
-            ("pragma".into(), "no-cache".into()),
-        ],
+        headers,
         body: body.to_string(),
         outcome: Outcome::Issued,
         audit: Some(audit),
@@ -605,34 +617,95 @@ fn mint_reply(
     }
 }
 
-/// Sender constraint (DPoP / mTLS). Filled in by the sender-constraint work; until then an
-/// OpTok bound to a key or certificate cannot be honoured and is refused.
+fn dpop_denial(config: &Config, e: &DpopError, now: u64) -> Denial {
+    let status = if *e == DpopError::ReplayUnavailable {
+        503
+    } else {
+        401
+    };
+    let mut d = Denial::new(status, e.reason(), e.to_string());
+    let algs: Vec<&str> = config.dpop.algorithms.iter().map(|a| a.name()).collect();
+    let code = if *e == DpopError::Nonce {
+        "use_dpop_nonce"
+    } else {
+        "invalid_dpop_proof"
+    };
+    if status == 401 {
+        d.challenge = Some(format!(
+            "DPoP error={}, error_description={}, algs={}",
+            quoted(code),
+            quoted(&e.to_string()),
+            quoted(&algs.join(" "))
+        ));
+    } else {
+        d.extra_headers
+            .push(("retry-after".into(), RETRY_AFTER_SECONDS.to_string()));
+    }
+    if let Some(nonce) = &config.dpop.nonce {
+        d.extra_headers
+            .push(("dpop-nonce".into(), nonce.current(now)));
+    }
+    d
+}
+
+/// Sender constraint: a `cnf.jkt` OpTok needs a valid DPoP proof from that key, whatever
+/// the scheme; a `cnf.x5t#S256` OpTok needs that client certificate on the connection; an
+/// unbound OpTok passes only when `requireSenderConstraint` is off, and never under the
+/// `DPoP` scheme (RFC 9449 §7.1).
 fn check_sender_constraint(
     req: &RequestView<'_>,
     ctx: &Context<'_>,
-    _scheme: CredentialScheme,
-    _token: &str,
+    scheme: CredentialScheme,
+    token: &str,
     optok: &OpTok,
     audit: &mut Audit,
 ) -> Result<(), Denial> {
-    let _ = req;
+    let config = ctx.config;
+    let mut bindings = Vec::new();
     if let Some(jkt) = &optok.jkt {
-        audit.binding = Some(format!("jkt:{jkt}"));
+        bindings.push(format!("jkt:{jkt}"));
+        audit.binding = Some(bindings.join(" "));
+        let proofs: Vec<&str> = req.header_values("dpop").collect();
+        let policy = ProofPolicy {
+            algorithms: &config.dpop.algorithms,
+            htu: &config.registry.realm,
+            iat_window_seconds: config.dpop.iat_window_seconds,
+            nonce: config.dpop.nonce.as_ref(),
+        };
+        dpop::verify_proof(
+            &proofs, req.method, token, jkt, &policy, ctx.crypto, ctx.replay, ctx.now,
+        )
+        .map_err(|e| dpop_denial(config, &e, ctx.now))?;
+    } else if scheme == CredentialScheme::DPoP {
         return Err(Denial::new(
             401,
-            "dpop_unsupported",
-            "DPoP-bound tokens are not supported yet",
+            "dpop_unbound_token",
+            "the DPoP scheme needs a DPoP-bound access token (cnf.jkt)",
         ));
     }
     if let Some(x5t) = &optok.x5t_s256 {
-        audit.binding = Some(format!("x5t#S256:{x5t}"));
-        return Err(Denial::new(
-            401,
-            "mtls_unsupported",
-            "certificate-bound tokens are not supported yet",
-        ));
+        bindings.push(format!("x5t#S256:{x5t}"));
+        audit.binding = Some(bindings.join(" "));
+        let presented = req
+            .peer_certificate_sha256_hex
+            .and_then(dpop::x5t_from_hex_digest);
+        match presented {
+            None => return Err(Denial::new(
+                401,
+                "mtls_no_certificate",
+                "the access token is certificate-bound: present its client certificate over TLS",
+            )),
+            Some(t) if t == *x5t => {}
+            Some(_) => {
+                return Err(Denial::new(
+                    401,
+                    "mtls_mismatch",
+                    "the client certificate is not the one the access token is bound to",
+                ))
+            }
+        }
     }
-    if ctx.config.authority.require_sender_constraint {
+    if bindings.is_empty() && config.authority.require_sender_constraint {
         return Err(Denial::new(
             401,
             "unbound_token",

@@ -9,6 +9,7 @@ pub mod b64;
 pub mod config;
 pub mod crypto;
 pub mod der;
+pub mod dpop;
 pub mod handler;
 pub mod hostproto;
 pub mod jwt;

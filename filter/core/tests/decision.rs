@@ -840,6 +840,7 @@ fn keys_unavailable_is_503_with_retry_after() {
         keys: None,
         crypto: &crypto,
         now: NOW,
+        replay: replay_cache(),
     };
     let d = registry_token_core::handler::handle_token(&view, &ctx);
     assert_eq!(d.status, 503);

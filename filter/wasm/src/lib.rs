@@ -7,6 +7,7 @@
 //! fails. Hostcalls are used through their `Result`-returning forms.
 
 mod host;
+mod replay;
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -25,6 +26,8 @@ use registry_token_core::remote::{self, JwksRecord, Lease, SharedKeys};
 
 /// Name of the counter of minted tokens.
 pub const ISSUED_METRIC: &str = "registry_token_issued_total";
+/// DPoP proofs remembered per time slot across the process (16 bytes each).
+const REPLAY_CAPACITY: usize = 256 * 1024;
 /// Prefix of the per-reason rejection counters (`…​.reason.<label>`).
 pub const REJECTED_METRIC_PREFIX: &str = "registry_token_rejected_total.reason.";
 
@@ -106,6 +109,7 @@ struct State {
     metrics: Metrics,
     remote: Option<RefCell<RemoteKeys>>,
     inline_keys: Option<Rc<KeySet>>,
+    replay: replay::SharedReplayCache,
 }
 
 impl State {
@@ -192,12 +196,18 @@ impl Root {
                 })),
             ),
         };
+        let replay = replay::SharedReplayCache::new(
+            remote::SHARED_PREFIX,
+            config.dpop.iat_window_seconds,
+            REPLAY_CAPACITY,
+        );
         Ok(State {
             config,
             crypto,
             metrics: Metrics::default(),
             remote,
             inline_keys,
+            replay,
         })
     }
 
@@ -504,6 +514,7 @@ impl HttpContext for Stream {
                     keys: keys.as_deref(),
                     crypto: state.crypto.as_ref(),
                     now: now_unix(),
+                    replay: &state.replay,
                 };
                 let decision = handler::handle_token(&view, &ctx);
                 if decision.unknown_kid {

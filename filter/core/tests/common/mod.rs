@@ -208,6 +208,7 @@ pub fn decide_at(
         keys,
         crypto: &crypto,
         now,
+        replay: replay_cache(),
     };
     handler::handle_token(&view, &ctx)
 }
@@ -241,4 +242,13 @@ pub fn verify_minted(token: &str, service: &str) -> Value {
     jsonwebtoken::decode::<Value>(token, &key, &v)
         .unwrap()
         .claims
+}
+
+/// One replay cache per test thread, so replays across calls in a test are caught.
+pub fn replay_cache() -> &'static registry_token_core::dpop::MemoryReplayCache {
+    thread_local! {
+        static CACHE: &'static registry_token_core::dpop::MemoryReplayCache =
+            Box::leak(Box::new(registry_token_core::dpop::MemoryReplayCache::new(180)));
+    }
+    CACHE.with(|c| *c)
 }
