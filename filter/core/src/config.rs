@@ -166,6 +166,21 @@ pub struct RawSigning {
     /// Minted token lifetime (default 300, allowed 60..=3600).
     #[serde(default)]
     pub lifetime_seconds: Option<u64>,
+    /// Further public keys published on `GET /jwks` (rotation: the previous or the next
+    /// key), never used for minting.
+    #[serde(default)]
+    pub published_keys: Vec<RawPublishedKey>,
+}
+
+/// A key published for verifiers only.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawPublishedKey {
+    /// `PUBLIC KEY` or `CERTIFICATE` PEM.
+    pub pem: String,
+    /// Explicit `kid`; default derived per `signing.kidFormat`.
+    #[serde(default)]
+    pub key_id: Option<String>,
 }
 
 /// `registry` section.
@@ -265,6 +280,8 @@ pub struct SigningConfig {
     pub x5c: Option<Vec<String>>,
     /// Token lifetime, seconds.
     pub lifetime_seconds: u64,
+    /// The JWKS served on `GET /jwks`: the active key first, then the published ones.
+    pub jwks: Value,
 }
 
 /// Validated `registry`.
@@ -803,12 +820,42 @@ fn validate_signing(s: RawSigning) -> Result<SigningConfig, ConfigError> {
             ),
         ));
     }
+    let mut published = vec![key.public().clone().with_kid(kid.clone())];
+    for (i, p) in s.published_keys.iter().enumerate() {
+        let field = format!("signing.publishedKeys[{i}]");
+        let public = PublicKey::from_pem(&p.pem)
+            .map_err(|e| ConfigError::new(format!("{field}.pem"), e.to_string()))?;
+        let pkid = match &p.key_id {
+            Some(k) if k.trim().is_empty() => {
+                return Err(ConfigError::new(
+                    format!("{field}.keyId"),
+                    "must not be empty when set",
+                ))
+            }
+            Some(k) => k.clone(),
+            None => match kid_format {
+                KidFormat::Thumbprint => public.thumbprint().to_string(),
+                KidFormat::Libtrust => public.libtrust_kid(),
+            },
+        };
+        if published.iter().any(|k| k.kid() == Some(pkid.as_str())) {
+            return Err(ConfigError::new(
+                format!("{field}.keyId"),
+                format!("kid {pkid:?} is already used by another key"),
+            ));
+        }
+        published.push(public.with_kid(pkid));
+    }
+    let jwks = serde_json::json!({
+        "keys": published.iter().map(PublicKey::to_jwk).collect::<Vec<_>>()
+    });
     Ok(SigningConfig {
         issuer,
         key,
         kid,
         x5c,
         lifetime_seconds,
+        jwks,
     })
 }
 
@@ -821,14 +868,4 @@ fn validate_registry(r: RawRegistry) -> Result<RegistryConfig, ConfigError> {
         realm_text: r.realm,
         allowed_services: r.allowed_services,
     })
-}
-
-/// The public keys a verifier of minted tokens needs (the active signing key).
-pub fn signing_public_keys(config: &Config) -> Vec<PublicKey> {
-    vec![config
-        .signing
-        .key
-        .public()
-        .clone()
-        .with_kid(config.signing.kid.clone())]
 }

@@ -15,6 +15,8 @@ use crate::scope::{parse_scopes, Scope};
 
 /// Path of the liveness endpoint.
 pub const HEALTHZ_PATH: &str = "/healthz";
+/// Path of the JWKS of the minting keys.
+pub const JWKS_PATH: &str = "/jwks";
 /// Seconds a client is asked to wait while the Authority's keys are unknown.
 pub const RETRY_AFTER_SECONDS: u64 = 5;
 
@@ -62,6 +64,8 @@ pub enum Route {
     Token,
     /// Liveness.
     Healthz,
+    /// The public keys of minted tokens.
+    Jwks,
     /// Not ours: pass to the route untouched.
     PassThrough,
 }
@@ -72,6 +76,8 @@ pub fn route(config: &Config, path_without_query: &str) -> Route {
         Route::Token
     } else if path_without_query == HEALTHZ_PATH {
         Route::Healthz
+    } else if path_without_query == JWKS_PATH {
+        Route::Jwks
     } else {
         Route::PassThrough
     }
@@ -165,6 +171,21 @@ pub fn healthz() -> Decision {
             ("cache-control".into(), "no-store".into()),
         ],
         body: json!({"status": "ok"}).to_string(),
+        outcome: Outcome::Other,
+        audit: None,
+        unknown_kid: false,
+    }
+}
+
+/// The JWKS of the minting keys (active first, then the published ones).
+pub fn jwks(config: &Config) -> Decision {
+    Decision {
+        status: 200,
+        headers: vec![
+            ("content-type".into(), "application/jwk-set+json".into()),
+            ("cache-control".into(), "public, max-age=300".into()),
+        ],
+        body: config.signing.jwks.to_string(),
         outcome: Outcome::Other,
         audit: None,
         unknown_kid: false,

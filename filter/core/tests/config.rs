@@ -392,3 +392,48 @@ fn certificate_chain_becomes_x5c_and_must_match_the_key() {
     }));
     assert!(e.contains("signing.certificateChainPem"), "{e}");
 }
+
+#[test]
+fn published_keys_are_served_with_the_active_key_first() {
+    use rsa::pkcs8::EncodePublicKey;
+    let other_pem = other_rsa()
+        .public
+        .to_public_key_pem(rsa::pkcs8::LineEnding::LF)
+        .unwrap();
+    let c = config_from(with(|c| {
+        c["signing"]["publishedKeys"] =
+            json!([{"pem": other_pem}, {"pem": signing_ec_public_pem(), "keyId": "next"}]);
+    }));
+    let keys = c.signing.jwks["keys"].as_array().unwrap().clone();
+    assert_eq!(keys.len(), 3);
+    assert_eq!(keys[0]["kid"], c.signing.kid.as_str());
+    assert_eq!(keys[2]["kid"], "next");
+    for k in &keys {
+        assert!(k.get("d").is_none(), "public members only");
+    }
+    let d = registry_token_core::handler::jwks(&c);
+    assert_eq!(d.status, 200);
+    let body: Value = serde_json::from_str(&d.body).unwrap();
+    assert_eq!(body["keys"].as_array().unwrap().len(), 3);
+    // The active key's JWK verifies tokens the filter mints (independent verifier).
+    let set = registry_token_core::keys::KeySet::from_jwks(&body).unwrap();
+    assert_eq!(set.len(), 3);
+    let e = refused(with(|c| {
+        c["signing"]["publishedKeys"] = json!([{"pem": "nope"}]);
+    }));
+    assert!(e.contains("signing.publishedKeys[0].pem"), "{e}");
+    let e = refused(with(|c| {
+        c["signing"]["keyId"] = json!("same");
+        c["signing"]["publishedKeys"] = json!([{"pem": other_pem, "keyId": "same"}]);
+    }));
+    assert!(e.contains("signing.publishedKeys[0].keyId"), "{e}");
+}
+
+fn signing_ec_public_pem() -> String {
+    use p256::pkcs8::DecodePrivateKey;
+    use p256::pkcs8::EncodePublicKey;
+    let k = p256::SecretKey::from_pkcs8_pem(&signing_ec().pkcs8_pem).unwrap();
+    k.public_key()
+        .to_public_key_pem(p256::pkcs8::LineEnding::LF)
+        .unwrap()
+}

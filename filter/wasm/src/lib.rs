@@ -497,6 +497,10 @@ impl HttpContext for Stream {
                 self.reply(&handler::healthz());
                 Action::Pause
             }
+            Route::Jwks => {
+                self.reply(&handler::jwks(&state.config));
+                Action::Pause
+            }
             Route::Token => {
                 let headers = host::request_headers();
                 let method = host::request_header(":method").unwrap_or_default();
