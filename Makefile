@@ -16,9 +16,9 @@ TARGET  := wasm32-wasip1
 WASM    := target/$(TARGET)/release/registry_token_filter.wasm
 DEV     := .dev
 DEVTOK  := target/release/devtok
-APT_PKGS := docker-registry skopeo openssl
+APT_PKGS := docker-registry skopeo openssl prometheus
 
-.PHONY: help run test deps wasm-target envoy apt-deps wasm lint fmt clippy unit e2e dev-keys dev-token clean
+.PHONY: help run test deps wasm-target envoy apt-deps wasm lint fmt clippy unit rules e2e dev-keys dev-token clean
 
 help:
 	@echo "make run   - start the gateway on 127.0.0.1:8085 (admin 127.0.0.1:9901)"
@@ -99,13 +99,17 @@ clippy: wasm-target
 
 lint: fmt clippy
 
+rules: apt-deps
+	promtool check rules deploy/prometheus/registry-token.rules.yaml
+	cd deploy/prometheus && promtool test rules registry-token.rules.test.yaml
+
 unit:
 	cargo test -p registry-token-core -p registry-token-filter
 
 e2e: deps apt-deps wasm
 	cargo test -p registry-token-e2e -- --test-threads 2
 
-test: deps lint unit wasm e2e
+test: deps lint unit rules wasm e2e
 
 clean:
 	cargo clean
