@@ -16,7 +16,7 @@ TARGET  := wasm32-wasip1
 WASM    := target/$(TARGET)/release/registry_token_filter.wasm
 DEV     := .dev
 DEVTOK  := target/release/devtok
-APT_PKGS := docker-registry skopeo openssl prometheus
+APT_PKGS := docker-registry skopeo openssl prometheus curl
 
 .PHONY: help run test deps wasm-target envoy apt-deps wasm lint fmt clippy unit rules e2e dev-keys dev-token clean
 
@@ -45,6 +45,23 @@ apt-deps:
 	fi
 
 deps: wasm-target envoy
+
+# The test Authority (npm oidc-provider) and client tooling for the sender-constraint e2e
+# tests: `npm ci` from tests/authority/package-lock.json, skipped while node_modules is
+# newer than the lockfile. Needs Node.js >= 20.19 and npm.
+AUTHORITY_DIR   := tests/authority
+AUTHORITY_STAMP := $(AUTHORITY_DIR)/node_modules/.npm-ci-stamp
+
+.PHONY: authority-deps
+authority-deps: $(AUTHORITY_STAMP)
+
+$(AUTHORITY_STAMP): $(AUTHORITY_DIR)/package.json $(AUTHORITY_DIR)/package-lock.json
+	@command -v node >/dev/null && command -v npm >/dev/null || \
+	  { echo "authority-deps: node and npm are required (Node.js >= 20.19)"; exit 1; }
+	@node -e 'const [a,b]=process.versions.node.split(".").map(Number); process.exit(a>20||(a===20&&b>=19)?0:1)' || \
+	  { echo "authority-deps: Node.js >= 20.19 is required, found $$(node --version)"; exit 1; }
+	cd $(AUTHORITY_DIR) && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
 
 ## --- build -----------------------------------------------------------------------------
 
@@ -106,7 +123,7 @@ rules: apt-deps
 unit:
 	cargo test -p registry-token-core -p registry-token-filter
 
-e2e: deps apt-deps wasm
+e2e: deps apt-deps wasm authority-deps
 	cargo test -p registry-token-e2e -- --test-threads 2
 
 test: deps lint unit rules wasm e2e
