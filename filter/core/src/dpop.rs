@@ -435,3 +435,82 @@ pub fn x5t_from_hex_digest(hex: &str) -> Option<String> {
     }
     Some(b64::url_encode(&bytes))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replay_slot_roundtrip_and_garbage() {
+        let slot = ReplaySlot {
+            epoch: 42,
+            entries: vec![[1u8; 16], [2u8; 16]],
+        };
+        assert_eq!(ReplaySlot::decode(&slot.encode()), slot);
+        assert_eq!(ReplaySlot::decode(b"short").entries.len(), 0);
+        // A trailing partial entry is ignored, never a panic.
+        let mut bytes = slot.encode();
+        bytes.extend_from_slice(&[9u8; 5]);
+        assert_eq!(ReplaySlot::decode(&bytes).entries.len(), 2);
+    }
+
+    #[test]
+    fn replay_slots_live_for_three_windows() {
+        let slot = ReplaySlot {
+            epoch: 10,
+            entries: Vec::new(),
+        };
+        assert!(slot.live(10));
+        assert!(slot.live(12));
+        assert!(!slot.live(13));
+    }
+
+    #[test]
+    fn replay_keys_spread_over_shards() {
+        let mut seen = std::collections::HashSet::new();
+        for b in 0..=255u8 {
+            let mut k = [0u8; 16];
+            k[0] = b;
+            let shard = replay_shard(&k);
+            assert!(shard < REPLAY_SHARDS);
+            seen.insert(shard);
+        }
+        assert_eq!(seen.len(), REPLAY_SHARDS);
+        assert_eq!(replay_data_key("p/", 3, 1), "p/dpop-replay/3/1");
+    }
+
+    #[test]
+    fn memory_cache_remembers_then_forgets() {
+        let c = MemoryReplayCache::new(10);
+        assert!(c.check_and_insert([7; 16], 100).unwrap());
+        assert!(!c.check_and_insert([7; 16], 105).unwrap());
+        assert!(c.check_and_insert([8; 16], 105).unwrap());
+        assert!(c.check_and_insert([7; 16], 111).unwrap());
+    }
+
+    #[test]
+    fn every_error_has_a_distinct_dpop_reason() {
+        let all = [
+            DpopError::Missing,
+            DpopError::Multiple,
+            DpopError::Malformed(String::new()),
+            DpopError::Typ,
+            DpopError::Alg,
+            DpopError::Jwk(String::new()),
+            DpopError::Signature,
+            DpopError::Claims(String::new()),
+            DpopError::Htm,
+            DpopError::Htu,
+            DpopError::Iat,
+            DpopError::Nonce,
+            DpopError::Replay,
+            DpopError::ReplayUnavailable,
+            DpopError::Ath,
+            DpopError::JktMismatch,
+        ];
+        let reasons: std::collections::HashSet<&str> = all.iter().map(DpopError::reason).collect();
+        assert_eq!(reasons.len(), all.len());
+        assert!(reasons.iter().all(|r| r.starts_with("dpop_")));
+        assert!(all.iter().all(|e| !e.to_string().is_empty()));
+    }
+}

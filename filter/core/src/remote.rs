@@ -186,3 +186,135 @@ pub fn call_target(url: &HttpUrl) -> (String, String) {
     };
     (authority, url.path.clone())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn good(fetched_at: u64) -> JwksRecord {
+        JwksRecord {
+            fetched_at,
+            jwks: json!({"keys": []}),
+            attempted_at: fetched_at,
+            last_error: None,
+        }
+    }
+
+    #[test]
+    fn nothing_fetched_is_always_due() {
+        assert!(fetch_due(0, None, 300, None));
+        assert!(fetch_due(1_000, None, 300, Some(5)));
+    }
+
+    #[test]
+    fn periodic_refresh() {
+        let r = good(1_000);
+        assert!(!fetch_due(1_000, Some(&r), 300, None));
+        assert!(!fetch_due(1_299, Some(&r), 300, None));
+        assert!(fetch_due(1_300, Some(&r), 300, None));
+    }
+
+    #[test]
+    fn unknown_kid_refresh_is_rate_limited() {
+        let r = good(1_000);
+        // Seen after the fetch: due once the minimum interval has passed.
+        assert!(!fetch_due(1_010, Some(&r), 300, Some(1_005)));
+        assert!(fetch_due(1_030, Some(&r), 300, Some(1_005)));
+        // Seen before the last fetch: already answered by it.
+        assert!(!fetch_due(1_100, Some(&r), 300, Some(999)));
+    }
+
+    #[test]
+    fn failures_retry_and_keep_the_last_good_set() {
+        let mut r = good(1_000);
+        r.attempted_at = 1_400;
+        r.last_error = Some("HTTP 503".into());
+        assert!(!fetch_due(1_404, Some(&r), 300, None));
+        assert!(fetch_due(1_405, Some(&r), 300, None));
+        let bytes = r.to_bytes();
+        let back = JwksRecord::from_bytes(&bytes).unwrap();
+        assert_eq!(back, r);
+        assert_eq!(back.jwks, json!({"keys": []}));
+    }
+
+    #[test]
+    fn never_fetched_but_failed_retries() {
+        let r = JwksRecord {
+            fetched_at: 0,
+            jwks: Value::Null,
+            attempted_at: 50,
+            last_error: Some("down".into()),
+        };
+        assert!(!fetch_due(54, Some(&r), 300, None));
+        assert!(fetch_due(55, Some(&r), 300, None));
+    }
+
+    #[test]
+    fn lease_encoding_and_expiry() {
+        let l = Lease { until: 120 };
+        assert_eq!(Lease::from_bytes(&l.to_bytes()), l);
+        assert!(l.held(119));
+        assert!(!l.held(120));
+        assert!(!Lease::from_bytes(b"garbage").held(0));
+    }
+
+    #[test]
+    fn discovery_checks_the_issuer_and_reads_jwks_uri() {
+        let doc = json!({"issuer": "https://a.example", "jwks_uri": "https://a.example/jwks?x=1"});
+        let url = parse_discovery(doc.to_string().as_bytes(), "https://a.example").unwrap();
+        assert_eq!(url.as_string(), "https://a.example/jwks");
+        assert_eq!(
+            call_target(&url),
+            ("a.example".to_string(), "/jwks".to_string())
+        );
+        assert!(
+            parse_discovery(doc.to_string().as_bytes(), "https://b.example")
+                .unwrap_err()
+                .contains("differs")
+        );
+        assert!(parse_discovery(b"{}", "https://a.example").is_err());
+        assert!(parse_discovery(b"not json", "https://a.example").is_err());
+        let no_jwks = json!({"issuer": "https://a.example"});
+        assert!(
+            parse_discovery(no_jwks.to_string().as_bytes(), "https://a.example")
+                .unwrap_err()
+                .contains("jwks_uri")
+        );
+        let big = vec![b' '; MAX_DOCUMENT_BYTES + 1];
+        assert!(parse_discovery(&big, "https://a.example").is_err());
+    }
+
+    #[test]
+    fn call_target_keeps_non_default_ports() {
+        let url = HttpUrl::parse(
+            "http://127.0.0.1:8443/.well-known/openid-configuration",
+            false,
+        )
+        .unwrap();
+        assert_eq!(
+            call_target(&url),
+            (
+                "127.0.0.1:8443".to_string(),
+                "/.well-known/openid-configuration".to_string()
+            )
+        );
+    }
+
+    #[test]
+    fn jwks_documents_must_hold_a_usable_key() {
+        assert!(parse_jwks(br#"{"keys": []}"#).is_err());
+        assert!(parse_jwks(b"[]").is_err());
+        assert!(parse_jwks(b"nope").is_err());
+        assert!(parse_jwks(br#"{"keys":[{"kty":"oct","k":"AAAA"}]}"#).is_err());
+    }
+
+    #[test]
+    fn shared_keys_differ_per_metadata_url() {
+        let a = SharedKeys::for_url(&HttpUrl::parse("https://a.example/m", false).unwrap());
+        let b = SharedKeys::for_url(&HttpUrl::parse("https://b.example/m", false).unwrap());
+        assert_ne!(a.jwks, b.jwks);
+        assert_ne!(a.lease, a.jwks);
+        assert!(a.jwks.starts_with(SHARED_PREFIX));
+    }
+}
