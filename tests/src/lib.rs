@@ -21,6 +21,9 @@
 
 pub mod authority;
 pub mod gateway;
+pub mod oidc;
+pub mod prometheus;
+pub mod registry;
 
 use std::collections::HashSet;
 use std::fs;

@@ -17,6 +17,7 @@ pub mod keys;
 pub mod plan;
 pub mod query;
 pub mod remote;
+pub mod revocation;
 pub mod scope;
 pub mod structpb;
 pub mod url;

@@ -162,7 +162,7 @@ pub fn parse_discovery(body: &[u8], expected_issuer: &str) -> Result<HttpUrl, St
         .get("jwks_uri")
         .and_then(Value::as_str)
         .ok_or("metadata has no jwks_uri")?;
-    HttpUrl::parse(uri, true).map_err(|e| format!("jwks_uri {e}"))
+    HttpUrl::parse_keeping_query(uri).map_err(|e| format!("jwks_uri {e}"))
 }
 
 /// Parses and checks a fetched JWKS document: it must hold at least one usable key.
@@ -178,13 +178,14 @@ pub fn parse_jwks(body: &[u8]) -> Result<(Value, KeySet), String> {
     Ok((doc, set))
 }
 
-/// The `:authority` and `:path` for an HTTP call to `url` through a cluster.
+/// The `:authority` and `:path` (query included) for an HTTP call to `url` through a
+/// cluster.
 pub fn call_target(url: &HttpUrl) -> (String, String) {
     let authority = match url.port {
         Some(p) => format!("{}:{p}", url.host),
         None => url.host.clone(),
     };
-    (authority, url.path.clone())
+    (authority, url.path_and_query())
 }
 
 #[cfg(test)]
@@ -266,7 +267,7 @@ mod tests {
         assert_eq!(url.as_string(), "https://a.example/jwks");
         assert_eq!(
             call_target(&url),
-            ("a.example".to_string(), "/jwks".to_string())
+            ("a.example".to_string(), "/jwks?x=1".to_string())
         );
         assert!(
             parse_discovery(doc.to_string().as_bytes(), "https://b.example")

@@ -12,6 +12,9 @@ pub struct HttpUrl {
     pub port: Option<u16>,
     /// Path, percent-encoding normalized, `/` when empty, dot segments removed.
     pub path: String,
+    /// The query (without `?`), kept only by [`HttpUrl::parse_keeping_query`]; empty
+    /// otherwise, so comparisons (DPoP `htu`) ignore it.
+    pub query: String,
 }
 
 impl HttpUrl {
@@ -52,7 +55,27 @@ impl HttpUrl {
             host: host.to_ascii_lowercase(),
             port: port.filter(|p| *p != default_port),
             path,
+            query: String::new(),
         })
+    }
+
+    /// Parses an absolute http(s) URL to fetch: the query is kept (an Authority may
+    /// publish `jwks_uri` as `…/keys?p=policy`), the fragment dropped.
+    pub fn parse_keeping_query(text: &str) -> Result<HttpUrl, String> {
+        let mut url = HttpUrl::parse(text, true)?;
+        if let Some((_, rest)) = text.split_once('?') {
+            url.query = rest.split('#').next().unwrap_or("").to_string();
+        }
+        Ok(url)
+    }
+
+    /// Path and query, as an HTTP request target.
+    pub fn path_and_query(&self) -> String {
+        if self.query.is_empty() {
+            self.path.clone()
+        } else {
+            format!("{}?{}", self.path, self.query)
+        }
     }
 
     /// The normalized URL text: `scheme://host[:port]/path`.
@@ -196,6 +219,15 @@ mod tests {
         );
         assert_eq!(norm("https://[::1]:8443/token"), "https://[::1]:8443/token");
         assert_eq!(norm("https://g.example/dir/"), "https://g.example/dir/");
+    }
+
+    #[test]
+    fn keeps_the_query_only_when_asked() {
+        let u = HttpUrl::parse_keeping_query("https://a.example/keys?p=b2c_1#frag").unwrap();
+        assert_eq!(u.path_and_query(), "/keys?p=b2c_1");
+        let v = HttpUrl::parse("https://a.example/keys?p=b2c_1", true).unwrap();
+        assert_eq!(v.path_and_query(), "/keys");
+        assert!(HttpUrl::parse_keeping_query("ftp://x/").is_err());
     }
 
     #[test]
