@@ -131,3 +131,32 @@ test: deps lint unit rules wasm e2e
 clean:
 	cargo clean
 	rm -rf $(DEV)
+
+## --- performance (benchmarks: never part of make test) ---------------------------------
+
+LOADGEN   := target/release/loadgen
+BENCHBIN  := target/release/bench
+LOAD_ARGS ?=
+BENCH_ARGS ?=
+
+.PHONY: loadgen load bench
+
+loadgen:
+	cargo build --release -q -p registry-token-loadgen
+
+# Drives a running gateway (`make run` in another terminal: 127.0.0.1:8085, admin 9901),
+# then checks Envoy's counters against what it saw. LOAD_ARGS="--help" lists the options,
+# e.g. LOAD_ARGS="--mode dpop --connections 16 --duration 60".
+load: loadgen
+	$(LOADGEN) $(LOAD_ARGS)
+
+# The whole comparison on this machine (about 10 minutes; the machine should be idle):
+# writes docs/PERFORMANCE.md and docs/performance-latency.png.
+# A quick look: BENCH_ARGS="--seconds 3 --soak 30 --sweep-seconds 3 --optoks 3000".
+bench: deps wasm loadgen
+	@command -v gnuplot >/dev/null || { \
+	  echo "installing Debian package: gnuplot-nox"; \
+	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq gnuplot-nox >/dev/null; }
+	@command -v taskset >/dev/null || echo "note: taskset (util-linux) not found: Envoy and the load generator will share the CPUs"
+	BENCH_COMMAND='make bench$(if $(BENCH_ARGS), BENCH_ARGS="$(BENCH_ARGS)")' $(BENCHBIN) $(BENCH_ARGS)

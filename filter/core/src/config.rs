@@ -170,6 +170,10 @@ pub struct RawSigning {
     /// key), never used for minting.
     #[serde(default)]
     pub published_keys: Vec<RawPublishedKey>,
+    /// Seconds a minted token is handed out again for an identical request (0 = off, the
+    /// default; at most half the lifetime).
+    #[serde(default)]
+    pub reuse_seconds: Option<u64>,
 }
 
 /// A key published for verifiers only.
@@ -280,6 +284,8 @@ pub struct SigningConfig {
     pub x5c: Option<Vec<String>>,
     /// Token lifetime, seconds.
     pub lifetime_seconds: u64,
+    /// Mint reuse window, seconds (0 = off).
+    pub reuse_seconds: u64,
     /// The JWKS served on `GET /jwks`: the active key first, then the published ones.
     pub jwks: Value,
 }
@@ -402,6 +408,7 @@ const OVERRIDABLE: &[(&str, Kind)] = &[
     ("signing.kidFormat", Kind::Str),
     ("signing.certificateChainPem", Kind::Str),
     ("signing.lifetimeSeconds", Kind::Int),
+    ("signing.reuseSeconds", Kind::Int),
     ("registry.realm", Kind::Str),
     ("registry.allowedServices", Kind::StrList),
     ("plans", Kind::Json),
@@ -820,6 +827,16 @@ fn validate_signing(s: RawSigning) -> Result<SigningConfig, ConfigError> {
             ),
         ));
     }
+    let reuse_seconds = s.reuse_seconds.unwrap_or(0);
+    if reuse_seconds > lifetime_seconds / 2 {
+        return Err(ConfigError::new(
+            "signing.reuseSeconds",
+            format!(
+                "{reuse_seconds} is above half the lifetime ({})",
+                lifetime_seconds / 2
+            ),
+        ));
+    }
     let mut published = vec![key.public().clone().with_kid(kid.clone())];
     for (i, p) in s.published_keys.iter().enumerate() {
         let field = format!("signing.publishedKeys[{i}]");
@@ -855,6 +872,7 @@ fn validate_signing(s: RawSigning) -> Result<SigningConfig, ConfigError> {
         kid,
         x5c,
         lifetime_seconds,
+        reuse_seconds,
         jwks,
     })
 }
@@ -862,6 +880,14 @@ fn validate_signing(s: RawSigning) -> Result<SigningConfig, ConfigError> {
 fn validate_registry(r: RawRegistry) -> Result<RegistryConfig, ConfigError> {
     let realm =
         HttpUrl::parse(&r.realm, false).map_err(|e| ConfigError::new("registry.realm", e))?;
+    for own in [crate::handler::HEALTHZ_PATH, crate::handler::JWKS_PATH] {
+        if realm.path == own {
+            return Err(ConfigError::new(
+                "registry.realm",
+                format!("its path {own} is another endpoint of the filter; use e.g. /token"),
+            ));
+        }
+    }
     non_empty_list("registry.allowedServices", &r.allowed_services)?;
     Ok(RegistryConfig {
         realm,

@@ -5,6 +5,7 @@
 use serde_json::{json, Value};
 
 use crate::b64;
+use crate::cache::{self, Caches, MintedToken};
 use crate::config::Config;
 use crate::crypto::Crypto;
 use crate::dpop::{self, DpopError, ProofPolicy, ReplayCache};
@@ -160,6 +161,8 @@ pub struct Context<'a> {
     pub now: u64,
     /// DPoP `jti` replay cache (process-wide in Envoy).
     pub replay: &'a dyn ReplayCache,
+    /// Verified-OpTok and minted-token caches (one per VM and configuration), if any.
+    pub cache: Option<&'a Caches>,
 }
 
 /// The liveness reply.
@@ -302,7 +305,9 @@ pub fn deny(config: &Config, denial: Denial, audit: Option<Audit>) -> Decision {
                 quoted(&denial.detail)
             ));
         }
-        if denial.oauth_error == Some("insufficient_scope") {
+        // The `scope` attribute names what the OpTok lacks; only meaningful when the
+        // refusal is about the OpTok's scopes (not a plan or licence decision).
+        if denial.reason == "insufficient_scope" {
             challenge.push_str(&format!(
                 ", scope={}",
                 quoted(&config.authority.required_scopes.join(" "))
@@ -489,7 +494,7 @@ pub fn handle_token(req: &RequestView<'_>, ctx: &Context<'_>) -> Decision {
         algorithms: &config.authority.algorithms,
         clock_skew_seconds: config.authority.clock_skew_seconds,
     };
-    let optok = match jwt::verify_optok(&token, &policy, keys, ctx.crypto, ctx.now) {
+    let optok = match cache::verify_optok(ctx.cache, &token, &policy, keys, ctx.crypto, ctx.now) {
         Ok(t) => t,
         Err(e) => {
             let mut decision = deny(config, jwt_denial(&e), Some(audit));
@@ -575,46 +580,67 @@ fn mint_reply(
 ) -> Decision {
     let config = ctx.config;
     let signing = &config.signing;
-    let jti = match jwt::new_jti(ctx.crypto) {
-        Ok(j) => j,
-        Err(_) => {
-            return deny(
-                config,
-                Denial::new(500, "internal_error", "could not draw random bits"),
-                Some(audit),
-            )
+    let reuse = ctx
+        .cache
+        .filter(|_| signing.reuse_seconds > 0)
+        .map(|c| (c, cache::mint_key(signing, optok, service, granted)));
+    let reused = reuse
+        .as_ref()
+        .and_then(|(c, key)| c.reusable_mint(key, ctx.now, signing.reuse_seconds));
+    let minted = if let Some(m) = reused {
+        m
+    } else {
+        let jti = match jwt::new_jti(ctx.crypto) {
+            Ok(j) => j,
+            Err(_) => {
+                return deny(
+                    config,
+                    Denial::new(500, "internal_error", "could not draw random bits"),
+                    Some(audit),
+                )
+            }
+        };
+        let request = jwt::MintRequest {
+            issuer: &signing.issuer,
+            subject: &optok.subject,
+            audience: service,
+            access: granted,
+            now: ctx.now,
+            lifetime_seconds: signing.lifetime_seconds,
+            kid: &signing.kid,
+            x5c: signing.x5c.as_deref(),
+            jti: &jti,
+        };
+        let token = match jwt::mint(&request, &signing.key, ctx.crypto) {
+            Ok(t) => t,
+            Err(_) => {
+                return deny(
+                    config,
+                    Denial::new(
+                        500,
+                        "signing_failed",
+                        "the registry token could not be signed",
+                    ),
+                    Some(audit),
+                )
+            }
+        };
+        let m = MintedToken {
+            token,
+            jti,
+            issued_at: ctx.now,
+            expires_at: ctx.now.saturating_add(signing.lifetime_seconds),
+        };
+        if let Some((c, key)) = reuse {
+            c.remember_mint(key, &m, signing.reuse_seconds);
         }
-    };
-    let request = jwt::MintRequest {
-        issuer: &signing.issuer,
-        subject: &optok.subject,
-        audience: service,
-        access: granted,
-        now: ctx.now,
-        lifetime_seconds: signing.lifetime_seconds,
-        kid: &signing.kid,
-        x5c: signing.x5c.as_deref(),
-        jti: &jti,
-    };
-    let token = match jwt::mint(&request, &signing.key, ctx.crypto) {
-        Ok(t) => t,
-        Err(_) => {
-            return deny(
-                config,
-                Denial::new(
-                    500,
-                    "signing_failed",
-                    "the registry token could not be signed",
-                ),
-                Some(audit),
-            )
-        }
+        m
     };
     let body: Value = json!({
-        "token": token,
-        "access_token": token,
-        "expires_in": signing.lifetime_seconds,
-        "issued_at": jwt::rfc3339(ctx.now),
+        "token": minted.token,
+        "access_token": minted.token,
+        "expires_in": minted.expires_at.saturating_sub(ctx.now),
+        "issued_at": jwt::rfc3339(minted.issued_at),
     });
     let mut headers = vec![
         ("content-type".to_string(), "application/json".to_string()),
@@ -626,8 +652,8 @@ fn mint_reply(
     }
     audit.decision = "issued";
     audit.reason = "issued";
-    audit.jti = Some(jti);
-    audit.exp = Some(ctx.now.saturating_add(signing.lifetime_seconds));
+    audit.jti = Some(minted.jti);
+    audit.exp = Some(minted.expires_at);
     Decision {
         status: 200,
         headers,

@@ -6,6 +6,7 @@
 //! the returned [`handler::Decision`] into hostcalls.
 
 pub mod b64;
+pub mod cache;
 pub mod config;
 pub mod crypto;
 pub mod der;

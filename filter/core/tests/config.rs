@@ -437,3 +437,14 @@ fn signing_ec_public_pem() -> String {
         .to_public_key_pem(p256::pkcs8::LineEnding::LF)
         .unwrap()
 }
+
+#[test]
+fn realm_must_not_shadow_the_other_endpoints() {
+    for path in ["/healthz", "/jwks"] {
+        let e = refused(with(|c| {
+            c["registry"]["realm"] = json!(format!("https://gateway.example{path}"))
+        }));
+        assert!(e.contains("registry.realm"), "{e}");
+        assert!(e.contains(path), "{e}");
+    }
+}

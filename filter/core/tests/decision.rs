@@ -841,6 +841,7 @@ fn keys_unavailable_is_503_with_retry_after() {
         crypto: &crypto,
         now: NOW,
         replay: replay_cache(),
+        cache: None,
     };
     let d = registry_token_core::handler::handle_token(&view, &ctx);
     assert_eq!(d.status, 503);
@@ -867,4 +868,23 @@ fn error_bodies_never_carry_secrets() {
             "the audit record must not hold the OpTok"
         );
     }
+}
+
+#[test]
+fn plan_refusals_do_not_claim_a_missing_optok_scope() {
+    let config = cfg();
+    let d = decide(
+        &config,
+        "service=registry.example&scope=repository:other/thing:push",
+        &[("authorization", &bearer(&optok(&default_claims())))],
+    );
+    let challenge = header(&d, "www-authenticate").unwrap();
+    assert!(
+        challenge.contains("error=\"insufficient_scope\""),
+        "{challenge}"
+    );
+    assert!(
+        !challenge.contains("scope=\"registry.token.issue\""),
+        "{challenge}"
+    );
 }

@@ -9,7 +9,7 @@
 mod host;
 mod replay;
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::{Duration, UNIX_EPOCH};
@@ -17,6 +17,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, LogLevel, MetricType};
 
+use registry_token_core::cache::{CacheStats, Caches};
 use registry_token_core::config::{Config, KeySource};
 use registry_token_core::crypto::{Crypto, RustCrypto};
 use registry_token_core::handler::{self, Decision, Outcome, RequestView, Route};
@@ -26,6 +27,17 @@ use registry_token_core::remote::{self, JwksRecord, Lease, SharedKeys};
 
 /// Name of the counter of minted tokens.
 pub const ISSUED_METRIC: &str = "registry_token_issued_total";
+/// Histogram of the time the filter spends on one `/token` request, microseconds (from
+/// the request headers to the local reply, measured with the host clock).
+pub const DECISION_HISTOGRAM: &str = "registry_token_decision_us";
+/// Gauge: the largest linear memory of the VMs serving requests, bytes.
+pub const VM_MEMORY_GAUGE: &str = "registry_token_vm_memory_bytes";
+/// Counters of the per-VM caches.
+pub const OPTOK_CACHE_HITS: &str = "registry_token_optok_cache_hits_total";
+/// OpToks verified because the cache could not answer.
+pub const OPTOK_CACHE_MISSES: &str = "registry_token_optok_cache_misses_total";
+/// Replies that reused a minted token (`signing.reuseSeconds`).
+pub const MINT_REUSED: &str = "registry_token_mint_reused_total";
 /// DPoP proofs remembered per time slot across the process (16 bytes each).
 const REPLAY_CAPACITY: usize = 256 * 1024;
 /// Prefix of the per-reason rejection counters (`…​.reason.<label>`).
@@ -43,14 +55,106 @@ fn now_unix() -> u64 {
         .unwrap_or(0)
 }
 
-/// Counters, defined lazily (one per reason label) and cached per VM.
+/// Host wall clock in nanoseconds (0 when the host cannot answer).
+fn now_nanos() -> u64 {
+    host::current_time()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+/// This VM's linear memory, bytes.
+fn vm_memory_bytes() -> u64 {
+    #[cfg(target_arch = "wasm32")]
+    {
+        (core::arch::wasm32::memory_size(0) as u64).saturating_mul(65_536)
+    }
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        0
+    }
+}
+
+/// Counters, defined lazily (one per reason label) and cached per VM; the decision
+/// histogram and the memory gauge, defined at configure time.
 #[derive(Default)]
 struct Metrics {
     ids: RefCell<HashMap<String, u32>>,
+    histogram: Option<u32>,
+    memory: Option<u32>,
+    memory_seen: Cell<u64>,
+    cache_seen: Cell<CacheStats>,
+}
+
+fn define(kind: MetricType, name: &str) -> Option<u32> {
+    match proxy_wasm::hostcalls::define_metric(kind, name) {
+        Ok(id) => Some(id),
+        Err(e) => {
+            log::warn!("registry-token-filter: cannot define metric {name}: {e:?}");
+            None
+        }
+    }
 }
 
 impl Metrics {
+    fn new() -> Metrics {
+        Metrics {
+            histogram: define(MetricType::Histogram, DECISION_HISTOGRAM),
+            memory: define(MetricType::Gauge, VM_MEMORY_GAUGE),
+            ..Metrics::default()
+        }
+    }
+
+    /// Records one decision time; the histogram's unit is the microsecond.
+    fn record_decision(&self, started_ns: u64) {
+        if let Some(id) = self.histogram {
+            let micros = now_nanos().saturating_sub(started_ns) / 1_000;
+            let _ = proxy_wasm::hostcalls::record_metric(id, micros);
+        }
+    }
+
+    /// Raises the memory gauge to this VM's memory when it grew (a max over the VMs).
+    fn note_memory(&self) {
+        let Some(id) = self.memory else { return };
+        let bytes = vm_memory_bytes();
+        if bytes == self.memory_seen.get() {
+            return;
+        }
+        self.memory_seen.set(bytes);
+        let current = proxy_wasm::hostcalls::get_metric(id).unwrap_or(0);
+        if bytes > current {
+            let _ = proxy_wasm::hostcalls::record_metric(id, bytes);
+        }
+    }
+
+    /// Adds the cache counts since the last call to the cache counters.
+    fn note_cache(&self, now: CacheStats) {
+        let seen = self.cache_seen.replace(now);
+        for (name, delta) in [
+            (
+                OPTOK_CACHE_HITS,
+                now.optok_hits.saturating_sub(seen.optok_hits),
+            ),
+            (
+                OPTOK_CACHE_MISSES,
+                now.optok_misses.saturating_sub(seen.optok_misses),
+            ),
+            (
+                MINT_REUSED,
+                now.mint_reused.saturating_sub(seen.mint_reused),
+            ),
+        ] {
+            if delta > 0 {
+                self.add(name, delta);
+            }
+        }
+    }
+
     fn increment(&self, name: &str) {
+        self.add(name, 1);
+    }
+
+    fn add(&self, name: &str, delta: u64) {
         let id = {
             let ids = self.ids.borrow();
             ids.get(name).copied()
@@ -68,7 +172,7 @@ impl Metrics {
                 }
             },
         };
-        let _ = proxy_wasm::hostcalls::increment_metric(id, 1);
+        let _ = proxy_wasm::hostcalls::increment_metric(id, i64::try_from(delta).unwrap_or(0));
     }
 
     fn record(&self, outcome: &Outcome) {
@@ -110,6 +214,7 @@ struct State {
     remote: Option<RefCell<RemoteKeys>>,
     inline_keys: Option<Rc<KeySet>>,
     replay: replay::SharedReplayCache,
+    caches: Caches,
 }
 
 impl State {
@@ -204,10 +309,11 @@ impl Root {
         Ok(State {
             config,
             crypto,
-            metrics: Metrics::default(),
+            metrics: Metrics::new(),
             remote,
             inline_keys,
             replay,
+            caches: Caches::default(),
         })
     }
 
@@ -440,8 +546,11 @@ impl RootContext for Root {
                 let remote = matches!(state.config.authority.keys, KeySource::Remote { .. });
                 self.state = Some(Rc::new(state));
                 if remote {
+                    // The first fetch happens on the first tick, not here: Envoy also runs
+                    // on_configure in a short-lived VM that validates the configuration and
+                    // is destroyed before any HTTP call answers, which would strand the
+                    // process-wide fetch lease until it expires.
                     let _ = proxy_wasm::hostcalls::set_tick_period(Duration::from_secs(1));
-                    self.maybe_fetch();
                 }
                 true
             }
@@ -502,6 +611,7 @@ impl HttpContext for Stream {
                 Action::Pause
             }
             Route::Token => {
+                let started = now_nanos();
                 let headers = host::request_headers();
                 let method = host::request_header(":method").unwrap_or_default();
                 let digest =
@@ -519,6 +629,7 @@ impl HttpContext for Stream {
                     crypto: state.crypto.as_ref(),
                     now: now_unix(),
                     replay: &state.replay,
+                    cache: Some(&state.caches),
                 };
                 let decision = handler::handle_token(&view, &ctx);
                 if decision.unknown_kid {
@@ -530,6 +641,9 @@ impl HttpContext for Stream {
                     log::info!("registry-token-filter: audit {line}");
                 }
                 self.reply(&decision);
+                state.metrics.record_decision(started);
+                state.metrics.note_cache(state.caches.stats());
+                state.metrics.note_memory();
                 Action::Pause
             }
         }

@@ -203,14 +203,81 @@ pub fn decide_at(
         _ => None,
     };
     let crypto = RustCrypto;
-    let ctx = Context {
-        config,
-        keys,
-        crypto: &crypto,
-        now,
-        replay: replay_cache(),
+    let run = |cache: Option<&registry_token_core::cache::Caches>| {
+        let ctx = Context {
+            config,
+            keys,
+            crypto: &crypto,
+            now,
+            replay: replay_cache(),
+            cache,
+        };
+        handler::handle_token(&view, &ctx)
     };
-    handler::handle_token(&view, &ctx)
+    // Every decision goes through the per-thread caches (sound across configurations:
+    // entries are keyed by the policy and the key set). Requests that touch no per-request
+    // state (no DPoP proof, no mint reuse) are also decided without the cache, and once
+    // more through it (a hit when the first run verified the OpToken): all three must
+    // agree, which checks the caches on every decision test input.
+    let cached = caches().with(|c| run(Some(c)));
+    if view.header_values("dpop").next().is_none() && config.signing.reuse_seconds == 0 {
+        let plain = run(None);
+        assert_same_decision(&cached, &plain);
+        let again = caches().with(|c| run(Some(c)));
+        assert_same_decision(&cached, &again);
+    }
+    cached
+}
+
+/// The per-thread caches [`decide_at`] uses.
+pub fn caches() -> &'static std::thread::LocalKey<registry_token_core::cache::Caches> {
+    thread_local! {
+        static CACHES: registry_token_core::cache::Caches =
+            registry_token_core::cache::Caches::default();
+    }
+    &CACHES
+}
+
+/// The claims of a compact JWS, unchecked.
+pub fn jws_parts(token: &str) -> (Value, Value) {
+    let mut parts = token.split('.');
+    let mut next = || -> Value {
+        let part = parts.next().unwrap();
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(part).unwrap()).unwrap()
+    };
+    (next(), next())
+}
+
+/// Two decisions equal but for the minted token's random `jti` (and so its signature).
+pub fn assert_same_decision(a: &Decision, b: &Decision) {
+    assert_eq!(a.status, b.status, "{} / {}", a.body, b.body);
+    assert_eq!(a.outcome, b.outcome);
+    assert_eq!(a.unknown_kid, b.unknown_kid);
+    assert_eq!(a.headers, b.headers);
+    let strip = |d: &Decision| {
+        d.audit.clone().map(|mut x| {
+            x.jti = x.jti.map(|_| "-".to_string());
+            x
+        })
+    };
+    assert_eq!(strip(a), strip(b));
+    if a.status == 200 {
+        let (mut ba, mut bb) = (body(a), body(b));
+        let ta = jws_parts(ba["token"].as_str().unwrap());
+        let tb = jws_parts(bb["token"].as_str().unwrap());
+        assert_eq!(ta.0, tb.0, "minted headers");
+        let (mut ca, mut cb) = (ta.1, tb.1);
+        ca["jti"] = Value::Null;
+        cb["jti"] = Value::Null;
+        assert_eq!(ca, cb, "minted claims");
+        for b in [&mut ba, &mut bb] {
+            b["token"] = Value::Null;
+            b["access_token"] = Value::Null;
+        }
+        assert_eq!(ba, bb);
+    } else {
+        assert_eq!(a.body, b.body);
+    }
 }
 
 pub fn bearer(token: &str) -> String {

@@ -1,0 +1,454 @@
+//! Per-VM caches on the `/token` path: verified OpToks and (optionally) minted registry
+//! tokens.
+//!
+//! Both are *memos*, never a second source of truth:
+//!
+//! - **Verified OpToks** are keyed by SHA-256 over the verification context (the OpTok
+//!   policy: issuer, audiences, required scopes, algorithms, skew; and the key set: every
+//!   key's `kid`, RFC 7638 thumbprint and `alg` pin) and the OpTok itself. A hit therefore
+//!   means "this exact token was verified under exactly these rules and keys"; a key-set
+//!   change (JWKS refresh, rotation) or a configuration change makes every earlier entry
+//!   unreachable. An entry answers only for `inserted_at <= now < exp`, the interval on
+//!   which a fresh verification is certain to give the same claims (the `nbf`/`iat` checks
+//!   that passed at `inserted_at` pass later too; `exp` is honoured without the skew, so a
+//!   token in its skew tail is simply verified again). A token that failed verification is
+//!   never stored. The DPoP proof and the mTLS certificate are per request and are checked
+//!   on every request, hit or miss, by the handler.
+//! - **Minted tokens** (`signing.reuseSeconds > 0` only) are keyed by SHA-256 over the
+//!   signing identity (issuer, `kid`, key thumbprint, lifetime) and what the token says
+//!   about the caller: subject, DPoP/mTLS binding, service and the granted access. An entry
+//!   answers for `issued_at <= now < issued_at + reuseSeconds`.
+//!
+//! Both maps are bounded: inserting into a full map evicts the oldest insertion first
+//! (FIFO, O(1) amortized). Nothing here is shared between VMs or threads: the glue keeps
+//! one [`Caches`] per VM and configuration (interior mutability through `RefCell`).
+
+use std::cell::{Cell, RefCell};
+use std::collections::{HashMap, VecDeque};
+
+use sha2::{Digest, Sha256};
+
+use crate::config::SigningConfig;
+use crate::crypto::Crypto;
+use crate::jwt::{self, JwtError, OpTok, OpTokPolicy};
+use crate::keys::KeySet;
+use crate::scope::Scope;
+
+/// Default bound of the verified-OpTok cache, entries (about 300 bytes each).
+pub const DEFAULT_OPTOK_CAPACITY: usize = 10_000;
+/// Default bound of the minted-token cache, entries (about 1.5 KB each with RS256).
+pub const DEFAULT_MINT_CAPACITY: usize = 10_000;
+
+/// A 32-byte cache key.
+pub type CacheKey = [u8; 32];
+
+struct Slot<V> {
+    value: V,
+    valid_from: u64,
+    valid_until: u64,
+    seq: u64,
+}
+
+/// A bounded map with per-entry validity intervals and FIFO eviction.
+pub struct Bounded<V> {
+    map: HashMap<CacheKey, Slot<V>>,
+    order: VecDeque<(CacheKey, u64)>,
+    seq: u64,
+    capacity: usize,
+}
+
+impl<V: Clone> Bounded<V> {
+    /// An empty map holding at most `capacity` entries (at least 1).
+    pub fn new(capacity: usize) -> Bounded<V> {
+        Bounded {
+            map: HashMap::new(),
+            order: VecDeque::new(),
+            seq: 0,
+            capacity: capacity.max(1),
+        }
+    }
+
+    /// The value under `key` when `valid_from <= now < valid_until`; an entry found out of
+    /// its interval is dropped.
+    pub fn get(&mut self, key: &CacheKey, now: u64) -> Option<V> {
+        let slot = self.map.get(key)?;
+        if slot.valid_from <= now && now < slot.valid_until {
+            return Some(slot.value.clone());
+        }
+        if now >= slot.valid_until {
+            self.map.remove(key);
+        }
+        None
+    }
+
+    /// Stores `value` for `valid_from <= now < valid_until` (nothing when the interval is
+    /// empty), evicting the oldest insertions while the map is full.
+    pub fn insert(&mut self, key: CacheKey, value: V, valid_from: u64, valid_until: u64) {
+        if valid_until <= valid_from {
+            return;
+        }
+        if !self.map.contains_key(&key) {
+            while self.map.len() >= self.capacity {
+                let Some((old, seq)) = self.order.pop_front() else {
+                    break;
+                };
+                if self.map.get(&old).is_some_and(|s| s.seq == seq) {
+                    self.map.remove(&old);
+                }
+            }
+        }
+        self.seq += 1;
+        self.map.insert(
+            key,
+            Slot {
+                value,
+                valid_from,
+                valid_until,
+                seq: self.seq,
+            },
+        );
+        self.order.push_back((key, self.seq));
+        // Re-inserted keys leave stale order records behind; keep the queue bounded.
+        if self.order.len() > 2 * self.capacity + 16 {
+            let map = &self.map;
+            self.order
+                .retain(|(k, s)| map.get(k).is_some_and(|slot| slot.seq == *s));
+        }
+    }
+
+    /// Number of entries held (expired ones included until they are met or evicted).
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// True when nothing is held.
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    /// The bound.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Length of the eviction queue (for tests: stays within `2 × capacity + 16`).
+    pub fn queue_len(&self) -> usize {
+        self.order.len()
+    }
+
+    /// Drops everything.
+    pub fn clear(&mut self) {
+        self.map.clear();
+        self.order.clear();
+    }
+}
+
+/// A minted registry token kept for reuse.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MintedToken {
+    /// The compact JWS.
+    pub token: String,
+    /// Its `jti`.
+    pub jti: String,
+    /// Its `iat`.
+    pub issued_at: u64,
+    /// Its `exp`.
+    pub expires_at: u64,
+}
+
+/// Hit and miss counts since the cache was made.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CacheStats {
+    /// OpToks answered from the cache.
+    pub optok_hits: u64,
+    /// OpToks verified (not in the cache, or out of their interval).
+    pub optok_misses: u64,
+    /// Replies that reused a minted token.
+    pub mint_reused: u64,
+}
+
+/// The per-VM caches.
+pub struct Caches {
+    optoks: RefCell<Bounded<OpTok>>,
+    minted: RefCell<Bounded<MintedToken>>,
+    stats: Cell<CacheStats>,
+}
+
+impl Default for Caches {
+    fn default() -> Caches {
+        Caches::new(DEFAULT_OPTOK_CAPACITY, DEFAULT_MINT_CAPACITY)
+    }
+}
+
+/// Feeds one length-prefixed field into a hash, so field boundaries cannot be forged.
+fn field(h: &mut Sha256, bytes: &[u8]) {
+    h.update((bytes.len() as u64).to_be_bytes());
+    h.update(bytes);
+}
+
+/// SHA-256 over the OpTok policy and the key set: what a verification depends on besides
+/// the token and the time.
+pub fn verification_context(policy: &OpTokPolicy<'_>, keys: &KeySet) -> CacheKey {
+    let mut h = Sha256::new();
+    field(&mut h, b"optok-v1");
+    field(&mut h, policy.issuer.as_bytes());
+    h.update((policy.audiences.len() as u64).to_be_bytes());
+    for a in policy.audiences {
+        field(&mut h, a.as_bytes());
+    }
+    h.update((policy.required_scopes.len() as u64).to_be_bytes());
+    for s in policy.required_scopes {
+        field(&mut h, s.as_bytes());
+    }
+    h.update((policy.algorithms.len() as u64).to_be_bytes());
+    for a in policy.algorithms {
+        field(&mut h, a.name().as_bytes());
+    }
+    h.update(policy.clock_skew_seconds.to_be_bytes());
+    h.update((keys.len() as u64).to_be_bytes());
+    for k in keys.iter() {
+        field(&mut h, k.kid().unwrap_or("").as_bytes());
+        field(&mut h, k.thumbprint().as_bytes());
+        field(&mut h, k.alg().map_or("", |a| a.name()).as_bytes());
+    }
+    h.finalize().into()
+}
+
+/// The cache key of an OpTok under a verification context.
+pub fn optok_key(context: &CacheKey, token: &str) -> CacheKey {
+    let mut h = Sha256::new();
+    h.update(context);
+    h.update(token.as_bytes());
+    h.finalize().into()
+}
+
+/// The reuse key of a minted token: signing identity, subject, bindings, service, access.
+pub fn mint_key(
+    signing: &SigningConfig,
+    optok: &OpTok,
+    service: &str,
+    granted: &[Scope],
+) -> CacheKey {
+    let mut h = Sha256::new();
+    field(&mut h, b"mint-v1");
+    field(&mut h, signing.issuer.as_bytes());
+    field(&mut h, signing.kid.as_bytes());
+    field(&mut h, signing.key.public().thumbprint().as_bytes());
+    h.update(signing.lifetime_seconds.to_be_bytes());
+    h.update([u8::from(signing.x5c.is_some())]);
+    field(&mut h, optok.subject.as_bytes());
+    field(&mut h, optok.jkt.as_deref().unwrap_or("").as_bytes());
+    field(&mut h, optok.x5t_s256.as_deref().unwrap_or("").as_bytes());
+    field(&mut h, service.as_bytes());
+    h.update((granted.len() as u64).to_be_bytes());
+    for s in granted {
+        field(&mut h, s.resource_type.as_bytes());
+        field(&mut h, s.name.as_bytes());
+        h.update((s.actions.len() as u64).to_be_bytes());
+        for a in &s.actions {
+            field(&mut h, a.as_bytes());
+        }
+    }
+    h.finalize().into()
+}
+
+impl Caches {
+    /// Caches with the given bounds.
+    pub fn new(optok_capacity: usize, mint_capacity: usize) -> Caches {
+        Caches {
+            optoks: RefCell::new(Bounded::new(optok_capacity)),
+            minted: RefCell::new(Bounded::new(mint_capacity)),
+            stats: Cell::new(CacheStats::default()),
+        }
+    }
+
+    /// Hit and miss counts so far.
+    pub fn stats(&self) -> CacheStats {
+        self.stats.get()
+    }
+
+    /// Entries held: (verified OpToks, minted tokens).
+    pub fn len(&self) -> (usize, usize) {
+        (self.optoks.borrow().len(), self.minted.borrow().len())
+    }
+
+    /// True when both caches are empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == (0, 0)
+    }
+
+    fn bump(&self, f: impl FnOnce(&mut CacheStats)) {
+        let mut s = self.stats.get();
+        f(&mut s);
+        self.stats.set(s);
+    }
+
+    /// [`jwt::verify_optok`] through the cache: a hit returns the claims verified earlier
+    /// under the same policy and keys; a miss verifies and stores a success until `exp`.
+    pub fn verify_optok(
+        &self,
+        token: &str,
+        policy: &OpTokPolicy<'_>,
+        keys: &KeySet,
+        crypto: &dyn Crypto,
+        now: u64,
+    ) -> Result<OpTok, JwtError> {
+        let key = optok_key(&verification_context(policy, keys), token);
+        let hit = self.optoks.borrow_mut().get(&key, now);
+        if let Some(optok) = hit {
+            self.bump(|s| s.optok_hits += 1);
+            return Ok(optok);
+        }
+        self.bump(|s| s.optok_misses += 1);
+        let optok = jwt::verify_optok(token, policy, keys, crypto, now)?;
+        self.optoks
+            .borrow_mut()
+            .insert(key, optok.clone(), now, optok.expires_at);
+        Ok(optok)
+    }
+
+    /// A minted token stored under `key` less than `reuse_seconds` ago.
+    pub fn reusable_mint(
+        &self,
+        key: &CacheKey,
+        now: u64,
+        reuse_seconds: u64,
+    ) -> Option<MintedToken> {
+        if reuse_seconds == 0 {
+            return None;
+        }
+        let found = self.minted.borrow_mut().get(key, now)?;
+        // The interval was fixed at insertion; a lower reuseSeconds applies at once.
+        if now >= found.issued_at.saturating_add(reuse_seconds) || now >= found.expires_at {
+            return None;
+        }
+        self.bump(|s| s.mint_reused += 1);
+        Some(found)
+    }
+
+    /// Keeps `minted` for reuse during `reuse_seconds` after its `iat` (never past `exp`).
+    pub fn remember_mint(&self, key: CacheKey, minted: &MintedToken, reuse_seconds: u64) {
+        if reuse_seconds == 0 {
+            return;
+        }
+        let until = minted
+            .issued_at
+            .saturating_add(reuse_seconds)
+            .min(minted.expires_at);
+        self.minted
+            .borrow_mut()
+            .insert(key, minted.clone(), minted.issued_at, until);
+    }
+}
+
+/// Verifies an OpTok through `cache` when there is one, directly otherwise.
+pub fn verify_optok(
+    cache: Option<&Caches>,
+    token: &str,
+    policy: &OpTokPolicy<'_>,
+    keys: &KeySet,
+    crypto: &dyn Crypto,
+    now: u64,
+) -> Result<OpTok, JwtError> {
+    match cache {
+        Some(c) => c.verify_optok(token, policy, keys, crypto, now),
+        None => jwt::verify_optok(token, policy, keys, crypto, now),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn k(n: u32) -> CacheKey {
+        let mut key = [0u8; 32];
+        key[..4].copy_from_slice(&n.to_be_bytes());
+        key
+    }
+
+    #[test]
+    fn get_honours_the_validity_interval() {
+        let mut m = Bounded::new(4);
+        m.insert(k(1), "a", 100, 200);
+        assert_eq!(m.get(&k(1), 99), None, "before valid_from");
+        assert_eq!(m.len(), 1, "kept: it becomes valid later");
+        assert_eq!(m.get(&k(1), 100), Some("a"));
+        assert_eq!(m.get(&k(1), 199), Some("a"));
+        assert_eq!(m.get(&k(1), 200), None, "valid_until is exclusive");
+        assert!(m.is_empty(), "an expired entry is dropped when met");
+        m.insert(k(2), "b", 300, 300);
+        assert!(m.is_empty(), "an empty interval stores nothing");
+        assert_eq!(m.get(&k(3), 0), None);
+    }
+
+    #[test]
+    fn a_full_map_evicts_the_oldest_insertion() {
+        let mut m = Bounded::new(3);
+        for n in 1..=3 {
+            m.insert(k(n), n, 0, 10);
+        }
+        m.insert(k(4), 4, 0, 10);
+        assert_eq!(m.len(), 3);
+        assert_eq!(m.get(&k(1), 1), None);
+        for n in 2..=4 {
+            assert_eq!(m.get(&k(n), 1), Some(n));
+        }
+        // Replacing an existing key evicts nothing and refreshes its age.
+        m.insert(k(2), 20, 0, 10);
+        assert_eq!(m.len(), 3);
+        m.insert(k(5), 5, 0, 10);
+        assert_eq!(m.get(&k(3), 1), None, "3 was the oldest insertion");
+        assert_eq!(m.get(&k(2), 1), Some(20));
+        assert_eq!(m.capacity(), 3);
+    }
+
+    #[test]
+    fn the_eviction_queue_stays_bounded_under_reinsertion() {
+        let mut m = Bounded::new(8);
+        for round in 0..10_000u64 {
+            m.insert(k(1), round, 0, 10);
+            m.insert(k((round % 5) as u32 + 2), round, 0, 10);
+        }
+        assert!(m.len() <= 8);
+        assert!(m.queue_len() <= 2 * 8 + 16, "{}", m.queue_len());
+        assert_eq!(m.get(&k(1), 0), Some(9_999));
+        m.clear();
+        assert!(m.is_empty());
+        assert_eq!(m.queue_len(), 0);
+    }
+
+    #[test]
+    fn a_large_map_never_exceeds_its_bound() {
+        let mut m = Bounded::new(1000);
+        for n in 0..50_000 {
+            m.insert(k(n), n, 0, 100);
+        }
+        assert_eq!(m.len(), 1000);
+        assert!(m.queue_len() <= 2016);
+        assert_eq!(m.get(&k(48_999), 5), None);
+        assert_eq!(m.get(&k(49_000), 5), Some(49_000));
+    }
+
+    #[test]
+    fn zero_capacity_still_holds_one_entry() {
+        let mut m = Bounded::new(0);
+        m.insert(k(1), 1, 0, 5);
+        m.insert(k(2), 2, 0, 5);
+        assert_eq!(m.len(), 1);
+        assert_eq!(m.get(&k(2), 0), Some(2));
+    }
+
+    #[test]
+    fn field_framing_separates_fields() {
+        let hash = |parts: &[&[u8]]| {
+            let mut h = Sha256::new();
+            for p in parts {
+                field(&mut h, p);
+            }
+            let out: CacheKey = h.finalize().into();
+            out
+        };
+        assert_ne!(hash(&[b"ab", b"c"]), hash(&[b"a", b"bc"]));
+        assert_ne!(hash(&[b"abc"]), hash(&[b"abc", b""]));
+    }
+}

@@ -1,0 +1,555 @@
+//! The load engine: pre-generated requests, a fixed number of keep-alive connections for
+//! a fixed time, closed loop (as fast as the gateway answers) or open loop (a fixed offered
+//! rate, latency measured from the intended send time so queueing is not hidden).
+
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashSet};
+use std::hash::{Hash, Hasher};
+use std::io::Write;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use ring::rand::SystemRandom;
+
+use crate::http::{connect, exchange, Target};
+use crate::jose::{ath, unix_now, AuthorityKey, Binding, OpTokClaims, ProofKey};
+
+/// Seconds covered by one batch of pre-generated DPoP proofs (each proof's `iat` is the
+/// middle of its batch, well inside the filter's ±60 s window).
+pub const PROOF_EPOCH_SECONDS: u64 = 60;
+
+/// How requests prove who they are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// `Authorization: Bearer <OpTok>`, unbound OpToks.
+    Bearer,
+    /// `Authorization: DPoP <OpTok>` + a fresh `DPoP` proof; OpToks bound by `cnf.jkt`.
+    Dpop,
+    /// `Authorization: Bearer <OpTok>` over TLS with a client certificate; OpToks bound by
+    /// `cnf.x5t#S256`.
+    Mtls,
+}
+
+impl Mode {
+    /// Parses `bearer`, `dpop`, `mtls`.
+    pub fn parse(s: &str) -> Option<Mode> {
+        match s {
+            "bearer" => Some(Mode::Bearer),
+            "dpop" => Some(Mode::Dpop),
+            "mtls" => Some(Mode::Mtls),
+            _ => None,
+        }
+    }
+
+    /// The name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Bearer => "bearer",
+            Mode::Dpop => "dpop",
+            Mode::Mtls => "mtls",
+        }
+    }
+}
+
+/// One generated OpTok and, for DPoP, its proof key.
+type Generated = (String, Option<ProofKey>);
+
+/// A pool of distinct OpToks (and, for DPoP, each one's proof key).
+pub struct OpTokPool {
+    /// Binding mode of the pool.
+    pub mode: Mode,
+    /// The tokens.
+    pub tokens: Vec<String>,
+    /// Proof keys, parallel to `tokens` (DPoP only).
+    pub keys: Vec<ProofKey>,
+    /// `ath` of each token (DPoP only).
+    pub aths: Vec<String>,
+}
+
+impl OpTokPool {
+    /// Generates `n` OpToks (each a distinct subject) on all cores. `x5t` is the client
+    /// certificate thumbprint for [`Mode::Mtls`].
+    pub fn generate(
+        authority: &AuthorityKey,
+        claims: &OpTokClaims,
+        mode: Mode,
+        n: usize,
+        x5t: Option<&str>,
+    ) -> Result<OpTokPool, String> {
+        let run = format!("{:x}", unix_now() ^ u64::from(std::process::id()));
+        let now = unix_now();
+        let threads = thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .max(1);
+        let chunks: Vec<Result<Vec<Generated>, String>> = thread::scope(|s| {
+            let handles: Vec<_> = (0..threads)
+                .map(|t| {
+                    let run = &run;
+                    s.spawn(move || {
+                        let rng = SystemRandom::new();
+                        let mut out = Vec::new();
+                        for i in (t..n).step_by(threads) {
+                            let key = match mode {
+                                Mode::Dpop => Some(ProofKey::generate(&rng)?),
+                                _ => None,
+                            };
+                            let binding = match (&key, mode) {
+                                (Some(k), _) => Binding::Jkt(k.jkt().to_string()),
+                                (None, Mode::Mtls) => {
+                                    Binding::X5t(x5t.unwrap_or_default().to_string())
+                                }
+                                _ => Binding::None,
+                            };
+                            let tok = authority.sign(&claims.claims(run, i, now, &binding))?;
+                            out.push((tok, key));
+                        }
+                        Ok(out)
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| Err("generator panicked".into()))
+                })
+                .collect()
+        });
+        let mut pool = OpTokPool {
+            mode,
+            tokens: Vec::with_capacity(n),
+            keys: Vec::new(),
+            aths: Vec::new(),
+        };
+        for chunk in chunks {
+            for (tok, key) in chunk? {
+                if let Some(k) = key {
+                    pool.aths.push(ath(&tok));
+                    pool.keys.push(k);
+                }
+                pool.tokens.push(tok);
+            }
+        }
+        Ok(pool)
+    }
+
+    /// Number of OpToks.
+    pub fn len(&self) -> usize {
+        self.tokens.len()
+    }
+
+    /// True when empty.
+    pub fn is_empty(&self) -> bool {
+        self.tokens.is_empty()
+    }
+}
+
+struct Epoch {
+    requests: Vec<Vec<u8>>,
+    next: AtomicUsize,
+}
+
+/// The requests of one run.
+pub struct Workload {
+    pool: Arc<OpTokPool>,
+    /// Number of OpToks of the pool in use (the first `used`).
+    used: usize,
+    prefix: String,
+    htu: String,
+    static_requests: Vec<Vec<u8>>,
+    epochs: Vec<Epoch>,
+    epoch_base: u64,
+    next: AtomicUsize,
+    live: AtomicU64,
+    rng: SystemRandom,
+}
+
+impl Workload {
+    /// Requests for `GET path` with `Host: host`, cycling over the first `use_optoks`
+    /// OpToks of `pool`. For DPoP, proofs for `duration` seconds at up to `expect_rate`
+    /// requests/s are signed now (beyond that they are made on the fly and counted).
+    pub fn new(
+        pool: Arc<OpTokPool>,
+        use_optoks: usize,
+        host: &str,
+        path: &str,
+        htu: &str,
+        duration: u64,
+        expect_rate: u64,
+    ) -> Result<Workload, String> {
+        let used = use_optoks.clamp(1, pool.len().max(1));
+        if pool.is_empty() {
+            return Err("no OpToks".into());
+        }
+        let prefix = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n");
+        let mut w = Workload {
+            pool: pool.clone(),
+            used,
+            prefix,
+            htu: htu.to_string(),
+            static_requests: Vec::new(),
+            epochs: Vec::new(),
+            epoch_base: unix_now(),
+            next: AtomicUsize::new(0),
+            live: AtomicU64::new(0),
+            rng: SystemRandom::new(),
+        };
+        if pool.mode != Mode::Dpop {
+            w.static_requests = (0..used)
+                .map(|i| {
+                    format!(
+                        "{}Authorization: Bearer {}\r\n\r\n",
+                        w.prefix, pool.tokens[i]
+                    )
+                    .into_bytes()
+                })
+                .collect();
+            return Ok(w);
+        }
+        // expect_rate 0: every proof is signed on the fly (long soaks).
+        let epochs = if expect_rate == 0 {
+            0
+        } else {
+            duration.div_ceil(PROOF_EPOCH_SECONDS).max(1)
+        };
+        let threads = thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .max(1);
+        for e in 0..epochs {
+            let span = (duration - e * PROOF_EPOCH_SECONDS).min(PROOF_EPOCH_SECONDS);
+            let count = (expect_rate.saturating_mul(span) * 11 / 10).max(16) as usize;
+            let iat = w.epoch_base + e * PROOF_EPOCH_SECONDS + PROOF_EPOCH_SECONDS / 2;
+            let start = e as usize * 1_000_003;
+            let parts: Vec<Result<Vec<Vec<u8>>, String>> = thread::scope(|s| {
+                let w = &w;
+                let handles: Vec<_> = (0..threads)
+                    .map(|t| {
+                        s.spawn(move || {
+                            let rng = SystemRandom::new();
+                            (t..count)
+                                .step_by(threads)
+                                .map(|i| w.dpop_request((start + i) % w.used, iat, &rng))
+                                .collect()
+                        })
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| {
+                        h.join()
+                            .unwrap_or_else(|_| Err("generator panicked".into()))
+                    })
+                    .collect()
+            });
+            let mut requests = Vec::with_capacity(count);
+            for p in parts {
+                requests.extend(p?);
+            }
+            w.epochs.push(Epoch {
+                requests,
+                next: AtomicUsize::new(0),
+            });
+        }
+        Ok(w)
+    }
+
+    fn dpop_request(&self, i: usize, iat: u64, rng: &SystemRandom) -> Result<Vec<u8>, String> {
+        let proof = self.pool.keys[i].proof(rng, &self.htu, &self.pool.aths[i], iat)?;
+        Ok(format!(
+            "{}Authorization: DPoP {}\r\nDPoP: {proof}\r\n\r\n",
+            self.prefix, self.pool.tokens[i]
+        )
+        .into_bytes())
+    }
+
+    /// Pre-generated DPoP proofs.
+    pub fn pregenerated(&self) -> usize {
+        self.epochs.iter().map(|e| e.requests.len()).sum()
+    }
+
+    /// Proofs that had to be signed during the run.
+    pub fn live_proofs(&self) -> u64 {
+        self.live.load(Ordering::Relaxed)
+    }
+
+    /// The next request.
+    pub fn next_request(&self) -> Cow<'_, [u8]> {
+        if !self.static_requests.is_empty() {
+            let i = self.next.fetch_add(1, Ordering::Relaxed) % self.static_requests.len();
+            return Cow::Borrowed(&self.static_requests[i]);
+        }
+        let now = unix_now();
+        let e = (now.saturating_sub(self.epoch_base) / PROOF_EPOCH_SECONDS) as usize;
+        if let Some(epoch) = self.epochs.get(e) {
+            let i = epoch.next.fetch_add(1, Ordering::Relaxed);
+            if let Some(r) = epoch.requests.get(i) {
+                return Cow::Borrowed(r);
+            }
+        }
+        self.live.fetch_add(1, Ordering::Relaxed);
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.used;
+        Cow::Owned(self.dpop_request(i, now, &self.rng).unwrap_or_default())
+    }
+}
+
+/// How to drive the gateway.
+#[derive(Clone)]
+pub struct RunSpec {
+    /// The gateway.
+    pub target: Target,
+    /// Keep-alive connections (one thread each).
+    pub connections: usize,
+    /// How long.
+    pub duration: Duration,
+    /// Offered rate (requests/s over all connections); `None` = closed loop.
+    pub rate: Option<f64>,
+    /// Print a line each second.
+    pub progress: bool,
+    /// Stop after this many requests whatever the time.
+    pub max_requests: u64,
+}
+
+/// What the generator saw.
+#[derive(Debug, Default, Clone)]
+pub struct RunResult {
+    /// Seconds from the first send to the last answer.
+    pub elapsed: f64,
+    /// Latencies of answered requests, µs, sorted.
+    pub latencies: Vec<u32>,
+    /// Responses per status.
+    pub statuses: BTreeMap<u16, u64>,
+    /// Requests that got no response (connect, reset, timeout).
+    pub transport_errors: u64,
+    /// 200 responses without a token in the body.
+    pub bad_bodies: u64,
+    /// Distinct minted tokens among the 200 responses.
+    pub distinct_tokens: usize,
+    /// Answers per second of the run.
+    pub per_second: Vec<u64>,
+}
+
+impl RunResult {
+    /// All responses.
+    pub fn responses(&self) -> u64 {
+        self.statuses.values().sum()
+    }
+
+    /// 200 responses.
+    pub fn ok(&self) -> u64 {
+        self.statuses.get(&200).copied().unwrap_or(0)
+    }
+
+    /// Tokens per second.
+    pub fn tokens_per_second(&self) -> f64 {
+        if self.elapsed > 0.0 {
+            self.ok() as f64 / self.elapsed
+        } else {
+            0.0
+        }
+    }
+
+    /// Answers per second (any status).
+    pub fn responses_per_second(&self) -> f64 {
+        if self.elapsed > 0.0 {
+            self.responses() as f64 / self.elapsed
+        } else {
+            0.0
+        }
+    }
+
+    /// Latency quantile `q` (0..1), µs.
+    pub fn quantile(&self, q: f64) -> Option<u32> {
+        if self.latencies.is_empty() {
+            return None;
+        }
+        let idx =
+            ((q * self.latencies.len() as f64).ceil() as usize).clamp(1, self.latencies.len());
+        Some(self.latencies[idx - 1])
+    }
+}
+
+#[derive(Default)]
+struct WorkerOut {
+    latencies: Vec<u32>,
+    statuses: BTreeMap<u16, u64>,
+    transport_errors: u64,
+    bad_bodies: u64,
+    tokens: HashSet<u64>,
+}
+
+const TOKEN_MARK: &[u8] = b"\"token\":\"";
+
+fn token_hash(body: &[u8]) -> Option<u64> {
+    let start = body
+        .windows(TOKEN_MARK.len())
+        .position(|w| w == TOKEN_MARK)?
+        + TOKEN_MARK.len();
+    let len = body[start..].iter().position(|&b| b == b'"')?;
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    body[start..start + len].hash(&mut h);
+    Some(h.finish())
+}
+
+/// Runs the load and returns what the generator saw.
+pub fn run(spec: &RunSpec, workload: &Workload) -> RunResult {
+    let connections = spec.connections.max(1);
+    let secs = spec.duration.as_secs() as usize + 2;
+    let per_second: Vec<AtomicU64> = (0..secs).map(|_| AtomicU64::new(0)).collect();
+    let sent = AtomicU64::new(0);
+    let done = AtomicU64::new(0);
+    let failed = AtomicU64::new(0);
+    let not_ok = AtomicU64::new(0);
+    let finished = AtomicBool::new(false);
+    let start = Instant::now();
+    let deadline = start + spec.duration;
+    let interval = spec
+        .rate
+        .filter(|r| *r > 0.0)
+        .map(|r| Duration::from_secs_f64(connections as f64 / r));
+    let mut last_answer = start;
+    let outs: Vec<(WorkerOut, Instant)> = thread::scope(|s| {
+        let handles: Vec<_> = (0..connections)
+            .map(|w| {
+                let (per_second, sent, done, failed, not_ok) =
+                    (&per_second, &sent, &done, &failed, &not_ok);
+                s.spawn(move || {
+                    let mut out = WorkerOut::default();
+                    let mut stream = None;
+                    let mut buf = Vec::with_capacity(8192);
+                    let offset = interval.map(|i| i.mul_f64(w as f64 / connections as f64));
+                    let mut k: u32 = 0;
+                    let mut last = start;
+                    loop {
+                        let intended = match (interval, offset) {
+                            (Some(i), Some(o)) => start + o + i * k,
+                            _ => Instant::now(),
+                        };
+                        if intended >= deadline || sent.load(Ordering::Relaxed) >= spec.max_requests
+                        {
+                            break;
+                        }
+                        k = k.saturating_add(1);
+                        let now = Instant::now();
+                        if intended > now {
+                            thread::sleep(intended - now);
+                        }
+                        if stream.is_none() {
+                            match connect(&spec.target, Duration::from_secs(10)) {
+                                Ok(s) => stream = Some(s),
+                                Err(_) => {
+                                    out.transport_errors += 1;
+                                    failed.fetch_add(1, Ordering::Relaxed);
+                                    thread::sleep(Duration::from_millis(20));
+                                    continue;
+                                }
+                            }
+                        }
+                        let Some(conn) = stream.as_mut() else {
+                            continue;
+                        };
+                        let request = workload.next_request();
+                        sent.fetch_add(1, Ordering::Relaxed);
+                        let t0 = if interval.is_some() {
+                            intended
+                        } else {
+                            Instant::now()
+                        };
+                        match exchange(conn.as_mut(), &request, &mut buf) {
+                            Ok(resp) => {
+                                let t1 = Instant::now();
+                                last = t1;
+                                let micros = t1.duration_since(t0).as_micros();
+                                out.latencies
+                                    .push(u32::try_from(micros).unwrap_or(u32::MAX));
+                                *out.statuses.entry(resp.status).or_insert(0) += 1;
+                                if resp.status == 200 {
+                                    match token_hash(&buf[resp.body.clone()]) {
+                                        Some(h) if out.tokens.len() < 4_000_000 => {
+                                            out.tokens.insert(h);
+                                        }
+                                        Some(_) => {}
+                                        None => out.bad_bodies += 1,
+                                    }
+                                } else {
+                                    not_ok.fetch_add(1, Ordering::Relaxed);
+                                }
+                                done.fetch_add(1, Ordering::Relaxed);
+                                let sec = t1.duration_since(start).as_secs() as usize;
+                                if let Some(c) = per_second.get(sec) {
+                                    c.fetch_add(1, Ordering::Relaxed);
+                                }
+                                if resp.close {
+                                    stream = None;
+                                }
+                            }
+                            Err(_) => {
+                                out.transport_errors += 1;
+                                failed.fetch_add(1, Ordering::Relaxed);
+                                stream = None;
+                            }
+                        }
+                    }
+                    (out, last)
+                })
+            })
+            .collect();
+        if spec.progress {
+            let finished = &finished;
+            let (done, failed, not_ok) = (&done, &failed, &not_ok);
+            s.spawn(move || {
+                let mut prev = 0;
+                let mut tick = 1u64;
+                while !finished.load(Ordering::Relaxed) {
+                    let next = start + Duration::from_secs(tick);
+                    while Instant::now() < next {
+                        if finished.load(Ordering::Relaxed) {
+                            return;
+                        }
+                        thread::sleep(Duration::from_millis(50));
+                    }
+                    let d = done.load(Ordering::Relaxed);
+                    println!(
+                        "  [{tick:>4}s] {:>7} answers/s   total {:>9}   non-200 {:>6}   transport errors {:>4}",
+                        d - prev,
+                        d,
+                        not_ok.load(Ordering::Relaxed),
+                        failed.load(Ordering::Relaxed)
+                    );
+                    let _ = std::io::stdout().flush();
+                    prev = d;
+                    tick += 1;
+                }
+            });
+        }
+        let outs = handles.into_iter().filter_map(|h| h.join().ok()).collect();
+        finished.store(true, Ordering::Relaxed);
+        outs
+    });
+    let mut result = RunResult::default();
+    let mut tokens = HashSet::new();
+    for (out, last) in outs {
+        last_answer = last_answer.max(last);
+        result.latencies.extend(out.latencies);
+        for (s, n) in out.statuses {
+            *result.statuses.entry(s).or_insert(0) += n;
+        }
+        result.transport_errors += out.transport_errors;
+        result.bad_bodies += out.bad_bodies;
+        tokens.extend(out.tokens);
+    }
+    result.distinct_tokens = tokens.len();
+    result.latencies.sort_unstable();
+    // Closed loop: the run lasts until the last answer; open loop: the offered period.
+    result.elapsed = if interval.is_some() {
+        spec.duration.as_secs_f64()
+    } else {
+        last_answer.duration_since(start).as_secs_f64()
+    };
+    result.per_second = per_second
+        .iter()
+        .map(|c| c.load(Ordering::Relaxed))
+        .collect();
+    result
+}
