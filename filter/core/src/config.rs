@@ -17,6 +17,7 @@ use crate::crypto::Alg;
 use crate::dpop::NonceKey;
 use crate::keys::{certificate_spki, pem_certificates, KeySet, PrivateKey, PublicKey};
 use crate::plan::{Catalogue, PlanSpec, RuleSpec};
+use crate::revocation::OnStale;
 use crate::url::HttpUrl;
 
 /// Default lifetime of minted registry tokens, seconds.
@@ -86,6 +87,29 @@ pub struct RawConfig {
     /// DPoP proof checks.
     #[serde(default)]
     pub dpop: Option<RawDpop>,
+    /// A remote licence revocation list.
+    #[serde(default)]
+    pub revocation: Option<RawRevocation>,
+}
+
+/// `revocation` section.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawRevocation {
+    /// URL of the list (JSON `{"revokedLicenses": [..]}`, a JSON array, or text lines).
+    pub url: String,
+    /// Envoy cluster that reaches it.
+    pub cluster: String,
+    /// Refresh period (default 60, 10..=86400).
+    #[serde(default)]
+    pub refresh_seconds: Option<u64>,
+    /// Age after which the list counts as stale (default 3600, at least refreshSeconds).
+    #[serde(default)]
+    pub max_stale_seconds: Option<u64>,
+    /// `serve` (default: keep issuing with what is known) or `refuse` (503, fail closed)
+    /// while the list is stale or was never fetched.
+    #[serde(default)]
+    pub on_stale: Option<String>,
 }
 
 /// `dpop` section.
@@ -329,6 +353,23 @@ pub struct Config {
     pub revoked_licenses: HashSet<String>,
     /// DPoP.
     pub dpop: DpopConfig,
+    /// The remote revocation list, when configured.
+    pub revocation: Option<RevocationConfig>,
+}
+
+/// Validated `revocation`.
+#[derive(Debug, Clone)]
+pub struct RevocationConfig {
+    /// The list's URL (query kept).
+    pub url: HttpUrl,
+    /// The Envoy cluster.
+    pub cluster: String,
+    /// Refresh period.
+    pub refresh_seconds: u64,
+    /// Staleness bound.
+    pub max_stale_seconds: u64,
+    /// Policy when stale.
+    pub on_stale: OnStale,
 }
 
 impl Config {
@@ -418,6 +459,11 @@ const OVERRIDABLE: &[(&str, Kind)] = &[
     ("dpop.algorithms", Kind::StrList),
     ("dpop.nonceSecret", Kind::Str),
     ("dpop.nonceStepSeconds", Kind::Int),
+    ("revocation.url", Kind::Str),
+    ("revocation.cluster", Kind::Str),
+    ("revocation.refreshSeconds", Kind::Int),
+    ("revocation.maxStaleSeconds", Kind::Int),
+    ("revocation.onStale", Kind::Str),
 ];
 
 /// The environment variable name of a field path: `signing.keyPem` →
@@ -570,6 +616,7 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
     }
     non_empty_list("revokedLicenses", &raw.revoked_licenses)?;
     let dpop = validate_dpop(raw.dpop.unwrap_or_default())?;
+    let revocation = raw.revocation.map(validate_revocation).transpose()?;
     Ok(Config {
         authority,
         signing,
@@ -578,6 +625,49 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         default_plan: raw.default_plan,
         revoked_licenses: raw.revoked_licenses.into_iter().collect(),
         dpop,
+        revocation,
+    })
+}
+
+fn validate_revocation(r: RawRevocation) -> Result<RevocationConfig, ConfigError> {
+    let url =
+        HttpUrl::parse_keeping_query(&r.url).map_err(|e| ConfigError::new("revocation.url", e))?;
+    if r.cluster.trim().is_empty() {
+        return Err(ConfigError::new(
+            "revocation.cluster",
+            "must name the Envoy cluster that reaches the list",
+        ));
+    }
+    let refresh_seconds = r.refresh_seconds.unwrap_or(60);
+    if !(10..=86_400).contains(&refresh_seconds) {
+        return Err(ConfigError::new(
+            "revocation.refreshSeconds",
+            format!("{refresh_seconds} is outside 10..=86400"),
+        ));
+    }
+    let max_stale_seconds = r.max_stale_seconds.unwrap_or(3600);
+    if max_stale_seconds < refresh_seconds {
+        return Err(ConfigError::new(
+            "revocation.maxStaleSeconds",
+            format!("{max_stale_seconds} is below refreshSeconds ({refresh_seconds})"),
+        ));
+    }
+    let on_stale = match r.on_stale.as_deref().unwrap_or("serve") {
+        "serve" => OnStale::Serve,
+        "refuse" => OnStale::Refuse,
+        other => {
+            return Err(ConfigError::new(
+                "revocation.onStale",
+                format!("{:?} is not serve or refuse", short(other)),
+            ))
+        }
+    };
+    Ok(RevocationConfig {
+        url,
+        cluster: r.cluster,
+        refresh_seconds,
+        max_stale_seconds,
+        on_stale,
     })
 }
 

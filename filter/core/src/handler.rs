@@ -12,6 +12,7 @@ use crate::dpop::{self, DpopError, ProofPolicy, ReplayCache};
 use crate::jwt::{self, JwtError, OpTok, OpTokPolicy};
 use crate::keys::KeySet;
 use crate::query::{parse_query, TokenQuery};
+use crate::revocation::{self, OnStale, RemoteList, Revocation};
 use crate::scope::{parse_scopes, Scope};
 
 /// Path of the liveness endpoint.
@@ -163,6 +164,8 @@ pub struct Context<'a> {
     pub replay: &'a dyn ReplayCache,
     /// Verified-OpTok and minted-token caches (one per VM and configuration), if any.
     pub cache: Option<&'a Caches>,
+    /// The remote revocation list as last fetched (`NotConfigured` without one).
+    pub revocation: RemoteList<'a>,
 }
 
 /// The liveness reply.
@@ -507,8 +510,22 @@ pub fn handle_token(req: &RequestView<'_>, ctx: &Context<'_>) -> Decision {
     if let Err(d) = check_sender_constraint(req, ctx, scheme, &token, &optok, &mut audit) {
         return deny(config, d, Some(audit));
     }
-    if let Some(license) = &optok.license {
-        if config.revoked_licenses.contains(license) {
+    let (max_stale, on_stale) = config
+        .revocation
+        .as_ref()
+        .map_or((u64::MAX, OnStale::Serve), |r| {
+            (r.max_stale_seconds, r.on_stale)
+        });
+    match revocation::check(
+        optok.license.as_deref(),
+        &config.revoked_licenses,
+        ctx.revocation,
+        max_stale,
+        on_stale,
+        ctx.now,
+    ) {
+        Revocation::Clear => {}
+        Revocation::Revoked => {
             return deny(
                 config,
                 Denial::new(
@@ -519,6 +536,16 @@ pub fn handle_token(req: &RequestView<'_>, ctx: &Context<'_>) -> Decision {
                 .with_oauth_error(Some("insufficient_scope")),
                 Some(audit),
             );
+        }
+        Revocation::ListUnavailable => {
+            let mut d = Denial::new(
+                503,
+                "revocation_unavailable",
+                "the licence revocation list is stale and this gateway fails closed; retry shortly",
+            );
+            d.extra_headers
+                .push(("retry-after".into(), RETRY_AFTER_SECONDS.to_string()));
+            return deny(config, d, Some(audit));
         }
     }
     let plan = match optok.plan.as_ref().or(config.default_plan.as_ref()) {

@@ -2,7 +2,7 @@
 //! reads, and the schedule that decides when one VM fetches for all.
 //!
 //! Shared data is process-wide per `vm_id` with compare-and-swap and no expiry. One key
-//! holds the last good JWKS ([`JwksRecord`]); another holds the fetch lease
+//! holds the last good document ([`FetchRecord`]); another holds the fetch lease
 //! ([`Lease`]), taken with CAS so that one VM of the process fetches while the others
 //! wait; a third holds the time of the last "unknown kid" request for an early refresh.
 
@@ -26,8 +26,8 @@ pub const MAX_DOCUMENT_BYTES: usize = 256 * 1024;
 /// Shared-data key names for one metadata URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SharedKeys {
-    /// The last good JWKS.
-    pub jwks: String,
+    /// The last good document.
+    pub document: String,
     /// The fetch lease.
     pub lease: String,
     /// The last unknown-kid request.
@@ -35,24 +35,25 @@ pub struct SharedKeys {
 }
 
 impl SharedKeys {
-    /// Keys for a metadata URL.
-    pub fn for_url(metadata_url: &HttpUrl) -> SharedKeys {
-        let base = format!("{SHARED_PREFIX}{}", metadata_url.as_string());
+    /// Keys for a URL.
+    pub fn for_url(url: &HttpUrl) -> SharedKeys {
+        let base = format!("{SHARED_PREFIX}{}{}", url.as_string(), url.query);
         SharedKeys {
-            jwks: format!("{base}#jwks"),
+            document: format!("{base}#document"),
             lease: format!("{base}#lease"),
             wanted: format!("{base}#wanted"),
         }
     }
 }
 
-/// The last good JWKS with its fetch time and the last attempt's outcome.
+/// The last good copy of a fetched document (the JWKS, or the revocation list as a JSON
+/// array) with its fetch time and the last attempt's outcome.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct JwksRecord {
-    /// When the JWKS was fetched (Unix seconds).
+pub struct FetchRecord {
+    /// When the document was fetched (Unix seconds).
     pub fetched_at: u64,
-    /// The JWKS document.
-    pub jwks: Value,
+    /// The document; `null` while nothing was ever fetched.
+    pub document: Value,
     /// When the last attempt (good or bad) ended.
     #[serde(default)]
     pub attempted_at: u64,
@@ -61,20 +62,20 @@ pub struct JwksRecord {
     pub last_error: Option<String>,
 }
 
-impl JwksRecord {
+impl FetchRecord {
     /// Serialized form for shared data.
     pub fn to_bytes(&self) -> Vec<u8> {
         serde_json::to_vec(self).unwrap_or_default()
     }
 
     /// Parses the shared-data bytes.
-    pub fn from_bytes(bytes: &[u8]) -> Option<JwksRecord> {
+    pub fn from_bytes(bytes: &[u8]) -> Option<FetchRecord> {
         serde_json::from_slice(bytes).ok()
     }
 
     /// The parsed key set.
     pub fn key_set(&self) -> Result<KeySet, String> {
-        KeySet::from_jwks(&self.jwks).map_err(|e| e.to_string())
+        KeySet::from_jwks(&self.document).map_err(|e| e.to_string())
     }
 }
 
@@ -115,14 +116,14 @@ impl Lease {
 ///   have passed since it.
 pub fn fetch_due(
     now: u64,
-    record: Option<&JwksRecord>,
+    record: Option<&FetchRecord>,
     refresh_seconds: u64,
     unknown_kid_at: Option<u64>,
 ) -> bool {
     let Some(r) = record else {
         return true;
     };
-    if r.last_error.is_some() || r.jwks.is_null() {
+    if r.last_error.is_some() || r.document.is_null() {
         return now >= r.attempted_at.saturating_add(RETRY_SECONDS);
     }
     if now >= r.fetched_at.saturating_add(refresh_seconds) {
@@ -193,10 +194,10 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn good(fetched_at: u64) -> JwksRecord {
-        JwksRecord {
+    fn good(fetched_at: u64) -> FetchRecord {
+        FetchRecord {
             fetched_at,
-            jwks: json!({"keys": []}),
+            document: json!({"keys": []}),
             attempted_at: fetched_at,
             last_error: None,
         }
@@ -234,16 +235,16 @@ mod tests {
         assert!(!fetch_due(1_404, Some(&r), 300, None));
         assert!(fetch_due(1_405, Some(&r), 300, None));
         let bytes = r.to_bytes();
-        let back = JwksRecord::from_bytes(&bytes).unwrap();
+        let back = FetchRecord::from_bytes(&bytes).unwrap();
         assert_eq!(back, r);
-        assert_eq!(back.jwks, json!({"keys": []}));
+        assert_eq!(back.document, json!({"keys": []}));
     }
 
     #[test]
     fn never_fetched_but_failed_retries() {
-        let r = JwksRecord {
+        let r = FetchRecord {
             fetched_at: 0,
-            jwks: Value::Null,
+            document: Value::Null,
             attempted_at: 50,
             last_error: Some("down".into()),
         };
@@ -314,8 +315,8 @@ mod tests {
     fn shared_keys_differ_per_metadata_url() {
         let a = SharedKeys::for_url(&HttpUrl::parse("https://a.example/m", false).unwrap());
         let b = SharedKeys::for_url(&HttpUrl::parse("https://b.example/m", false).unwrap());
-        assert_ne!(a.jwks, b.jwks);
-        assert_ne!(a.lease, a.jwks);
-        assert!(a.jwks.starts_with(SHARED_PREFIX));
+        assert_ne!(a.document, b.document);
+        assert_ne!(a.lease, a.document);
+        assert!(a.document.starts_with(SHARED_PREFIX));
     }
 }

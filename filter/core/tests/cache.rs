@@ -57,6 +57,7 @@ fn run(
         now,
         replay,
         cache,
+        revocation: registry_token_core::revocation::RemoteList::NotConfigured,
     };
     handler::handle_token(&view, &ctx)
 }

@@ -842,6 +842,7 @@ fn keys_unavailable_is_503_with_retry_after() {
         now: NOW,
         replay: replay_cache(),
         cache: None,
+        revocation: registry_token_core::revocation::RemoteList::NotConfigured,
     };
     let d = registry_token_core::handler::handle_token(&view, &ctx);
     assert_eq!(d.status, 503);

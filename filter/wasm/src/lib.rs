@@ -10,7 +10,7 @@ mod host;
 mod replay;
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -23,7 +23,8 @@ use registry_token_core::crypto::{Crypto, RustCrypto};
 use registry_token_core::handler::{self, Decision, Outcome, RequestView, Route};
 use registry_token_core::hostproto::{self, HostCrypto};
 use registry_token_core::keys::KeySet;
-use registry_token_core::remote::{self, JwksRecord, Lease, SharedKeys};
+use registry_token_core::remote::{self, FetchRecord, Lease, SharedKeys};
+use registry_token_core::revocation::{self, RemoteList};
 
 /// Name of the counter of minted tokens.
 pub const ISSUED_METRIC: &str = "registry_token_issued_total";
@@ -206,6 +207,14 @@ struct RemoteKeys {
     keys: Option<Rc<KeySet>>,
 }
 
+/// The remote revocation list cached per VM, refreshed from shared data when its CAS
+/// changes.
+struct RemoteRevocation {
+    shared: SharedKeys,
+    cas: Option<u32>,
+    list: Option<Rc<(HashSet<String>, u64)>>,
+}
+
 /// Everything built at configure time.
 struct State {
     config: Config,
@@ -215,6 +224,7 @@ struct State {
     inline_keys: Option<Rc<KeySet>>,
     replay: replay::SharedReplayCache,
     caches: Caches,
+    revocation: Option<RefCell<RemoteRevocation>>,
 }
 
 impl State {
@@ -225,13 +235,13 @@ impl State {
         }
         let remote = self.remote.as_ref()?;
         let mut r = remote.borrow_mut();
-        let (bytes, cas) = proxy_wasm::hostcalls::get_shared_data(&r.shared.jwks).ok()?;
+        let (bytes, cas) = proxy_wasm::hostcalls::get_shared_data(&r.shared.document).ok()?;
         if cas.is_some() && cas == r.cas && r.keys.is_some() {
             return r.keys.clone();
         }
-        let record = bytes.as_deref().and_then(JwksRecord::from_bytes);
+        let record = bytes.as_deref().and_then(FetchRecord::from_bytes);
         if let Some(record) = record {
-            if !record.jwks.is_null() {
+            if !record.document.is_null() {
                 match record.key_set() {
                     Ok(set) => {
                         r.keys = Some(Rc::new(set));
@@ -242,6 +252,30 @@ impl State {
             }
         }
         r.keys.clone()
+    }
+
+    /// The last good remote revocation list (set, fetch time), if one is configured and
+    /// was ever fetched.
+    fn revocation_list(&self) -> Option<Rc<(HashSet<String>, u64)>> {
+        let remote = self.revocation.as_ref()?;
+        let mut r = remote.borrow_mut();
+        let Ok((bytes, cas)) = proxy_wasm::hostcalls::get_shared_data(&r.shared.document) else {
+            return r.list.clone();
+        };
+        if cas.is_some() && cas == r.cas && r.list.is_some() {
+            return r.list.clone();
+        }
+        if let Some(record) = bytes.as_deref().and_then(FetchRecord::from_bytes) {
+            if let Some(items) = record.document.as_array() {
+                let set = items
+                    .iter()
+                    .filter_map(|v| v.as_str().map(str::to_string))
+                    .collect();
+                r.list = Some(Rc::new((set, record.fetched_at)));
+                r.cas = cas;
+            }
+        }
+        r.list.clone()
     }
 
     fn note_unknown_kid(&self) {
@@ -256,10 +290,22 @@ impl State {
     }
 }
 
-/// What an in-flight JWKS fetch is waiting for.
+/// What an in-flight fetch is waiting for.
+#[derive(Clone, Copy, PartialEq, Eq)]
 enum Pending {
     Discovery,
     Jwks,
+    Revocation,
+}
+
+impl Pending {
+    fn what(self) -> &'static str {
+        match self {
+            Pending::Discovery => "metadata",
+            Pending::Jwks => "JWKS",
+            Pending::Revocation => "revocation list",
+        }
+    }
 }
 
 #[derive(Default)]
@@ -306,6 +352,13 @@ impl Root {
             config.dpop.iat_window_seconds,
             REPLAY_CAPACITY,
         );
+        let revocation = config.revocation.as_ref().map(|r| {
+            RefCell::new(RemoteRevocation {
+                shared: SharedKeys::for_url(&r.url),
+                cas: None,
+                list: None,
+            })
+        });
         Ok(State {
             config,
             crypto,
@@ -314,6 +367,7 @@ impl Root {
             inline_keys,
             replay,
             caches: Caches::default(),
+            revocation,
         })
     }
 
@@ -357,27 +411,48 @@ impl Root {
         );
     }
 
-    fn read_record(shared: &SharedKeys) -> Option<JwksRecord> {
-        let (bytes, _) = proxy_wasm::hostcalls::get_shared_data(&shared.jwks).ok()?;
-        bytes.as_deref().and_then(JwksRecord::from_bytes)
+    fn read_record(shared: &SharedKeys) -> Option<FetchRecord> {
+        let (bytes, _) = proxy_wasm::hostcalls::get_shared_data(&shared.document).ok()?;
+        bytes.as_deref().and_then(FetchRecord::from_bytes)
     }
 
-    /// Records a failed attempt, keeping the last good JWKS.
-    fn record_failure(&self, shared: &SharedKeys, why: &str) {
+    /// Records a failed attempt, keeping the last good document.
+    fn record_failure(&self, shared: &SharedKeys, what: Pending, why: &str) {
         let now = now_unix();
         log::warn!(
-            "registry-token-filter: JWKS refresh failed (last good keys stay in use): {why}"
+            "registry-token-filter: {} refresh failed (the last good copy stays in use): {why}",
+            what.what()
         );
-        let mut record = Self::read_record(shared).unwrap_or(JwksRecord {
+        let mut record = Self::read_record(shared).unwrap_or(FetchRecord {
             fetched_at: 0,
-            jwks: serde_json::Value::Null,
+            document: serde_json::Value::Null,
             attempted_at: 0,
             last_error: None,
         });
         record.attempted_at = now;
         record.last_error = Some(why.chars().take(200).collect());
-        let _ =
-            proxy_wasm::hostcalls::set_shared_data(&shared.jwks, Some(&record.to_bytes()), None);
+        let _ = proxy_wasm::hostcalls::set_shared_data(
+            &shared.document,
+            Some(&record.to_bytes()),
+            None,
+        );
+        Self::release_lease(shared);
+    }
+
+    /// Stores a good document for every VM of the process and releases the lease.
+    fn record_success(shared: &SharedKeys, document: serde_json::Value) {
+        let now = now_unix();
+        let record = FetchRecord {
+            fetched_at: now,
+            document,
+            attempted_at: now,
+            last_error: None,
+        };
+        let _ = proxy_wasm::hostcalls::set_shared_data(
+            &shared.document,
+            Some(&record.to_bytes()),
+            None,
+        );
         Self::release_lease(shared);
     }
 
@@ -407,40 +482,53 @@ impl Root {
         Ok(())
     }
 
+    fn in_flight(&self, kinds: &[Pending]) -> bool {
+        self.pending.values().any(|p| kinds.contains(p))
+    }
+
+    /// On every tick: starts the JWKS and revocation-list fetches that are due, when this
+    /// VM takes their process-wide lease.
     fn maybe_fetch(&mut self) {
         let Some(state) = self.state.clone() else {
             return;
         };
-        let KeySource::Remote {
-            metadata_url,
-            cluster,
-            refresh_seconds,
-        } = &state.config.authority.keys
-        else {
-            return;
-        };
-        if !self.pending.is_empty() {
-            return;
-        }
-        let Some(remote_keys) = &state.remote else {
-            return;
-        };
-        let shared = remote_keys.borrow().shared.clone();
         let now = now_unix();
-        let record = Self::read_record(&shared);
-        let wanted = proxy_wasm::hostcalls::get_shared_data(&shared.wanted)
-            .ok()
-            .and_then(|(b, _)| b)
-            .and_then(|b| String::from_utf8(b).ok())
-            .and_then(|s| s.parse::<u64>().ok());
-        if !remote::fetch_due(now, record.as_ref(), *refresh_seconds, wanted) {
-            return;
+        if let (
+            KeySource::Remote {
+                metadata_url,
+                cluster,
+                refresh_seconds,
+            },
+            Some(remote_keys),
+        ) = (&state.config.authority.keys, &state.remote)
+        {
+            let shared = remote_keys.borrow().shared.clone();
+            let record = Self::read_record(&shared);
+            let wanted = proxy_wasm::hostcalls::get_shared_data(&shared.wanted)
+                .ok()
+                .and_then(|(b, _)| b)
+                .and_then(|b| String::from_utf8(b).ok())
+                .and_then(|s| s.parse::<u64>().ok());
+            if !self.in_flight(&[Pending::Discovery, Pending::Jwks])
+                && remote::fetch_due(now, record.as_ref(), *refresh_seconds, wanted)
+                && Self::take_lease(&shared, now)
+            {
+                if let Err(why) = self.dispatch(cluster, metadata_url, Pending::Discovery) {
+                    self.record_failure(&shared, Pending::Discovery, &why);
+                }
+            }
         }
-        if !Self::take_lease(&shared, now) {
-            return;
-        }
-        if let Err(why) = self.dispatch(cluster, metadata_url, Pending::Discovery) {
-            self.record_failure(&shared, &why);
+        if let (Some(cfg), Some(remote_list)) = (&state.config.revocation, &state.revocation) {
+            let shared = remote_list.borrow().shared.clone();
+            let record = Self::read_record(&shared);
+            if !self.in_flight(&[Pending::Revocation])
+                && remote::fetch_due(now, record.as_ref(), cfg.refresh_seconds, None)
+                && Self::take_lease(&shared, now)
+            {
+                if let Err(why) = self.dispatch(&cfg.cluster, &cfg.url, Pending::Revocation) {
+                    self.record_failure(&shared, Pending::Revocation, &why);
+                }
+            }
         }
     }
 
@@ -451,13 +539,15 @@ impl Root {
         let Some(state) = self.state.clone() else {
             return;
         };
-        let KeySource::Remote { cluster, .. } = &state.config.authority.keys else {
+        let shared = match what {
+            Pending::Discovery | Pending::Jwks => {
+                state.remote.as_ref().map(|r| r.borrow().shared.clone())
+            }
+            Pending::Revocation => state.revocation.as_ref().map(|r| r.borrow().shared.clone()),
+        };
+        let Some(shared) = shared else {
             return;
         };
-        let Some(remote_keys) = &state.remote else {
-            return;
-        };
-        let shared = remote_keys.borrow().shared.clone();
         let status = proxy_wasm::hostcalls::get_map_value(
             proxy_wasm::types::MapType::HttpCallResponseHeaders,
             ":status",
@@ -466,54 +556,62 @@ impl Root {
         .flatten()
         .unwrap_or_default();
         if status != "200" {
-            let what = match what {
-                Pending::Discovery => "metadata",
-                Pending::Jwks => "JWKS",
-            };
-            self.record_failure(&shared, &format!("{what} fetch answered HTTP {status}"));
+            let why = format!("{} fetch answered HTTP {status}", what.what());
+            self.record_failure(&shared, what, &why);
             return;
         }
+        let limit = match what {
+            Pending::Revocation => revocation::MAX_LIST_BYTES,
+            _ => remote::MAX_DOCUMENT_BYTES,
+        };
         let body = proxy_wasm::hostcalls::get_buffer(
             proxy_wasm::types::BufferType::HttpCallResponseBody,
             0,
-            body_size.min(remote::MAX_DOCUMENT_BYTES + 1),
+            body_size.min(limit + 1),
         )
         .ok()
         .flatten()
         .unwrap_or_default();
         match what {
             Pending::Discovery => {
+                let KeySource::Remote { cluster, .. } = &state.config.authority.keys else {
+                    return;
+                };
                 match remote::parse_discovery(&body, &state.config.authority.issuer) {
                     Ok(jwks_uri) => {
-                        let cluster = cluster.clone();
-                        if let Err(why) = self.dispatch(&cluster, &jwks_uri, Pending::Jwks) {
-                            self.record_failure(&shared, &why);
+                        if let Err(why) = self.dispatch(cluster, &jwks_uri, Pending::Jwks) {
+                            self.record_failure(&shared, what, &why);
                         }
                     }
-                    Err(why) => self.record_failure(&shared, &why),
+                    Err(why) => self.record_failure(&shared, what, &why),
                 }
             }
             Pending::Jwks => match remote::parse_jwks(&body) {
                 Ok((doc, set)) => {
-                    let now = now_unix();
-                    let record = JwksRecord {
-                        fetched_at: now,
-                        jwks: doc,
-                        attempted_at: now,
-                        last_error: None,
-                    };
-                    let _ = proxy_wasm::hostcalls::set_shared_data(
-                        &shared.jwks,
-                        Some(&record.to_bytes()),
-                        None,
-                    );
+                    Self::record_success(&shared, doc);
                     log::info!(
                         "registry-token-filter: JWKS refreshed: {} usable key(s)",
                         set.len()
                     );
-                    Self::release_lease(&shared);
                 }
-                Err(why) => self.record_failure(&shared, &why),
+                Err(why) => self.record_failure(&shared, what, &why),
+            },
+            Pending::Revocation => match revocation::parse_list(&body) {
+                Ok(list) => {
+                    let count = list.len();
+                    let mut sorted: Vec<String> = list.into_iter().collect();
+                    sorted.sort();
+                    Self::record_success(
+                        &shared,
+                        serde_json::Value::Array(
+                            sorted.into_iter().map(serde_json::Value::String).collect(),
+                        ),
+                    );
+                    log::info!(
+                        "registry-token-filter: revocation list refreshed: {count} licence(s)"
+                    );
+                }
+                Err(why) => self.record_failure(&shared, what, &why),
             },
         }
     }
@@ -543,7 +641,8 @@ impl RootContext for Root {
         };
         match self.build(&bytes) {
             Ok(state) => {
-                let remote = matches!(state.config.authority.keys, KeySource::Remote { .. });
+                let remote = matches!(state.config.authority.keys, KeySource::Remote { .. })
+                    || state.config.revocation.is_some();
                 self.state = Some(Rc::new(state));
                 if remote {
                     // The first fetch happens on the first tick, not here: Envoy also runs
@@ -623,6 +722,15 @@ impl HttpContext for Stream {
                     peer_certificate_sha256_hex: digest.as_deref().filter(|d| !d.is_empty()),
                 };
                 let keys = state.keys();
+                let revoked = state.revocation_list();
+                let revocation = match (&state.config.revocation, &revoked) {
+                    (None, _) => RemoteList::NotConfigured,
+                    (Some(_), None) => RemoteList::NeverFetched,
+                    (Some(_), Some(list)) => RemoteList::Known {
+                        licenses: &list.0,
+                        fetched_at: list.1,
+                    },
+                };
                 let ctx = handler::Context {
                     config: &state.config,
                     keys: keys.as_deref(),
@@ -630,6 +738,7 @@ impl HttpContext for Stream {
                     now: now_unix(),
                     replay: &state.replay,
                     cache: Some(&state.caches),
+                    revocation,
                 };
                 let decision = handler::handle_token(&view, &ctx);
                 if decision.unknown_kid {

@@ -211,6 +211,7 @@ pub fn decide_at(
             now,
             replay: replay_cache(),
             cache,
+            revocation: registry_token_core::revocation::RemoteList::NotConfigured,
         };
         handler::handle_token(&view, &ctx)
     };

@@ -1,0 +1,164 @@
+//! The remote licence revocation list in the decision, and its configuration.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::collections::HashSet;
+
+use common::*;
+use registry_token_core::crypto::RustCrypto;
+use registry_token_core::handler::{self, Context, Decision, Outcome, RequestView};
+use registry_token_core::revocation::{OnStale, RemoteList};
+use serde_json::json;
+
+const Q: &str = "service=registry.example&scope=repository:stella-ops/public/base:pull";
+
+fn config(on_stale: &str) -> registry_token_core::config::Config {
+    let mut c = base_config();
+    c["revocation"] = json!({
+        "url": "https://licensing.example/revoked.json?tenant=a",
+        "cluster": "licensing",
+        "refreshSeconds": 30,
+        "maxStaleSeconds": 300,
+        "onStale": on_stale
+    });
+    config_from(c)
+}
+
+fn decide_with(
+    config: &registry_token_core::config::Config,
+    license: &str,
+    list: RemoteList<'_>,
+    now: u64,
+) -> Decision {
+    let mut claims = default_claims();
+    claims["stellaops:license"] = json!(license);
+    claims["iat"] = json!(now - 10);
+    claims["nbf"] = json!(now - 10);
+    claims["exp"] = json!(now + 600);
+    let headers = vec![("authorization".to_string(), bearer(&optok(&claims)))];
+    let path = format!("/token?{Q}");
+    let view = RequestView {
+        method: "GET",
+        path: &path,
+        headers: &headers,
+        peer_certificate_sha256_hex: None,
+    };
+    let keys = match &config.authority.keys {
+        registry_token_core::config::KeySource::Inline(k) => Some(k),
+        _ => None,
+    };
+    let ctx = Context {
+        config,
+        keys,
+        crypto: &RustCrypto,
+        now,
+        replay: replay_cache(),
+        cache: None,
+        revocation: list,
+    };
+    handler::handle_token(&view, &ctx)
+}
+
+fn reason(d: &Decision) -> &'static str {
+    match d.outcome {
+        Outcome::Rejected(r) => r,
+        Outcome::Issued => "issued",
+        Outcome::Other => "other",
+    }
+}
+
+#[test]
+fn a_licence_on_the_remote_list_is_refused() {
+    let c = config("serve");
+    let list: HashSet<String> = ["lic-remote".to_string()].into();
+    let known = RemoteList::Known {
+        licenses: &list,
+        fetched_at: NOW - 10,
+    };
+    let d = decide_with(&c, "lic-remote", known, NOW);
+    assert_eq!(d.status, 403);
+    assert_eq!(reason(&d), "license_revoked");
+    assert_eq!(decide_with(&c, "lic-ok", known, NOW).status, 200);
+    // The inline list still applies.
+    assert_eq!(
+        reason(&decide_with(&c, "lic-0042", known, NOW)),
+        "license_revoked"
+    );
+}
+
+#[test]
+fn stale_or_missing_list_fails_closed_when_configured() {
+    let c = config("refuse");
+    let list: HashSet<String> = HashSet::new();
+    let fresh = RemoteList::Known {
+        licenses: &list,
+        fetched_at: NOW - 300,
+    };
+    assert_eq!(decide_with(&c, "lic-ok", fresh, NOW).status, 200);
+    let stale = RemoteList::Known {
+        licenses: &list,
+        fetched_at: NOW - 301,
+    };
+    let d = decide_with(&c, "lic-ok", stale, NOW);
+    assert_eq!(d.status, 503);
+    assert_eq!(reason(&d), "revocation_unavailable");
+    assert_eq!(header(&d, "retry-after"), Some("5"));
+    let d = decide_with(&c, "lic-ok", RemoteList::NeverFetched, NOW);
+    assert_eq!(d.status, 503);
+}
+
+#[test]
+fn stale_list_keeps_serving_when_configured() {
+    let c = config("serve");
+    let list: HashSet<String> = ["lic-remote".to_string()].into();
+    let stale = RemoteList::Known {
+        licenses: &list,
+        fetched_at: NOW - 10_000,
+    };
+    assert_eq!(decide_with(&c, "lic-ok", stale, NOW).status, 200);
+    assert_eq!(
+        decide_with(&c, "lic-remote", stale, NOW).status,
+        403,
+        "the last good list still revokes"
+    );
+    assert_eq!(
+        decide_with(&c, "lic-ok", RemoteList::NeverFetched, NOW).status,
+        200
+    );
+}
+
+#[test]
+fn revocation_config_is_validated() {
+    let c = config("refuse");
+    let r = c.revocation.as_ref().unwrap();
+    assert_eq!(r.on_stale, OnStale::Refuse);
+    assert_eq!(r.url.path_and_query(), "/revoked.json?tenant=a");
+    assert_eq!(r.cluster, "licensing");
+    for (field, value, needle) in [
+        ("onStale", json!("maybe"), "revocation.onStale"),
+        ("refreshSeconds", json!(5), "revocation.refreshSeconds"),
+        ("maxStaleSeconds", json!(10), "revocation.maxStaleSeconds"),
+        ("url", json!("ftp://x/list"), "revocation.url"),
+        ("cluster", json!(""), "revocation.cluster"),
+        ("extra", json!(1), "extra"),
+    ] {
+        let mut v = base_config();
+        v["revocation"] = json!({"url": "https://l.example/r", "cluster": "licensing"});
+        v["revocation"][field] = value;
+        let e = registry_token_core::config::Config::from_value(v)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(needle), "{field}: {e}");
+    }
+    let defaults = {
+        let mut v = base_config();
+        v["revocation"] = json!({"url": "https://l.example/r", "cluster": "licensing"});
+        config_from(v)
+    };
+    let r = defaults.revocation.unwrap();
+    assert_eq!(
+        (r.refresh_seconds, r.max_stale_seconds, r.on_stale),
+        (60, 3600, OnStale::Serve)
+    );
+}
