@@ -26,6 +26,8 @@ use registry_token_core::keys::KeySet;
 use registry_token_core::remote::{self, FetchRecord, Lease, SharedKeys};
 use registry_token_core::revocation::{self, RemoteList};
 
+/// Filter-state property holding the decision's audit record (as `wasm.<name>`).
+pub const AUDIT_PROPERTY: &str = "registry_token_audit";
 /// Name of the counter of minted tokens.
 pub const ISSUED_METRIC: &str = "registry_token_issued_total";
 /// Histogram of the time the filter spends on one `/token` request, microseconds (from
@@ -748,6 +750,12 @@ impl HttpContext for Stream {
                 if let Some(audit) = &decision.audit {
                     let line = serde_json::to_string(audit).unwrap_or_default();
                     log::info!("registry-token-filter: audit {line}");
+                    // Filter state `wasm.registry_token_audit`, so an access log can carry
+                    // the record: %FILTER_STATE(wasm.registry_token_audit:PLAIN)%.
+                    let _ = proxy_wasm::hostcalls::set_property(
+                        vec![AUDIT_PROPERTY],
+                        Some(line.as_bytes()),
+                    );
                 }
                 self.reply(&decision);
                 state.metrics.record_decision(started);
