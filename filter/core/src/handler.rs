@@ -13,12 +13,14 @@ use crate::jwt::{self, JwtError, OpTok, OpTokPolicy};
 use crate::keys::KeySet;
 use crate::query::{parse_query, TokenQuery};
 use crate::revocation::{self, OnStale, RemoteList, Revocation};
-use crate::scope::{parse_scopes, Scope};
+use crate::scope::{self, parse_scopes, Scope};
 
 /// Path of the liveness endpoint.
 pub const HEALTHZ_PATH: &str = "/healthz";
 /// Path of the JWKS of the minting keys.
 pub const JWKS_PATH: &str = "/jwks";
+/// Longest raw scope kept in an audit record when the scope did not parse.
+const MAX_AUDIT_SCOPE_CHARS: usize = 300;
 /// Seconds a client is asked to wait while the Authority's keys are unknown.
 pub const RETRY_AFTER_SECONDS: u64 = 5;
 
@@ -452,11 +454,24 @@ pub fn handle_token(req: &RequestView<'_>, ctx: &Context<'_>) -> Decision {
     let scopes = match parse_scopes(query.scopes.iter()) {
         Ok(s) => s,
         Err(e) => {
+            // Who asked for what, even when it did not parse: the raw parameters, bounded
+            // and stripped of control characters.
+            audit.requested = query
+                .scopes
+                .iter()
+                .take(scope::MAX_SCOPES)
+                .map(|s| {
+                    s.chars()
+                        .filter(|c| !c.is_control())
+                        .take(MAX_AUDIT_SCOPE_CHARS)
+                        .collect()
+                })
+                .collect();
             return deny(
                 config,
                 Denial::new(400, "malformed_scope", e.to_string()),
                 Some(audit),
-            )
+            );
         }
     };
     audit.requested = scopes.iter().map(scope_text).collect();

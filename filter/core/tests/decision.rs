@@ -889,3 +889,20 @@ fn plan_refusals_do_not_claim_a_missing_optok_scope() {
         "{challenge}"
     );
 }
+
+#[test]
+fn audit_keeps_what_was_asked_even_when_malformed() {
+    let config = cfg();
+    let d = decide(
+        &config,
+        "service=registry.example&scope=repository:UPPER:pull&scope=repository:ok:pull",
+        &[("authorization", &bearer(&optok(&default_claims())))],
+    );
+    assert_eq!(d.status, 400);
+    let audit = d.audit.unwrap();
+    assert_eq!(audit.reason, "malformed_scope");
+    assert_eq!(
+        audit.requested,
+        vec!["repository:UPPER:pull", "repository:ok:pull"]
+    );
+}
