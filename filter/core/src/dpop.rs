@@ -333,7 +333,9 @@ pub fn verify_proof(
 // ---------------------------------------------------------------------------------------
 
 /// Number of shards the replay entries are spread over (each a shared-data key).
-pub const REPLAY_SHARDS: usize = 64;
+/// Many small shards keep each compare-and-swap copy small (a shard slot holds about
+/// rate × window / shards entries) and contention between workers low.
+pub const REPLAY_SHARDS: usize = 1024;
 /// Time slots kept per shard: a proof accepted at `now` with `iat ≤ now + window` could be
 /// replayed until `now + 2·window`, so entries live for three slots of `window` seconds.
 pub const REPLAY_SLOTS: u64 = 3;
@@ -384,7 +386,7 @@ impl ReplaySlot {
 
 /// Shard index of an entry.
 pub fn replay_shard(key: &[u8; 16]) -> usize {
-    usize::from(key[0]) % REPLAY_SHARDS
+    usize::from(u16::from_be_bytes([key[0], key[1]])) % REPLAY_SHARDS
 }
 
 /// Shared-data key of (shard, slot).
@@ -468,9 +470,9 @@ mod tests {
     #[test]
     fn replay_keys_spread_over_shards() {
         let mut seen = std::collections::HashSet::new();
-        for b in 0..=255u8 {
+        for i in 0..=u16::MAX {
             let mut k = [0u8; 16];
-            k[0] = b;
+            k[..2].copy_from_slice(&i.to_be_bytes());
             let shard = replay_shard(&k);
             assert!(shard < REPLAY_SHARDS);
             seen.insert(shard);

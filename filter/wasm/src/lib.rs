@@ -42,7 +42,10 @@ pub const OPTOK_CACHE_MISSES: &str = "registry_token_optok_cache_misses_total";
 /// Replies that reused a minted token (`signing.reuseSeconds`).
 pub const MINT_REUSED: &str = "registry_token_mint_reused_total";
 /// DPoP proofs remembered per time slot across the process (16 bytes each).
-const REPLAY_CAPACITY: usize = 256 * 1024;
+/// Bounds shared memory to 3 slots × capacity × 16 bytes (48 MiB) and the sustained DPoP
+/// rate of one Envoy process to capacity / `dpop.iatWindowSeconds` (≈ 17,000 proofs/s at
+/// the default 60 s); beyond it proofs are refused with 503 (fail closed).
+const REPLAY_CAPACITY: usize = 1024 * 1024;
 /// Prefix of the per-reason rejection counters (`…​.reason.<label>`).
 pub const REJECTED_METRIC_PREFIX: &str = "registry_token_rejected_total.reason.";
 

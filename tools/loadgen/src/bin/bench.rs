@@ -1545,9 +1545,10 @@ impl Report<'_> {
                  serving requests); *allocated*/*heap* are Envoy's `server.memory_allocated` / \
                  `server.memory_heap_size`; *RSS* is the Envoy process's. The memory target is judged \
                  on the last third of the run: the DPoP replay record (Envoy shared data, three \
-                 60-second slots of at most 262,144 proofs each, 16 bytes per proof) grows during the \
-                 first 180 s by design and is rewritten in place after that. That record also bounds \
-                 the sustained DPoP rate of one Envoy process to about 262,144 / 60 ≈ 4,369 proofs/s: \
+                 60-second slots of at most 1,048,576 proofs each over 1,024 shards, 16 bytes per proof) \
+                 grows during the first 180 s by design and is rewritten in place after that. That \
+                 record also bounds the sustained DPoP rate of one Envoy process to about \
+                 1,048,576 / 60 ≈ 17,476 proofs/s: \
                  above it, proofs are refused with 503 `dpop_replay_unavailable` (fail closed), which \
                  the non-200 count below shows when the load exceeds it.\n",
                 self.soak, self.optoks
