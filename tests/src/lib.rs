@@ -432,27 +432,9 @@ impl Envoy {
 
     /// Stops the process: SIGTERM, then SIGKILL after [`STOP_GRACE`]. Idempotent.
     pub fn stop(&mut self) {
-        let Some(mut child) = self.child.take() else {
-            return;
-        };
-        if matches!(child.try_wait(), Ok(Some(_))) {
-            return;
+        if let Some(mut child) = self.child.take() {
+            terminate(&mut child, STOP_GRACE);
         }
-        if let Ok(pid) = libc::pid_t::try_from(child.id()) {
-            // SAFETY: plain kill(2) on our own child, which has not been reaped yet.
-            unsafe {
-                libc::kill(pid, libc::SIGTERM);
-            }
-        }
-        let deadline = Instant::now() + STOP_GRACE;
-        while Instant::now() < deadline {
-            if matches!(child.try_wait(), Ok(Some(_))) {
-                return;
-            }
-            thread::sleep(Duration::from_millis(20));
-        }
-        let _ = child.kill();
-        let _ = child.wait();
     }
 
     /// Whether the process is still running.
@@ -950,6 +932,29 @@ fn parse_prom_float(s: &str) -> Option<f64> {
         "NaN" => Some(f64::NAN),
         _ => s.parse().ok(),
     }
+}
+
+/// Stops a child process: SIGTERM, then SIGKILL after `grace`; reaps it. Shared by every
+/// process the tests start (Envoy, the registry, the Authority, Prometheus).
+pub fn terminate(child: &mut std::process::Child, grace: Duration) {
+    if matches!(child.try_wait(), Ok(Some(_))) {
+        return;
+    }
+    if let Ok(pid) = libc::pid_t::try_from(child.id()) {
+        // SAFETY: plain kill(2) on our own child, which has not been reaped yet.
+        unsafe {
+            libc::kill(pid, libc::SIGTERM);
+        }
+    }
+    let deadline = Instant::now() + grace;
+    while Instant::now() < deadline {
+        if matches!(child.try_wait(), Ok(Some(_))) {
+            return;
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
 }
 
 #[cfg(test)]

@@ -83,28 +83,6 @@ fn read_lossy(path: &Path) -> String {
         .unwrap_or_default()
 }
 
-/// SIGTERM, then SIGKILL after `grace`; reaps the child.
-fn terminate(child: &mut Child, grace: Duration) {
-    if matches!(child.try_wait(), Ok(Some(_))) {
-        return;
-    }
-    if let Ok(pid) = libc::pid_t::try_from(child.id()) {
-        // SAFETY: plain kill(2) on our own child, which has not been reaped yet.
-        unsafe {
-            libc::kill(pid, libc::SIGTERM);
-        }
-    }
-    let deadline = Instant::now() + grace;
-    while Instant::now() < deadline {
-        if matches!(child.try_wait(), Ok(Some(_))) {
-            return;
-        }
-        thread::sleep(Duration::from_millis(20));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-}
-
 // ---------------------------------------------------------------------------------------
 // The registry.
 // ---------------------------------------------------------------------------------------
@@ -289,7 +267,7 @@ impl Registry {
     /// Stops the process (SIGTERM, then SIGKILL). Idempotent.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
-            terminate(&mut child, STOP_GRACE);
+            crate::terminate(&mut child, STOP_GRACE);
         }
     }
 
@@ -634,7 +612,7 @@ pub fn skopeo(args: &[&str], timeout: Duration) -> SkopeoRun {
             Ok(Some(status)) => break Some(status),
             Ok(None) if Instant::now() >= deadline => {
                 timed_out = true;
-                terminate(&mut child, Duration::from_secs(2));
+                crate::terminate(&mut child, Duration::from_secs(2));
                 break child.try_wait().ok().flatten();
             }
             Ok(None) => thread::sleep(Duration::from_millis(20)),
