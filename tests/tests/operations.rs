@@ -788,7 +788,8 @@ fn one_audit_line_per_decision_and_no_secret_in_the_log() {
                 "decision": "rejected",
                 "reason": "malformed_scope",
                 "service": SERVICE,
-                "requested": [],
+                // What was asked is kept even when it does not parse.
+                "requested": ["repository:Stella-Ops/UPPER:pull"],
                 "granted": [],
             }),
         },
