@@ -74,7 +74,7 @@ pub enum Route {
     PassThrough,
 }
 
-/// Routes by path only (the filter owns the realm's path and `/healthz`).
+/// Routes by path only (the filter owns the realm's path, `/healthz` and `/jwks`).
 pub fn route(config: &Config, path_without_query: &str) -> Route {
     if path_without_query == config.registry.realm.path {
         Route::Token
