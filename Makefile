@@ -121,7 +121,7 @@ rules: apt-deps
 	cd deploy/prometheus && promtool test rules registry-token.rules.test.yaml
 
 unit:
-	cargo test -p registry-token-core -p registry-token-filter
+	cargo test -p registry-token-core -p registry-token-filter -p registry-token-loadgen
 
 e2e: deps apt-deps wasm authority-deps
 	cargo test -p registry-token-e2e -- --test-threads 2
