@@ -205,19 +205,45 @@ impl hostproto::ForeignCall for EnvoyForeign {
     }
 }
 
-/// Remote key state cached per VM, refreshed from shared data when its CAS changes.
-struct RemoteKeys {
+/// The remote revocation list and when it was fetched.
+type RevokedList = (HashSet<String>, u64);
+
+/// This VM's parsed copy of a document one VM fetched into shared data for the whole
+/// process (the JWKS, the revocation list); re-parsed only when the shared CAS changes.
+struct SharedCopy<T> {
     shared: SharedKeys,
     cas: Option<u32>,
-    keys: Option<Rc<KeySet>>,
+    value: Option<Rc<T>>,
 }
 
-/// The remote revocation list cached per VM, refreshed from shared data when its CAS
-/// changes.
-struct RemoteRevocation {
-    shared: SharedKeys,
-    cas: Option<u32>,
-    list: Option<Rc<(HashSet<String>, u64)>>,
+impl<T> SharedCopy<T> {
+    fn new(shared: SharedKeys) -> RefCell<SharedCopy<T>> {
+        RefCell::new(SharedCopy {
+            shared,
+            cas: None,
+            value: None,
+        })
+    }
+
+    /// The current value: the cached one while the CAS is unchanged, else `parse` of the
+    /// shared record; the last good value when the record is missing or unusable.
+    fn current(&mut self, parse: impl FnOnce(&FetchRecord) -> Option<T>) -> Option<Rc<T>> {
+        let Ok((bytes, cas)) = proxy_wasm::hostcalls::get_shared_data(&self.shared.document) else {
+            return self.value.clone();
+        };
+        if cas.is_some() && cas == self.cas && self.value.is_some() {
+            return self.value.clone();
+        }
+        if let Some(v) = bytes
+            .as_deref()
+            .and_then(FetchRecord::from_bytes)
+            .and_then(|r| parse(&r))
+        {
+            self.value = Some(Rc::new(v));
+            self.cas = cas;
+        }
+        self.value.clone()
+    }
 }
 
 /// Everything built at configure time.
@@ -225,11 +251,11 @@ struct State {
     config: Config,
     crypto: Box<dyn Crypto>,
     metrics: Metrics,
-    remote: Option<RefCell<RemoteKeys>>,
+    remote: Option<RefCell<SharedCopy<KeySet>>>,
     inline_keys: Option<Rc<KeySet>>,
     replay: replay::SharedReplayCache,
     caches: Caches,
-    revocation: Option<RefCell<RemoteRevocation>>,
+    revocation: Option<RefCell<SharedCopy<RevokedList>>>,
 }
 
 impl State {
@@ -238,49 +264,28 @@ impl State {
         if let Some(k) = &self.inline_keys {
             return Some(k.clone());
         }
-        let remote = self.remote.as_ref()?;
-        let mut r = remote.borrow_mut();
-        let (bytes, cas) = proxy_wasm::hostcalls::get_shared_data(&r.shared.document).ok()?;
-        if cas.is_some() && cas == r.cas && r.keys.is_some() {
-            return r.keys.clone();
-        }
-        let record = bytes.as_deref().and_then(FetchRecord::from_bytes);
-        if let Some(record) = record {
-            if !record.document.is_null() {
-                match record.key_set() {
-                    Ok(set) => {
-                        r.keys = Some(Rc::new(set));
-                        r.cas = cas;
-                    }
-                    Err(e) => log::warn!("registry-token-filter: shared JWKS unusable: {e}"),
-                }
+        self.remote.as_ref()?.borrow_mut().current(|record| {
+            if record.document.is_null() {
+                return None;
             }
-        }
-        r.keys.clone()
+            record
+                .key_set()
+                .map_err(|e| log::warn!("registry-token-filter: shared JWKS unusable: {e}"))
+                .ok()
+        })
     }
 
     /// The last good remote revocation list (set, fetch time), if one is configured and
     /// was ever fetched.
-    fn revocation_list(&self) -> Option<Rc<(HashSet<String>, u64)>> {
-        let remote = self.revocation.as_ref()?;
-        let mut r = remote.borrow_mut();
-        let Ok((bytes, cas)) = proxy_wasm::hostcalls::get_shared_data(&r.shared.document) else {
-            return r.list.clone();
-        };
-        if cas.is_some() && cas == r.cas && r.list.is_some() {
-            return r.list.clone();
-        }
-        if let Some(record) = bytes.as_deref().and_then(FetchRecord::from_bytes) {
-            if let Some(items) = record.document.as_array() {
-                let set = items
-                    .iter()
-                    .filter_map(|v| v.as_str().map(str::to_string))
-                    .collect();
-                r.list = Some(Rc::new((set, record.fetched_at)));
-                r.cas = cas;
-            }
-        }
-        r.list.clone()
+    fn revocation_list(&self) -> Option<Rc<RevokedList>> {
+        self.revocation.as_ref()?.borrow_mut().current(|record| {
+            let items = record.document.as_array()?;
+            let set = items
+                .iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect();
+            Some((set, record.fetched_at))
+        })
     }
 
     fn note_unknown_kid(&self) {
@@ -345,11 +350,7 @@ impl Root {
             KeySource::Inline(set) => (Some(Rc::new(set.clone())), None),
             KeySource::Remote { metadata_url, .. } => (
                 None,
-                Some(RefCell::new(RemoteKeys {
-                    shared: SharedKeys::for_url(metadata_url),
-                    cas: None,
-                    keys: None,
-                })),
+                Some(SharedCopy::new(SharedKeys::for_url(metadata_url))),
             ),
         };
         let replay = replay::SharedReplayCache::new(
@@ -357,13 +358,10 @@ impl Root {
             config.dpop.iat_window_seconds,
             REPLAY_CAPACITY,
         );
-        let revocation = config.revocation.as_ref().map(|r| {
-            RefCell::new(RemoteRevocation {
-                shared: SharedKeys::for_url(&r.url),
-                cas: None,
-                list: None,
-            })
-        });
+        let revocation = config
+            .revocation
+            .as_ref()
+            .map(|r| SharedCopy::new(SharedKeys::for_url(&r.url)));
         Ok(State {
             config,
             crypto,
