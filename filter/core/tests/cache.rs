@@ -7,11 +7,11 @@ mod common;
 
 use common::*;
 use jsonwebtoken::{Algorithm, EncodingKey};
-use registry_token_core::cache::{CacheStats, Caches};
 use registry_token_core::config::{Config, KeySource};
-use registry_token_core::crypto::RustCrypto;
-use registry_token_core::dpop::MemoryReplayCache;
+use registry_token_core::handler::cache::{CacheStats, Caches};
 use registry_token_core::handler::{self, Context, Decision, Outcome, RequestView};
+use registry_token_core::sender::dpop::MemoryReplayCache;
+use registry_token_core::token::crypto::RustCrypto;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
@@ -57,7 +57,7 @@ fn run(
         now,
         replay,
         cache,
-        revocation: registry_token_core::revocation::RemoteList::NotConfigured,
+        revocation: registry_token_core::policy::revocation::RemoteList::NotConfigured,
     };
     handler::handle_token(&view, &ctx)
 }

@@ -324,7 +324,7 @@ fn env_override_errors_name_the_variable() {
 fn load_accepts_json_and_struct_bytes_identically() {
     let v = base_config();
     let json_bytes = v.to_string().into_bytes();
-    let struct_bytes = registry_token_core::structpb::encode_struct(&v).unwrap();
+    let struct_bytes = registry_token_core::wire::structpb::encode_struct(&v).unwrap();
     let a = Config::load(&json_bytes, Vec::<(String, String)>::new()).unwrap();
     let b = Config::load(&struct_bytes, Vec::<(String, String)>::new()).unwrap();
     assert_eq!(a.signing.kid, b.signing.kid);
@@ -416,7 +416,7 @@ fn published_keys_are_served_with_the_active_key_first() {
     let body: Value = serde_json::from_str(&d.body).unwrap();
     assert_eq!(body["keys"].as_array().unwrap().len(), 3);
     // The active key's JWK verifies tokens the filter mints (independent verifier).
-    let set = registry_token_core::keys::KeySet::from_jwks(&body).unwrap();
+    let set = registry_token_core::token::keys::KeySet::from_jwks(&body).unwrap();
     assert_eq!(set.len(), 3);
     let e = refused(with(|c| {
         c["signing"]["publishedKeys"] = json!([{"pem": "nope"}]);

@@ -834,7 +834,7 @@ fn keys_unavailable_is_503_with_retry_after() {
         headers: &headers,
         peer_certificate_sha256_hex: None,
     };
-    let crypto = registry_token_core::crypto::RustCrypto;
+    let crypto = registry_token_core::token::crypto::RustCrypto;
     let ctx = registry_token_core::handler::Context {
         config: &config,
         keys: None,
@@ -842,7 +842,7 @@ fn keys_unavailable_is_503_with_retry_after() {
         now: NOW,
         replay: replay_cache(),
         cache: None,
-        revocation: registry_token_core::revocation::RemoteList::NotConfigured,
+        revocation: registry_token_core::policy::revocation::RemoteList::NotConfigured,
     };
     let d = registry_token_core::handler::handle_token(&view, &ctx);
     assert_eq!(d.status, 503);

@@ -6,9 +6,9 @@ mod common;
 use std::collections::HashSet;
 
 use common::*;
-use registry_token_core::crypto::RustCrypto;
 use registry_token_core::handler::{self, Context, Decision, Outcome, RequestView};
-use registry_token_core::revocation::{OnStale, RemoteList};
+use registry_token_core::policy::revocation::{OnStale, RemoteList};
+use registry_token_core::token::crypto::RustCrypto;
 use serde_json::json;
 
 const Q: &str = "service=registry.example&scope=repository:stella-ops/public/base:pull";

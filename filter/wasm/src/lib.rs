@@ -17,14 +17,14 @@ use std::time::{Duration, UNIX_EPOCH};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, LogLevel, MetricType};
 
-use registry_token_core::cache::{CacheStats, Caches};
 use registry_token_core::config::{Config, KeySource};
-use registry_token_core::crypto::{Crypto, RustCrypto};
+use registry_token_core::handler::cache::{CacheStats, Caches};
 use registry_token_core::handler::{self, Decision, Outcome, RequestView, Route};
-use registry_token_core::hostproto::{self, HostCrypto};
-use registry_token_core::keys::KeySet;
+use registry_token_core::policy::revocation::{self, RemoteList};
 use registry_token_core::remote::{self, FetchRecord, Lease, SharedKeys};
-use registry_token_core::revocation::{self, RemoteList};
+use registry_token_core::token::crypto::host::{self as hostproto, HostCrypto};
+use registry_token_core::token::crypto::{Crypto, RustCrypto};
+use registry_token_core::token::keys::KeySet;
 
 /// Filter-state property holding the decision's audit record (as `wasm.<name>`).
 pub const AUDIT_PROPERTY: &str = "registry_token_audit";
@@ -462,7 +462,7 @@ impl Root {
     fn dispatch(
         &mut self,
         cluster: &str,
-        url: &registry_token_core::url::HttpUrl,
+        url: &registry_token_core::wire::url::HttpUrl,
         what: Pending,
     ) -> Result<(), String> {
         let (authority, path) = remote::call_target(url);

@@ -3,7 +3,7 @@
 //! slots rather than by deletion (shared data has no expiry).
 
 use proxy_wasm::types::Status;
-use registry_token_core::dpop::{
+use registry_token_core::sender::dpop::{
     replay_data_key, replay_shard, DpopError, ReplayCache, ReplaySlot, REPLAY_SHARDS, REPLAY_SLOTS,
 };
 

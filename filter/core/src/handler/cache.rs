@@ -29,10 +29,10 @@ use std::collections::{HashMap, VecDeque};
 use sha2::{Digest, Sha256};
 
 use crate::config::SigningConfig;
-use crate::crypto::Crypto;
-use crate::jwt::{self, JwtError, OpTok, OpTokPolicy};
-use crate::keys::KeySet;
-use crate::scope::Scope;
+use crate::policy::scope::Scope;
+use crate::token::crypto::Crypto;
+use crate::token::jws::{self, JwtError, OpTok, OpTokPolicy};
+use crate::token::keys::KeySet;
 
 /// Default bound of the verified-OpTok cache, entries (about 300 bytes each).
 pub const DEFAULT_OPTOK_CAPACITY: usize = 10_000;
@@ -283,7 +283,7 @@ impl Caches {
         self.stats.set(s);
     }
 
-    /// [`jwt::verify_optok`] through the cache: a hit returns the claims verified earlier
+    /// [`jws::verify_optok`] through the cache: a hit returns the claims verified earlier
     /// under the same policy and keys; a miss verifies and stores a success until `exp`.
     pub fn verify_optok(
         &self,
@@ -300,7 +300,7 @@ impl Caches {
             return Ok(optok);
         }
         self.bump(|s| s.optok_misses += 1);
-        let optok = jwt::verify_optok(token, policy, keys, crypto, now)?;
+        let optok = jws::verify_optok(token, policy, keys, crypto, now)?;
         self.optoks
             .borrow_mut()
             .insert(key, optok.clone(), now, optok.expires_at);
@@ -352,7 +352,7 @@ pub fn verify_optok(
 ) -> Result<OpTok, JwtError> {
     match cache {
         Some(c) => c.verify_optok(token, policy, keys, crypto, now),
-        None => jwt::verify_optok(token, policy, keys, crypto, now),
+        None => jws::verify_optok(token, policy, keys, crypto, now),
     }
 }
 

@@ -2,16 +2,16 @@
 //!
 //! Algorithm confusion is ruled out by construction: the `alg` header must be on the
 //! configured allow-list (never `none`, never HS*), the key is chosen by `kid` among keys
-//! whose type fits that `alg`, and [`crate::crypto::Crypto::verify`] refuses a key that does
+//! whose type fits that `alg`, and [`crate::token::crypto::Crypto::verify`] refuses a key that does
 //! not fit.
 
 use std::fmt;
 
 use serde_json::{Map, Value};
 
-use crate::b64;
-use crate::crypto::{Alg, Crypto};
-use crate::keys::{KeySet, PrivateKey};
+use crate::token::crypto::{Alg, Crypto};
+use crate::token::keys::{KeySet, PrivateKey};
+use crate::wire::b64;
 
 /// Longest compact JWS accepted (OpToks and DPoP proofs), bytes.
 pub const MAX_JWT_BYTES: usize = 16 * 1024;
@@ -347,7 +347,7 @@ pub struct MintRequest<'a> {
     /// `aud` (the `service`), a string as registry 2.8 requires.
     pub audience: &'a str,
     /// `access` claim entries.
-    pub access: &'a [crate::scope::Scope],
+    pub access: &'a [crate::policy::scope::Scope],
     /// `iat` and `nbf`.
     pub now: u64,
     /// `exp - iat`.
@@ -365,7 +365,7 @@ pub fn mint(
     req: &MintRequest<'_>,
     key: &PrivateKey,
     crypto: &dyn Crypto,
-) -> Result<String, crate::crypto::CryptoError> {
+) -> Result<String, crate::token::crypto::CryptoError> {
     let mut header = Map::new();
     header.insert("alg".into(), Value::from(key.alg().name()));
     header.insert("typ".into(), Value::from("JWT"));
@@ -404,7 +404,7 @@ pub fn mint(
 }
 
 /// A fresh `jti`: 128 random bits, base64url.
-pub fn new_jti(crypto: &dyn Crypto) -> Result<String, crate::crypto::CryptoError> {
+pub fn new_jti(crypto: &dyn Crypto) -> Result<String, crate::token::crypto::CryptoError> {
     let mut bytes = [0u8; 16];
     crypto.fill_random(&mut bytes)?;
     Ok(b64::url_encode(&bytes))

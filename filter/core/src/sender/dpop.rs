@@ -8,11 +8,11 @@ use std::fmt;
 
 use serde_json::Value;
 
-use crate::b64;
-use crate::crypto::{sha256, Alg, Crypto};
-use crate::jwt::Jws;
-use crate::keys::PublicKey;
-use crate::url::HttpUrl;
+use crate::token::crypto::{sha256, Alg, Crypto};
+use crate::token::jws::Jws;
+use crate::token::keys::PublicKey;
+use crate::wire::b64;
+use crate::wire::url::HttpUrl;
 
 /// Members a public JWK must never carry.
 const PRIVATE_MEMBERS: [&str; 8] = ["d", "p", "q", "dp", "dq", "qi", "oth", "k"];

@@ -13,12 +13,12 @@ use std::fmt;
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::crypto::Alg;
-use crate::dpop::NonceKey;
-use crate::keys::{certificate_spki, pem_certificates, KeySet, PrivateKey, PublicKey};
-use crate::plan::{Catalogue, PlanSpec, RuleSpec};
-use crate::revocation::OnStale;
-use crate::url::HttpUrl;
+use crate::policy::plan::{Catalogue, PlanSpec, RuleSpec};
+use crate::policy::revocation::OnStale;
+use crate::sender::dpop::NonceKey;
+use crate::token::crypto::Alg;
+use crate::token::keys::{certificate_spki, pem_certificates, KeySet, PrivateKey, PublicKey};
+use crate::wire::url::HttpUrl;
 
 /// Default lifetime of minted registry tokens, seconds.
 pub const DEFAULT_LIFETIME_SECONDS: u64 = 300;
@@ -408,7 +408,7 @@ pub fn config_value(bytes: &[u8]) -> Result<Value, ConfigError> {
         )),
         Some(b'{') => serde_json::from_slice(bytes)
             .map_err(|e| ConfigError::new("", format!("invalid JSON: {e}"))),
-        Some(_) => crate::structpb::decode_struct(bytes).map_err(|e| {
+        Some(_) => crate::wire::structpb::decode_struct(bytes).map_err(|e| {
             ConfigError::new(
                 "",
                 format!("neither JSON nor a google.protobuf.Struct: {e}"),
@@ -905,7 +905,12 @@ fn validate_signing(s: RawSigning) -> Result<SigningConfig, ConfigError> {
                     "the first (leaf) certificate does not hold the signing key's public key",
                 ));
             }
-            Some(certs.iter().map(|c| crate::b64::std_encode(c)).collect())
+            Some(
+                certs
+                    .iter()
+                    .map(|c| crate::wire::b64::std_encode(c))
+                    .collect(),
+            )
         }
     };
     let lifetime_seconds = s.lifetime_seconds.unwrap_or(DEFAULT_LIFETIME_SECONDS);

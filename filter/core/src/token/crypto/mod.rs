@@ -3,18 +3,20 @@
 //! [`Crypto`] is what the decision core uses to verify OpTok and DPoP signatures, to sign
 //! registry tokens and to draw random bytes. [`RustCrypto`] implements it purely in Rust
 //! (natively, and inside the VM when the host has no crypto foreign functions);
-//! [`crate::hostproto::HostCrypto`] implements it with Envoy's `sign`/`verify_signature`.
+//! [`crate::token::crypto::host::HostCrypto`] implements it with Envoy's `sign`/`verify_signature`.
 //!
 //! Signatures are in JWS encoding (RFC 7518 §3): RSASSA-PKCS1-v1_5 and RSASSA-PSS bytes
 //! (PSS with salt length = hash length), ECDSA as the fixed-size concatenation `r‖s`
 //! (64 bytes for P-256, 96 for P-384), Ed25519 as its 64-byte signature.
+
+pub mod host;
 
 use std::fmt;
 
 use rand_core::{CryptoRng, RngCore};
 use sha2::{Digest, Sha256, Sha384, Sha512};
 
-use crate::keys::{PrivateKey, PrivateKeyKind, PublicKey, PublicKeyKind};
+use crate::token::keys::{PrivateKey, PrivateKeyKind, PublicKey, PublicKeyKind};
 
 /// An asymmetric JWS algorithm. `none` and the HMAC algorithms are deliberately absent.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -334,10 +336,10 @@ impl CryptoRng for SeededRng {}
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::b64;
-    use crate::der::testutil::XorShift;
-    use crate::keys::testkeys;
-    use crate::keys::PrivateKey;
+    use crate::token::keys::testkeys;
+    use crate::token::keys::PrivateKey;
+    use crate::wire::b64;
+    use crate::wire::der::testutil::XorShift;
     use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey};
     use rsa::pkcs1::EncodeRsaPrivateKey;
     use rsa::pkcs8::EncodePrivateKey;
@@ -861,7 +863,8 @@ mod tests {
         // The flow the token checker uses: JWKS → candidates(kid, alg) → verify.
         let key = testkeys::rsa_private();
         let jwk = key.public().clone().with_kid("signer".into()).to_jwk();
-        let set = crate::keys::KeySet::from_jwks(&serde_json::json!({"keys": [jwk]})).unwrap();
+        let set =
+            crate::token::keys::KeySet::from_jwks(&serde_json::json!({"keys": [jwk]})).unwrap();
         let input = jws_input(Alg::Rs256);
         let sig = RustCrypto.sign(key, input.as_bytes()).unwrap();
         let candidates = set.candidates(Some("signer"), Alg::Rs256);

@@ -2,18 +2,20 @@
 //! Authority keys in; a complete reply (status, headers, body), an outcome for the metrics
 //! and an audit record out. No I/O happens here.
 
+pub mod cache;
+
 use serde_json::{json, Value};
 
-use crate::b64;
-use crate::cache::{self, Caches, MintedToken};
 use crate::config::Config;
-use crate::crypto::Crypto;
-use crate::dpop::{self, DpopError, ProofPolicy, ReplayCache};
-use crate::jwt::{self, JwtError, OpTok, OpTokPolicy};
-use crate::keys::KeySet;
-use crate::query::{parse_query, TokenQuery};
-use crate::revocation::{self, OnStale, RemoteList, Revocation};
-use crate::scope::{self, parse_scopes, Scope};
+use crate::policy::revocation::{self, OnStale, RemoteList, Revocation};
+use crate::policy::scope::{self, parse_scopes, Scope};
+use crate::sender::dpop::{self, DpopError, ProofPolicy, ReplayCache};
+use crate::token::crypto::Crypto;
+use crate::token::jws::{self, JwtError, OpTok, OpTokPolicy};
+use crate::token::keys::KeySet;
+use crate::wire::b64;
+use crate::wire::query::{parse_query, TokenQuery};
+use cache::{Caches, MintedToken};
 
 /// Path of the liveness endpoint.
 pub const HEALTHZ_PATH: &str = "/healthz";
@@ -395,7 +397,7 @@ pub fn credentials(req: &RequestView<'_>) -> Result<(CredentialScheme, String), 
     if token.is_empty() {
         return Err(malformed("the credentials hold no token"));
     }
-    if token.len() > jwt::MAX_JWT_BYTES {
+    if token.len() > jws::MAX_JWT_BYTES {
         return Err(malformed("the token is too long"));
     }
     Ok((scheme_kind, token))
@@ -632,7 +634,7 @@ fn mint_reply(
     let minted = if let Some(m) = reused {
         m
     } else {
-        let jti = match jwt::new_jti(ctx.crypto) {
+        let jti = match jws::new_jti(ctx.crypto) {
             Ok(j) => j,
             Err(_) => {
                 return deny(
@@ -642,7 +644,7 @@ fn mint_reply(
                 )
             }
         };
-        let request = jwt::MintRequest {
+        let request = jws::MintRequest {
             issuer: &signing.issuer,
             subject: &optok.subject,
             audience: service,
@@ -653,7 +655,7 @@ fn mint_reply(
             x5c: signing.x5c.as_deref(),
             jti: &jti,
         };
-        let token = match jwt::mint(&request, &signing.key, ctx.crypto) {
+        let token = match jws::mint(&request, &signing.key, ctx.crypto) {
             Ok(t) => t,
             Err(_) => {
                 return deny(
@@ -682,7 +684,7 @@ fn mint_reply(
         "token": minted.token,
         "access_token": minted.token,
         "expires_in": minted.expires_at.saturating_sub(ctx.now),
-        "issued_at": jwt::rfc3339(minted.issued_at),
+        "issued_at": jws::rfc3339(minted.issued_at),
     });
     let mut headers = vec![
         ("content-type".to_string(), "application/json".to_string()),

@@ -17,9 +17,9 @@ use rsa::traits::PublicKeyParts;
 use rsa::{BigUint, RsaPrivateKey, RsaPublicKey};
 use serde_json::{Map, Value};
 
-use crate::b64;
-use crate::crypto::{sha256, Alg};
-use crate::der::{self, oid, tag};
+use crate::token::crypto::{sha256, Alg};
+use crate::wire::b64;
+use crate::wire::der::{self, oid, tag};
 
 /// RSA keys below this many modulus bits are refused.
 pub const MIN_RSA_BITS: usize = 2048;
@@ -1124,7 +1124,7 @@ pub(crate) mod testkeys {
 mod tests {
     use super::testkeys;
     use super::*;
-    use crate::der::testutil::XorShift;
+    use crate::wire::der::testutil::XorShift;
     use serde_json::json;
 
     /// RFC 7638 §3.1's example key.
@@ -1207,7 +1207,7 @@ mod tests {
 
     #[test]
     fn rfc8037_signature_verifies() {
-        use crate::crypto::{Crypto, RustCrypto};
+        use crate::token::crypto::{Crypto, RustCrypto};
         // RFC 8037 §A.4: the JWS over "Example of Ed25519 signing".
         let jwk =
             json!({"kty":"OKP","crv":"Ed25519","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"});

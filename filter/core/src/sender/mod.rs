@@ -1,0 +1,4 @@
+//! Sender constraints: DPoP proofs (RFC 9449) with nonces and the replay record, and
+//! certificate-bound tokens (RFC 8705).
+
+pub mod dpop;
