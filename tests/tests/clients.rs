@@ -492,3 +492,29 @@ fn what_podman_sends_to_the_realm_for_login_push_and_pull() {
         assert_basic(r);
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// 3. A failing test still cleans up.
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn daemons_are_stopped_and_removed_when_a_test_panics() {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let outcome = std::thread::spawn(move || {
+        let mut docker = Dockerd::start(&[]).unwrap_or_else(|e| panic!("{e}"));
+        let mut ctrd = Containerd::start().unwrap_or_else(|e| panic!("{e}"));
+        let mut procs = docker.processes();
+        procs.extend(ctrd.processes());
+        let _ = tx.send((procs, docker.dir().to_path_buf(), ctrd.dir().to_path_buf()));
+        panic!("a deliberate failure with dockerd and containerd running");
+    })
+    .join();
+    assert!(outcome.is_err(), "the thread should have panicked");
+    let (procs, docker_dir, ctrd_dir) = rx.recv().unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        procs.len() >= 3,
+        "dockerd, its containerd, containerd: {procs:?}"
+    );
+    assert_cleaned_up("dockerd", &procs, &docker_dir);
+    assert_cleaned_up("containerd", &[], &ctrd_dir);
+}
