@@ -31,8 +31,9 @@ use sha2::{Digest, Sha256};
 use crate::config::SigningConfig;
 use crate::policy::scope::Scope;
 use crate::token::crypto::Crypto;
-use crate::token::jws::{self, JwtError, OpTok, OpTokPolicy};
+use crate::token::jws::JwtError;
 use crate::token::keys::KeySet;
+use crate::token::optok::{self, OpTokPolicy, VerifiedOpTok};
 
 /// Default bound of the verified-OpTok cache, entries (about 300 bytes each).
 pub const DEFAULT_OPTOK_CAPACITY: usize = 10_000;
@@ -169,7 +170,7 @@ pub struct CacheStats {
 
 /// The per-VM caches.
 pub struct Caches {
-    optoks: RefCell<Bounded<OpTok>>,
+    optoks: RefCell<Bounded<VerifiedOpTok>>,
     minted: RefCell<Bounded<MintedToken>>,
     stats: Cell<CacheStats>,
 }
@@ -225,7 +226,7 @@ pub fn optok_key(context: &CacheKey, token: &str) -> CacheKey {
 /// The reuse key of a minted token: signing identity, subject, bindings, service, access.
 pub fn mint_key(
     signing: &SigningConfig,
-    optok: &OpTok,
+    optok: &VerifiedOpTok,
     service: &str,
     granted: &[Scope],
 ) -> CacheKey {
@@ -283,7 +284,7 @@ impl Caches {
         self.stats.set(s);
     }
 
-    /// [`jws::verify_optok`] through the cache: a hit returns the claims verified earlier
+    /// [`optok::verify_optok`] through the cache: a hit returns the claims verified earlier
     /// under the same policy and keys; a miss verifies and stores a success until `exp`.
     pub fn verify_optok(
         &self,
@@ -292,7 +293,7 @@ impl Caches {
         keys: &KeySet,
         crypto: &dyn Crypto,
         now: u64,
-    ) -> Result<OpTok, JwtError> {
+    ) -> Result<VerifiedOpTok, JwtError> {
         let key = optok_key(&verification_context(policy, keys), token);
         let hit = self.optoks.borrow_mut().get(&key, now);
         if let Some(optok) = hit {
@@ -300,7 +301,7 @@ impl Caches {
             return Ok(optok);
         }
         self.bump(|s| s.optok_misses += 1);
-        let optok = jws::verify_optok(token, policy, keys, crypto, now)?;
+        let optok = optok::verify_optok(token, policy, keys, crypto, now)?;
         self.optoks
             .borrow_mut()
             .insert(key, optok.clone(), now, optok.expires_at);
@@ -349,10 +350,10 @@ pub fn verify_optok(
     keys: &KeySet,
     crypto: &dyn Crypto,
     now: u64,
-) -> Result<OpTok, JwtError> {
+) -> Result<VerifiedOpTok, JwtError> {
     match cache {
         Some(c) => c.verify_optok(token, policy, keys, crypto, now),
-        None => jws::verify_optok(token, policy, keys, crypto, now),
+        None => optok::verify_optok(token, policy, keys, crypto, now),
     }
 }
 

@@ -11,10 +11,13 @@ use crate::policy::revocation::{self, OnStale, RemoteList, Revocation};
 use crate::policy::scope::{self, parse_scopes, Scope};
 use crate::sender::dpop::{self, DpopError, ProofPolicy, ReplayCache};
 use crate::token::crypto::Crypto;
-use crate::token::jws::{self, JwtError, OpTok, OpTokPolicy};
+use crate::token::jws::JwtError;
 use crate::token::keys::KeySet;
+use crate::token::optok::{OpTokPolicy, VerifiedOpTok};
+use crate::token::{jws, mint};
 use crate::wire::b64;
 use crate::wire::query::{parse_query, TokenQuery};
+use crate::wire::time;
 use cache::{Caches, MintedToken};
 
 /// Path of the liveness endpoint.
@@ -617,7 +620,7 @@ pub fn handle_token(req: &RequestView<'_>, ctx: &Context<'_>) -> Decision {
 
 fn mint_reply(
     ctx: &Context<'_>,
-    optok: &OpTok,
+    optok: &VerifiedOpTok,
     service: &str,
     granted: &[Scope],
     mut audit: Audit,
@@ -634,7 +637,7 @@ fn mint_reply(
     let minted = if let Some(m) = reused {
         m
     } else {
-        let jti = match jws::new_jti(ctx.crypto) {
+        let jti = match mint::new_jti(ctx.crypto) {
             Ok(j) => j,
             Err(_) => {
                 return deny(
@@ -644,7 +647,7 @@ fn mint_reply(
                 )
             }
         };
-        let request = jws::MintRequest {
+        let request = mint::MintRequest {
             issuer: &signing.issuer,
             subject: &optok.subject,
             audience: service,
@@ -655,7 +658,7 @@ fn mint_reply(
             x5c: signing.x5c.as_deref(),
             jti: &jti,
         };
-        let token = match jws::mint(&request, &signing.key, ctx.crypto) {
+        let token = match mint::mint(&request, &signing.key, ctx.crypto) {
             Ok(t) => t,
             Err(_) => {
                 return deny(
@@ -684,7 +687,7 @@ fn mint_reply(
         "token": minted.token,
         "access_token": minted.token,
         "expires_in": minted.expires_at.saturating_sub(ctx.now),
-        "issued_at": jws::rfc3339(minted.issued_at),
+        "issued_at": time::rfc3339(minted.issued_at),
     });
     let mut headers = vec![
         ("content-type".to_string(), "application/json".to_string()),
@@ -748,7 +751,7 @@ fn check_sender_constraint(
     ctx: &Context<'_>,
     scheme: CredentialScheme,
     token: &str,
-    optok: &OpTok,
+    optok: &VerifiedOpTok,
     audit: &mut Audit,
 ) -> Result<(), Denial> {
     let config = ctx.config;

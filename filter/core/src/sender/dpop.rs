@@ -8,7 +8,8 @@ use std::fmt;
 
 use serde_json::Value;
 
-use crate::token::crypto::{sha256, Alg, Crypto};
+use crate::token::alg::{sha256, Alg};
+use crate::token::crypto::Crypto;
 use crate::token::jws::Jws;
 use crate::token::keys::PublicKey;
 use crate::wire::b64;

@@ -6,4 +6,5 @@ pub mod b64;
 pub mod der;
 pub mod query;
 pub mod structpb;
+pub mod time;
 pub mod url;
