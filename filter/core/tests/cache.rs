@@ -10,7 +10,7 @@ use jsonwebtoken::{Algorithm, EncodingKey};
 use registry_token_core::config::{Config, KeySource};
 use registry_token_core::handler::cache::{CacheStats, Caches};
 use registry_token_core::handler::{self, Context, Decision, Outcome, RequestView};
-use registry_token_core::sender::dpop::MemoryReplayCache;
+use registry_token_core::sender::replay::MemoryReplayCache;
 use registry_token_core::token::crypto::RustCrypto;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};

@@ -15,7 +15,7 @@ use serde_json::Value;
 
 use crate::policy::plan::{Catalogue, PlanSpec, RuleSpec};
 use crate::policy::revocation::OnStale;
-use crate::sender::dpop::NonceKey;
+use crate::sender::nonce::NonceKey;
 use crate::token::alg::Alg;
 use crate::token::keys::{certificate_spki, pem_certificates, KeySet, PrivateKey, PublicKey};
 use crate::wire::url::HttpUrl;

@@ -9,7 +9,9 @@ use serde_json::{json, Value};
 use crate::config::Config;
 use crate::policy::revocation::{self, OnStale, RemoteList, Revocation};
 use crate::policy::scope::{self, parse_scopes, Scope};
-use crate::sender::dpop::{self, DpopError, ProofPolicy, ReplayCache};
+use crate::sender::dpop::{self, DpopError, ProofPolicy};
+use crate::sender::mtls;
+use crate::sender::replay::ReplayCache;
 use crate::token::crypto::Crypto;
 use crate::token::jws::JwtError;
 use crate::token::keys::KeySet;
@@ -782,7 +784,7 @@ fn check_sender_constraint(
         audit.binding = Some(bindings.join(" "));
         let presented = req
             .peer_certificate_sha256_hex
-            .and_then(dpop::x5t_from_hex_digest);
+            .and_then(mtls::x5t_from_hex_digest);
         match presented {
             None => return Err(Denial::new(
                 401,

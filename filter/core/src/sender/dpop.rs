@@ -8,6 +8,8 @@ use std::fmt;
 
 use serde_json::Value;
 
+use crate::sender::nonce::NonceKey;
+use crate::sender::replay::ReplayCache;
 use crate::token::alg::{sha256, Alg};
 use crate::token::crypto::Crypto;
 use crate::token::jws::Jws;
@@ -121,77 +123,6 @@ impl fmt::Display for DpopError {
 }
 
 impl std::error::Error for DpopError {}
-
-/// Accepts or refuses a proof's `jti`: true when it was not seen before (and is now
-/// recorded), false on a replay.
-pub trait ReplayCache {
-    /// Records `key` (a digest of the key thumbprint and `jti`) seen at `now`.
-    fn check_and_insert(&self, key: [u8; 16], now: u64) -> Result<bool, DpopError>;
-}
-
-/// A stateless nonce source: HMAC-SHA256 over a time step with a shared secret, so every
-/// worker and every replica with the same secret agrees.
-#[derive(Clone)]
-pub struct NonceKey {
-    secret: Vec<u8>,
-    step_seconds: u64,
-}
-
-impl fmt::Debug for NonceKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("NonceKey")
-            .field("step_seconds", &self.step_seconds)
-            .finish_non_exhaustive()
-    }
-}
-
-/// HMAC-SHA256 (RFC 2104).
-pub fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
-    let mut block = [0u8; 64];
-    if key.len() > 64 {
-        block[..32].copy_from_slice(&sha256(key));
-    } else {
-        block[..key.len()].copy_from_slice(key);
-    }
-    let mut inner = Vec::with_capacity(64 + message.len());
-    inner.extend(block.iter().map(|b| b ^ 0x36));
-    inner.extend_from_slice(message);
-    let inner_hash = sha256(&inner);
-    let mut outer = Vec::with_capacity(96);
-    outer.extend(block.iter().map(|b| b ^ 0x5c));
-    outer.extend_from_slice(&inner_hash);
-    sha256(&outer)
-}
-
-impl NonceKey {
-    /// A nonce key; `step_seconds` is how long one nonce stays current (it is accepted for
-    /// one more step after that).
-    pub fn new(secret: Vec<u8>, step_seconds: u64) -> NonceKey {
-        NonceKey {
-            secret,
-            step_seconds: step_seconds.max(1),
-        }
-    }
-
-    fn for_step(&self, step: u64) -> String {
-        let mac = hmac_sha256(&self.secret, &step.to_be_bytes());
-        let mut raw = Vec::with_capacity(8 + 16);
-        raw.extend_from_slice(&step.to_be_bytes());
-        raw.extend_from_slice(&mac[..16]);
-        b64::url_encode(&raw)
-    }
-
-    /// The nonce to hand out at `now`.
-    pub fn current(&self, now: u64) -> String {
-        self.for_step(now / self.step_seconds)
-    }
-
-    /// Whether `nonce` is the current or the previous step's.
-    pub fn is_fresh(&self, nonce: &str, now: u64) -> bool {
-        let step = now / self.step_seconds;
-        nonce == self.for_step(step) || (step > 0 && nonce == self.for_step(step - 1))
-    }
-}
 
 /// What a proof must satisfy.
 pub struct ProofPolicy<'a> {
@@ -333,163 +264,9 @@ pub fn verify_proof(
 // Replay records in shared data.
 // ---------------------------------------------------------------------------------------
 
-/// Number of shards the replay entries are spread over (each a shared-data key).
-/// Many small shards keep each compare-and-swap copy small (a shard slot holds about
-/// rate × window / shards entries) and contention between workers low.
-pub const REPLAY_SHARDS: usize = 1024;
-/// Time slots kept per shard: a proof accepted at `now` with `iat ≤ now + window` could be
-/// replayed until `now + 2·window`, so entries live for three slots of `window` seconds.
-pub const REPLAY_SLOTS: u64 = 3;
-
-/// One shard's slot: the epoch it belongs to and the 16-byte entries seen in it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ReplaySlot {
-    /// `now / window` when the slot was written.
-    pub epoch: u64,
-    /// Entries.
-    pub entries: Vec<[u8; 16]>,
-}
-
-impl ReplaySlot {
-    /// Decodes shared-data bytes (garbage = empty slot of epoch 0).
-    pub fn decode(bytes: &[u8]) -> ReplaySlot {
-        let Some((head, rest)) = bytes.split_first_chunk::<8>() else {
-            return ReplaySlot {
-                epoch: 0,
-                entries: Vec::new(),
-            };
-        };
-        let entries = rest
-            .chunks_exact(16)
-            .filter_map(|c| <[u8; 16]>::try_from(c).ok())
-            .collect();
-        ReplaySlot {
-            epoch: u64::from_be_bytes(*head),
-            entries,
-        }
-    }
-
-    /// Encodes for shared data.
-    pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(8 + 16 * self.entries.len());
-        out.extend_from_slice(&self.epoch.to_be_bytes());
-        for e in &self.entries {
-            out.extend_from_slice(e);
-        }
-        out
-    }
-
-    /// Whether the slot is still live at epoch `current`.
-    pub fn live(&self, current: u64) -> bool {
-        self.epoch + REPLAY_SLOTS > current
-    }
-}
-
-/// Shard index of an entry.
-pub fn replay_shard(key: &[u8; 16]) -> usize {
-    usize::from(u16::from_be_bytes([key[0], key[1]])) % REPLAY_SHARDS
-}
-
-/// Shared-data key of (shard, slot).
-pub fn replay_data_key(prefix: &str, shard: usize, slot: u64) -> String {
-    format!("{prefix}dpop-replay/{shard}/{slot}")
-}
-
-/// An in-process replay cache (native tests and single-VM hosts).
-#[derive(Debug, Default)]
-pub struct MemoryReplayCache {
-    seen: std::cell::RefCell<std::collections::HashMap<[u8; 16], u64>>,
-    /// Entries older than this many seconds are dropped.
-    pub ttl_seconds: u64,
-}
-
-impl MemoryReplayCache {
-    /// A cache remembering entries for `ttl_seconds`.
-    pub fn new(ttl_seconds: u64) -> MemoryReplayCache {
-        MemoryReplayCache {
-            seen: Default::default(),
-            ttl_seconds,
-        }
-    }
-}
-
-impl ReplayCache for MemoryReplayCache {
-    fn check_and_insert(&self, key: [u8; 16], now: u64) -> Result<bool, DpopError> {
-        let mut seen = self.seen.borrow_mut();
-        seen.retain(|_, t| now < t.saturating_add(self.ttl_seconds));
-        if seen.contains_key(&key) {
-            return Ok(false);
-        }
-        seen.insert(key, now);
-        Ok(true)
-    }
-}
-
-/// The base64url SHA-256 of a certificate given as Envoy's lowercase hex digest, i.e. the
-/// `x5t#S256` it must match. `None` when the digest is not 64 hex characters.
-pub fn x5t_from_hex_digest(hex: &str) -> Option<String> {
-    if hex.len() != 64 {
-        return None;
-    }
-    let mut bytes = Vec::with_capacity(32);
-    for i in (0..64).step_by(2) {
-        let pair = hex.get(i..i + 2)?;
-        bytes.push(u8::from_str_radix(pair, 16).ok()?);
-    }
-    Some(b64::url_encode(&bytes))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn replay_slot_roundtrip_and_garbage() {
-        let slot = ReplaySlot {
-            epoch: 42,
-            entries: vec![[1u8; 16], [2u8; 16]],
-        };
-        assert_eq!(ReplaySlot::decode(&slot.encode()), slot);
-        assert_eq!(ReplaySlot::decode(b"short").entries.len(), 0);
-        // A trailing partial entry is ignored, never a panic.
-        let mut bytes = slot.encode();
-        bytes.extend_from_slice(&[9u8; 5]);
-        assert_eq!(ReplaySlot::decode(&bytes).entries.len(), 2);
-    }
-
-    #[test]
-    fn replay_slots_live_for_three_windows() {
-        let slot = ReplaySlot {
-            epoch: 10,
-            entries: Vec::new(),
-        };
-        assert!(slot.live(10));
-        assert!(slot.live(12));
-        assert!(!slot.live(13));
-    }
-
-    #[test]
-    fn replay_keys_spread_over_shards() {
-        let mut seen = std::collections::HashSet::new();
-        for i in 0..=u16::MAX {
-            let mut k = [0u8; 16];
-            k[..2].copy_from_slice(&i.to_be_bytes());
-            let shard = replay_shard(&k);
-            assert!(shard < REPLAY_SHARDS);
-            seen.insert(shard);
-        }
-        assert_eq!(seen.len(), REPLAY_SHARDS);
-        assert_eq!(replay_data_key("p/", 3, 1), "p/dpop-replay/3/1");
-    }
-
-    #[test]
-    fn memory_cache_remembers_then_forgets() {
-        let c = MemoryReplayCache::new(10);
-        assert!(c.check_and_insert([7; 16], 100).unwrap());
-        assert!(!c.check_and_insert([7; 16], 105).unwrap());
-        assert!(c.check_and_insert([8; 16], 105).unwrap());
-        assert!(c.check_and_insert([7; 16], 111).unwrap());
-    }
 
     #[test]
     fn every_error_has_a_distinct_dpop_reason() {

@@ -2,3 +2,6 @@
 //! certificate-bound tokens (RFC 8705).
 
 pub mod dpop;
+pub mod mtls;
+pub mod nonce;
+pub mod replay;

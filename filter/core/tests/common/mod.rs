@@ -313,10 +313,10 @@ pub fn verify_minted(token: &str, service: &str) -> Value {
 }
 
 /// One replay cache per test thread, so replays across calls in a test are caught.
-pub fn replay_cache() -> &'static registry_token_core::sender::dpop::MemoryReplayCache {
+pub fn replay_cache() -> &'static registry_token_core::sender::replay::MemoryReplayCache {
     thread_local! {
-        static CACHE: &'static registry_token_core::sender::dpop::MemoryReplayCache =
-            Box::leak(Box::new(registry_token_core::sender::dpop::MemoryReplayCache::new(180)));
+        static CACHE: &'static registry_token_core::sender::replay::MemoryReplayCache =
+            Box::leak(Box::new(registry_token_core::sender::replay::MemoryReplayCache::new(180)));
     }
     CACHE.with(|c| *c)
 }
