@@ -17,7 +17,7 @@ fn cfg() -> registry_token_core::config::Config {
 
 fn reason(d: &registry_token_core::handler::Decision) -> &'static str {
     match d.outcome {
-        Outcome::Rejected(r) => r,
+        Outcome::Rejected(r) => r.label(),
         Outcome::Issued => "issued",
         Outcome::Other => "other",
     }

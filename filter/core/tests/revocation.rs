@@ -62,7 +62,7 @@ fn decide_with(
 
 fn reason(d: &Decision) -> &'static str {
     match d.outcome {
-        Outcome::Rejected(r) => r,
+        Outcome::Rejected(r) => r.label(),
         Outcome::Issued => "issued",
         Outcome::Other => "other",
     }

@@ -19,7 +19,7 @@ use proxy_wasm::types::{Action, ContextType, LogLevel, MetricType};
 
 use registry_token_core::config::{Config, KeySource};
 use registry_token_core::handler::cache::{CacheStats, Caches};
-use registry_token_core::handler::{self, Decision, Outcome, RequestView, Route};
+use registry_token_core::handler::{self, Decision, Outcome, Reason, RequestView, Route};
 use registry_token_core::policy::revocation::{self, RemoteList};
 use registry_token_core::remote::{self, FetchRecord, Lease, SharedKeys};
 use registry_token_core::token::crypto::host::{self as hostproto, HostCrypto};
@@ -103,12 +103,30 @@ fn define(kind: MetricType, name: &str) -> Option<u32> {
 }
 
 impl Metrics {
+    /// Defines every counter series up front, one per [`Reason`] label included, so a
+    /// dashboard or alert sees zeros before the first refusal.
     fn new() -> Metrics {
-        Metrics {
+        let metrics = Metrics {
             histogram: define(MetricType::Histogram, DECISION_HISTOGRAM),
             memory: define(MetricType::Gauge, VM_MEMORY_GAUGE),
             ..Metrics::default()
+        };
+        let names = [
+            ISSUED_METRIC.to_string(),
+            OPTOK_CACHE_HITS.to_string(),
+            OPTOK_CACHE_MISSES.to_string(),
+            MINT_REUSED.to_string(),
+        ]
+        .into_iter()
+        .chain(
+            Reason::ALL
+                .iter()
+                .map(|r| format!("{REJECTED_METRIC_PREFIX}{}", r.label())),
+        );
+        for name in names {
+            metrics.add(&name, 0);
         }
+        metrics
     }
 
     /// Records one decision time; the histogram's unit is the microsecond.
@@ -185,7 +203,7 @@ impl Metrics {
         match outcome {
             Outcome::Issued => self.increment(ISSUED_METRIC),
             Outcome::Rejected(reason) => {
-                self.increment(&format!("{REJECTED_METRIC_PREFIX}{reason}"))
+                self.increment(&format!("{REJECTED_METRIC_PREFIX}{}", reason.label()))
             }
             Outcome::Other => {}
         }

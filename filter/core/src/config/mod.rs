@@ -26,6 +26,10 @@ pub const DEFAULT_LIFETIME_SECONDS: u64 = 300;
 pub const MIN_LIFETIME_SECONDS: u64 = 60;
 /// Largest allowed minted-token lifetime.
 pub const MAX_LIFETIME_SECONDS: u64 = 3600;
+/// Path of the liveness endpoint (the filter answers it; a realm may not use it).
+pub const HEALTHZ_PATH: &str = "/healthz";
+/// Path of the JWKS of the minting keys (the filter answers it; a realm may not use it).
+pub const JWKS_PATH: &str = "/jwks";
 /// Default OpTok scope required to obtain registry tokens.
 pub const DEFAULT_REQUIRED_SCOPE: &str = "registry.token.issue";
 /// Prefix of the environment overrides.
@@ -975,7 +979,7 @@ fn validate_signing(s: RawSigning) -> Result<SigningConfig, ConfigError> {
 fn validate_registry(r: RawRegistry) -> Result<RegistryConfig, ConfigError> {
     let realm =
         HttpUrl::parse(&r.realm, false).map_err(|e| ConfigError::new("registry.realm", e))?;
-    for own in [crate::handler::HEALTHZ_PATH, crate::handler::JWKS_PATH] {
+    for own in [HEALTHZ_PATH, JWKS_PATH] {
         if realm.path == own {
             return Err(ConfigError::new(
                 "registry.realm",

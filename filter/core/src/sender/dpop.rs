@@ -57,30 +57,6 @@ pub enum DpopError {
     JktMismatch,
 }
 
-impl DpopError {
-    /// Metric reason label.
-    pub fn reason(&self) -> &'static str {
-        match self {
-            DpopError::Missing => "dpop_missing",
-            DpopError::Multiple => "dpop_multiple",
-            DpopError::Malformed(_) => "dpop_malformed",
-            DpopError::Typ => "dpop_typ",
-            DpopError::Alg => "dpop_alg",
-            DpopError::Jwk(_) => "dpop_jwk",
-            DpopError::Signature => "dpop_signature",
-            DpopError::Claims(_) => "dpop_claims",
-            DpopError::Htm => "dpop_htm",
-            DpopError::Htu => "dpop_htu",
-            DpopError::Iat => "dpop_iat",
-            DpopError::Nonce => "dpop_nonce",
-            DpopError::Replay => "dpop_replay",
-            DpopError::ReplayUnavailable => "dpop_replay_unavailable",
-            DpopError::Ath => "dpop_ath",
-            DpopError::JktMismatch => "dpop_jkt_mismatch",
-        }
-    }
-}
-
 impl fmt::Display for DpopError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -263,34 +239,3 @@ pub fn verify_proof(
 // ---------------------------------------------------------------------------------------
 // Replay records in shared data.
 // ---------------------------------------------------------------------------------------
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn every_error_has_a_distinct_dpop_reason() {
-        let all = [
-            DpopError::Missing,
-            DpopError::Multiple,
-            DpopError::Malformed(String::new()),
-            DpopError::Typ,
-            DpopError::Alg,
-            DpopError::Jwk(String::new()),
-            DpopError::Signature,
-            DpopError::Claims(String::new()),
-            DpopError::Htm,
-            DpopError::Htu,
-            DpopError::Iat,
-            DpopError::Nonce,
-            DpopError::Replay,
-            DpopError::ReplayUnavailable,
-            DpopError::Ath,
-            DpopError::JktMismatch,
-        ];
-        let reasons: std::collections::HashSet<&str> = all.iter().map(DpopError::reason).collect();
-        assert_eq!(reasons.len(), all.len());
-        assert!(reasons.iter().all(|r| r.starts_with("dpop_")));
-        assert!(all.iter().all(|e| !e.to_string().is_empty()));
-    }
-}

@@ -14,7 +14,7 @@ use crate::wire::b64;
 /// Longest compact JWS accepted (OpToks and DPoP proofs), bytes.
 pub const MAX_JWT_BYTES: usize = 16 * 1024;
 
-/// Why a JWT was refused. Each maps to a metric reason label.
+/// Why a JWT was refused. Each maps to its own [`crate::handler::Reason`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum JwtError {
     /// Not three base64url parts of JSON objects, or too long.
@@ -37,24 +37,6 @@ pub enum JwtError {
     IssuedInFuture,
     /// A required scope is missing.
     InsufficientScope(String),
-}
-
-impl JwtError {
-    /// The metric reason label.
-    pub fn reason(&self) -> &'static str {
-        match self {
-            JwtError::Malformed(_) => "malformed_token",
-            JwtError::DisallowedAlg(_) => "disallowed_alg",
-            JwtError::UnknownKey => "unknown_key",
-            JwtError::BadSignature => "bad_signature",
-            JwtError::WrongIssuer => "wrong_issuer",
-            JwtError::WrongAudience => "wrong_audience",
-            JwtError::Expired => "expired",
-            JwtError::NotYetValid => "not_yet_valid",
-            JwtError::IssuedInFuture => "issued_in_future",
-            JwtError::InsufficientScope(_) => "insufficient_scope",
-        }
-    }
 }
 
 impl fmt::Display for JwtError {
