@@ -52,7 +52,7 @@ fn run(
     };
     let ctx = Context {
         config,
-        keys,
+        keys: keys.into(),
         crypto: &RustCrypto,
         now,
         replay,

@@ -185,6 +185,7 @@ fn key_source_rules() {
             cluster,
             refresh_seconds,
             metadata_url,
+            ..
         } => {
             assert_eq!(cluster, "authority");
             assert_eq!(refresh_seconds, 300);

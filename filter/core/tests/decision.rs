@@ -837,7 +837,7 @@ fn keys_unavailable_is_503_with_retry_after() {
     let crypto = registry_token_core::token::crypto::RustCrypto;
     let ctx = registry_token_core::handler::Context {
         config: &config,
-        keys: None,
+        keys: None.into(),
         crypto: &crypto,
         now: NOW,
         replay: replay_cache(),

@@ -50,7 +50,7 @@ fn decide_with(
     };
     let ctx = Context {
         config,
-        keys,
+        keys: keys.into(),
         crypto: &RustCrypto,
         now,
         replay: replay_cache(),

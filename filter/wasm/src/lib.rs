@@ -519,6 +519,7 @@ impl Root {
                 metadata_url,
                 cluster,
                 refresh_seconds,
+                ..
             },
             Some(remote_keys),
         ) = (&state.config.authority.keys, &state.remote)
@@ -754,7 +755,7 @@ impl HttpContext for Stream {
                 };
                 let ctx = handler::Context {
                     config: &state.config,
-                    keys: keys.as_deref(),
+                    keys: keys.as_deref().into(),
                     crypto: state.crypto.as_ref(),
                     now: now_unix(),
                     replay: &state.replay,

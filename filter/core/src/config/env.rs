@@ -25,6 +25,7 @@ pub(super) const OVERRIDABLE: &[(&str, Kind)] = &[
     ("authority.clockSkewSeconds", Kind::Int),
     ("authority.requireSenderConstraint", Kind::Bool),
     ("authority.jwksRefreshSeconds", Kind::Int),
+    ("authority.jwksMaxStaleSeconds", Kind::Int),
     ("authority.algorithms", Kind::StrList),
     ("signing.issuer", Kind::Str),
     ("signing.algorithm", Kind::Str),

@@ -85,6 +85,8 @@ pub enum KeySource {
         cluster: String,
         /// Refresh period.
         refresh_seconds: u64,
+        /// After this long without a successful fetch, the last good keys are dropped.
+        max_stale_seconds: u64,
     },
 }
 

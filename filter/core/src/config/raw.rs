@@ -101,6 +101,10 @@ pub struct RawAuthority {
     /// Period of the JWKS refresh with `metadataUrl` (default 300, 30..=86400).
     #[serde(default)]
     pub jwks_refresh_seconds: Option<u64>,
+    /// With `metadataUrl`: how long last-good keys stay trusted while every refresh fails
+    /// (default 86400, refreshSeconds..=2592000).
+    #[serde(default)]
+    pub jwks_max_stale_seconds: Option<u64>,
     /// OpTok algorithms accepted (default: RS256/384/512, PS256/384/512, ES256/384, EdDSA).
     #[serde(default)]
     pub algorithms: Option<Vec<String>>,

@@ -207,6 +207,15 @@ pub(super) fn validate_authority(a: RawAuthority) -> Result<AuthorityConfig, Con
             format!("{refresh_seconds} is outside 30..=86400"),
         ));
     }
+    let max_stale_seconds = a.jwks_max_stale_seconds.unwrap_or(86_400);
+    if !(refresh_seconds..=2_592_000).contains(&max_stale_seconds) {
+        return Err(ConfigError::new(
+            "authority.jwksMaxStaleSeconds",
+            format!(
+                "{max_stale_seconds} is outside jwksRefreshSeconds ({refresh_seconds})..=2592000"
+            ),
+        ));
+    }
     let keys = match (a.jwks, a.metadata_url) {
         (Some(_), Some(_)) => {
             return Err(ConfigError::new(
@@ -250,6 +259,7 @@ pub(super) fn validate_authority(a: RawAuthority) -> Result<AuthorityConfig, Con
                 metadata_url,
                 cluster,
                 refresh_seconds,
+                max_stale_seconds,
             }
         }
     };

@@ -124,12 +124,31 @@ pub struct Decision {
     pub unknown_kid: bool,
 }
 
+/// The Authority's keys as the glue last knows them.
+#[derive(Debug, Clone, Copy)]
+pub enum AuthorityKeys<'a> {
+    /// Keys to verify with.
+    Known(&'a KeySet),
+    /// The remote JWKS was never fetched yet.
+    NotFetched,
+    /// The last successful fetch held no usable key: trust nothing.
+    Withdrawn,
+    /// No fetch succeeded for `authority.jwksMaxStaleSeconds`: last good keys dropped.
+    Stale,
+}
+
+impl<'a> From<Option<&'a KeySet>> for AuthorityKeys<'a> {
+    fn from(keys: Option<&'a KeySet>) -> AuthorityKeys<'a> {
+        keys.map_or(AuthorityKeys::NotFetched, AuthorityKeys::Known)
+    }
+}
+
 /// What the decision needs besides the request.
 pub struct Context<'a> {
     /// The validated configuration.
     pub config: &'a Config,
-    /// The Authority's keys; `None` while not yet known (remote JWKS not fetched).
-    pub keys: Option<&'a KeySet>,
+    /// The Authority's keys, or why there are none.
+    pub keys: AuthorityKeys<'a>,
     /// Crypto implementation (host or pure Rust).
     pub crypto: &'a dyn Crypto,
     /// Unix time, seconds.

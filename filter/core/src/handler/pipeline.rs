@@ -16,7 +16,7 @@ use super::cache::{self, MintedToken};
 use super::credentials::{self, Credential, CredentialScheme, TokenRequest};
 use super::reason::Reason;
 use super::reply::{deny, quoted, Denial};
-use super::{Context, Decision, Outcome, RequestView};
+use super::{AuthorityKeys, Context, Decision, Outcome, RequestView};
 use crate::config::Config;
 use crate::policy::revocation::{self, OnStale, Revocation};
 use crate::policy::scope::Scope;
@@ -81,11 +81,26 @@ fn run(
 /// Stage 2: the OpToken, verified against the Authority's keys (through the cache).
 fn verify_optok(ctx: &Context<'_>, credential: &Credential) -> Result<VerifiedOpTok, Denial> {
     let config = ctx.config;
-    let Some(keys) = ctx.keys else {
-        return Err(Denial::new(
-            Reason::KeysUnavailable,
-            "the Authority's signing keys are not available yet; retry shortly",
-        ));
+    let keys = match ctx.keys {
+        AuthorityKeys::Known(keys) => keys,
+        AuthorityKeys::NotFetched => {
+            return Err(Denial::new(
+                Reason::KeysUnavailable,
+                "the Authority's signing keys are not available yet; retry shortly",
+            ))
+        }
+        AuthorityKeys::Withdrawn => {
+            return Err(Denial::new(
+                Reason::KeysWithdrawn,
+                "the Authority publishes no usable signing key; retry later",
+            ))
+        }
+        AuthorityKeys::Stale => {
+            return Err(Denial::new(
+                Reason::KeysStale,
+                "the Authority's signing keys could not be refreshed for too long; retry later",
+            ))
+        }
     };
     let policy = OpTokPolicy {
         issuer: &config.authority.issuer,

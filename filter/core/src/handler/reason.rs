@@ -75,6 +75,10 @@ reasons! {
     // The OpToken.
     KeysUnavailable = "keys_unavailable", 503, None,
         "The Authority's keys are not known yet (remote JWKS not fetched); the client should retry.";
+    KeysWithdrawn = "keys_withdrawn", 503, None,
+        "The Authority's last JWKS held no usable key: nothing is trusted until one that does is fetched.";
+    KeysStale = "keys_stale", 503, None,
+        "No JWKS fetch succeeded for `authority.jwksMaxStaleSeconds`: the last good keys were dropped.";
     MalformedToken = "malformed_token", 401, INVALID_TOKEN,
         "The OpToken is not a compact JWS of JSON objects, is a DPoP proof, or carries `crit`.";
     DisallowedAlg = "disallowed_alg", 401, INVALID_TOKEN,
@@ -150,6 +154,8 @@ reasons! {
         "The filter could not draw random bits for the token id.";
     SigningFailed = "signing_failed", 500, None,
         "The registry token could not be signed (host or key failure).";
+    ClockUnavailable = "clock_unavailable", 500, None,
+        "The host clock could not be read: no time check can be made, so nothing is minted.";
 }
 
 impl Reason {

@@ -206,7 +206,7 @@ pub fn decide_at(
     let run = |cache: Option<&registry_token_core::handler::cache::Caches>| {
         let ctx = Context {
             config,
-            keys,
+            keys: keys.into(),
             crypto: &crypto,
             now,
             replay: replay_cache(),
