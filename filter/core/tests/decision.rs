@@ -708,16 +708,34 @@ fn sender_constraint_required_refuses_unbound_tokens() {
     assert_eq!(reason(&d), "unbound_token");
 }
 
+/// Hardening: an OpTok without a usable `sub` used to get a token whose `sub` came from
+/// `client_id`/`azp` or was empty. It is refused now, whatever else it carries.
 #[test]
-fn subject_falls_back_to_client_id() {
+fn an_optok_without_a_subject_is_refused() {
     let config = cfg();
-    let tok = with_claims(|c| {
-        c.remove("sub");
-    });
-    let d = decide(&config, PULL_PUBLIC, &[("authorization", &bearer(&tok))]);
-    assert_eq!(d.status, 200);
-    let claims = verify_minted(body(&d)["token"].as_str().unwrap(), SERVICE);
-    assert_eq!(claims["sub"], "cli");
+    for sub in [
+        None,
+        Some(json!("")),
+        Some(json!(42)),
+        Some(json!(["alice"])),
+    ] {
+        let tok = with_claims(|c| match &sub {
+            None => {
+                c.remove("sub");
+            }
+            Some(v) => {
+                c.insert("sub".into(), v.clone());
+            }
+        });
+        let d = decide(&config, PULL_PUBLIC, &[("authorization", &bearer(&tok))]);
+        assert_eq!(d.status, 401, "{sub:?}: {}", d.body);
+        let want = if matches!(&sub, Some(v) if !v.is_string()) {
+            "invalid_claim"
+        } else {
+            "missing_subject"
+        };
+        assert_eq!(reason(&d), want, "{sub:?}");
+    }
 }
 
 #[test]

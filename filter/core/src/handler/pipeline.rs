@@ -229,14 +229,27 @@ fn policy(
         .map_or((u64::MAX, OnStale::Serve), |r| {
             (r.max_stale_seconds, r.on_stale)
         });
-    match revocation::check(
-        optok.license.as_deref(),
-        &config.revoked_licenses,
-        ctx.revocation,
-        max_stale,
-        on_stale,
-        ctx.now,
-    ) {
+    // Every listed licence is checked; no licence is checked once (for staleness).
+    let licenses: Vec<Option<&str>> = if optok.licenses.is_empty() {
+        vec![None]
+    } else {
+        optok.licenses.iter().map(|l| Some(l.as_str())).collect()
+    };
+    let verdict = licenses
+        .into_iter()
+        .map(|license| {
+            revocation::check(
+                license,
+                &config.revoked_licenses,
+                ctx.revocation,
+                max_stale,
+                on_stale,
+                ctx.now,
+            )
+        })
+        .find(|v| *v != Revocation::Clear)
+        .unwrap_or(Revocation::Clear);
+    match verdict {
         Revocation::Clear => {}
         Revocation::Revoked => {
             return Err(Denial::new(

@@ -99,6 +99,10 @@ reasons! {
         "The OpToken's `iat` is in the future (beyond the clock skew).";
     InsufficientScope = "insufficient_scope", 403, INSUFFICIENT_SCOPE,
         "The OpToken lacks a scope of `authority.requiredScopes`.";
+    InvalidClaim = "invalid_claim", 401, INVALID_TOKEN,
+        "An OpToken claim the decision relies on has the wrong type (`stellaops:license`, `stellaops:plan`, `cnf`, `client_id`), or `cnf` holds an unsupported confirmation method.";
+    MissingSubject = "missing_subject", 401, INVALID_TOKEN,
+        "The OpToken has no `sub`, or an empty one.";
     // The sender constraint.
     DpopMissing = "dpop_missing", 401, INVALID_DPOP_PROOF,
         "The OpToken is DPoP-bound (`cnf.jkt`) and no `DPoP` proof came with it.";
@@ -213,6 +217,8 @@ impl From<&JwtError> for Reason {
             JwtError::NotYetValid => Reason::NotYetValid,
             JwtError::IssuedInFuture => Reason::IssuedInFuture,
             JwtError::InsufficientScope(_) => Reason::InsufficientScope,
+            JwtError::InvalidClaim(_) => Reason::InvalidClaim,
+            JwtError::MissingSubject => Reason::MissingSubject,
         }
     }
 }
@@ -302,6 +308,8 @@ mod tests {
             JwtError::NotYetValid,
             JwtError::IssuedInFuture,
             JwtError::InsufficientScope(String::new()),
+            JwtError::InvalidClaim(String::new()),
+            JwtError::MissingSubject,
         ];
         let reasons: HashSet<Reason> = all.iter().map(Reason::from).collect();
         assert_eq!(reasons.len(), all.len());

@@ -1,8 +1,6 @@
-//! DPoP proof verification (RFC 9449 §4.3), stateless server nonces, and the replay
-//! record format kept in Envoy shared data.
-//!
-//! The checks run in the order of `shared/INTEROP.md`; the first failure is returned with
-//! its own reason label.
+//! DPoP proof verification (RFC 9449 §4.3): every check of `shared/INTEROP.md`, run
+//! cheapest first (see [`verify_proof`]); the first failure is returned as a [`DpopError`],
+//! each with its own reason label.
 
 use std::fmt;
 
@@ -119,7 +117,12 @@ pub struct VerifiedProof {
     pub jkt: String,
 }
 
-/// Parses the proof's public JWK, refusing private members.
+/// Largest RSA proof key accepted: verifying with a bigger modulus (or a bigger exponent)
+/// costs a worker time an attacker chooses.
+pub const MAX_PROOF_RSA_BITS: usize = 4096;
+
+/// Parses the proof's public JWK, refusing private members and costly RSA keys (more than
+/// [`MAX_PROOF_RSA_BITS`], or an exponent other than 65537).
 fn proof_key(header: &serde_json::Map<String, Value>) -> Result<PublicKey, DpopError> {
     let jwk = header
         .get("jwk")
@@ -130,11 +133,37 @@ fn proof_key(header: &serde_json::Map<String, Value>) -> Result<PublicKey, DpopE
     if let Some(m) = PRIVATE_MEMBERS.iter().find(|m| obj.contains_key(**m)) {
         return Err(DpopError::Jwk(format!("holds the private member {m:?}")));
     }
-    PublicKey::from_jwk(jwk).map_err(|e| DpopError::Jwk(e.to_string()))
+    if obj.get("kty").and_then(Value::as_str) == Some("RSA") {
+        // Checked on the text before any big number is built: "AQAB" is 65537.
+        if obj.get("e").and_then(Value::as_str) != Some("AQAB") {
+            return Err(DpopError::Jwk(
+                "an RSA proof key must have e = 65537".into(),
+            ));
+        }
+        let n_chars = obj.get("n").and_then(Value::as_str).map_or(0, str::len);
+        if n_chars > MAX_PROOF_RSA_BITS.div_ceil(6) + 1 {
+            return Err(DpopError::Jwk(format!(
+                "an RSA proof key may have at most {MAX_PROOF_RSA_BITS} bits"
+            )));
+        }
+    }
+    let key = PublicKey::from_jwk(jwk).map_err(|e| DpopError::Jwk(e.to_string()))?;
+    if key.bits() > MAX_PROOF_RSA_BITS && key.key_type_name() == "RSA" {
+        return Err(DpopError::Jwk(format!(
+            "an RSA proof key may have at most {MAX_PROOF_RSA_BITS} bits"
+        )));
+    }
+    Ok(key)
 }
 
-/// Verifies a DPoP proof for `method` on the configured `htu`, bound to `access_token`,
-/// and, when `expected_jkt` is set, to that key. `headers` are all `DPoP` header values.
+/// Verifies a DPoP proof for `method` on the configured `htu`, bound to `access_token`
+/// and to the key `expected_jkt`. `headers` are all `DPoP` header values.
+///
+/// The checks run cheapest first, so a hostile proof costs no more than a cheap refusal:
+/// shape, `typ`, `alg`, the key (bounded) and its thumbprint against `cnf.jkt`, the claims,
+/// `htm`, `htu`, `iat`, nonce, `ath`; only then the signature. The `jti` is recorded last,
+/// once everything has passed, so a refused proof never uses up its `jti` nor fills the
+/// replay record.
 #[allow(clippy::too_many_arguments)]
 pub fn verify_proof(
     headers: &[&str],
@@ -146,7 +175,7 @@ pub fn verify_proof(
     replay: &dyn ReplayCache,
     now: u64,
 ) -> Result<VerifiedProof, DpopError> {
-    // 1. One DPoP header holding one JWT.
+    // One DPoP header holding one JWT.
     let proof = match headers {
         [] => return Err(DpopError::Missing),
         [one] => one.trim(),
@@ -156,13 +185,12 @@ pub fn verify_proof(
         return Err(DpopError::Multiple);
     }
     let jws = Jws::parse(proof).map_err(|e| DpopError::Malformed(e.to_string()))?;
-    // 2. typ.
     if jws.header_str("typ") != Some("dpop+jwt") {
         return Err(DpopError::Typ);
     }
-    // 3. alg: asymmetric and allowed.
+    // alg: asymmetric and allowed.
     let alg = jws.alg(policy.algorithms).map_err(|_| DpopError::Alg)?;
-    // 4. jwk: public only, fits alg, verifies the signature.
+    // jwk: public only, bounded, fits alg, and the key the OpTok is bound to.
     let key = proof_key(&jws.header)?;
     if !key.fits(alg) {
         return Err(DpopError::Jwk(format!(
@@ -171,10 +199,10 @@ pub fn verify_proof(
             alg.name()
         )));
     }
-    crypto
-        .verify(alg, &key, jws.signing_input.as_bytes(), &jws.signature)
-        .map_err(|_| DpopError::Signature)?;
-    // 5. Required claims.
+    if key.thumbprint() != expected_jkt {
+        return Err(DpopError::JktMismatch);
+    }
+    // Required claims.
     let jti = jws
         .claim_str("jti")
         .filter(|j| !j.is_empty() && j.len() <= 256)
@@ -190,16 +218,15 @@ pub fn verify_proof(
         .get("iat")
         .and_then(Value::as_u64)
         .ok_or_else(|| DpopError::Claims("iat".into()))?;
-    // 6. htm.
     if htm != method {
         return Err(DpopError::Htm);
     }
-    // 7. htu, normalized, query and fragment ignored.
+    // htu, normalized, query and fragment ignored.
     match HttpUrl::parse(htu, true) {
         Ok(u) if u == *policy.htu => {}
         _ => return Err(DpopError::Htu),
     }
-    // 8. iat window, or the server nonce.
+    // iat window, or the server nonce.
     if now.abs_diff(iat) > policy.iat_window_seconds {
         return Err(DpopError::Iat);
     }
@@ -209,7 +236,17 @@ pub fn verify_proof(
             _ => return Err(DpopError::Nonce),
         }
     }
-    // 9. Replay.
+    let expected_ath = b64::url_encode(&sha256(access_token.as_bytes()));
+    if jws.claim_str("ath") != Some(expected_ath.as_str()) {
+        return Err(DpopError::Ath);
+    }
+    // The costly part, once everything cheap has passed.
+    crypto
+        .verify(alg, &key, jws.signing_input.as_bytes(), &jws.signature)
+        .map_err(|_| DpopError::Signature)?;
+    // Replay, last: only a proof that passed every check is recorded. The entry is keyed
+    // by the proof key's thumbprint too, so a proof made with some other key can never
+    // burn the jti of the key an OpTok is bound to.
     let mut material = Vec::with_capacity(key.thumbprint().len() + 1 + jti.len());
     material.extend_from_slice(key.thumbprint().as_bytes());
     material.push(0);
@@ -217,25 +254,10 @@ pub fn verify_proof(
     let digest = sha256(&material);
     let mut replay_key = [0u8; 16];
     replay_key.copy_from_slice(&digest[..16]);
-    // The entry is keyed by the proof key's thumbprint too, so a proof made with some
-    // other key can never burn the jti of the key an OpTok is bound to.
     if !replay.check_and_insert(replay_key, now)? {
         return Err(DpopError::Replay);
-    }
-    // 10. ath.
-    let expected_ath = b64::url_encode(&sha256(access_token.as_bytes()));
-    if jws.claim_str("ath") != Some(expected_ath.as_str()) {
-        return Err(DpopError::Ath);
-    }
-    // 11. The key is the one the OpTok is bound to.
-    if key.thumbprint() != expected_jkt {
-        return Err(DpopError::JktMismatch);
     }
     Ok(VerifiedProof {
         jkt: key.thumbprint().to_string(),
     })
 }
-
-// ---------------------------------------------------------------------------------------
-// Replay records in shared data.
-// ---------------------------------------------------------------------------------------

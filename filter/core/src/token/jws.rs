@@ -37,6 +37,11 @@ pub enum JwtError {
     IssuedInFuture,
     /// A required scope is missing.
     InsufficientScope(String),
+    /// A claim the decision relies on has the wrong type, or `cnf` names a confirmation
+    /// method this filter does not support.
+    InvalidClaim(String),
+    /// `sub` is missing or empty.
+    MissingSubject,
 }
 
 impl fmt::Display for JwtError {
@@ -54,6 +59,8 @@ impl fmt::Display for JwtError {
             JwtError::NotYetValid => write!(f, "the token is not valid yet"),
             JwtError::IssuedInFuture => write!(f, "the token was issued in the future"),
             JwtError::InsufficientScope(s) => write!(f, "the token lacks the scope {s:?}"),
+            JwtError::InvalidClaim(c) => write!(f, "the token's claim {c} is not acceptable"),
+            JwtError::MissingSubject => write!(f, "the token has no subject (sub)"),
         }
     }
 }

@@ -33,7 +33,7 @@ pub struct OpTokPolicy<'a> {
 /// The verified claims of an OpTok that the decision uses.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VerifiedOpTok {
-    /// `sub` (else `client_id`, else empty).
+    /// `sub`: a non-empty string (required).
     pub subject: String,
     /// `exp`.
     pub expires_at: u64,
@@ -43,8 +43,8 @@ pub struct VerifiedOpTok {
     pub x5t_s256: Option<String>,
     /// `stellaops:plan`.
     pub plan: Option<String>,
-    /// `stellaops:license`.
-    pub license: Option<String>,
+    /// `stellaops:license`: one string, or a list of strings (every one is checked).
+    pub licenses: Vec<String>,
     /// `client_id` (or `azp`).
     pub client_id: Option<String>,
 }
@@ -150,35 +150,78 @@ impl<'a> UntrustedOpTok<'a> {
                 return Err(JwtError::InsufficientScope(required.clone()));
             }
         }
-        let cnf = claims.get("cnf").and_then(Value::as_object);
-        let cnf_str = |name: &str| {
-            cnf.and_then(|c| c.get(name))
-                .and_then(Value::as_str)
-                .map(str::to_string)
+        // A claim the decision relies on that is present with the wrong type fails
+        // closed: read as absent, it would skip a check (licence, binding) or fall back to
+        // a default (plan, subject).
+        let (jkt, x5t_s256) = confirmation(claims.get("cnf"))?;
+        let subject = match claims.get("sub") {
+            Some(Value::String(s)) if !s.is_empty() => s.clone(),
+            Some(Value::String(_)) | None => return Err(JwtError::MissingSubject),
+            Some(_) => return Err(JwtError::InvalidClaim("sub".into())),
         };
-        if let Some(c) = claims.get("cnf") {
-            if !c.is_object() {
-                return Err(JwtError::Malformed("cnf is not an object".into()));
-            }
-        }
-        let client_id = jws
-            .claim_str("client_id")
-            .or_else(|| jws.claim_str("azp"))
-            .map(str::to_string);
+        let plan = match claims.get("stellaops:plan") {
+            None => None,
+            Some(Value::String(p)) => Some(p.clone()),
+            Some(_) => return Err(JwtError::InvalidClaim("stellaops:plan".into())),
+        };
+        let licenses = match claims.get("stellaops:license") {
+            None => Vec::new(),
+            Some(Value::String(l)) => vec![l.clone()],
+            Some(Value::Array(list)) if list.len() <= MAX_LICENSES => list
+                .iter()
+                .map(|v| v.as_str().map(str::to_string))
+                .collect::<Option<Vec<String>>>()
+                .ok_or_else(|| JwtError::InvalidClaim("stellaops:license".into()))?,
+            Some(_) => return Err(JwtError::InvalidClaim("stellaops:license".into())),
+        };
+        let client_id = match (claims.get("client_id"), claims.get("azp")) {
+            (Some(Value::String(c)), _) | (None, Some(Value::String(c))) => Some(c.clone()),
+            (None, None) => None,
+            (Some(_), _) => return Err(JwtError::InvalidClaim("client_id".into())),
+            (None, Some(_)) => return Err(JwtError::InvalidClaim("azp".into())),
+        };
         Ok(VerifiedOpTok {
-            subject: jws
-                .claim_str("sub")
-                .map(str::to_string)
-                .or_else(|| client_id.clone())
-                .unwrap_or_default(),
+            subject,
             expires_at,
-            jkt: cnf_str("jkt"),
-            x5t_s256: cnf_str("x5t#S256"),
-            plan: jws.claim_str("stellaops:plan").map(str::to_string),
-            license: jws.claim_str("stellaops:license").map(str::to_string),
+            jkt,
+            x5t_s256,
+            plan,
+            licenses,
             client_id,
         })
     }
+}
+
+/// Most licences one OpTok may list in `stellaops:license`.
+pub const MAX_LICENSES: usize = 32;
+
+/// The confirmation methods of `cnf` (RFC 7800): `jkt` (RFC 9449) and `x5t#S256`
+/// (RFC 8705), each a string. Any other member (a `jwk`, a `kid`, …) is a binding this
+/// filter cannot check, so the OpTok is refused rather than treated as unbound.
+fn confirmation(cnf: Option<&Value>) -> Result<(Option<String>, Option<String>), JwtError> {
+    let Some(cnf) = cnf else {
+        return Ok((None, None));
+    };
+    let Some(members) = cnf.as_object() else {
+        return Err(JwtError::Malformed("cnf is not an object".into()));
+    };
+    let (mut jkt, mut x5t) = (None, None);
+    for (name, value) in members {
+        let slot = match name.as_str() {
+            "jkt" => &mut jkt,
+            "x5t#S256" => &mut x5t,
+            _ => {
+                return Err(JwtError::InvalidClaim(
+                    "cnf (unsupported confirmation method)".into(),
+                ))
+            }
+        };
+        match value {
+            Value::String(s) if !s.is_empty() => *slot = Some(s.clone()),
+            _ => return Err(JwtError::InvalidClaim(format!("cnf.{name}"))),
+        }
+    }
+    Ok((jkt, x5t))
 }
 
 /// Verifies an OpTok completely: [`UntrustedOpTok::parse`] then [`UntrustedOpTok::verify`].
