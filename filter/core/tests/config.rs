@@ -449,3 +449,27 @@ fn realm_must_not_shadow_the_other_endpoints() {
         assert!(e.contains(path), "{e}");
     }
 }
+
+/// Hardening: `registry.allowedServices` is required and never empty; `["*"]` is the only
+/// way to accept any service, alone, and it is warned about.
+#[test]
+fn allowed_services_are_required() {
+    let e = refused(with(|c| {
+        c["registry"]
+            .as_object_mut()
+            .unwrap()
+            .remove("allowedServices");
+    }));
+    assert!(e.contains("registry.allowedServices:"), "{e}");
+    assert!(e.contains("required"), "{e}");
+    let e = refused(with(|c| c["registry"]["allowedServices"] = json!([])));
+    assert!(e.contains("registry.allowedServices:"), "{e}");
+    let e = refused(with(|c| {
+        c["registry"]["allowedServices"] = json!(["*", "registry.example"])
+    }));
+    assert!(e.contains("registry.allowedServices:"), "{e}");
+    let star = config_from(with(|c| c["registry"]["allowedServices"] = json!(["*"])));
+    assert!(star.registry.any_service);
+    assert!(star.warnings()[0].contains("allowedServices"));
+    assert!(config_from(base_config()).warnings().is_empty());
+}

@@ -670,16 +670,19 @@ fn too_many_scopes_or_a_huge_query_is_400() {
     assert_eq!(d.status, 400);
 }
 
+/// Hardening: the allow-list is required; `[]` no longer means "any" (it is a
+/// configuration error, see tests/config.rs); `["*"]` is the explicit opt-out.
 #[test]
-fn unknown_service_is_403_and_any_service_when_not_restricted() {
+fn unknown_service_is_403_and_any_service_only_with_an_explicit_star() {
     let config = cfg();
     let auth = bearer(&optok(&default_claims()));
     let d = decide(&config, "service=evil.example", &[("authorization", &auth)]);
     assert_eq!(d.status, 403);
     assert_eq!(reason(&d), "unknown_service");
     let mut c = base_config();
-    c["registry"]["allowedServices"] = json!([]);
+    c["registry"]["allowedServices"] = json!(["*"]);
     let open = config_from(c);
+    assert_eq!(open.warnings().len(), 1, "the opt-out is warned about");
     let d = decide(&open, "service=any.example", &[("authorization", &auth)]);
     assert_eq!(d.status, 200);
     let claims = verify_minted(body(&d)["token"].as_str().unwrap(), "any.example");

@@ -140,11 +140,13 @@ pub struct SigningConfig {
 /// Validated `registry`.
 #[derive(Debug, Clone)]
 pub struct RegistryConfig {
+    /// `allowedServices: ["*"]`: any `service` is accepted (logged as a warning).
+    pub any_service: bool,
     /// The normalized realm URL.
     pub realm: HttpUrl,
     /// The realm as configured (for `WWW-Authenticate`).
     pub realm_text: String,
-    /// Accepted services; empty = any.
+    /// Accepted services (empty with `any_service`).
     pub allowed_services: Vec<String>,
 }
 
@@ -196,6 +198,20 @@ pub struct RevocationConfig {
 }
 
 impl Config {
+    /// What an operator should be warned about (logged once by the glue), e.g. an
+    /// allow-list of `["*"]`.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.registry.any_service {
+            out.push(
+                "registry.allowedServices is [\"*\"]: the caller chooses the minted token's aud; \
+                 any registry trusting this signing key accepts tokens from this realm"
+                    .to_string(),
+            );
+        }
+        out
+    }
+
     /// Parses the plugin configuration bytes (JSON text, or a serialized
     /// `google.protobuf.Struct`), applies environment overrides, validates.
     pub fn load<I, K, V>(bytes: &[u8], env: I) -> Result<Config, ConfigError>

@@ -162,9 +162,9 @@ pub struct RawPublishedKey {
 pub struct RawRegistry {
     /// Public URL of the `/token` endpoint.
     pub realm: String,
-    /// Accepted `service` values; empty = any.
+    /// Accepted `service` values (required; `["*"]` accepts any, explicitly).
     #[serde(default)]
-    pub allowed_services: Vec<String>,
+    pub allowed_services: Option<Vec<String>>,
 }
 
 /// One plan.

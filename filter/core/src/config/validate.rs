@@ -434,10 +434,32 @@ pub(super) fn validate_registry(r: RawRegistry) -> Result<RegistryConfig, Config
             ));
         }
     }
-    non_empty_list("registry.allowedServices", &r.allowed_services)?;
+    // The minted `aud` is the caller's `service`: without an allow-list a token for any
+    // registry that trusts the same key is one query parameter away.
+    let Some(services) = r.allowed_services else {
+        return Err(ConfigError::new(
+            "registry.allowedServices",
+            "required: the registry's auth.token.service value(s); [\"*\"] accepts any service (not recommended)",
+        ));
+    };
+    if services.is_empty() {
+        return Err(ConfigError::new(
+            "registry.allowedServices",
+            "is empty: list the registry's auth.token.service value(s), or [\"*\"] to accept any",
+        ));
+    }
+    let any_service = services.iter().any(|s| s == "*");
+    if any_service && services.len() > 1 {
+        return Err(ConfigError::new(
+            "registry.allowedServices",
+            "\"*\" accepts any service and cannot be combined with names",
+        ));
+    }
+    non_empty_list("registry.allowedServices", &services)?;
     Ok(RegistryConfig {
         realm,
         realm_text: r.realm,
-        allowed_services: r.allowed_services,
+        allowed_services: if any_service { Vec::new() } else { services },
+        any_service,
     })
 }

@@ -50,7 +50,7 @@ pub fn token_request(
 ) -> Result<TokenRequest, Denial> {
     let query = parse_query(req.query())
         .map_err(|e| Denial::new(Reason::MalformedRequest, e.to_string()))?;
-    audit.service = query.service.clone();
+    audit.service = query.service.as_deref().map(audit::bounded);
     let Some(service) = query.service else {
         return Err(Denial::new(
             Reason::MissingService,
@@ -65,9 +65,7 @@ pub fn token_request(
         }
     };
     audit.requested = scopes.iter().map(audit::scope_text).collect();
-    if !config.registry.allowed_services.is_empty()
-        && !config.registry.allowed_services.contains(&service)
-    {
+    if !config.registry.any_service && !config.registry.allowed_services.contains(&service) {
         return Err(Denial::new(
             Reason::UnknownService,
             format!(

@@ -70,8 +70,8 @@ fn run(
     let optok = verify_optok(ctx, &credential).inspect_err(|d| {
         *unknown_kid = d.reason == Reason::UnknownKey;
     })?;
-    audit.subject = Some(optok.subject.clone());
-    audit.client_id = optok.client_id.clone();
+    audit.subject = Some(audit::bounded(&optok.subject));
+    audit.client_id = optok.client_id.as_deref().map(audit::bounded);
     audit.binding = binding_text(&optok);
     sender_constraint(req, ctx, &credential, &optok)?;
     let grant = policy(ctx, &optok, &request, audit)?;
@@ -270,7 +270,7 @@ fn policy(
             "the token names no plan and no defaultPlan is configured",
         ));
     };
-    audit.plan = Some(plan.clone());
+    audit.plan = Some(audit::bounded(plan));
     let access = config.catalogue.grant(plan, &request.scopes).map_err(|_| {
         Denial::new(
             Reason::UnknownPlan,
