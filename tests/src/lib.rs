@@ -21,6 +21,7 @@
 
 pub mod authority;
 pub mod clients;
+pub mod dpop;
 pub mod gateway;
 pub mod oidc;
 pub mod prometheus;

@@ -349,6 +349,11 @@ impl Root {
             .filter(|(k, _)| k.starts_with(registry_token_core::config::ENV_PREFIX))
             .collect();
         let config = Config::load(bytes, env).map_err(|e| e.to_string())?;
+        if !self.crypto_logged {
+            for warning in config.warnings() {
+                log::warn!("registry-token-filter: {warning}");
+            }
+        }
         let crypto: Box<dyn Crypto> = match hostproto::probe(&EnvoyForeign, &config.signing.key) {
             Ok(()) => {
                 if !self.crypto_logged {
@@ -768,7 +773,7 @@ impl HttpContext for Stream {
                 }
                 state.metrics.record(&decision.outcome);
                 if let Some(audit) = &decision.audit {
-                    let line = serde_json::to_string(audit).unwrap_or_default();
+                    let line = audit.to_line();
                     log::info!("registry-token-filter: audit {line}");
                     // Filter state `wasm.registry_token_audit`, so an access log can carry
                     // the record: %FILTER_STATE(wasm.registry_token_audit:PLAIN)%.
