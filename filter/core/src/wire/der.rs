@@ -337,27 +337,8 @@ pub fn encode_spki(algorithm: &[u8], parameters: Option<&[u8]>, public_key: &[u8
 /// Helpers shared by this crate's tests.
 #[cfg(test)]
 pub(crate) mod testutil {
-    /// A small deterministic generator for garbage inputs (xorshift64).
-    pub(crate) struct XorShift(pub u64);
-
-    impl XorShift {
-        pub fn next(&mut self) -> u64 {
-            let mut x = self.0;
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            self.0 = x;
-            x
-        }
-
-        pub fn bytes(&mut self, len: usize) -> Vec<u8> {
-            (0..len).map(|_| self.next() as u8).collect()
-        }
-
-        pub fn below(&mut self, n: u64) -> u64 {
-            self.next() % n.max(1)
-        }
-    }
+    /// The crate's test generator under the name the key and crypto tests know it by.
+    pub(crate) use crate::wire::testrng::Rng as XorShift;
 }
 
 #[cfg(test)]

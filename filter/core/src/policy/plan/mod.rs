@@ -782,8 +782,8 @@ impl Trie {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::scope::tests::Rng;
     use crate::policy::scope::{parse_scopes, Scope};
+    use crate::wire::testrng::Rng;
 
     fn rule(pattern: &str, actions: &[&str]) -> RuleSpec {
         RuleSpec {
