@@ -319,6 +319,8 @@ pub fn certificate_spki(cert: &[u8]) -> Result<&[u8], DerError> {
 }
 
 /// Encode a SubjectPublicKeyInfo from its parts.
+// Not the `spki` crate's encoder: it validates the OID and parameters and so returns a
+// `Result`, for inputs that are our own constants; callers (token::keys) expect bytes.
 pub fn encode_spki(algorithm: &[u8], parameters: Option<&[u8]>, public_key: &[u8]) -> Vec<u8> {
     let mut alg = Vec::new();
     write_tlv(tag::OID, algorithm, &mut alg);
