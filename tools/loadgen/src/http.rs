@@ -7,7 +7,7 @@ use std::net::{IpAddr, SocketAddr, TcpStream, ToSocketAddrs};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::jose::pem_blocks;
+use registry_token_core::token::keys::{pem_certificates, PrivateKey};
 
 /// A plain or TLS byte stream.
 pub trait Stream: Read + Write + Send {}
@@ -71,14 +71,15 @@ fn is_loopback(ip: IpAddr) -> bool {
     ip.is_loopback()
 }
 
-/// A TLS client configuration trusting `ca_pem`, presenting `cert_pem`/`key_pem` (PKCS#8).
+/// A TLS client configuration trusting `ca_pem`, presenting `cert_pem`/`key_pem` (a key
+/// the filter would take: RSA ≥ 2048 or P-256, PKCS#8, PKCS#1 or SEC1).
 pub fn tls_config(
     ca_pem: &str,
     client: Option<(&str, &str)>,
 ) -> Result<Arc<rustls::ClientConfig>, String> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut roots = rustls::RootCertStore::empty();
-    for der in pem_blocks(ca_pem, "CERTIFICATE") {
+    for der in pem_certificates(ca_pem).map_err(|e| format!("CA certificate: {e}"))? {
         roots
             .add(rustls::pki_types::CertificateDer::from(der))
             .map_err(|e| format!("CA certificate: {e}"))?;
@@ -90,15 +91,13 @@ pub fn tls_config(
     let config = match client {
         None => builder.with_no_client_auth(),
         Some((cert_pem, key_pem)) => {
-            let chain: Vec<rustls::pki_types::CertificateDer<'static>> =
-                pem_blocks(cert_pem, "CERTIFICATE")
-                    .into_iter()
-                    .map(rustls::pki_types::CertificateDer::from)
-                    .collect();
-            let key = pem_blocks(key_pem, "PRIVATE KEY")
+            let chain: Vec<rustls::pki_types::CertificateDer<'static>> = pem_certificates(cert_pem)
+                .map_err(|e| format!("client certificate: {e}"))?
                 .into_iter()
-                .next()
-                .ok_or("client key: expected a PKCS#8 PEM")?;
+                .map(rustls::pki_types::CertificateDer::from)
+                .collect();
+            let key = PrivateKey::from_pem(key_pem).map_err(|e| format!("client key: {e}"))?;
+            let key = key.pkcs8_der().to_vec();
             builder
                 .with_client_auth_cert(chain, rustls::pki_types::PrivateKeyDer::Pkcs8(key.into()))
                 .map_err(|e| format!("client certificate: {e}"))?

@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
+use registry_token_core::token::keys::PrivateKey;
 use ring::rand::SystemRandom;
 use ring::signature::{
     EcdsaKeyPair, KeyPair, RsaKeyPair, ECDSA_P256_SHA256_FIXED_SIGNING, RSA_PKCS1_SHA256,
@@ -21,27 +22,6 @@ pub fn b64(data: &[u8]) -> String {
 /// SHA-256.
 pub fn sha256(data: &[u8]) -> [u8; 32] {
     Sha256::digest(data).into()
-}
-
-/// The DER of every PEM block labelled `label` in `pem`.
-pub fn pem_blocks(pem: &str, label: &str) -> Vec<Vec<u8>> {
-    let begin = format!("-----BEGIN {label}-----");
-    let end = format!("-----END {label}-----");
-    let mut out = Vec::new();
-    let mut rest = pem;
-    while let Some(start) = rest.find(&begin) {
-        let after = &rest[start + begin.len()..];
-        let Some(stop) = after.find(&end) else { break };
-        let body: String = after[..stop]
-            .chars()
-            .filter(|c| !c.is_whitespace())
-            .collect();
-        if let Ok(der) = STANDARD.decode(body) {
-            out.push(der);
-        }
-        rest = &after[stop + end.len()..];
-    }
-    out
 }
 
 /// PEM-encodes DER.
@@ -61,7 +41,7 @@ enum Signer {
     Ec(EcdsaKeyPair),
 }
 
-/// The Authority's signing key (RSA → RS256, P-256 → ES256), PKCS#8 PEM.
+/// The Authority's signing key (RSA → RS256, P-256 → ES256), PEM.
 pub struct AuthorityKey {
     signer: Signer,
     kid: String,
@@ -69,29 +49,21 @@ pub struct AuthorityKey {
 }
 
 impl AuthorityKey {
-    /// Loads a PKCS#8 PEM key; the `kid` is its RFC 7638 thumbprint (what `devtok jwks`
-    /// and the bench JWKS publish) unless given.
+    /// Loads a PEM key as the filter does (`PrivateKey::from_pem`: PKCS#8, PKCS#1 or SEC1;
+    /// RSA ≥ 2048 or P-256); the `kid` is its RFC 7638 thumbprint (what `devtok jwks` and
+    /// the bench JWKS publish) unless given.
     pub fn from_pem(pem: &str, kid: Option<String>) -> Result<AuthorityKey, String> {
-        let der = pem_blocks(pem, "PRIVATE KEY")
-            .into_iter()
-            .next()
-            .ok_or("the Authority key must be a PKCS#8 PEM (-----BEGIN PRIVATE KEY-----)")?;
+        let key = PrivateKey::from_pem(pem).map_err(|e| format!("the Authority key: {e}"))?;
+        let der = key.pkcs8_der();
         let rng = SystemRandom::new();
-        let signer = match RsaKeyPair::from_pkcs8(&der) {
+        let signer = match RsaKeyPair::from_pkcs8(der) {
             Ok(k) => Signer::Rsa(k),
             Err(_) => Signer::Ec(
-                EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &der, &rng)
+                EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, der, &rng)
                     .map_err(|e| format!("not an RSA or P-256 PKCS#8 key: {e}"))?,
             ),
         };
-        let kid = match kid {
-            Some(k) => k,
-            None => registry_token_core::token::keys::PrivateKey::from_pem(pem)
-                .map_err(|e| e.to_string())?
-                .public()
-                .thumbprint()
-                .to_string(),
-        };
+        let kid = kid.unwrap_or_else(|| key.public().thumbprint().to_string());
         Ok(AuthorityKey { signer, kid, rng })
     }
 

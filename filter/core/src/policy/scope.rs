@@ -443,31 +443,7 @@ fn is_valid_other_name(name: &str) -> bool {
 pub(crate) mod tests {
     use super::*;
 
-    /// Tiny deterministic PRNG (SplitMix64) shared by the tests of this crate's parsers.
-    pub(crate) struct Rng(u64);
-
-    impl Rng {
-        pub(crate) fn new(seed: u64) -> Rng {
-            Rng(seed)
-        }
-
-        pub(crate) fn next_u64(&mut self) -> u64 {
-            self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-            let mut z = self.0;
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            z ^ (z >> 31)
-        }
-
-        /// Uniform-ish in `0..n` (`n > 0`).
-        pub(crate) fn below(&mut self, n: usize) -> usize {
-            (self.next_u64() % n as u64) as usize
-        }
-
-        pub(crate) fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-            &items[self.below(items.len())]
-        }
-    }
+    use crate::wire::testrng::Rng;
 
     fn ok(s: &str) -> Scope {
         parse_scope(s).unwrap_or_else(|e| panic!("{s}: {e}"))

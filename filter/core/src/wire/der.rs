@@ -319,6 +319,8 @@ pub fn certificate_spki(cert: &[u8]) -> Result<&[u8], DerError> {
 }
 
 /// Encode a SubjectPublicKeyInfo from its parts.
+// Not the `spki` crate's encoder: it validates the OID and parameters and so returns a
+// `Result`, for inputs that are our own constants; callers (token::keys) expect bytes.
 pub fn encode_spki(algorithm: &[u8], parameters: Option<&[u8]>, public_key: &[u8]) -> Vec<u8> {
     let mut alg = Vec::new();
     write_tlv(tag::OID, algorithm, &mut alg);
@@ -337,27 +339,8 @@ pub fn encode_spki(algorithm: &[u8], parameters: Option<&[u8]>, public_key: &[u8
 /// Helpers shared by this crate's tests.
 #[cfg(test)]
 pub(crate) mod testutil {
-    /// A small deterministic generator for garbage inputs (xorshift64).
-    pub(crate) struct XorShift(pub u64);
-
-    impl XorShift {
-        pub fn next(&mut self) -> u64 {
-            let mut x = self.0;
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            self.0 = x;
-            x
-        }
-
-        pub fn bytes(&mut self, len: usize) -> Vec<u8> {
-            (0..len).map(|_| self.next() as u8).collect()
-        }
-
-        pub fn below(&mut self, n: u64) -> u64 {
-            self.next() % n.max(1)
-        }
-    }
+    /// The crate's test generator under the name the key and crypto tests know it by.
+    pub(crate) use crate::wire::testrng::Rng as XorShift;
 }
 
 #[cfg(test)]

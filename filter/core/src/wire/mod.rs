@@ -4,7 +4,11 @@
 
 pub mod b64;
 pub mod der;
+pub mod envoy_crypto;
+pub mod protobuf;
 pub mod query;
 pub mod structpb;
+#[cfg(test)]
+pub(crate) mod testrng;
 pub mod time;
 pub mod url;

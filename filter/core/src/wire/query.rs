@@ -181,8 +181,8 @@ fn hex_value(b: u8) -> Option<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::scope::tests::Rng;
     use crate::policy::scope::{parse_scopes, Scope};
+    use crate::wire::testrng::Rng;
 
     fn ok(raw: &str) -> TokenQuery {
         parse_query(raw).unwrap_or_else(|e| panic!("{raw}: {e}"))

@@ -37,150 +37,43 @@ use core::fmt;
 
 use serde_json::{Map, Number, Value};
 
-/// Deepest nesting of `Struct`/`ListValue` messages (the top Struct is level 1) accepted by
-/// [`decode_struct`] and [`encode_struct`]; skipped groups count as levels too.
-pub const MAX_DEPTH: usize = 64;
+use super::protobuf::{check_depth, put_bytes, put_tag, put_varint, Reader};
+pub use super::protobuf::{ProtoError, MAX_DEPTH};
+use super::protobuf::{WT_FIXED64, WT_LEN, WT_VARINT};
 
 /// Largest magnitude at which every integer is exactly representable as an `f64` (2^53).
 const MAX_SAFE_INTEGER: f64 = 9_007_199_254_740_992.0;
-
-/// Protobuf wire types.
-const WT_VARINT: u8 = 0;
-const WT_FIXED64: u8 = 1;
-const WT_LEN: u8 = 2;
-const WT_START_GROUP: u8 = 3;
-const WT_END_GROUP: u8 = 4;
-const WT_FIXED32: u8 = 5;
 
 /// Why bytes are not a valid serialized `google.protobuf.Struct` (or why a JSON value cannot
 /// be encoded as one). Offsets are byte offsets into the whole input.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StructPbError {
-    /// The input ends inside a tag, a value or a length-delimited field.
-    Truncated {
-        /// Where the incomplete item starts.
-        offset: usize,
-        /// What was being read.
-        what: &'static str,
-    },
-    /// A varint longer than 10 bytes or exceeding 64 bits.
-    VarintOverflow {
-        /// Where the varint starts.
-        offset: usize,
-    },
-    /// A length that does not fit in the remaining input of its message.
-    LengthOverflow {
-        /// Where the length-delimited field's payload would start.
-        offset: usize,
-        /// The declared length.
-        length: u64,
-        /// Bytes left in the enclosing message.
-        available: usize,
-    },
-    /// A tag with field number 0 or above 2^29 - 1.
-    InvalidFieldNumber {
-        /// Where the tag starts.
-        offset: usize,
-        /// The field number found.
-        field: u64,
-    },
-    /// A tag whose wire type is 6 or 7 (not defined by protobuf).
-    InvalidWireType {
-        /// Where the tag starts.
-        offset: usize,
-        /// The wire type found.
-        wire_type: u8,
-    },
-    /// A known field encoded with the wrong wire type.
-    UnexpectedWireType {
-        /// Where the tag starts.
-        offset: usize,
-        /// Message and field, e.g. `Value.number_value`.
-        field: &'static str,
-        /// Wire type the field requires.
-        expected: u8,
-        /// Wire type found.
-        found: u8,
-    },
-    /// An end-group tag without a matching start-group tag.
-    UnmatchedEndGroup {
-        /// Where the tag starts.
-        offset: usize,
-        /// Its field number.
-        field: u32,
-    },
-    /// A string (map key or `string_value`) that is not UTF-8.
-    InvalidUtf8 {
-        /// Where the string's bytes start.
-        offset: usize,
-    },
+    /// Not well-formed protobuf, a known field with the wrong wire type, a string that is
+    /// not UTF-8, or nesting deeper than [`MAX_DEPTH`].
+    Wire(ProtoError),
     /// `number_value` is NaN or infinite, which JSON cannot represent.
     NonFiniteNumber {
         /// Where the 8 bytes of the double start.
         offset: usize,
     },
-    /// Messages nested deeper than [`MAX_DEPTH`].
-    TooDeep {
-        /// The limit.
-        limit: usize,
-    },
     /// [`encode_struct`] was given something other than a JSON object.
     NotAnObject,
+}
+
+impl From<ProtoError> for StructPbError {
+    fn from(e: ProtoError) -> Self {
+        StructPbError::Wire(e)
+    }
 }
 
 impl fmt::Display for StructPbError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Truncated { offset, what } => {
-                write!(f, "truncated input: {what} at byte {offset} is incomplete")
-            }
-            Self::VarintOverflow { offset } => {
-                write!(f, "varint at byte {offset} is longer than 64 bits")
-            }
-            Self::LengthOverflow {
-                offset,
-                length,
-                available,
-            } => write!(
-                f,
-                "length-delimited field at byte {offset} declares {length} bytes \
-                 but only {available} remain in its message"
-            ),
-            Self::InvalidFieldNumber { offset, field } => {
-                write!(
-                    f,
-                    "invalid field number {field} in the tag at byte {offset}"
-                )
-            }
-            Self::InvalidWireType { offset, wire_type } => {
-                write!(
-                    f,
-                    "invalid wire type {wire_type} in the tag at byte {offset}"
-                )
-            }
-            Self::UnexpectedWireType {
-                offset,
-                field,
-                expected,
-                found,
-            } => write!(
-                f,
-                "{field} at byte {offset} has wire type {found}, expected {expected}"
-            ),
-            Self::UnmatchedEndGroup { offset, field } => write!(
-                f,
-                "end-group tag for field {field} at byte {offset} has no matching start-group"
-            ),
-            Self::InvalidUtf8 { offset } => {
-                write!(f, "string at byte {offset} is not valid UTF-8")
-            }
+            Self::Wire(e) => e.fmt(f),
             Self::NonFiniteNumber { offset } => write!(
                 f,
                 "number_value at byte {offset} is NaN or infinite (not representable in JSON)"
             ),
-            Self::TooDeep { limit } => {
-                write!(f, "messages are nested deeper than {limit} levels")
-            }
             Self::NotAnObject => f.write_str("a google.protobuf.Struct must be a JSON object"),
         }
     }
@@ -196,191 +89,8 @@ impl std::error::Error for StructPbError {}
 ///
 /// Empty input is the empty Struct (`{}`).
 pub fn decode_struct(bytes: &[u8]) -> Result<Value, StructPbError> {
-    let mut r = Reader::new(bytes, 0);
+    let mut r = Reader::new(bytes);
     read_struct(&mut r, 1).map(Value::Object)
-}
-
-/// A bounds-checked cursor over one message's bytes; `base` is the offset of `buf[0]` in
-/// the whole input, for error messages.
-struct Reader<'a> {
-    buf: &'a [u8],
-    pos: usize,
-    base: usize,
-}
-
-/// A decoded tag.
-struct Tag {
-    /// Offset of the tag in the whole input.
-    offset: usize,
-    field: u32,
-    wire_type: u8,
-}
-
-impl<'a> Reader<'a> {
-    fn new(buf: &'a [u8], base: usize) -> Self {
-        Reader { buf, pos: 0, base }
-    }
-
-    fn at_end(&self) -> bool {
-        self.pos >= self.buf.len()
-    }
-
-    fn offset(&self) -> usize {
-        self.base + self.pos
-    }
-
-    fn remaining(&self) -> usize {
-        self.buf.len().saturating_sub(self.pos)
-    }
-
-    fn varint(&mut self, what: &'static str) -> Result<u64, StructPbError> {
-        let start = self.offset();
-        let mut value: u64 = 0;
-        for i in 0..10u32 {
-            let Some(&byte) = self.buf.get(self.pos) else {
-                return Err(StructPbError::Truncated {
-                    offset: start,
-                    what,
-                });
-            };
-            self.pos += 1;
-            let bits = u64::from(byte & 0x7f);
-            // The 10th byte may only contribute the 64th bit.
-            if i == 9 && bits > 1 {
-                return Err(StructPbError::VarintOverflow { offset: start });
-            }
-            value |= bits << (7 * i);
-            if byte & 0x80 == 0 {
-                return Ok(value);
-            }
-        }
-        Err(StructPbError::VarintOverflow { offset: start })
-    }
-
-    fn take(&mut self, n: usize, what: &'static str) -> Result<&'a [u8], StructPbError> {
-        let start = self.offset();
-        let end = self.pos.checked_add(n).filter(|&e| e <= self.buf.len());
-        match end.and_then(|e| self.buf.get(self.pos..e).map(|s| (e, s))) {
-            Some((e, slice)) => {
-                self.pos = e;
-                Ok(slice)
-            }
-            None => Err(StructPbError::Truncated {
-                offset: start,
-                what,
-            }),
-        }
-    }
-
-    fn tag(&mut self) -> Result<Tag, StructPbError> {
-        let offset = self.offset();
-        let raw = self.varint("a tag")?;
-        let field = raw >> 3;
-        if field == 0 || field > 0x1fff_ffff {
-            return Err(StructPbError::InvalidFieldNumber { offset, field });
-        }
-        // Both conversions are lossless: field < 2^29 and the wire type is 3 bits.
-        let field = u32::try_from(field)
-            .map_err(|_| StructPbError::InvalidFieldNumber { offset, field })?;
-        let wire_type = (raw & 7) as u8;
-        if wire_type > WT_FIXED32 {
-            return Err(StructPbError::InvalidWireType { offset, wire_type });
-        }
-        Ok(Tag {
-            offset,
-            field,
-            wire_type,
-        })
-    }
-
-    /// Reads the payload of a length-delimited field as a sub-reader.
-    fn len_delimited(&mut self, what: &'static str) -> Result<Reader<'a>, StructPbError> {
-        let length = self.varint(what)?;
-        let offset = self.offset();
-        let available = self.remaining();
-        let n = usize::try_from(length)
-            .ok()
-            .filter(|&n| n <= available)
-            .ok_or(StructPbError::LengthOverflow {
-                offset,
-                length,
-                available,
-            })?;
-        let buf = self.take(n, what)?;
-        Ok(Reader::new(buf, offset))
-    }
-
-    fn string(&mut self, what: &'static str) -> Result<String, StructPbError> {
-        let sub = self.len_delimited(what)?;
-        core::str::from_utf8(sub.buf)
-            .map(str::to_owned)
-            .map_err(|_| StructPbError::InvalidUtf8 { offset: sub.base })
-    }
-
-    /// Skips the value of an unknown field. `depth` is the nesting level of the message
-    /// holding the field (groups nest one level further).
-    fn skip(&mut self, tag: &Tag, depth: usize) -> Result<(), StructPbError> {
-        match tag.wire_type {
-            WT_VARINT => self.varint("a varint").map(drop),
-            WT_FIXED64 => self.take(8, "a fixed64").map(drop),
-            WT_LEN => self.len_delimited("a length-delimited field").map(drop),
-            WT_FIXED32 => self.take(4, "a fixed32").map(drop),
-            WT_START_GROUP => self.skip_group(tag, depth + 1),
-            WT_END_GROUP => Err(StructPbError::UnmatchedEndGroup {
-                offset: tag.offset,
-                field: tag.field,
-            }),
-            wire_type => Err(StructPbError::InvalidWireType {
-                offset: tag.offset,
-                wire_type,
-            }),
-        }
-    }
-
-    fn skip_group(&mut self, start: &Tag, depth: usize) -> Result<(), StructPbError> {
-        check_depth(depth)?;
-        loop {
-            if self.at_end() {
-                return Err(StructPbError::Truncated {
-                    offset: start.offset,
-                    what: "a group",
-                });
-            }
-            let tag = self.tag()?;
-            if tag.wire_type == WT_END_GROUP {
-                return if tag.field == start.field {
-                    Ok(())
-                } else {
-                    Err(StructPbError::UnmatchedEndGroup {
-                        offset: tag.offset,
-                        field: tag.field,
-                    })
-                };
-            }
-            self.skip(&tag, depth)?;
-        }
-    }
-}
-
-fn check_depth(depth: usize) -> Result<(), StructPbError> {
-    if depth > MAX_DEPTH {
-        Err(StructPbError::TooDeep { limit: MAX_DEPTH })
-    } else {
-        Ok(())
-    }
-}
-
-fn expect_wire_type(tag: &Tag, field: &'static str, expected: u8) -> Result<(), StructPbError> {
-    if tag.wire_type == expected {
-        Ok(())
-    } else {
-        Err(StructPbError::UnexpectedWireType {
-            offset: tag.offset,
-            field,
-            expected,
-            found: tag.wire_type,
-        })
-    }
 }
 
 /// Reads the fields of a `Struct` until the end of `r`.
@@ -390,7 +100,7 @@ fn read_struct(r: &mut Reader<'_>, depth: usize) -> Result<Map<String, Value>, S
     while !r.at_end() {
         let tag = r.tag()?;
         if tag.field == 1 {
-            expect_wire_type(&tag, "Struct.fields", WT_LEN)?;
+            tag.expect("Struct.fields", WT_LEN)?;
             let mut entry = r.len_delimited("a Struct.fields entry")?;
             let (key, value) = read_entry(&mut entry, depth)?;
             // Map semantics: a later entry with the same key replaces the earlier one.
@@ -410,11 +120,11 @@ fn read_entry(r: &mut Reader<'_>, depth: usize) -> Result<(String, Value), Struc
         let tag = r.tag()?;
         match tag.field {
             1 => {
-                expect_wire_type(&tag, "Struct.fields key", WT_LEN)?;
+                tag.expect("Struct.fields key", WT_LEN)?;
                 key = Some(r.string("a map key")?);
             }
             2 => {
-                expect_wire_type(&tag, "Struct.fields value", WT_LEN)?;
+                tag.expect("Struct.fields value", WT_LEN)?;
                 let mut sub = r.len_delimited("a Value")?;
                 value = Some(read_value(&mut sub, depth, value.take())?);
             }
@@ -436,13 +146,13 @@ fn read_value(
         let tag = r.tag()?;
         match tag.field {
             1 => {
-                expect_wire_type(&tag, "Value.null_value", WT_VARINT)?;
+                tag.expect("Value.null_value", WT_VARINT)?;
                 // NullValue has a single member; open enums accept any number.
                 r.varint("Value.null_value")?;
                 kind = Some(Value::Null);
             }
             2 => {
-                expect_wire_type(&tag, "Value.number_value", WT_FIXED64)?;
+                tag.expect("Value.number_value", WT_FIXED64)?;
                 let offset = r.offset();
                 let raw = r.take(8, "Value.number_value")?;
                 let mut le = [0u8; 8];
@@ -452,15 +162,15 @@ fn read_value(
                 kind = Some(Value::Number(number));
             }
             3 => {
-                expect_wire_type(&tag, "Value.string_value", WT_LEN)?;
+                tag.expect("Value.string_value", WT_LEN)?;
                 kind = Some(Value::String(r.string("Value.string_value")?));
             }
             4 => {
-                expect_wire_type(&tag, "Value.bool_value", WT_VARINT)?;
+                tag.expect("Value.bool_value", WT_VARINT)?;
                 kind = Some(Value::Bool(r.varint("Value.bool_value")? != 0));
             }
             5 => {
-                expect_wire_type(&tag, "Value.struct_value", WT_LEN)?;
+                tag.expect("Value.struct_value", WT_LEN)?;
                 let mut sub = r.len_delimited("Value.struct_value")?;
                 let fields = read_struct(&mut sub, depth + 1)?;
                 kind = Some(match kind {
@@ -472,7 +182,7 @@ fn read_value(
                 });
             }
             6 => {
-                expect_wire_type(&tag, "Value.list_value", WT_LEN)?;
+                tag.expect("Value.list_value", WT_LEN)?;
                 let mut sub = r.len_delimited("Value.list_value")?;
                 let values = read_list(&mut sub, depth + 1)?;
                 kind = Some(match kind {
@@ -496,7 +206,7 @@ fn read_list(r: &mut Reader<'_>, depth: usize) -> Result<Vec<Value>, StructPbErr
     while !r.at_end() {
         let tag = r.tag()?;
         if tag.field == 1 {
-            expect_wire_type(&tag, "ListValue.values", WT_LEN)?;
+            tag.expect("ListValue.values", WT_LEN)?;
             let mut sub = r.len_delimited("a ListValue element")?;
             values.push(read_value(&mut sub, depth, None)?);
         } else {
@@ -534,24 +244,6 @@ pub fn encode_struct(v: &Value) -> Result<Vec<u8>, StructPbError> {
     let mut out = Vec::new();
     write_struct(&mut out, map, 1)?;
     Ok(out)
-}
-
-fn put_varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push((v as u8 & 0x7f) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
-
-fn put_tag(out: &mut Vec<u8>, field: u32, wire_type: u8) {
-    put_varint(out, (u64::from(field) << 3) | u64::from(wire_type));
-}
-
-fn put_bytes(out: &mut Vec<u8>, field: u32, payload: &[u8]) {
-    put_tag(out, field, WT_LEN);
-    put_varint(out, payload.len() as u64);
-    out.extend_from_slice(payload);
 }
 
 fn write_struct(
@@ -613,6 +305,7 @@ fn write_value(out: &mut Vec<u8>, value: &Value, depth: usize) -> Result<(), Str
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wire::testrng::Rng;
     use serde_json::json;
 
     fn hex(s: &str) -> Vec<u8> {
@@ -894,9 +587,9 @@ mod tests {
         for n in 1..full.len() {
             match decode_struct(&full[..n]) {
                 Err(
-                    StructPbError::Truncated { .. }
-                    | StructPbError::LengthOverflow { .. }
-                    | StructPbError::InvalidUtf8 { .. },
+                    StructPbError::Wire(ProtoError::Truncated { .. })
+                    | StructPbError::Wire(ProtoError::LengthOverflow { .. })
+                    | StructPbError::Wire(ProtoError::InvalidUtf8 { .. }),
                 ) => {}
                 other => panic!("prefix of {n} bytes: {other:?}"),
             }
@@ -904,36 +597,36 @@ mod tests {
         // Specific shapes.
         assert_eq!(
             decode_struct(&hex("0a")).unwrap_err(),
-            StructPbError::Truncated {
+            StructPbError::Wire(ProtoError::Truncated {
                 offset: 1,
                 what: "a Struct.fields entry"
-            }
+            })
         );
         assert_eq!(
             decode_struct(&hex("0a05 0a01")).unwrap_err(),
-            StructPbError::LengthOverflow {
+            StructPbError::Wire(ProtoError::LengthOverflow {
                 offset: 2,
                 length: 5,
                 available: 2
-            }
+            })
         );
         assert!(matches!(
             decode_struct(&hex("0a0b 0a0161 1206 11 0000000000")).unwrap_err(),
-            StructPbError::Truncated {
+            StructPbError::Wire(ProtoError::Truncated {
                 what: "Value.number_value",
                 ..
-            }
+            })
         ));
         assert!(matches!(
             decode_struct(&hex("0a05 0a0161 1280")).unwrap_err(),
-            StructPbError::Truncated { .. }
+            StructPbError::Wire(ProtoError::Truncated { .. })
         ));
         assert!(matches!(
             decode_struct(&hex("33 0801")).unwrap_err(),
-            StructPbError::Truncated {
+            StructPbError::Wire(ProtoError::Truncated {
                 what: "a group",
                 ..
-            }
+            })
         ));
         let err = decode_struct(&hex("0a")).unwrap_err();
         assert!(err.to_string().starts_with("truncated input"), "{err}");
@@ -944,28 +637,28 @@ mod tests {
         // Wire types 6 and 7 do not exist.
         assert_eq!(
             decode_struct(&hex("0e")).unwrap_err(),
-            StructPbError::InvalidWireType {
+            StructPbError::Wire(ProtoError::InvalidWireType {
                 offset: 0,
                 wire_type: 6
-            }
+            })
         );
         assert_eq!(
             decode_struct(&hex("0f")).unwrap_err(),
-            StructPbError::InvalidWireType {
+            StructPbError::Wire(ProtoError::InvalidWireType {
                 offset: 0,
                 wire_type: 7
-            }
+            })
         );
         // Struct.fields as a varint.
         let err = decode_struct(&hex("0801")).unwrap_err();
         assert_eq!(
             err,
-            StructPbError::UnexpectedWireType {
+            StructPbError::Wire(ProtoError::UnexpectedWireType {
                 offset: 0,
                 field: "Struct.fields",
                 expected: 2,
                 found: 0
-            }
+            })
         );
         assert_eq!(
             err.to_string(),
@@ -982,34 +675,36 @@ mod tests {
         ] {
             let bytes = one_field("a", &hex(value));
             match decode_struct(&bytes).unwrap_err() {
-                StructPbError::UnexpectedWireType { field: f, .. } => assert_eq!(f, field),
+                StructPbError::Wire(ProtoError::UnexpectedWireType { field: f, .. }) => {
+                    assert_eq!(f, field)
+                }
                 other => panic!("{value}: {other:?}"),
             }
         }
         // Unmatched end group; mismatched end group.
         assert_eq!(
             decode_struct(&hex("14")).unwrap_err(),
-            StructPbError::UnmatchedEndGroup {
+            StructPbError::Wire(ProtoError::UnmatchedEndGroup {
                 offset: 0,
                 field: 2
-            }
+            })
         );
         assert!(matches!(
             decode_struct(&hex("13 1c")).unwrap_err(),
-            StructPbError::UnmatchedEndGroup { field: 3, .. }
+            StructPbError::Wire(ProtoError::UnmatchedEndGroup { field: 3, .. })
         ));
         // Field number 0.
         assert_eq!(
             decode_struct(&hex("0201")).unwrap_err(),
-            StructPbError::InvalidFieldNumber {
+            StructPbError::Wire(ProtoError::InvalidFieldNumber {
                 offset: 0,
                 field: 0
-            }
+            })
         );
         // Field number above 2^29 - 1.
         assert!(matches!(
             decode_struct(&hex("8080808080 01")).unwrap_err(),
-            StructPbError::InvalidFieldNumber { .. }
+            StructPbError::Wire(ProtoError::InvalidFieldNumber { .. })
         ));
     }
 
@@ -1017,19 +712,19 @@ mod tests {
     fn varint_overflow_is_an_error() {
         assert_eq!(
             decode_struct(&hex("10 ffffffffffffffffff7f")).unwrap_err(),
-            StructPbError::VarintOverflow { offset: 1 }
+            StructPbError::Wire(ProtoError::VarintOverflow { offset: 1 })
         );
         assert_eq!(
             decode_struct(&hex("10 ffffffffffffffffff8001")).unwrap_err(),
-            StructPbError::VarintOverflow { offset: 1 }
+            StructPbError::Wire(ProtoError::VarintOverflow { offset: 1 })
         );
         // A length of u64::MAX.
         assert!(matches!(
             decode_struct(&hex("0a ffffffffffffffffff01")).unwrap_err(),
-            StructPbError::LengthOverflow {
+            StructPbError::Wire(ProtoError::LengthOverflow {
                 length: u64::MAX,
                 ..
-            }
+            })
         ));
     }
 
@@ -1037,10 +732,13 @@ mod tests {
     fn invalid_utf8_is_an_error() {
         assert_eq!(
             decode_struct(&hex("0a07 0a01ff 1202 2001")).unwrap_err(),
-            StructPbError::InvalidUtf8 { offset: 4 }
+            StructPbError::Wire(ProtoError::InvalidUtf8 { offset: 4 })
         );
         let err = decode_struct(&one_field("a", &hex("1a02 c328"))).unwrap_err();
-        assert!(matches!(err, StructPbError::InvalidUtf8 { .. }), "{err:?}");
+        assert!(
+            matches!(err, StructPbError::Wire(ProtoError::InvalidUtf8 { .. })),
+            "{err:?}"
+        );
         assert!(err.to_string().contains("not valid UTF-8"));
     }
 
@@ -1071,7 +769,7 @@ mod tests {
             let deep = nest(MAX_DEPTH + 1);
             assert_eq!(
                 encode_struct(&deep).unwrap_err(),
-                StructPbError::TooDeep { limit: MAX_DEPTH }
+                StructPbError::Wire(ProtoError::TooDeep { limit: MAX_DEPTH })
             );
         }
         // Hand-build a Struct nested 65 deep (beyond what the encoder will write).
@@ -1086,13 +784,16 @@ mod tests {
             put_bytes(&mut inner, 1, &entry);
         }
         let err = decode_struct(&inner).unwrap_err();
-        assert_eq!(err, StructPbError::TooDeep { limit: MAX_DEPTH });
+        assert_eq!(
+            err,
+            StructPbError::Wire(ProtoError::TooDeep { limit: MAX_DEPTH })
+        );
         assert_eq!(err.to_string(), "messages are nested deeper than 64 levels");
         // Deeply nested groups in an unknown field do not overflow the stack.
         let groups = vec![0x13u8; 100_000];
         assert_eq!(
             decode_struct(&groups).unwrap_err(),
-            StructPbError::TooDeep { limit: MAX_DEPTH }
+            StructPbError::Wire(ProtoError::TooDeep { limit: MAX_DEPTH })
         );
     }
 
@@ -1104,23 +805,9 @@ mod tests {
         assert!(StructPbError::NotAnObject.to_string().contains("object"));
     }
 
-    /// xorshift64*: deterministic, dependency-free pseudo-random bytes.
-    struct Rng(u64);
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 >> 12;
-            self.0 ^= self.0 << 25;
-            self.0 ^= self.0 >> 27;
-            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-        }
-        fn below(&mut self, n: usize) -> usize {
-            (self.next() % n as u64) as usize
-        }
-    }
-
     #[test]
     fn random_bytes_never_panic() {
-        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        let mut rng = Rng::new(0x9e37_79b9_7f4a_7c15);
         let mut ok = 0;
         for _ in 0..20_000 {
             let len = rng.below(64);
@@ -1149,7 +836,7 @@ mod tests {
 
     #[test]
     fn mutated_valid_encodings_never_panic() {
-        let mut rng = Rng(42);
+        let mut rng = Rng::new(42);
         let base = hex(PYTHON_PROTOBUF_HEX);
         for _ in 0..20_000 {
             let mut bytes = base.clone();

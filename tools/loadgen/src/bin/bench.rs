@@ -19,12 +19,13 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use registry_token_core::token::keys::pem_certificates;
 use registry_token_core::token::keys::PrivateKey;
 use registry_token_loadgen::admin::{self, bucket_quantile, Snapshot};
 use registry_token_loadgen::args::Args;
 use registry_token_loadgen::envoy::{pin_self, EnvoyProc};
 use registry_token_loadgen::http::{self, Target};
-use registry_token_loadgen::jose::{b64, pem_blocks, sha256, AuthorityKey, OpTokClaims};
+use registry_token_loadgen::jose::{b64, sha256, AuthorityKey, OpTokClaims};
 use registry_token_loadgen::load::{self, Mode, OpTokPool, RunResult, RunSpec, Workload};
 use serde_json::{json, Value};
 
@@ -170,7 +171,8 @@ fn make_material(work: &Path) -> Result<Material, String> {
     let kid = public.thumbprint().to_string();
     let jwks = json!({"keys": [public.with_kid(kid.clone()).to_jwk()]});
     let client_cert = read("client.crt")?;
-    let der = pem_blocks(&client_cert, "CERTIFICATE")
+    let der = pem_certificates(&client_cert)
+        .map_err(|e| format!("client.crt: {e}"))?
         .into_iter()
         .next()
         .ok_or("client.crt holds no certificate")?;

@@ -17,10 +17,11 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use registry_token_core::token::keys::pem_certificates;
 use registry_token_loadgen::admin::{self, bucket_quantile, Snapshot};
 use registry_token_loadgen::args::Args;
 use registry_token_loadgen::http::{self, loopback_target, plain_target, Target};
-use registry_token_loadgen::jose::{b64, pem_blocks, sha256, AuthorityKey, OpTokClaims};
+use registry_token_loadgen::jose::{b64, sha256, AuthorityKey, OpTokClaims};
 use registry_token_loadgen::load::{self, Mode, OpTokPool, RunSpec, Workload};
 
 const KNOWN: &[&str] = &[
@@ -145,7 +146,8 @@ fn main() {
         let client = match (args.opt("cert"), args.opt("key")) {
             (Some(c), Some(k)) => {
                 let cert = read(&c);
-                let der = pem_blocks(&cert, "CERTIFICATE")
+                let der = pem_certificates(&cert)
+                    .unwrap_or_else(|e| fail(&format!("{c}: {e}")))
                     .into_iter()
                     .next()
                     .unwrap_or_else(|| fail(&format!("{c}: no certificate")));

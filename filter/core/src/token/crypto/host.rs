@@ -2,19 +2,24 @@
 //!
 //! The arguments and results are small protobuf messages (Envoy's
 //! `source/extensions/common/wasm/ext/{sign,verify_signature}.proto`), encoded and decoded
-//! here by hand. [`HostCrypto`] implements [`Crypto`] on top of any [`ForeignCall`]: the
+//! by [`crate::wire::envoy_crypto`]. [`HostCrypto`] implements [`Crypto`] on top of any [`ForeignCall`]: the
 //! glue crate passes one that calls `proxy_call_foreign_function`; tests pass a fake.
 //!
 //! Envoy's `verify_signature` does PKCS#1 v1.5 and ECDSA only, so PS* and EdDSA are
 //! verified with [`RustCrypto`]. Envoy signs ECDSA in DER; JWS wants `r‖s`.
-
-use std::fmt;
 
 use p256::elliptic_curve::zeroize::Zeroizing;
 
 use crate::token::crypto::{check_fit, os_random, Alg, Crypto, CryptoError, RustCrypto};
 use crate::token::keys::{PrivateKey, PublicKey};
 use crate::wire::der::{self, tag};
+/// The messages, where they were before `wire::envoy_crypto` held them.
+pub use crate::wire::envoy_crypto::{
+    encode_sign_arguments, SignArguments, SignResult, VerifySignatureArguments,
+    VerifySignatureResult,
+};
+/// A malformed message.
+pub use crate::wire::protobuf::ProtoError;
 
 /// Name of Envoy's signing foreign function.
 pub const SIGN_FUNCTION: &str = "sign";
@@ -24,344 +29,15 @@ pub const VERIFY_FUNCTION: &str = "verify_signature";
 pub const PROBE_MESSAGE: &[u8] = b"registry-token-filter host crypto probe";
 
 // ---------------------------------------------------------------------------------------
-// Protobuf wire format
-// ---------------------------------------------------------------------------------------
-
-/// A malformed protobuf message.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ProtoError(pub &'static str);
-
-impl fmt::Display for ProtoError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "malformed protobuf: {}", self.0)
-    }
-}
-
-impl std::error::Error for ProtoError {}
-
-const WIRE_VARINT: u8 = 0;
-const WIRE_FIXED64: u8 = 1;
-const WIRE_LEN: u8 = 2;
-const WIRE_FIXED32: u8 = 5;
-
-fn put_varint(mut value: u64, out: &mut Vec<u8>) {
-    while value >= 0x80 {
-        out.push((value as u8) | 0x80);
-        value >>= 7;
-    }
-    out.push(value as u8);
-}
-
-fn put_key(field: u32, wire: u8, out: &mut Vec<u8>) {
-    put_varint((u64::from(field) << 3) | u64::from(wire), out);
-}
-
-/// A length-delimited field; omitted when empty (proto3 default).
-fn put_bytes(field: u32, data: &[u8], out: &mut Vec<u8>) {
-    if data.is_empty() {
-        return;
-    }
-    put_key(field, WIRE_LEN, out);
-    put_varint(data.len() as u64, out);
-    out.extend_from_slice(data);
-}
-
-/// A bool field; omitted when false (proto3 default).
-fn put_bool(field: u32, value: bool, out: &mut Vec<u8>) {
-    if value {
-        put_key(field, WIRE_VARINT, out);
-        out.push(1);
-    }
-}
-
-/// One decoded field value.
-enum FieldValue<'a> {
-    Varint(u64),
-    Bytes(&'a [u8]),
-    /// Fixed-width values are skipped by every message here.
-    Fixed,
-}
-
-struct FieldReader<'a> {
-    rest: &'a [u8],
-}
-
-impl<'a> FieldReader<'a> {
-    fn new(data: &'a [u8]) -> Self {
-        FieldReader { rest: data }
-    }
-
-    fn varint(&mut self) -> Result<u64, ProtoError> {
-        let mut value: u64 = 0;
-        for i in 0..10 {
-            let (&byte, rest) = self
-                .rest
-                .split_first()
-                .ok_or(ProtoError("truncated varint"))?;
-            self.rest = rest;
-            let bits = u64::from(byte & 0x7f);
-            if i == 9 && bits > 1 {
-                return Err(ProtoError("varint overflows 64 bits"));
-            }
-            value |= bits << (7 * i);
-            if byte & 0x80 == 0 {
-                return Ok(value);
-            }
-        }
-        Err(ProtoError("varint too long"))
-    }
-
-    fn take(&mut self, len: usize) -> Result<&'a [u8], ProtoError> {
-        if len > self.rest.len() {
-            return Err(ProtoError("field exceeds message"));
-        }
-        let (head, tail) = self.rest.split_at(len);
-        self.rest = tail;
-        Ok(head)
-    }
-
-    /// The next (field number, value), or `None` at the end.
-    fn next_field(&mut self) -> Result<Option<(u64, FieldValue<'a>)>, ProtoError> {
-        if self.rest.is_empty() {
-            return Ok(None);
-        }
-        let key = self.varint()?;
-        let field = key >> 3;
-        if field == 0 || field > 0x1fff_ffff {
-            return Err(ProtoError("invalid field number"));
-        }
-        let value = match (key & 7) as u8 {
-            WIRE_VARINT => FieldValue::Varint(self.varint()?),
-            WIRE_FIXED64 => {
-                self.take(8)?;
-                FieldValue::Fixed
-            }
-            WIRE_LEN => {
-                let len =
-                    usize::try_from(self.varint()?).map_err(|_| ProtoError("length too large"))?;
-                FieldValue::Bytes(self.take(len)?)
-            }
-            WIRE_FIXED32 => {
-                self.take(4)?;
-                FieldValue::Fixed
-            }
-            _ => return Err(ProtoError("unsupported wire type")),
-        };
-        Ok(Some((field, value)))
-    }
-}
-
-fn expect_bytes<'a>(value: FieldValue<'a>) -> Result<&'a [u8], ProtoError> {
-    match value {
-        FieldValue::Bytes(b) => Ok(b),
-        _ => Err(ProtoError("wrong wire type for a bytes field")),
-    }
-}
-
-fn expect_string(value: FieldValue<'_>) -> Result<String, ProtoError> {
-    let bytes = expect_bytes(value)?;
-    String::from_utf8(bytes.to_vec()).map_err(|_| ProtoError("string is not UTF-8"))
-}
-
-/// Error strings from the host: invalid UTF-8 is replaced rather than refused.
-fn expect_lossy_string(value: FieldValue<'_>) -> Result<String, ProtoError> {
-    Ok(String::from_utf8_lossy(expect_bytes(value)?).into_owned())
-}
-
-fn expect_bool(value: FieldValue<'_>) -> Result<bool, ProtoError> {
-    match value {
-        FieldValue::Varint(v) => Ok(v != 0),
-        _ => Err(ProtoError("wrong wire type for a bool field")),
-    }
-}
-
-/// `SignArguments` (argument of the `sign` foreign function). `Debug` hides the key.
-#[derive(Clone, Default, PartialEq, Eq)]
-pub struct SignArguments {
-    /// 1: `sha256`, `sha384`, `sha512`, …
-    pub hash_function: String,
-    /// 2: DER PKCS#8 private key.
-    pub private_key: Vec<u8>,
-    /// 3: the data to sign.
-    pub text: Vec<u8>,
-    /// 4: PEM private key (alternative to 2; Envoy refuses both at once).
-    pub private_key_pem: String,
-}
-
-impl fmt::Debug for SignArguments {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SignArguments")
-            .field("hash_function", &self.hash_function)
-            .field(
-                "private_key",
-                &format_args!("<{} bytes>", self.private_key.len()),
-            )
-            .field("text", &format_args!("<{} bytes>", self.text.len()))
-            .field(
-                "private_key_pem",
-                &format_args!("<{} bytes>", self.private_key_pem.len()),
-            )
-            .finish()
-    }
-}
-
-/// Encode `SignArguments` from borrowed parts (no copy of the key outside the result).
-pub fn encode_sign_arguments(hash_function: &str, private_key_der: &[u8], text: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(private_key_der.len() + text.len() + 24);
-    put_bytes(1, hash_function.as_bytes(), &mut out);
-    put_bytes(2, private_key_der, &mut out);
-    put_bytes(3, text, &mut out);
-    out
-}
-
-impl SignArguments {
-    /// Protobuf encoding.
-    pub fn encode(&self) -> Vec<u8> {
-        let mut out = encode_sign_arguments(&self.hash_function, &self.private_key, &self.text);
-        put_bytes(4, self.private_key_pem.as_bytes(), &mut out);
-        out
-    }
-
-    /// Protobuf decoding; unknown fields are skipped.
-    pub fn decode(data: &[u8]) -> Result<Self, ProtoError> {
-        let mut msg = SignArguments::default();
-        let mut r = FieldReader::new(data);
-        while let Some((field, value)) = r.next_field()? {
-            match field {
-                1 => msg.hash_function = expect_string(value)?,
-                2 => msg.private_key = expect_bytes(value)?.to_vec(),
-                3 => msg.text = expect_bytes(value)?.to_vec(),
-                4 => msg.private_key_pem = expect_string(value)?,
-                _ => {}
-            }
-        }
-        Ok(msg)
-    }
-}
-
-/// `SignResult` (result of the `sign` foreign function).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct SignResult {
-    /// 1: true on success.
-    pub result: bool,
-    /// 2: the signature (PKCS#1 v1.5 for RSA, DER ECDSA for EC).
-    pub signature: Vec<u8>,
-    /// 3: the error, when `result` is false.
-    pub error: String,
-}
-
-impl SignResult {
-    /// Protobuf encoding.
-    pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(self.signature.len() + self.error.len() + 8);
-        put_bool(1, self.result, &mut out);
-        put_bytes(2, &self.signature, &mut out);
-        put_bytes(3, self.error.as_bytes(), &mut out);
-        out
-    }
-
-    /// Protobuf decoding; unknown fields are skipped.
-    pub fn decode(data: &[u8]) -> Result<Self, ProtoError> {
-        let mut msg = SignResult::default();
-        let mut r = FieldReader::new(data);
-        while let Some((field, value)) = r.next_field()? {
-            match field {
-                1 => msg.result = expect_bool(value)?,
-                2 => msg.signature = expect_bytes(value)?.to_vec(),
-                3 => msg.error = expect_lossy_string(value)?,
-                _ => {}
-            }
-        }
-        Ok(msg)
-    }
-}
-
-/// `VerifySignatureArguments` (argument of the `verify_signature` foreign function).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct VerifySignatureArguments {
-    /// 1: `sha256`, `sha384`, `sha512`, …
-    pub hash_function: String,
-    /// 2: DER SubjectPublicKeyInfo.
-    pub public_key: Vec<u8>,
-    /// 3: the signature (PKCS#1 v1.5 or DER ECDSA).
-    pub signature: Vec<u8>,
-    /// 4: the signed data.
-    pub text: Vec<u8>,
-    /// 5: PEM public key (alternative to 2; Envoy refuses both at once).
-    pub public_key_pem: String,
-}
-
-impl VerifySignatureArguments {
-    /// Protobuf encoding.
-    pub fn encode(&self) -> Vec<u8> {
-        let mut out =
-            Vec::with_capacity(self.public_key.len() + self.signature.len() + self.text.len() + 32);
-        put_bytes(1, self.hash_function.as_bytes(), &mut out);
-        put_bytes(2, &self.public_key, &mut out);
-        put_bytes(3, &self.signature, &mut out);
-        put_bytes(4, &self.text, &mut out);
-        put_bytes(5, self.public_key_pem.as_bytes(), &mut out);
-        out
-    }
-
-    /// Protobuf decoding; unknown fields are skipped.
-    pub fn decode(data: &[u8]) -> Result<Self, ProtoError> {
-        let mut msg = VerifySignatureArguments::default();
-        let mut r = FieldReader::new(data);
-        while let Some((field, value)) = r.next_field()? {
-            match field {
-                1 => msg.hash_function = expect_string(value)?,
-                2 => msg.public_key = expect_bytes(value)?.to_vec(),
-                3 => msg.signature = expect_bytes(value)?.to_vec(),
-                4 => msg.text = expect_bytes(value)?.to_vec(),
-                5 => msg.public_key_pem = expect_string(value)?,
-                _ => {}
-            }
-        }
-        Ok(msg)
-    }
-}
-
-/// `VerifySignatureResult` (result of the `verify_signature` foreign function).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct VerifySignatureResult {
-    /// 1: true when the signature verifies.
-    pub result: bool,
-    /// 2: the error, when `result` is false.
-    pub error: String,
-}
-
-impl VerifySignatureResult {
-    /// Protobuf encoding.
-    pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(self.error.len() + 6);
-        put_bool(1, self.result, &mut out);
-        put_bytes(2, self.error.as_bytes(), &mut out);
-        out
-    }
-
-    /// Protobuf decoding; unknown fields are skipped.
-    pub fn decode(data: &[u8]) -> Result<Self, ProtoError> {
-        let mut msg = VerifySignatureResult::default();
-        let mut r = FieldReader::new(data);
-        while let Some((field, value)) = r.next_field()? {
-            match field {
-                1 => msg.result = expect_bool(value)?,
-                2 => msg.error = expect_lossy_string(value)?,
-                _ => {}
-            }
-        }
-        Ok(msg)
-    }
-}
-
-// ---------------------------------------------------------------------------------------
 // ECDSA signature encodings
 // ---------------------------------------------------------------------------------------
 
 /// DER `SEQUENCE { INTEGER r, INTEGER s }` → fixed-size `r‖s` (each `field_len` bytes,
 /// left-padded). Strict DER; an integer longer than `field_len` → `BadSignature`.
 pub fn ecdsa_der_to_raw(der_sig: &[u8], field_len: usize) -> Result<Vec<u8>, CryptoError> {
+    // Our DER reader, not `ecdsa::Signature::from_der`: that also refuses r or s = 0 or
+    // ≥ n (ecdsa_conversion_edge_values converts both), and the range-free
+    // `ecdsa::der::Signature` keeps its r()/s() accessors crate-private.
     if field_len == 0 || field_len > 66 {
         return Err(CryptoError::BadSignature);
     }
@@ -389,6 +65,8 @@ pub fn ecdsa_der_to_raw(der_sig: &[u8], field_len: usize) -> Result<Vec<u8>, Cry
 /// Fixed-size `r‖s` → DER `SEQUENCE { INTEGER r, INTEGER s }` (minimal integers, a zero
 /// byte before a set high bit). The input must have an even, non-zero length ≤ 132.
 pub fn ecdsa_raw_to_der(raw: &[u8]) -> Result<Vec<u8>, CryptoError> {
+    // Our DER writer, not `ecdsa::Signature::to_der`: that needs 0 < r, s < n (the edge
+    // test encodes 0 and 0xff…), and `ecdsa::der::Signature::from_components` is private.
     if raw.is_empty() || raw.len() & 1 == 1 || raw.len() > 132 {
         return Err(CryptoError::BadSignature);
     }
@@ -556,7 +234,7 @@ pub fn probe<F: ForeignCall>(call: &F, key: &PrivateKey) -> Result<(), String> {
 mod tests {
     use super::*;
     use crate::token::keys::{testkeys, PublicKeyKind};
-    use crate::wire::der::testutil::XorShift;
+    use crate::wire::testrng::Rng;
     use sha2::{Digest, Sha256, Sha384, Sha512};
     use std::cell::Cell;
 
@@ -687,208 +365,6 @@ mod tests {
         }
     }
 
-    // ---- Protobuf --------------------------------------------------------------------
-
-    #[test]
-    fn varint_encoding() {
-        for (value, bytes) in [
-            (0u64, vec![0u8]),
-            (1, vec![1]),
-            (127, vec![0x7f]),
-            (128, vec![0x80, 0x01]),
-            (300, vec![0xac, 0x02]),
-            (
-                u64::MAX,
-                vec![0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01],
-            ),
-        ] {
-            let mut out = Vec::new();
-            put_varint(value, &mut out);
-            assert_eq!(out, bytes);
-            assert_eq!(FieldReader::new(&bytes).varint().unwrap(), value);
-        }
-        // 11 bytes, and a 10th byte above 1.
-        assert!(FieldReader::new(&[0xff; 11]).varint().is_err());
-        assert!(
-            FieldReader::new(&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02])
-                .varint()
-                .is_err()
-        );
-        assert!(FieldReader::new(&[0x80]).varint().is_err());
-    }
-
-    #[test]
-    fn sign_arguments_known_bytes() {
-        let args = SignArguments {
-            hash_function: "sha256".into(),
-            private_key: vec![1, 2],
-            text: b"hi".to_vec(),
-            private_key_pem: String::new(),
-        };
-        let bytes = args.encode();
-        assert_eq!(
-            bytes,
-            [
-                &[0x0a, 0x06][..],
-                b"sha256",
-                &[0x12, 0x02, 1, 2],
-                &[0x1a, 0x02],
-                b"hi"
-            ]
-            .concat()
-        );
-        assert_eq!(SignArguments::decode(&bytes).unwrap(), args);
-        assert_eq!(encode_sign_arguments("sha256", &[1, 2], b"hi"), bytes);
-        let dbg = format!("{args:?}");
-        assert!(dbg.contains("<2 bytes>") && !dbg.contains("[1, 2]"));
-    }
-
-    #[test]
-    fn messages_roundtrip() {
-        let sign_args = SignArguments {
-            hash_function: "sha384".into(),
-            private_key: vec![9; 300],
-            text: vec![7; 200],
-            private_key_pem: "-----BEGIN-----".into(),
-        };
-        assert_eq!(
-            SignArguments::decode(&sign_args.encode()).unwrap(),
-            sign_args
-        );
-        let sign_result = SignResult {
-            result: true,
-            signature: vec![1; 256],
-            error: String::new(),
-        };
-        assert_eq!(
-            SignResult::decode(&sign_result.encode()).unwrap(),
-            sign_result
-        );
-        let verify_args = VerifySignatureArguments {
-            hash_function: "sha512".into(),
-            public_key: vec![3; 294],
-            signature: vec![4; 512],
-            text: vec![5; 1000],
-            public_key_pem: "pem".into(),
-        };
-        assert_eq!(
-            VerifySignatureArguments::decode(&verify_args.encode()).unwrap(),
-            verify_args
-        );
-        let verify_result = VerifySignatureResult {
-            result: false,
-            error: "Failed to verify digest. Error code: 0".into(),
-        };
-        assert_eq!(
-            VerifySignatureResult::decode(&verify_result.encode()).unwrap(),
-            verify_result
-        );
-        // Defaults encode to nothing and decode from nothing.
-        assert!(VerifySignatureResult::default().encode().is_empty());
-        assert_eq!(
-            VerifySignatureResult::decode(&[]).unwrap(),
-            VerifySignatureResult::default()
-        );
-    }
-
-    #[test]
-    fn verify_result_known_bytes() {
-        let ok = VerifySignatureResult {
-            result: true,
-            error: String::new(),
-        };
-        assert_eq!(ok.encode(), [0x08, 0x01]);
-        let bad =
-            VerifySignatureResult::decode(&[0x08, 0x00, 0x12, 0x03, b'e', b'r', b'r']).unwrap();
-        assert!(!bad.result);
-        assert_eq!(bad.error, "err");
-        // A non-canonical bool (varint 2) is true.
-        assert!(VerifySignatureResult::decode(&[0x08, 0x02]).unwrap().result);
-    }
-
-    #[test]
-    fn decoders_skip_unknown_fields() {
-        let mut data = Vec::new();
-        put_key(9, WIRE_VARINT, &mut data);
-        put_varint(12345, &mut data);
-        put_key(10, WIRE_FIXED64, &mut data);
-        data.extend([0; 8]);
-        put_key(11, WIRE_FIXED32, &mut data);
-        data.extend([0; 4]);
-        put_bytes(12, b"ignored", &mut data);
-        data.extend(
-            SignResult {
-                result: true,
-                signature: vec![1, 2, 3],
-                error: String::new(),
-            }
-            .encode(),
-        );
-        put_bytes(99, b"trailing unknown", &mut data);
-        let r = SignResult::decode(&data).unwrap();
-        assert!(r.result);
-        assert_eq!(r.signature, [1, 2, 3]);
-        let v = VerifySignatureResult::decode(&data).unwrap();
-        assert!(v.result);
-        assert_eq!(v.error.as_bytes(), [1, 2, 3]);
-    }
-
-    #[test]
-    fn decoders_reject_malformed() {
-        // Truncated length-delimited field.
-        assert!(SignResult::decode(&[0x12, 0x05, 1, 2]).is_err());
-        // Wrong wire type for known fields.
-        assert!(SignResult::decode(&[0x10, 0x01]).is_err()); // field 2 as varint
-        assert!(SignResult::decode(&[0x0a, 0x00]).is_err()); // field 1 as bytes
-                                                             // Group wire types and field 0.
-        assert!(SignResult::decode(&[0x0b]).is_err());
-        assert!(SignResult::decode(&[0x0c]).is_err());
-        assert!(SignResult::decode(&[0x00, 0x00]).is_err());
-        // Truncated fixed fields.
-        assert!(SignResult::decode(&[0x49, 0, 0]).is_err());
-        assert!(SignResult::decode(&[0x4d, 0]).is_err());
-        // Invalid UTF-8 in a string argument; lossy in a result's error.
-        assert!(SignArguments::decode(&[0x0a, 0x01, 0xff]).is_err());
-        assert_eq!(
-            SignResult::decode(&[0x1a, 0x01, 0xff]).unwrap().error,
-            "\u{fffd}"
-        );
-        // Huge length.
-        assert!(VerifySignatureResult::decode(&[
-            0x12, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f
-        ])
-        .is_err());
-    }
-
-    #[test]
-    fn decoders_never_panic_on_garbage() {
-        let mut rng = XorShift(1234);
-        let valid = VerifySignatureArguments {
-            hash_function: "sha256".into(),
-            public_key: vec![1; 20],
-            signature: vec![2; 20],
-            text: vec![3; 20],
-            public_key_pem: String::new(),
-        }
-        .encode();
-        for i in 0..20_000 {
-            let data = if i % 2 == 0 {
-                let n = rng.below(64) as usize;
-                rng.bytes(n)
-            } else {
-                let mut v = valid.clone();
-                let pos = rng.below(v.len() as u64) as usize;
-                v[pos] = rng.next() as u8;
-                v.truncate(rng.below(v.len() as u64 + 1) as usize);
-                v
-            };
-            let _ = SignArguments::decode(&data);
-            let _ = SignResult::decode(&data);
-            let _ = VerifySignatureArguments::decode(&data);
-            let _ = VerifySignatureResult::decode(&data);
-        }
-    }
-
     // ---- ECDSA DER <-> raw ---------------------------------------------------------------
 
     #[test]
@@ -981,7 +457,7 @@ mod tests {
 
     #[test]
     fn ecdsa_conversion_garbage_never_panics() {
-        let mut rng = XorShift(77);
+        let mut rng = Rng::new(77);
         for _ in 0..20_000 {
             let len = rng.below(80) as usize;
             let mut data = rng.bytes(len);
