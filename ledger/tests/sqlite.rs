@@ -84,3 +84,52 @@ async fn admin_keys_from_a_jwks_url() {
         .unwrap();
     assert_eq!(refused.status(), 401);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batch_size_limits() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = common::Server::start(&format!("sqlite://{}", dir.path().join("l.db").display()));
+    let client = reqwest::Client::new();
+    let long = "s".repeat(1000);
+    let big = |n: usize, prefix: &str| {
+        let records: Vec<serde_json::Value> = (0..n)
+            .map(|i| {
+                serde_json::json!({
+                    "id": format!("{prefix}-{i}"), "time": 1, "decision": "issued",
+                    "subject": long, "reason": long, "gateway": long,
+                })
+            })
+            .collect();
+        serde_json::to_vec(&serde_json::json!({ "records": records })).unwrap()
+    };
+    // 1,000 records of about 3 KB: over axum's default 2 MB, under the 4 MiB bound.
+    let body = big(1000, "a");
+    assert!(body.len() > 5 * 512 * 1024 && body.len() < 4 * 1024 * 1024);
+    let r = client
+        .post(s.url("/v1/ingest"))
+        .bearer_auth(common::INGEST_SECRET)
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(v, serde_json::json!({"accepted": 1000, "duplicates": 0}));
+    // Over 4 MiB: 413, with the JSON problem body.
+    let body = format!(
+        "{{\"records\": [], \"pad\": \"{}\"}}",
+        "p".repeat(4 * 1024 * 1024)
+    );
+    let r = client
+        .post(s.url("/v1/ingest"))
+        .bearer_auth(common::INGEST_SECRET)
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 413);
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(v["error"], "too_large");
+}
