@@ -57,6 +57,27 @@ pub fn admin_key() -> &'static TestKey {
     KEY.get_or_init(|| make_key("admin-1"))
 }
 
+/// A P-256 key in the ledger's JWKS, for ES256.
+pub fn ec_key() -> &'static TestKey {
+    static KEY: OnceLock<TestKey> = OnceLock::new();
+    KEY.get_or_init(|| {
+        use p256::elliptic_curve::sec1::ToEncodedPoint as _;
+        use p256::pkcs8::EncodePrivateKey as _;
+        let secret = p256::SecretKey::random(&mut rand_core::OsRng);
+        let pem = secret.to_pkcs8_pem(LineEnding::LF).expect("PKCS#8 PEM");
+        let point = secret.public_key().to_encoded_point(false);
+        TestKey {
+            kid: "admin-ec".to_string(),
+            encoding: EncodingKey::from_ec_pem(pem.as_bytes()).expect("encoding key"),
+            jwk: json!({
+                "kty": "EC", "crv": "P-256", "kid": "admin-ec", "alg": "ES256",
+                "x": URL_SAFE_NO_PAD.encode(point.x().expect("x")),
+                "y": URL_SAFE_NO_PAD.encode(point.y().expect("y")),
+            }),
+        }
+    })
+}
+
 /// A key the ledger does not know (same kid, to prove the signature is checked).
 pub fn rogue_key() -> &'static TestKey {
     static KEY: OnceLock<TestKey> = OnceLock::new();
@@ -117,7 +138,11 @@ impl Server {
     pub fn start(database: &str) -> Server {
         let dir = tempfile::tempdir().expect("tempdir");
         let jwks = dir.path().join("jwks.json");
-        std::fs::write(&jwks, json!({"keys": [admin_key().jwk]}).to_string()).unwrap();
+        std::fs::write(
+            &jwks,
+            json!({"keys": [admin_key().jwk, ec_key().jwk]}).to_string(),
+        )
+        .unwrap();
         let jwks = jwks.to_string_lossy().into_owned();
         Server::start_with(database, &["--jwks-file", &jwks], dir)
     }

@@ -436,6 +436,16 @@ pub async fn run(database: &str) {
         json!({"scope": null, "scp": ["x", ADMIN_SCOPE]}),
     );
     let ps256 = token_with(admin_key(), Algorithm::PS256, json!({}));
+    let es256 = token_with(ec_key(), Algorithm::ES256, json!({}));
+    // The EC key's JWK says alg ES256: an RSA-family alg naming it is refused.
+    let mut rs_on_ec = Header::new(Algorithm::RS256);
+    rs_on_ec.kid = Some("admin-ec".into());
+    let rs_on_ec = jsonwebtoken::encode(
+        &rs_on_ec,
+        &json!({"iss": ISSUER, "sub": "x", "exp": now() + 60, "scope": ADMIN_SCOPE}),
+        &admin_key().encoding,
+    )
+    .unwrap();
     let expired = token_with(admin_key(), Algorithm::RS256, json!({"exp": now() - 600}));
     let within_skew = token_with(admin_key(), Algorithm::RS256, json!({"exp": now() - 10}));
     let not_yet = token_with(admin_key(), Algorithm::RS256, json!({"nbf": now() + 600}));
@@ -461,6 +471,8 @@ pub async fn run(database: &str) {
         ("no scope", &no_scope, 403),
         ("scp array", &scp_array, 200),
         ("PS256", &ps256, 200),
+        ("ES256", &es256, 200),
+        ("RS256 with the EC key's kid", &rs_on_ec, 401),
         ("expired", &expired, 401),
         ("expired within the skew", &within_skew, 200),
         ("nbf in the future", &not_yet, 401),
