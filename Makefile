@@ -17,14 +17,15 @@ WASM    := target/$(TARGET)/release/registry_token_filter.wasm
 DEV     := .dev
 DEVTOK  := target/release/devtok
 # docker.io (dockerd 20.10), containerd (1.6) and podman (4.3): the real clients of
-# tests/tests/clients.rs (run as root).
-APT_PKGS := docker-registry skopeo openssl prometheus curl docker.io containerd podman
+# tests/tests/clients.rs (run as root); postgresql: the ledger's tests.
+APT_PKGS := docker-registry skopeo openssl prometheus curl docker.io containerd podman postgresql
 
-.PHONY: help run test deps wasm-target envoy apt-deps wasm lint fmt clippy unit rules e2e dev-keys dev-token clean
+.PHONY: help run test deps wasm-target envoy apt-deps wasm lint fmt clippy unit ledger-test rules e2e dev-keys dev-token clean
 
 help:
 	@echo "make run   - start the gateway on 127.0.0.1:8085 (admin 127.0.0.1:9901)"
 	@echo "make test  - fmt, clippy, unit tests, wasm build, end-to-end tests with real Envoy"
+	@echo "make ledger-test - the issuance ledger's tests (SQLite and a throw-away PostgreSQL 15)"
 
 ## --- installs ------------------------------------------------------------------------
 
@@ -125,10 +126,15 @@ rules: apt-deps
 unit:
 	cargo test -p registry-token-core -p registry-token-filter -p registry-token-loadgen
 
+# The issuance ledger: unit tests and integration tests against SQLite and a PostgreSQL 15
+# cluster the tests start themselves (initdb/pg_ctl from the Debian postgresql package).
+ledger-test: apt-deps
+	cargo test -p registry-token-ledger
+
 e2e: deps apt-deps wasm authority-deps
 	cargo test -p registry-token-e2e -- --test-threads 2
 
-test: deps lint unit rules wasm e2e
+test: deps lint unit ledger-test rules wasm e2e
 
 clean:
 	cargo clean

@@ -1,0 +1,340 @@
+//! Test harness: the real ledger binary on an ephemeral port, admin keys made at run time,
+//! and a throw-away PostgreSQL 15 cluster.
+
+#![allow(dead_code)]
+
+pub mod scenario;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use rsa::pkcs8::{EncodePrivateKey, LineEnding};
+use rsa::traits::PublicKeyParts;
+use rsa::RsaPrivateKey;
+use serde_json::{json, Value};
+
+pub const INGEST_SECRET: &str = "ingest-secret-0123456789abcdef-0123456789";
+pub const FEED_SECRET: &str = "feed-secret-0123456789abcdef-0123456789xyz";
+pub const ISSUER: &str = "https://idp.test";
+pub const ADMIN_SCOPE: &str = "registry.token.admin";
+pub const BIN: &str = env!("CARGO_BIN_EXE_registry-token-ledger");
+
+/// An RSA key pair for signing admin tokens.
+pub struct TestKey {
+    pub kid: String,
+    pub encoding: EncodingKey,
+    pub jwk: Value,
+}
+
+fn make_key(kid: &str) -> TestKey {
+    let mut rng = rand_core::OsRng;
+    let key = RsaPrivateKey::new(&mut rng, 2048).expect("RSA key generation");
+    let pem = key.to_pkcs8_pem(LineEnding::LF).expect("PKCS#8 PEM");
+    let encoding = EncodingKey::from_rsa_pem(pem.as_bytes()).expect("encoding key");
+    let jwk = json!({
+        "kty": "RSA",
+        "kid": kid,
+        "use": "sig",
+        "n": URL_SAFE_NO_PAD.encode(key.n().to_bytes_be()),
+        "e": URL_SAFE_NO_PAD.encode(key.e().to_bytes_be()),
+    });
+    TestKey {
+        kid: kid.to_string(),
+        encoding,
+        jwk,
+    }
+}
+
+/// The key in the ledger's JWKS.
+pub fn admin_key() -> &'static TestKey {
+    static KEY: OnceLock<TestKey> = OnceLock::new();
+    KEY.get_or_init(|| make_key("admin-1"))
+}
+
+/// A P-256 key in the ledger's JWKS, for ES256.
+pub fn ec_key() -> &'static TestKey {
+    static KEY: OnceLock<TestKey> = OnceLock::new();
+    KEY.get_or_init(|| {
+        use p256::elliptic_curve::sec1::ToEncodedPoint as _;
+        use p256::pkcs8::EncodePrivateKey as _;
+        let secret = p256::SecretKey::random(&mut rand_core::OsRng);
+        let pem = secret.to_pkcs8_pem(LineEnding::LF).expect("PKCS#8 PEM");
+        let point = secret.public_key().to_encoded_point(false);
+        TestKey {
+            kid: "admin-ec".to_string(),
+            encoding: EncodingKey::from_ec_pem(pem.as_bytes()).expect("encoding key"),
+            jwk: json!({
+                "kty": "EC", "crv": "P-256", "kid": "admin-ec", "alg": "ES256",
+                "x": URL_SAFE_NO_PAD.encode(point.x().expect("x")),
+                "y": URL_SAFE_NO_PAD.encode(point.y().expect("y")),
+            }),
+        }
+    })
+}
+
+/// A key the ledger does not know (same kid, to prove the signature is checked).
+pub fn rogue_key() -> &'static TestKey {
+    static KEY: OnceLock<TestKey> = OnceLock::new();
+    KEY.get_or_init(|| make_key("admin-1"))
+}
+
+pub fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// Signs `claims` (merged over valid defaults) with `key` as RS256 (or `alg`).
+pub fn token_with(key: &TestKey, alg: Algorithm, claims: Value) -> String {
+    let mut base = json!({
+        "iss": ISSUER,
+        "sub": "security-alice",
+        "iat": now(),
+        "exp": now() + 300,
+        "scope": format!("openid {ADMIN_SCOPE}"),
+    });
+    if let (Some(b), Some(c)) = (base.as_object_mut(), claims.as_object()) {
+        for (k, v) in c {
+            if v.is_null() {
+                b.remove(k);
+            } else {
+                b.insert(k.clone(), v.clone());
+            }
+        }
+    }
+    let mut header = Header::new(alg);
+    header.kid = Some(key.kid.clone());
+    jsonwebtoken::encode(&header, &base, &key.encoding).expect("sign")
+}
+
+/// A valid admin token.
+pub fn admin_token() -> String {
+    token_with(admin_key(), Algorithm::RS256, json!({}))
+}
+
+/// The ledger binary, killed on drop.
+pub struct Server {
+    child: Child,
+    pub base: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Server {
+    /// Starts the binary against `database` and waits for its `listening on` line.
+    pub fn start(database: &str) -> Server {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let jwks = dir.path().join("jwks.json");
+        std::fs::write(
+            &jwks,
+            json!({"keys": [admin_key().jwk, ec_key().jwk]}).to_string(),
+        )
+        .unwrap();
+        let jwks = jwks.to_string_lossy().into_owned();
+        Server::start_with(database, &["--jwks-file", &jwks], dir)
+    }
+
+    /// Starts the binary with `keys_args` (`--jwks-file F` or `--jwks-url U`).
+    pub fn start_with(database: &str, keys_args: &[&str], dir: tempfile::TempDir) -> Server {
+        let mut child = Command::new(BIN)
+            .args([
+                "--listen",
+                "127.0.0.1:0",
+                "--database",
+                database,
+                "--issuer",
+                ISSUER,
+            ])
+            .args(keys_args)
+            .env("LEDGER_INGEST_SECRET", INGEST_SECRET)
+            .env("LEDGER_FEED_SECRET", FEED_SECRET)
+            .env("LEDGER_LOG", "warn")
+            .env_remove("LEDGER_ADMIN_SCOPE")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start the ledger binary");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(stdout).lines();
+            if let Some(Ok(line)) = lines.next() {
+                let _ = tx.send(line);
+            }
+            for _ in lines {}
+        });
+        let line = match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(l) => l,
+            Err(_) => {
+                let _ = child.kill();
+                let status = child.wait();
+                panic!("the ledger did not start ({status:?})");
+            }
+        };
+        let addr = line
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .to_string();
+        Server {
+            child,
+            base: format!("http://{addr}"),
+            _dir: dir,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+}
+
+/// Runs a command, as the `postgres` user when we are root (PostgreSQL refuses root).
+fn pg_command(bin: &str, as_postgres: bool, cwd: &Path) -> Command {
+    let path = format!("{}/{bin}", pg_bin().display());
+    let mut cmd = if as_postgres {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "postgres", "--", &path]);
+        c
+    } else {
+        Command::new(path)
+    };
+    cmd.current_dir(cwd);
+    cmd
+}
+
+/// PostgreSQL 15's binaries (the Debian `postgresql` package of this distribution), or the
+/// newest installed major version when 15 is absent.
+pub fn pg_bin() -> PathBuf {
+    let root = Path::new("/usr/lib/postgresql");
+    let fifteen = root.join("15/bin");
+    if fifteen.join("initdb").exists() {
+        return fifteen;
+    }
+    let mut versions: Vec<u32> = std::fs::read_dir(root)
+        .map(|d| {
+            d.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    versions.sort();
+    match versions.last() {
+        Some(v) => root.join(format!("{v}/bin")),
+        None => fifteen,
+    }
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+/// A PostgreSQL 15 cluster in a temporary directory, on a unix socket only; stopped on drop.
+pub struct Postgres {
+    dir: tempfile::TempDir,
+    data: PathBuf,
+    as_postgres: bool,
+    pub url: String,
+}
+
+impl Postgres {
+    /// Starts the cluster or panics (a test that needs it must fail, not skip).
+    pub fn start() -> Postgres {
+        assert!(
+            pg_bin().join("initdb").exists(),
+            "PostgreSQL is not installed in /usr/lib/postgresql (make apt-deps installs it)"
+        );
+        let dir = tempfile::Builder::new()
+            .prefix("ledger-pg-")
+            .tempdir()
+            .expect("tempdir");
+        let as_postgres = is_root();
+        if as_postgres {
+            let ok = Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(dir.path())
+                .status()
+                .expect("chown")
+                .success();
+            assert!(ok, "chown of the PostgreSQL directory failed");
+        }
+        let data = dir.path().join("data");
+        let out = pg_command("initdb", as_postgres, dir.path())
+            .arg("-D")
+            .arg(&data)
+            .args([
+                "-A",
+                "trust",
+                "-U",
+                "postgres",
+                "-E",
+                "UTF8",
+                "--locale=C",
+                "--no-sync",
+            ])
+            .output()
+            .expect("run initdb");
+        assert!(
+            out.status.success(),
+            "initdb failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let pg = Postgres {
+            url: format!(
+                "postgres://postgres@localhost/postgres?host={}&port=5432",
+                dir.path().display()
+            ),
+            data: data.clone(),
+            dir,
+            as_postgres,
+        };
+        let opts = format!(
+            "-k {} -c listen_addresses='' -p 5432 -c fsync=off -c full_page_writes=off",
+            pg.dir.path().display()
+        );
+        let log = pg.dir.path().join("server.log");
+        let out = pg_command("pg_ctl", as_postgres, pg.dir.path())
+            .arg("-D")
+            .arg(&data)
+            .args(["-w", "-t", "60", "-o", &opts, "-l"])
+            .arg(&log)
+            .arg("start")
+            .output()
+            .expect("run pg_ctl start");
+        assert!(
+            out.status.success(),
+            "pg_ctl start failed: {}{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        pg
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        let _ = pg_command("pg_ctl", self.as_postgres, self.dir.path())
+            .arg("-D")
+            .arg(&self.data)
+            .args(["-m", "immediate", "-w", "stop"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}

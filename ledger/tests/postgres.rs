@@ -1,0 +1,33 @@
+//! The whole scenario against a real PostgreSQL 15 started for the test (it fails, never
+//! skips, when PostgreSQL cannot start).
+
+// Test harness code (helpers outside #[test] functions) may panic on a broken setup.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use registry_token_ledger::db::Db;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scenario_on_postgres() {
+    let pg = common::Postgres::start();
+    common::scenario::run(&pg.url).await;
+
+    // Same live schema as SQLite: table and column names.
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = Db::connect(
+        &format!("sqlite://{}", dir.path().join("s.db").display()),
+        1,
+    )
+    .await
+    .unwrap();
+    let postgres = Db::connect(&pg.url, 1).await.unwrap();
+    for table in ["issuances", "revocations", "revocation_events"] {
+        let a = sqlite.columns(table).await.unwrap();
+        let b = postgres.columns(table).await.unwrap();
+        assert!(!a.is_empty(), "{table}");
+        assert_eq!(a, b, "columns of {table}");
+    }
+    postgres.close().await;
+    sqlite.close().await;
+}

@@ -1,0 +1,73 @@
+//! The two migration dialects stay equivalent: same files, tables, columns and indexes.
+
+// Test harness code (helpers outside #[test] functions) may panic on a broken setup.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// table -> columns, and index names, of one migration file.
+fn shape(sql: &str) -> (BTreeMap<String, Vec<String>>, Vec<String>) {
+    let mut tables = BTreeMap::new();
+    let mut indexes = Vec::new();
+    let mut current: Option<(String, Vec<String>)> = None;
+    for line in sql.lines() {
+        let line = line.split("--").next().unwrap().trim();
+        if line.is_empty() {
+            continue;
+        }
+        let words: Vec<&str> = line.split_whitespace().collect();
+        if let Some((name, cols)) = current.as_mut() {
+            if line.starts_with(");") {
+                tables.insert(name.clone(), std::mem::take(cols));
+                current = None;
+            } else {
+                cols.push(words[0].trim_matches('"').to_string());
+            }
+            continue;
+        }
+        match words.as_slice() {
+            ["CREATE", "TABLE", name, ..] => current = Some((name.to_string(), Vec::new())),
+            ["CREATE", "INDEX", name, "ON", table, ..]
+            | ["CREATE", "UNIQUE", "INDEX", name, "ON", table, ..] => indexes.push(format!(
+                "{name} ON {table} {}",
+                &line[line.find('(').unwrap()..]
+            )),
+            _ => {}
+        }
+    }
+    indexes.sort();
+    (tables, indexes)
+}
+
+#[test]
+fn sqlite_and_postgres_migrations_match() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
+    let list = |d: &str| {
+        let mut v: Vec<String> = std::fs::read_dir(root.join(d))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    };
+    let files = list("sqlite");
+    assert!(!files.is_empty());
+    assert_eq!(files, list("postgres"), "same migration files");
+    for f in &files {
+        let a = shape(&std::fs::read_to_string(root.join("sqlite").join(f)).unwrap());
+        let b = shape(&std::fs::read_to_string(root.join("postgres").join(f)).unwrap());
+        assert_eq!(a, b, "{f}: tables, columns and indexes");
+        if f.starts_with("0001") {
+            let cols = &a.0["issuances"];
+            for c in registry_token_ledger::model::ISSUANCE_COLUMNS {
+                assert!(cols.contains(&c.to_string()), "issuances.{c}");
+            }
+            assert_eq!(
+                cols.len(),
+                registry_token_ledger::model::ISSUANCE_COLUMNS.len()
+            );
+            assert!(a.0.contains_key("revocations") && a.0.contains_key("revocation_events"));
+        }
+    }
+}
