@@ -15,6 +15,7 @@ pub mod handler;
 pub mod hostproto;
 pub mod jwt;
 pub mod keys;
+pub mod pfx;
 pub mod plan;
 pub mod query;
 pub mod remote;
