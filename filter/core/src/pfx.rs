@@ -10,11 +10,14 @@
 //! Envoy's `sign` take) and the X.509 certificates, leaf first. Supported, as OpenSSL writes
 //! them:
 //!
-//! * OpenSSL 3 defaults: PBES2 (PBKDF2 with HMAC-SHA-1/256/384/512, AES-128/192/256-CBC or
-//!   DES-EDE3-CBC) for the key and certificates, MAC with HMAC-SHA-256;
+//! * OpenSSL 3 defaults: PBES2 (PBKDF2 with HMAC-SHA-256 or -SHA-1, AES-256-CBC, AES-128-CBC
+//!   or DES-EDE3-CBC) for the key and certificates, MAC with HMAC-SHA-256 (or SHA-1);
 //! * `-legacy`: pbeWithSHAAnd3-KeyTripleDES-CBC (also 2-key) for the key,
 //!   pbeWithSHAAnd40BitRC2-CBC (also 128-bit) for the certificates, MAC with HMAC-SHA-1;
 //! * shrouded (encrypted) and plain key bags, x509 certificate bags, nested SafeContents.
+//!
+//! SHA-384/512 (MAC or PRF) and AES-192 are left out on purpose: OpenSSL uses them only when
+//! asked, and each costs the Wasm module about 10 KB ([`PfxError::UnsupportedAlgorithm`]).
 //!
 //! The MAC is verified before anything is decrypted, so a wrong password is
 //! [`PfxError::WrongPassword`]. Files without a MAC (`-nomac`) or with a public-key
@@ -125,16 +128,11 @@ mod oid {
         &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x09, 0x16, 0x01];
     pub const SHA1: &[u8] = &[0x2b, 0x0e, 0x03, 0x02, 0x1a];
     pub const SHA256: &[u8] = &[0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x01];
-    pub const SHA384: &[u8] = &[0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x02];
-    pub const SHA512: &[u8] = &[0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x03];
     pub const PBES2: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x05, 0x0d];
     pub const PBKDF2: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x05, 0x0c];
     pub const HMAC_SHA1: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x02, 0x07];
     pub const HMAC_SHA256: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x02, 0x09];
-    pub const HMAC_SHA384: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x02, 0x0a];
-    pub const HMAC_SHA512: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x02, 0x0b];
     pub const AES128_CBC: &[u8] = &[0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x01, 0x02];
-    pub const AES192_CBC: &[u8] = &[0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x01, 0x16];
     pub const AES256_CBC: &[u8] = &[0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x01, 0x2a];
     pub const DES_EDE3_CBC: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x03, 0x07];
     pub const PBE_SHA1_3DES: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x0c, 0x01, 0x03];
@@ -368,7 +366,10 @@ fn verify_mac(
     };
     r.finish()?;
     let mut d = digest_info.reader();
-    let (digest_alg, _) = algorithm_identifier(&d.read(tag::SEQUENCE)?)?;
+    let (digest_alg, params) = algorithm_identifier(&d.read(tag::SEQUENCE)?)?;
+    if params.is_some_and(|p| p.tag != tag::NULL || !p.value.is_empty()) {
+        return Err(PfxError::Malformed("MAC digest parameters"));
+    }
     let expected = d.read(tag::OCTET_STRING)?.value;
     d.finish()?;
 
@@ -383,12 +384,6 @@ fn verify_mac(
             }
             a if a == oid::SHA256 => {
                 mac_matches::<sha2::Sha256>(&bmp, salt, iterations, auth_safe, expected, budget)?
-            }
-            a if a == oid::SHA384 => {
-                mac_matches::<sha2::Sha384>(&bmp, salt, iterations, auth_safe, expected, budget)?
-            }
-            a if a == oid::SHA512 => {
-                mac_matches::<sha2::Sha512>(&bmp, salt, iterations, auth_safe, expected, budget)?
             }
             other => return Err(PfxError::UnsupportedAlgorithm(oid_text(other))),
         };
@@ -499,7 +494,6 @@ fn pbes2(
 
     let (key_len, block_len) = match scheme {
         s if s == oid::AES128_CBC => (16, 16),
-        s if s == oid::AES192_CBC => (24, 16),
         s if s == oid::AES256_CBC => (32, 16),
         s if s == oid::DES_EDE3_CBC => (24, 8),
         other => return Err(PfxError::UnsupportedAlgorithm(oid_text(other))),
@@ -521,8 +515,6 @@ fn pbes2(
     let hash_len: usize = match prf {
         p if p == oid::HMAC_SHA1 => 20,
         p if p == oid::HMAC_SHA256 => 32,
-        p if p == oid::HMAC_SHA384 => 48,
-        p if p == oid::HMAC_SHA512 => 64,
         other => return Err(PfxError::UnsupportedAlgorithm(oid_text(other))),
     };
     budget.spend(iterations * key_len.div_ceil(hash_len) as u64)?;
@@ -530,18 +522,11 @@ fn pbes2(
         p if p == oid::HMAC_SHA1 => {
             pbkdf2::pbkdf2_hmac::<sha1::Sha1>(password, salt, rounds, &mut key)
         }
-        p if p == oid::HMAC_SHA256 => {
-            pbkdf2::pbkdf2_hmac::<sha2::Sha256>(password, salt, rounds, &mut key)
-        }
-        p if p == oid::HMAC_SHA384 => {
-            pbkdf2::pbkdf2_hmac::<sha2::Sha384>(password, salt, rounds, &mut key)
-        }
-        _ => pbkdf2::pbkdf2_hmac::<sha2::Sha512>(password, salt, rounds, &mut key),
+        _ => pbkdf2::pbkdf2_hmac::<sha2::Sha256>(password, salt, rounds, &mut key),
     }
 
     match scheme {
         s if s == oid::AES128_CBC => cbc_decrypt(new_cipher::<aes::Aes128>(&key)?, iv, ciphertext),
-        s if s == oid::AES192_CBC => cbc_decrypt(new_cipher::<aes::Aes192>(&key)?, iv, ciphertext),
         s if s == oid::AES256_CBC => cbc_decrypt(new_cipher::<aes::Aes256>(&key)?, iv, ciphertext),
         _ => cbc_decrypt(new_cipher::<des::TdesEde3>(&key)?, iv, ciphertext),
     }
