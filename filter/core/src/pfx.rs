@@ -1,9 +1,9 @@
 //! PKCS#12 (PFX) decoding: password-protected signing key and certificates.
 //!
-//! Why not the `pkcs12`/`pkcs5` crates: `pkcs5` lacks the PKCS#12 PBEs (3DES/RC2 with the
-//! RFC 7292 KDF) that `-legacy` files use and `pkcs12` 0.1 has no decryption or MAC check, so
-//! the ASN.1 walk uses this crate's [`der`](crate::der) reader and the KDF (RFC 7292
-//! Appendix B, 30 lines) is here; ciphers, HMAC and PBKDF2 come from RustCrypto.
+//! Why not the `pkcs12`/`pkcs5` crates: `pkcs12` 0.1 has only types (pulling in `cms` and
+//! `x509-cert`) and the KDF, no MAC check or decryption, and `pkcs5` lacks the PKCS#12 PBEs
+//! of `-legacy` files; so the ASN.1 walk uses this crate's [`der`](crate::der) reader and
+//! the KDF (RFC 7292 Appendix B, 30 lines) is here; ciphers, HMAC, PBKDF2 are RustCrypto's.
 //!
 //! [`decode`] takes the DER bytes of a `.pfx`/`.p12` file and its password and returns the
 //! private key as DER PKCS#8 `PrivateKeyInfo` (what [`PrivateKey::from_pkcs8_der`] and
