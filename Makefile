@@ -16,7 +16,9 @@ TARGET  := wasm32-wasip1
 WASM    := target/$(TARGET)/release/registry_token_filter.wasm
 DEV     := .dev
 DEVTOK  := target/release/devtok
-APT_PKGS := docker-registry skopeo openssl prometheus curl
+# docker.io (dockerd 20.10), containerd (1.6) and podman (4.3): the real clients of
+# tests/tests/clients.rs (run as root).
+APT_PKGS := docker-registry skopeo openssl prometheus curl docker.io containerd podman
 
 .PHONY: help run test deps wasm-target envoy apt-deps wasm lint fmt clippy unit rules e2e dev-keys dev-token clean
 

@@ -20,6 +20,8 @@
 //! given in [`EnvoyOptions::vars`]. A placeholder left unresolved is an error.
 
 pub mod authority;
+pub mod clients;
+pub mod dpop;
 pub mod gateway;
 pub mod oidc;
 pub mod prometheus;

@@ -118,8 +118,9 @@ fn yaml_str(s: &str) -> String {
 }
 
 /// A running `docker-registry serve` on 127.0.0.1 with filesystem storage in a temporary
-/// directory and token authentication. Dropping it stops the process; when dropped during
-/// a panic it prints the tail of its log.
+/// directory and token authentication ([`Registry::start`]) or none
+/// ([`Registry::start_plain`]). Dropping it stops the process; when dropped during a panic
+/// it prints the tail of its log.
 pub struct Registry {
     child: Option<Child>,
     dir: Option<tempfile::TempDir>,
@@ -133,6 +134,17 @@ impl Registry {
     /// waits (up to [`REGISTRY_READY_TIMEOUT`]) until `GET /v2/` answers 401 with a
     /// `Bearer` challenge naming `auth.realm`. Errors carry the registry's log.
     pub fn start(auth: &RegistryAuth) -> Result<Registry, String> {
+        Self::start_with(Some(auth))
+    }
+
+    /// A registry without any authentication (no `auth` section): every client may pull
+    /// and push. Ready when `GET /v2/` answers 200. For checking the client harnesses
+    /// themselves (`clients.rs`) before a realm is involved.
+    pub fn start_plain() -> Result<Registry, String> {
+        Self::start_with(None)
+    }
+
+    fn start_with(auth: Option<&RegistryAuth>) -> Result<Registry, String> {
         let bin = registry_bin();
         if !bin.is_file() {
             return Err(format!(
@@ -147,23 +159,32 @@ impl Registry {
             .map_err(|e| format!("cannot create a temporary directory: {e}"))?;
         let storage = dir.path().join("storage");
         fs::create_dir_all(&storage).map_err(|e| format!("{}: {e}", storage.display()))?;
-        let roots = dir.path().join("rootcerts.pem");
-        fs::write(&roots, &auth.root_certs_pem).map_err(|e| format!("{}: {e}", roots.display()))?;
         let port = free_port();
+        let auth_section = match auth {
+            Some(auth) => {
+                let roots = dir.path().join("rootcerts.pem");
+                fs::write(&roots, &auth.root_certs_pem)
+                    .map_err(|e| format!("{}: {e}", roots.display()))?;
+                format!(
+                    "auth:\n  token:\n    realm: {realm}\n    service: {service}\n    \
+                     issuer: {issuer}\n    rootcertbundle: {roots}\n",
+                    realm = yaml_str(&auth.realm),
+                    service = yaml_str(&auth.service),
+                    issuer = yaml_str(&auth.issuer),
+                    roots = yaml_str(&roots.display().to_string()),
+                )
+            }
+            None => String::new(),
+        };
         let config = format!(
             "version: 0.1\n\
              log:\n  level: info\n  formatter: text\n\
              storage:\n  filesystem:\n    rootdirectory: {storage}\n  delete:\n    enabled: true\n\
              \x20 maintenance:\n    uploadpurging:\n      enabled: false\n\
              http:\n  addr: 127.0.0.1:{port}\n  secret: {secret}\n\
-             auth:\n  token:\n    realm: {realm}\n    service: {service}\n    issuer: {issuer}\n\
-             \x20   rootcertbundle: {roots}\n",
+             {auth_section}",
             storage = yaml_str(&storage.display().to_string()),
             secret = random_hex(16),
-            realm = yaml_str(&auth.realm),
-            service = yaml_str(&auth.service),
-            issuer = yaml_str(&auth.issuer),
-            roots = yaml_str(&roots.display().to_string()),
         );
         let config_path = dir.path().join("config.yml");
         fs::write(&config_path, &config).map_err(|e| format!("{}: {e}", config_path.display()))?;
@@ -212,15 +233,24 @@ impl Registry {
             }
             if let Ok(reply) = try_request("GET", &url, &[], None) {
                 let challenge = reply.header("www-authenticate").unwrap_or("").to_owned();
-                if reply.status == 401 && challenge.contains(&format!("realm=\"{}\"", auth.realm)) {
-                    return Ok(registry);
-                }
+                let expected = match auth {
+                    Some(auth) => {
+                        if reply.status == 401
+                            && challenge.contains(&format!("realm=\"{}\"", auth.realm))
+                        {
+                            return Ok(registry);
+                        }
+                        format!("401 with a Bearer challenge for {}", auth.realm)
+                    }
+                    None if reply.status == 200 => return Ok(registry),
+                    None => "200 (no authentication)".to_owned(),
+                };
                 let report = registry.report();
                 registry.stop();
                 return Err(format!(
-                    "GET {url} answered {} with WWW-Authenticate {challenge:?}, expected 401 \
-                     with a Bearer challenge for {}\n{report}",
-                    reply.status, auth.realm
+                    "GET {url} answered {} with WWW-Authenticate {challenge:?}, expected \
+                     {expected}\n{report}",
+                    reply.status
                 ));
             }
             if Instant::now() >= deadline {

@@ -12,9 +12,8 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
 use registry_token_e2e::authority::{now, AuthorityKey, OpTokSpec};
+use registry_token_e2e::dpop::DpopKey;
 use registry_token_e2e::gateway::{
     decode_unverified, filter_config, optok, start_gateway, token_path, verify_registry_token,
     ConfigForm, GatewaySpec, KeyKind, TestKeys, KEYPEM_ENV, REVOKED_LICENSE, SERVICE,
@@ -24,7 +23,6 @@ use registry_token_e2e::prometheus::{promtool, scrape_config, Prometheus};
 use registry_token_e2e::registry::{self, OciImage, Registry, RegistryAuth};
 use registry_token_e2e::{repo_root, Envoy, EnvoyOptions, Reply};
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
 
 /// The realm of the test configurations: the gateway's own listener.
 const REALM: &str = "http://127.0.0.1:{{LISTEN_PORT}}/token";
@@ -63,68 +61,9 @@ fn assert_refused(reply: &Reply, status: u16, reason: &str, what: &str) {
     );
 }
 
-fn random_hex(bytes: usize) -> String {
-    let mut b = vec![0u8; bytes];
-    rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut b);
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
 // ---------------------------------------------------------------------------------------
 // DPoP (RFC 9449) proofs, made with `jsonwebtoken`, independently of the filter.
 // ---------------------------------------------------------------------------------------
-
-/// A client's DPoP key: EC P-256, made with openssl.
-struct DpopKey {
-    key_pem: String,
-    /// The public JWK (`kty`, `crv`, `x`, `y`).
-    public_jwk: Value,
-    /// RFC 7638 thumbprint of the public key: the OpTok's `cnf.jkt`.
-    jkt: String,
-}
-
-impl DpopKey {
-    fn generate(keys: &TestKeys, name: &str) -> DpopKey {
-        let key = keys.ec_signing_key(name);
-        let loaded = AuthorityKey::from_pem(&key.key_pem).unwrap_or_else(|e| panic!("{e}"));
-        let jwk = loaded.jwk();
-        let public_jwk =
-            json!({"kty": jwk["kty"], "crv": jwk["crv"], "x": jwk["x"], "y": jwk["y"]});
-        // The thumbprint, computed here from the canonical members (RFC 7638 §3.2).
-        let canonical = format!(
-            r#"{{"crv":"P-256","kty":"EC","x":{},"y":{}}}"#,
-            jwk["x"], jwk["y"]
-        );
-        let jkt = URL_SAFE_NO_PAD.encode(Sha256::digest(canonical.as_bytes()));
-        assert_eq!(
-            jkt,
-            loaded.kid(),
-            "two computations of the thumbprint differ"
-        );
-        DpopKey {
-            key_pem: key.key_pem,
-            public_jwk,
-            jkt,
-        }
-    }
-
-    /// A fresh proof (`typ: dpop+jwt`, `ES256`, `jwk`; `jti`, `htm`, `htu`, `iat`, `ath`).
-    fn proof(&self, htm: &str, htu: &str, access_token: &str) -> String {
-        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
-        header.typ = Some("dpop+jwt".to_owned());
-        header.jwk =
-            Some(serde_json::from_value(self.public_jwk.clone()).unwrap_or_else(|e| panic!("{e}")));
-        let claims = json!({
-            "jti": random_hex(16),
-            "htm": htm,
-            "htu": htu,
-            "iat": now(),
-            "ath": URL_SAFE_NO_PAD.encode(Sha256::digest(access_token.as_bytes())),
-        });
-        let key = jsonwebtoken::EncodingKey::from_ec_pem(self.key_pem.as_bytes())
-            .unwrap_or_else(|e| panic!("DPoP key: {e}"));
-        jsonwebtoken::encode(&header, &claims, &key).unwrap_or_else(|e| panic!("DPoP proof: {e}"))
-    }
-}
 
 /// An OpTok from `spec` with further claims (e.g. `client_id`), signed by the test
 /// Authority like [`optok`].

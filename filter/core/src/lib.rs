@@ -1,25 +1,27 @@
 //! Decision core of the registry token filter.
 //!
 //! Everything that decides anything lives here, with no proxy-wasm dependency, so it is
-//! tested natively. The glue crate (`registry-token-filter`) gathers a [`handler::RequestView`],
-//! supplies a clock, a [`crypto::Crypto`] implementation and the current key set, and turns
-//! the returned [`handler::Decision`] into hostcalls.
+//! tested natively. The folders follow the request pipeline, and dependencies run one way
+//! (a module only uses the ones listed before it):
+//!
+//! | module | what |
+//! |---|---|
+//! | [`wire`] | bytes and text formats: base64url, DER, protobuf, `Struct`, query strings, URLs, time |
+//! | [`token`] | algorithms, keys, crypto (pure Rust or Envoy's host), JWS, OpToken verification, minting |
+//! | [`sender`] | sender constraints: DPoP proofs, nonces, the replay record, mTLS |
+//! | [`policy`] | scopes, the plan catalogue, licence revocation |
+//! | [`remote`] | documents fetched from the network (JWKS, discovery, revocation list): records and leases |
+//! | [`config`] | the plugin configuration: raw form, environment overrides, validation |
+//! | [`handler`] | the request pipeline: credentials → OpToken → sender → policy → mint → reply |
+//!
+//! The glue crate (`registry-token-filter`) gathers a [`handler::RequestView`], supplies a
+//! clock reading, a [`token::crypto::Crypto`] implementation and the current key set, and
+//! turns the returned [`handler::Decision`] into hostcalls. docs/DESIGN.md has the map.
 
-pub mod b64;
-pub mod cache;
 pub mod config;
-pub mod crypto;
-pub mod der;
-pub mod dpop;
 pub mod handler;
-pub mod hostproto;
-pub mod jwt;
-pub mod keys;
-pub mod pfx;
-pub mod plan;
-pub mod query;
+pub mod policy;
 pub mod remote;
-pub mod revocation;
-pub mod scope;
-pub mod structpb;
-pub mod url;
+pub mod sender;
+pub mod token;
+pub mod wire;

@@ -7,11 +7,11 @@ mod common;
 
 use common::*;
 use jsonwebtoken::{Algorithm, EncodingKey};
-use registry_token_core::cache::{CacheStats, Caches};
 use registry_token_core::config::{Config, KeySource};
-use registry_token_core::crypto::RustCrypto;
-use registry_token_core::dpop::MemoryReplayCache;
+use registry_token_core::handler::cache::{CacheStats, Caches};
 use registry_token_core::handler::{self, Context, Decision, Outcome, RequestView};
+use registry_token_core::sender::replay::MemoryReplayCache;
+use registry_token_core::token::crypto::RustCrypto;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
@@ -19,7 +19,7 @@ const Q: &str = "service=registry.example&scope=repository:stella-ops/public/bas
 
 fn reason(d: &Decision) -> &'static str {
     match d.outcome {
-        Outcome::Rejected(r) => r,
+        Outcome::Rejected(r) => r.label(),
         Outcome::Issued => "issued",
         Outcome::Other => "other",
     }
@@ -52,12 +52,12 @@ fn run(
     };
     let ctx = Context {
         config,
-        keys,
+        keys: keys.into(),
         crypto: &RustCrypto,
         now,
         replay,
         cache,
-        revocation: registry_token_core::revocation::RemoteList::NotConfigured,
+        revocation: registry_token_core::policy::revocation::RemoteList::NotConfigured,
     };
     handler::handle_token(&view, &ctx)
 }

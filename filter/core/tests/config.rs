@@ -185,6 +185,7 @@ fn key_source_rules() {
             cluster,
             refresh_seconds,
             metadata_url,
+            ..
         } => {
             assert_eq!(cluster, "authority");
             assert_eq!(refresh_seconds, 300);
@@ -324,7 +325,7 @@ fn env_override_errors_name_the_variable() {
 fn load_accepts_json_and_struct_bytes_identically() {
     let v = base_config();
     let json_bytes = v.to_string().into_bytes();
-    let struct_bytes = registry_token_core::structpb::encode_struct(&v).unwrap();
+    let struct_bytes = registry_token_core::wire::structpb::encode_struct(&v).unwrap();
     let a = Config::load(&json_bytes, Vec::<(String, String)>::new()).unwrap();
     let b = Config::load(&struct_bytes, Vec::<(String, String)>::new()).unwrap();
     assert_eq!(a.signing.kid, b.signing.kid);
@@ -416,7 +417,7 @@ fn published_keys_are_served_with_the_active_key_first() {
     let body: Value = serde_json::from_str(&d.body).unwrap();
     assert_eq!(body["keys"].as_array().unwrap().len(), 3);
     // The active key's JWK verifies tokens the filter mints (independent verifier).
-    let set = registry_token_core::keys::KeySet::from_jwks(&body).unwrap();
+    let set = registry_token_core::token::keys::KeySet::from_jwks(&body).unwrap();
     assert_eq!(set.len(), 3);
     let e = refused(with(|c| {
         c["signing"]["publishedKeys"] = json!([{"pem": "nope"}]);
@@ -447,4 +448,28 @@ fn realm_must_not_shadow_the_other_endpoints() {
         assert!(e.contains("registry.realm"), "{e}");
         assert!(e.contains(path), "{e}");
     }
+}
+
+/// Hardening: `registry.allowedServices` is required and never empty; `["*"]` is the only
+/// way to accept any service, alone, and it is warned about.
+#[test]
+fn allowed_services_are_required() {
+    let e = refused(with(|c| {
+        c["registry"]
+            .as_object_mut()
+            .unwrap()
+            .remove("allowedServices");
+    }));
+    assert!(e.contains("registry.allowedServices:"), "{e}");
+    assert!(e.contains("required"), "{e}");
+    let e = refused(with(|c| c["registry"]["allowedServices"] = json!([])));
+    assert!(e.contains("registry.allowedServices:"), "{e}");
+    let e = refused(with(|c| {
+        c["registry"]["allowedServices"] = json!(["*", "registry.example"])
+    }));
+    assert!(e.contains("registry.allowedServices:"), "{e}");
+    let star = config_from(with(|c| c["registry"]["allowedServices"] = json!(["*"])));
+    assert!(star.registry.any_service);
+    assert!(star.warnings()[0].contains("allowedServices"));
+    assert!(config_from(base_config()).warnings().is_empty());
 }

@@ -17,7 +17,7 @@ fn cfg() -> registry_token_core::config::Config {
 
 fn reason(d: &registry_token_core::handler::Decision) -> &'static str {
     match d.outcome {
-        Outcome::Rejected(r) => r,
+        Outcome::Rejected(r) => r.label(),
         Outcome::Issued => "issued",
         Outcome::Other => "other",
     }
@@ -670,16 +670,19 @@ fn too_many_scopes_or_a_huge_query_is_400() {
     assert_eq!(d.status, 400);
 }
 
+/// Hardening: the allow-list is required; `[]` no longer means "any" (it is a
+/// configuration error, see tests/config.rs); `["*"]` is the explicit opt-out.
 #[test]
-fn unknown_service_is_403_and_any_service_when_not_restricted() {
+fn unknown_service_is_403_and_any_service_only_with_an_explicit_star() {
     let config = cfg();
     let auth = bearer(&optok(&default_claims()));
     let d = decide(&config, "service=evil.example", &[("authorization", &auth)]);
     assert_eq!(d.status, 403);
     assert_eq!(reason(&d), "unknown_service");
     let mut c = base_config();
-    c["registry"]["allowedServices"] = json!([]);
+    c["registry"]["allowedServices"] = json!(["*"]);
     let open = config_from(c);
+    assert_eq!(open.warnings().len(), 1, "the opt-out is warned about");
     let d = decide(&open, "service=any.example", &[("authorization", &auth)]);
     assert_eq!(d.status, 200);
     let claims = verify_minted(body(&d)["token"].as_str().unwrap(), "any.example");
@@ -708,16 +711,34 @@ fn sender_constraint_required_refuses_unbound_tokens() {
     assert_eq!(reason(&d), "unbound_token");
 }
 
+/// Hardening: an OpTok without a usable `sub` used to get a token whose `sub` came from
+/// `client_id`/`azp` or was empty. It is refused now, whatever else it carries.
 #[test]
-fn subject_falls_back_to_client_id() {
+fn an_optok_without_a_subject_is_refused() {
     let config = cfg();
-    let tok = with_claims(|c| {
-        c.remove("sub");
-    });
-    let d = decide(&config, PULL_PUBLIC, &[("authorization", &bearer(&tok))]);
-    assert_eq!(d.status, 200);
-    let claims = verify_minted(body(&d)["token"].as_str().unwrap(), SERVICE);
-    assert_eq!(claims["sub"], "cli");
+    for sub in [
+        None,
+        Some(json!("")),
+        Some(json!(42)),
+        Some(json!(["alice"])),
+    ] {
+        let tok = with_claims(|c| match &sub {
+            None => {
+                c.remove("sub");
+            }
+            Some(v) => {
+                c.insert("sub".into(), v.clone());
+            }
+        });
+        let d = decide(&config, PULL_PUBLIC, &[("authorization", &bearer(&tok))]);
+        assert_eq!(d.status, 401, "{sub:?}: {}", d.body);
+        let want = if matches!(&sub, Some(v) if !v.is_string()) {
+            "invalid_claim"
+        } else {
+            "missing_subject"
+        };
+        assert_eq!(reason(&d), want, "{sub:?}");
+    }
 }
 
 #[test]
@@ -834,15 +855,15 @@ fn keys_unavailable_is_503_with_retry_after() {
         headers: &headers,
         peer_certificate_sha256_hex: None,
     };
-    let crypto = registry_token_core::crypto::RustCrypto;
+    let crypto = registry_token_core::token::crypto::RustCrypto;
     let ctx = registry_token_core::handler::Context {
         config: &config,
-        keys: None,
+        keys: None.into(),
         crypto: &crypto,
         now: NOW,
         replay: replay_cache(),
         cache: None,
-        revocation: registry_token_core::revocation::RemoteList::NotConfigured,
+        revocation: registry_token_core::policy::revocation::RemoteList::NotConfigured,
     };
     let d = registry_token_core::handler::handle_token(&view, &ctx);
     assert_eq!(d.status, 503);

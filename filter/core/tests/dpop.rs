@@ -14,7 +14,7 @@ const Q: &str = "service=registry.example&scope=repository:stella-ops/public/bas
 
 fn reason(d: &Decision) -> &'static str {
     match d.outcome {
-        Outcome::Rejected(r) => r,
+        Outcome::Rejected(r) => r.label(),
         Outcome::Issued => "issued",
         Outcome::Other => "other",
     }
@@ -581,7 +581,7 @@ fn nonce_mode_asks_for_a_nonce_then_accepts_it() {
 
 #[test]
 fn nonces_are_stateless_shared_and_expire() {
-    use registry_token_core::dpop::NonceKey;
+    use registry_token_core::sender::nonce::NonceKey;
     let a = NonceKey::new(b"shared-secret-shared-secret-1234".to_vec(), 60);
     let b = NonceKey::new(b"shared-secret-shared-secret-1234".to_vec(), 60);
     let other = NonceKey::new(b"another-secret-another-secret-12".to_vec(), 60);
@@ -624,7 +624,8 @@ fn stale_nonce_is_refused_with_a_new_one() {
 
 #[test]
 fn hmac_matches_rfc_4231_case_2() {
-    let mac = registry_token_core::dpop::hmac_sha256(b"Jefe", b"what do ya want for nothing?");
+    let mac =
+        registry_token_core::sender::nonce::hmac_sha256(b"Jefe", b"what do ya want for nothing?");
     let hex: String = mac.iter().map(|b| format!("{b:02x}")).collect();
     assert_eq!(
         hex,
@@ -708,7 +709,7 @@ fn certificate_bound_token_needs_that_certificate() {
 
 #[test]
 fn x5t_conversion_from_envoy_hex() {
-    use registry_token_core::dpop::x5t_from_hex_digest;
+    use registry_token_core::sender::mtls::x5t_from_hex_digest;
     let hex = cert_digest_hex("x");
     assert_eq!(x5t_from_hex_digest(&hex).unwrap(), x5t(&hex));
     assert!(x5t_from_hex_digest("abc").is_none());

@@ -9,9 +9,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use registry_token_core::der::{self, tag};
-use registry_token_core::keys::{certificate_spki, PrivateKey, PublicKey};
-use registry_token_core::pfx::{self, PfxError, MAX_PFX_BYTES};
+use registry_token_core::wire::der::{self, tag};
+use registry_token_core::token::keys::{certificate_spki, PrivateKey, PublicKey};
+use registry_token_core::token::keys::pfx::{self, PfxError, MAX_PFX_BYTES};
 
 // ---- openssl helpers ----------------------------------------------------------------------
 

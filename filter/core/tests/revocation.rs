@@ -6,9 +6,9 @@ mod common;
 use std::collections::HashSet;
 
 use common::*;
-use registry_token_core::crypto::RustCrypto;
 use registry_token_core::handler::{self, Context, Decision, Outcome, RequestView};
-use registry_token_core::revocation::{OnStale, RemoteList};
+use registry_token_core::policy::revocation::{OnStale, RemoteList};
+use registry_token_core::token::crypto::RustCrypto;
 use serde_json::json;
 
 const Q: &str = "service=registry.example&scope=repository:stella-ops/public/base:pull";
@@ -50,7 +50,7 @@ fn decide_with(
     };
     let ctx = Context {
         config,
-        keys,
+        keys: keys.into(),
         crypto: &RustCrypto,
         now,
         replay: replay_cache(),
@@ -62,7 +62,7 @@ fn decide_with(
 
 fn reason(d: &Decision) -> &'static str {
     match d.outcome {
-        Outcome::Rejected(r) => r,
+        Outcome::Rejected(r) => r.label(),
         Outcome::Issued => "issued",
         Outcome::Other => "other",
     }

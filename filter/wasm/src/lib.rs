@@ -17,14 +17,14 @@ use std::time::{Duration, UNIX_EPOCH};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, LogLevel, MetricType};
 
-use registry_token_core::cache::{CacheStats, Caches};
 use registry_token_core::config::{Config, KeySource};
-use registry_token_core::crypto::{Crypto, RustCrypto};
-use registry_token_core::handler::{self, Decision, Outcome, RequestView, Route};
-use registry_token_core::hostproto::{self, HostCrypto};
-use registry_token_core::keys::KeySet;
+use registry_token_core::handler::cache::{CacheStats, Caches};
+use registry_token_core::handler::{self, Decision, Outcome, Reason, RequestView, Route};
+use registry_token_core::policy::revocation::{self, RemoteList};
 use registry_token_core::remote::{self, FetchRecord, Lease, SharedKeys};
-use registry_token_core::revocation::{self, RemoteList};
+use registry_token_core::token::crypto::host::{self as hostproto, HostCrypto};
+use registry_token_core::token::crypto::{Crypto, RustCrypto};
+use registry_token_core::token::keys::KeySet;
 
 /// Filter-state property holding the decision's audit record (as `wasm.<name>`).
 pub const AUDIT_PROPERTY: &str = "registry_token_audit";
@@ -103,12 +103,30 @@ fn define(kind: MetricType, name: &str) -> Option<u32> {
 }
 
 impl Metrics {
+    /// Defines every counter series up front, one per [`Reason`] label included, so a
+    /// dashboard or alert sees zeros before the first refusal.
     fn new() -> Metrics {
-        Metrics {
+        let metrics = Metrics {
             histogram: define(MetricType::Histogram, DECISION_HISTOGRAM),
             memory: define(MetricType::Gauge, VM_MEMORY_GAUGE),
             ..Metrics::default()
+        };
+        let names = [
+            ISSUED_METRIC.to_string(),
+            OPTOK_CACHE_HITS.to_string(),
+            OPTOK_CACHE_MISSES.to_string(),
+            MINT_REUSED.to_string(),
+        ]
+        .into_iter()
+        .chain(
+            Reason::ALL
+                .iter()
+                .map(|r| format!("{REJECTED_METRIC_PREFIX}{}", r.label())),
+        );
+        for name in names {
+            metrics.add(&name, 0);
         }
+        metrics
     }
 
     /// Records one decision time; the histogram's unit is the microsecond.
@@ -185,7 +203,7 @@ impl Metrics {
         match outcome {
             Outcome::Issued => self.increment(ISSUED_METRIC),
             Outcome::Rejected(reason) => {
-                self.increment(&format!("{REJECTED_METRIC_PREFIX}{reason}"))
+                self.increment(&format!("{REJECTED_METRIC_PREFIX}{}", reason.label()))
             }
             Outcome::Other => {}
         }
@@ -331,6 +349,11 @@ impl Root {
             .filter(|(k, _)| k.starts_with(registry_token_core::config::ENV_PREFIX))
             .collect();
         let config = Config::load(bytes, env).map_err(|e| e.to_string())?;
+        if !self.crypto_logged {
+            for warning in config.warnings() {
+                log::warn!("registry-token-filter: {warning}");
+            }
+        }
         let crypto: Box<dyn Crypto> = match hostproto::probe(&EnvoyForeign, &config.signing.key) {
             Ok(()) => {
                 if !self.crypto_logged {
@@ -462,7 +485,7 @@ impl Root {
     fn dispatch(
         &mut self,
         cluster: &str,
-        url: &registry_token_core::url::HttpUrl,
+        url: &registry_token_core::wire::url::HttpUrl,
         what: Pending,
     ) -> Result<(), String> {
         let (authority, path) = remote::call_target(url);
@@ -501,6 +524,7 @@ impl Root {
                 metadata_url,
                 cluster,
                 refresh_seconds,
+                ..
             },
             Some(remote_keys),
         ) = (&state.config.authority.keys, &state.remote)
@@ -736,7 +760,7 @@ impl HttpContext for Stream {
                 };
                 let ctx = handler::Context {
                     config: &state.config,
-                    keys: keys.as_deref(),
+                    keys: keys.as_deref().into(),
                     crypto: state.crypto.as_ref(),
                     now: now_unix(),
                     replay: &state.replay,
@@ -749,7 +773,7 @@ impl HttpContext for Stream {
                 }
                 state.metrics.record(&decision.outcome);
                 if let Some(audit) = &decision.audit {
-                    let line = serde_json::to_string(audit).unwrap_or_default();
+                    let line = audit.to_line();
                     log::info!("registry-token-filter: audit {line}");
                     // Filter state `wasm.registry_token_audit`, so an access log can carry
                     // the record: %FILTER_STATE(wasm.registry_token_audit:PLAIN)%.

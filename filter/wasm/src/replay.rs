@@ -3,8 +3,9 @@
 //! slots rather than by deletion (shared data has no expiry).
 
 use proxy_wasm::types::Status;
-use registry_token_core::dpop::{
-    replay_data_key, replay_shard, DpopError, ReplayCache, ReplaySlot, REPLAY_SHARDS, REPLAY_SLOTS,
+use registry_token_core::sender::dpop::DpopError;
+use registry_token_core::sender::replay::{
+    replay_data_key, replay_shard, ReplayCache, ReplaySlot, REPLAY_SHARDS, REPLAY_SLOTS,
 };
 
 /// Attempts at a contended compare-and-swap before giving up (fail closed).

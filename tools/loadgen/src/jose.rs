@@ -86,7 +86,7 @@ impl AuthorityKey {
         };
         let kid = match kid {
             Some(k) => k,
-            None => registry_token_core::keys::PrivateKey::from_pem(pem)
+            None => registry_token_core::token::keys::PrivateKey::from_pem(pem)
                 .map_err(|e| e.to_string())?
                 .public()
                 .thumbprint()

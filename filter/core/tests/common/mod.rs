@@ -9,8 +9,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use registry_token_core::config::Config;
-use registry_token_core::crypto::RustCrypto;
 use registry_token_core::handler::{self, Context, Decision, RequestView};
+use registry_token_core::token::crypto::RustCrypto;
 use rsa::pkcs1::EncodeRsaPrivateKey;
 use rsa::pkcs8::{EncodePrivateKey, LineEnding};
 use rsa::traits::PublicKeyParts;
@@ -203,15 +203,15 @@ pub fn decide_at(
         _ => None,
     };
     let crypto = RustCrypto;
-    let run = |cache: Option<&registry_token_core::cache::Caches>| {
+    let run = |cache: Option<&registry_token_core::handler::cache::Caches>| {
         let ctx = Context {
             config,
-            keys,
+            keys: keys.into(),
             crypto: &crypto,
             now,
             replay: replay_cache(),
             cache,
-            revocation: registry_token_core::revocation::RemoteList::NotConfigured,
+            revocation: registry_token_core::policy::revocation::RemoteList::NotConfigured,
         };
         handler::handle_token(&view, &ctx)
     };
@@ -231,10 +231,10 @@ pub fn decide_at(
 }
 
 /// The per-thread caches [`decide_at`] uses.
-pub fn caches() -> &'static std::thread::LocalKey<registry_token_core::cache::Caches> {
+pub fn caches() -> &'static std::thread::LocalKey<registry_token_core::handler::cache::Caches> {
     thread_local! {
-        static CACHES: registry_token_core::cache::Caches =
-            registry_token_core::cache::Caches::default();
+        static CACHES: registry_token_core::handler::cache::Caches =
+            registry_token_core::handler::cache::Caches::default();
     }
     &CACHES
 }
@@ -313,10 +313,10 @@ pub fn verify_minted(token: &str, service: &str) -> Value {
 }
 
 /// One replay cache per test thread, so replays across calls in a test are caught.
-pub fn replay_cache() -> &'static registry_token_core::dpop::MemoryReplayCache {
+pub fn replay_cache() -> &'static registry_token_core::sender::replay::MemoryReplayCache {
     thread_local! {
-        static CACHE: &'static registry_token_core::dpop::MemoryReplayCache =
-            Box::leak(Box::new(registry_token_core::dpop::MemoryReplayCache::new(180)));
+        static CACHE: &'static registry_token_core::sender::replay::MemoryReplayCache =
+            Box::leak(Box::new(registry_token_core::sender::replay::MemoryReplayCache::new(180)));
     }
     CACHE.with(|c| *c)
 }

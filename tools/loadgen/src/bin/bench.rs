@@ -19,7 +19,7 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use registry_token_core::keys::PrivateKey;
+use registry_token_core::token::keys::PrivateKey;
 use registry_token_loadgen::admin::{self, bucket_quantile, Snapshot};
 use registry_token_loadgen::args::Args;
 use registry_token_loadgen::envoy::{pin_self, EnvoyProc};

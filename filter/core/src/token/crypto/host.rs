@@ -12,9 +12,9 @@ use std::fmt;
 
 use p256::elliptic_curve::zeroize::Zeroizing;
 
-use crate::crypto::{check_fit, os_random, Alg, Crypto, CryptoError, RustCrypto};
-use crate::der::{self, tag};
-use crate::keys::{PrivateKey, PublicKey};
+use crate::token::crypto::{check_fit, os_random, Alg, Crypto, CryptoError, RustCrypto};
+use crate::token::keys::{PrivateKey, PublicKey};
+use crate::wire::der::{self, tag};
 
 /// Name of Envoy's signing foreign function.
 pub const SIGN_FUNCTION: &str = "sign";
@@ -555,8 +555,8 @@ pub fn probe<F: ForeignCall>(call: &F, key: &PrivateKey) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::der::testutil::XorShift;
-    use crate::keys::{testkeys, PublicKeyKind};
+    use crate::token::keys::{testkeys, PublicKeyKind};
+    use crate::wire::der::testutil::XorShift;
     use sha2::{Digest, Sha256, Sha384, Sha512};
     use std::cell::Cell;
 
@@ -1152,7 +1152,7 @@ mod tests {
                 testkeys::rsa2048().to_pkcs1_der().unwrap().as_bytes(),
             )
         };
-        let sig = crate::b64::url_decode(
+        let sig = crate::wire::b64::url_decode(
             &jsonwebtoken::crypto::sign(b"m", &ek, jsonwebtoken::Algorithm::PS256).unwrap(),
         )
         .unwrap();
@@ -1160,7 +1160,7 @@ mod tests {
         assert!(host.verify(Alg::Ps256, &rsa_any(), b"n", &sig).is_err());
         let ed = testkeys::ed25519_signing();
         let edkey = PublicKey::from_jwk(&serde_json::json!({
-            "kty": "OKP", "crv": "Ed25519", "x": crate::b64::url_encode(ed.verifying_key().as_bytes())
+            "kty": "OKP", "crv": "Ed25519", "x": crate::wire::b64::url_encode(ed.verifying_key().as_bytes())
         }))
         .unwrap();
         let edsig = ed25519_dalek::Signer::sign(&ed, b"m").to_bytes();

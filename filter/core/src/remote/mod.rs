@@ -9,8 +9,8 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::keys::KeySet;
-use crate::url::HttpUrl;
+use crate::token::keys::KeySet;
+use crate::wire::url::HttpUrl;
 
 /// Shared-data key prefix; the metadata URL follows so two configurations never collide.
 pub const SHARED_PREFIX: &str = "registry-token-filter/v1/";

@@ -1,167 +1,13 @@
-//! JOSE signature algorithms and the [`Crypto`] abstraction.
-//!
-//! [`Crypto`] is what the decision core uses to verify OpTok and DPoP signatures, to sign
-//! registry tokens and to draw random bytes. [`RustCrypto`] implements it purely in Rust
-//! (natively, and inside the VM when the host has no crypto foreign functions);
-//! [`crate::hostproto::HostCrypto`] implements it with Envoy's `sign`/`verify_signature`.
-//!
-//! Signatures are in JWS encoding (RFC 7518 §3): RSASSA-PKCS1-v1_5 and RSASSA-PSS bytes
-//! (PSS with salt length = hash length), ECDSA as the fixed-size concatenation `r‖s`
-//! (64 bytes for P-256, 96 for P-384), Ed25519 as its 64-byte signature.
-
-use std::fmt;
+//! The pure-Rust [`Crypto`] implementation (`rsa` with blinding, `p256`, `p384`,
+//! `ed25519-dalek`, `sha2`): natively, and inside the VM when the host has no crypto
+//! foreign functions.
 
 use rand_core::{CryptoRng, RngCore};
 use sha2::{Digest, Sha256, Sha384, Sha512};
 
-use crate::keys::{PrivateKey, PrivateKeyKind, PublicKey, PublicKeyKind};
-
-/// An asymmetric JWS algorithm. `none` and the HMAC algorithms are deliberately absent.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Alg {
-    /// RSASSA-PKCS1-v1_5 with SHA-256.
-    Rs256,
-    /// RSASSA-PKCS1-v1_5 with SHA-384.
-    Rs384,
-    /// RSASSA-PKCS1-v1_5 with SHA-512.
-    Rs512,
-    /// RSASSA-PSS with SHA-256, MGF1 SHA-256, salt length 32.
-    Ps256,
-    /// RSASSA-PSS with SHA-384, MGF1 SHA-384, salt length 48.
-    Ps384,
-    /// RSASSA-PSS with SHA-512, MGF1 SHA-512, salt length 64.
-    Ps512,
-    /// ECDSA on P-256 with SHA-256.
-    Es256,
-    /// ECDSA on P-384 with SHA-384.
-    Es384,
-    /// EdDSA; this crate supports the Ed25519 curve only.
-    EdDsa,
-}
-
-impl Alg {
-    /// Every supported algorithm.
-    pub const ALL: [Alg; 9] = [
-        Alg::Rs256,
-        Alg::Rs384,
-        Alg::Rs512,
-        Alg::Ps256,
-        Alg::Ps384,
-        Alg::Ps512,
-        Alg::Es256,
-        Alg::Es384,
-        Alg::EdDsa,
-    ];
-
-    /// Parse an exact JOSE `alg` name (case-sensitive). `none`, `HS*` and anything
-    /// unknown give `None`.
-    pub fn parse(name: &str) -> Option<Alg> {
-        Alg::ALL.into_iter().find(|alg| alg.name() == name)
-    }
-
-    /// The JOSE name, e.g. `RS256`.
-    pub fn name(self) -> &'static str {
-        match self {
-            Alg::Rs256 => "RS256",
-            Alg::Rs384 => "RS384",
-            Alg::Rs512 => "RS512",
-            Alg::Ps256 => "PS256",
-            Alg::Ps384 => "PS384",
-            Alg::Ps512 => "PS512",
-            Alg::Es256 => "ES256",
-            Alg::Es384 => "ES384",
-            Alg::EdDsa => "EdDSA",
-        }
-    }
-
-    /// The hash name as Envoy's foreign functions spell it (`sha256`, `sha384`, `sha512`).
-    /// EdDSA hashes internally (SHA-512).
-    pub fn hash_name(self) -> &'static str {
-        match self {
-            Alg::Rs256 | Alg::Ps256 | Alg::Es256 => "sha256",
-            Alg::Rs384 | Alg::Ps384 | Alg::Es384 => "sha384",
-            Alg::Rs512 | Alg::Ps512 | Alg::EdDsa => "sha512",
-        }
-    }
-
-    /// True for the RSA algorithms (RS* and PS*).
-    pub fn is_rsa(self) -> bool {
-        matches!(
-            self,
-            Alg::Rs256 | Alg::Rs384 | Alg::Rs512 | Alg::Ps256 | Alg::Ps384 | Alg::Ps512
-        )
-    }
-}
-
-impl fmt::Display for Alg {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-/// A failed cryptographic operation. Messages never contain key material.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum CryptoError {
-    /// The key cannot be used for this operation (including an `alg` that does not fit it).
-    BadKey(String),
-    /// The signature does not verify (or is malformed).
-    BadSignature,
-    /// The operation or algorithm is not supported by this implementation.
-    Unsupported(String),
-    /// The host (Envoy foreign function) reported an error.
-    Host(String),
-    /// No random bytes could be obtained.
-    Rng,
-}
-
-impl fmt::Display for CryptoError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            CryptoError::BadKey(msg) => write!(f, "unusable key: {msg}"),
-            CryptoError::BadSignature => f.write_str("signature verification failed"),
-            CryptoError::Unsupported(msg) => write!(f, "unsupported: {msg}"),
-            CryptoError::Host(msg) => write!(f, "host crypto error: {msg}"),
-            CryptoError::Rng => f.write_str("random number generator failed"),
-        }
-    }
-}
-
-impl std::error::Error for CryptoError {}
-
-/// Signature verification, signing and randomness.
-pub trait Crypto {
-    /// Verify a JWS signature `sig` over `msg` with `key` under `alg`. Returns `Err` when
-    /// `alg` does not fit the key (see [`PublicKey::fits`]) or the signature is wrong.
-    fn verify(&self, alg: Alg, key: &PublicKey, msg: &[u8], sig: &[u8]) -> Result<(), CryptoError>;
-
-    /// Sign `msg` with `key` under the key's algorithm ([`PrivateKey::alg`]): RS256 for
-    /// RSA, ES256 (`r‖s`) for P-256.
-    fn sign(&self, key: &PrivateKey, msg: &[u8]) -> Result<Vec<u8>, CryptoError>;
-
-    /// Fill `buf` with cryptographically secure random bytes.
-    fn fill_random(&self, buf: &mut [u8]) -> Result<(), CryptoError>;
-
-    /// A short name for logs (`rust`, `envoy`).
-    fn name(&self) -> &'static str;
-}
-
-/// SHA-256 of `data`.
-pub fn sha256(data: &[u8]) -> [u8; 32] {
-    Sha256::digest(data).into()
-}
-
-/// `Ok` when `alg` may be used with `key`; the error names both, never key material.
-pub(crate) fn check_fit(alg: Alg, key: &PublicKey) -> Result<(), CryptoError> {
-    if key.fits(alg) {
-        Ok(())
-    } else {
-        Err(CryptoError::BadKey(format!(
-            "{} does not fit a {} key",
-            alg.name(),
-            key.key_type_name()
-        )))
-    }
-}
+use super::{check_fit, Crypto, CryptoError};
+use crate::token::alg::Alg;
+use crate::token::keys::{PrivateKey, PrivateKeyKind, PublicKey, PublicKeyKind};
 
 /// The pure-Rust implementation (`rsa`, `p256`, `p384`, `ed25519-dalek`, `sha2`).
 #[derive(Clone, Copy, Debug, Default)]
@@ -334,10 +180,11 @@ impl CryptoRng for SeededRng {}
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::b64;
-    use crate::der::testutil::XorShift;
-    use crate::keys::testkeys;
-    use crate::keys::PrivateKey;
+    use crate::token::alg::sha256;
+    use crate::token::keys::testkeys;
+    use crate::token::keys::PrivateKey;
+    use crate::wire::b64;
+    use crate::wire::der::testutil::XorShift;
     use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey};
     use rsa::pkcs1::EncodeRsaPrivateKey;
     use rsa::pkcs8::EncodePrivateKey;
@@ -861,7 +708,8 @@ mod tests {
         // The flow the token checker uses: JWKS → candidates(kid, alg) → verify.
         let key = testkeys::rsa_private();
         let jwk = key.public().clone().with_kid("signer".into()).to_jwk();
-        let set = crate::keys::KeySet::from_jwks(&serde_json::json!({"keys": [jwk]})).unwrap();
+        let set =
+            crate::token::keys::KeySet::from_jwks(&serde_json::json!({"keys": [jwk]})).unwrap();
         let input = jws_input(Alg::Rs256);
         let sig = RustCrypto.sign(key, input.as_bytes()).unwrap();
         let candidates = set.candidates(Some("signer"), Alg::Rs256);

@@ -19,8 +19,12 @@
 //!   about the caller: subject, DPoP/mTLS binding, service and the granted access. An entry
 //!   answers for `issued_at <= now < issued_at + reuseSeconds`.
 //!
-//! Both maps are bounded: inserting into a full map evicts the oldest insertion first
-//! (FIFO, O(1) amortized). Nothing here is shared between VMs or threads: the glue keeps
+//! Both maps are bounded by entries *and by bytes* (Wasm memory never shrinks, so a
+//! count bound alone lets a client with long repository names grow the VM for good):
+//! inserting into a full map evicts the oldest insertions first (FIFO, O(1) amortized),
+//! and an entry larger than a sixteenth of the budget is not kept at all (a very large
+//! grant is simply minted each time). Budgets per VM (so per worker): [`OPTOK_BUDGET_BYTES`]
+//! and [`MINT_BUDGET_BYTES`]. Nothing here is shared between VMs or threads: the glue keeps
 //! one [`Caches`] per VM and configuration (interior mutability through `RefCell`).
 
 use std::cell::{Cell, RefCell};
@@ -29,21 +33,81 @@ use std::collections::{HashMap, VecDeque};
 use sha2::{Digest, Sha256};
 
 use crate::config::SigningConfig;
-use crate::crypto::Crypto;
-use crate::jwt::{self, JwtError, OpTok, OpTokPolicy};
-use crate::keys::KeySet;
-use crate::scope::Scope;
+use crate::policy::scope::Scope;
+use crate::token::crypto::Crypto;
+use crate::token::jws::JwtError;
+use crate::token::keys::KeySet;
+use crate::token::optok::{self, OpTokPolicy, VerifiedOpTok};
 
 /// Default bound of the verified-OpTok cache, entries (about 300 bytes each).
 pub const DEFAULT_OPTOK_CAPACITY: usize = 10_000;
 /// Default bound of the minted-token cache, entries (about 1.5 KB each with RS256).
 pub const DEFAULT_MINT_CAPACITY: usize = 10_000;
+/// Byte budget of the verified-OpTok cache per VM (entries weighed by [`Weigh`]).
+pub const OPTOK_BUDGET_BYTES: usize = 4 * 1024 * 1024;
+/// Byte budget of the minted-token cache per VM.
+pub const MINT_BUDGET_BYTES: usize = 8 * 1024 * 1024;
+/// Bookkeeping per entry besides its own bytes: the key, the map slot, the queue record.
+const ENTRY_OVERHEAD_BYTES: usize = 128;
+
+/// The heap bytes a cached value holds (an estimate that never undercounts its strings).
+pub trait Weigh {
+    /// Bytes.
+    fn weight(&self) -> usize;
+}
+
+impl Weigh for VerifiedOpTok {
+    fn weight(&self) -> usize {
+        let opt = |s: &Option<String>| s.as_ref().map_or(0, String::capacity);
+        std::mem::size_of::<VerifiedOpTok>()
+            + self.subject.capacity()
+            + opt(&self.jkt)
+            + opt(&self.x5t_s256)
+            + opt(&self.plan)
+            + opt(&self.client_id)
+            + self
+                .licenses
+                .iter()
+                .map(|l| l.capacity() + std::mem::size_of::<String>())
+                .sum::<usize>()
+    }
+}
+
+impl Weigh for &str {
+    fn weight(&self) -> usize {
+        self.len()
+    }
+}
+
+impl Weigh for String {
+    fn weight(&self) -> usize {
+        self.capacity()
+    }
+}
+
+macro_rules! weigh_by_size {
+    ($($t:ty),*) => {$(
+        impl Weigh for $t {
+            fn weight(&self) -> usize {
+                std::mem::size_of::<$t>()
+            }
+        }
+    )*};
+}
+weigh_by_size!(i32, u32, u64);
+
+impl Weigh for MintedToken {
+    fn weight(&self) -> usize {
+        std::mem::size_of::<MintedToken>() + self.token.capacity() + self.jti.capacity()
+    }
+}
 
 /// A 32-byte cache key.
 pub type CacheKey = [u8; 32];
 
 struct Slot<V> {
     value: V,
+    bytes: usize,
     valid_from: u64,
     valid_until: u64,
     seq: u64,
@@ -55,16 +119,36 @@ pub struct Bounded<V> {
     order: VecDeque<(CacheKey, u64)>,
     seq: u64,
     capacity: usize,
+    budget: usize,
+    bytes: usize,
 }
 
-impl<V: Clone> Bounded<V> {
-    /// An empty map holding at most `capacity` entries (at least 1).
+impl<V: Clone + Weigh> Bounded<V> {
+    /// An empty map holding at most `capacity` entries (at least 1), with no byte bound.
     pub fn new(capacity: usize) -> Bounded<V> {
+        Bounded::with_budget(capacity, usize::MAX)
+    }
+
+    /// An empty map holding at most `capacity` entries weighing at most `budget` bytes.
+    pub fn with_budget(capacity: usize, budget: usize) -> Bounded<V> {
         Bounded {
             map: HashMap::new(),
             order: VecDeque::new(),
             seq: 0,
             capacity: capacity.max(1),
+            budget,
+            bytes: 0,
+        }
+    }
+
+    /// Bytes held (by [`Weigh`] plus a fixed overhead per entry): at most the budget.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    fn remove(&mut self, key: &CacheKey) {
+        if let Some(slot) = self.map.remove(key) {
+            self.bytes = self.bytes.saturating_sub(slot.bytes);
         }
     }
 
@@ -76,7 +160,7 @@ impl<V: Clone> Bounded<V> {
             return Some(slot.value.clone());
         }
         if now >= slot.valid_until {
-            self.map.remove(key);
+            self.remove(key);
         }
         None
     }
@@ -84,24 +168,26 @@ impl<V: Clone> Bounded<V> {
     /// Stores `value` for `valid_from <= now < valid_until` (nothing when the interval is
     /// empty), evicting the oldest insertions while the map is full.
     pub fn insert(&mut self, key: CacheKey, value: V, valid_from: u64, valid_until: u64) {
-        if valid_until <= valid_from {
+        let bytes = value.weight().saturating_add(ENTRY_OVERHEAD_BYTES);
+        if valid_until <= valid_from || bytes > self.budget / 16 {
             return;
         }
-        if !self.map.contains_key(&key) {
-            while self.map.len() >= self.capacity {
-                let Some((old, seq)) = self.order.pop_front() else {
-                    break;
-                };
-                if self.map.get(&old).is_some_and(|s| s.seq == seq) {
-                    self.map.remove(&old);
-                }
+        self.remove(&key);
+        while self.map.len() >= self.capacity || self.bytes.saturating_add(bytes) > self.budget {
+            let Some((old, seq)) = self.order.pop_front() else {
+                break;
+            };
+            if self.map.get(&old).is_some_and(|s| s.seq == seq) {
+                self.remove(&old);
             }
         }
         self.seq += 1;
+        self.bytes += bytes;
         self.map.insert(
             key,
             Slot {
                 value,
+                bytes,
                 valid_from,
                 valid_until,
                 seq: self.seq,
@@ -140,6 +226,7 @@ impl<V: Clone> Bounded<V> {
     pub fn clear(&mut self) {
         self.map.clear();
         self.order.clear();
+        self.bytes = 0;
     }
 }
 
@@ -169,7 +256,7 @@ pub struct CacheStats {
 
 /// The per-VM caches.
 pub struct Caches {
-    optoks: RefCell<Bounded<OpTok>>,
+    optoks: RefCell<Bounded<VerifiedOpTok>>,
     minted: RefCell<Bounded<MintedToken>>,
     stats: Cell<CacheStats>,
 }
@@ -225,7 +312,7 @@ pub fn optok_key(context: &CacheKey, token: &str) -> CacheKey {
 /// The reuse key of a minted token: signing identity, subject, bindings, service, access.
 pub fn mint_key(
     signing: &SigningConfig,
-    optok: &OpTok,
+    optok: &VerifiedOpTok,
     service: &str,
     granted: &[Scope],
 ) -> CacheKey {
@@ -256,8 +343,8 @@ impl Caches {
     /// Caches with the given bounds.
     pub fn new(optok_capacity: usize, mint_capacity: usize) -> Caches {
         Caches {
-            optoks: RefCell::new(Bounded::new(optok_capacity)),
-            minted: RefCell::new(Bounded::new(mint_capacity)),
+            optoks: RefCell::new(Bounded::with_budget(optok_capacity, OPTOK_BUDGET_BYTES)),
+            minted: RefCell::new(Bounded::with_budget(mint_capacity, MINT_BUDGET_BYTES)),
             stats: Cell::new(CacheStats::default()),
         }
     }
@@ -283,7 +370,7 @@ impl Caches {
         self.stats.set(s);
     }
 
-    /// [`jwt::verify_optok`] through the cache: a hit returns the claims verified earlier
+    /// [`optok::verify_optok`] through the cache: a hit returns the claims verified earlier
     /// under the same policy and keys; a miss verifies and stores a success until `exp`.
     pub fn verify_optok(
         &self,
@@ -292,7 +379,7 @@ impl Caches {
         keys: &KeySet,
         crypto: &dyn Crypto,
         now: u64,
-    ) -> Result<OpTok, JwtError> {
+    ) -> Result<VerifiedOpTok, JwtError> {
         let key = optok_key(&verification_context(policy, keys), token);
         let hit = self.optoks.borrow_mut().get(&key, now);
         if let Some(optok) = hit {
@@ -300,7 +387,7 @@ impl Caches {
             return Ok(optok);
         }
         self.bump(|s| s.optok_misses += 1);
-        let optok = jwt::verify_optok(token, policy, keys, crypto, now)?;
+        let optok = optok::verify_optok(token, policy, keys, crypto, now)?;
         self.optoks
             .borrow_mut()
             .insert(key, optok.clone(), now, optok.expires_at);
@@ -349,16 +436,42 @@ pub fn verify_optok(
     keys: &KeySet,
     crypto: &dyn Crypto,
     now: u64,
-) -> Result<OpTok, JwtError> {
+) -> Result<VerifiedOpTok, JwtError> {
     match cache {
         Some(c) => c.verify_optok(token, policy, keys, crypto, now),
-        None => jwt::verify_optok(token, policy, keys, crypto, now),
+        None => optok::verify_optok(token, policy, keys, crypto, now),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_byte_budget_holds_and_huge_entries_are_not_kept() {
+        let budget = 64 * 1024;
+        let mut m: Bounded<String> = Bounded::with_budget(1_000_000, budget);
+        for i in 0..10_000u32 {
+            let mut key = [0u8; 32];
+            key[..4].copy_from_slice(&i.to_be_bytes());
+            m.insert(key, "x".repeat(100 + (i as usize % 900)), 0, 10);
+            assert!(m.bytes() <= budget, "{} > {budget}", m.bytes());
+        }
+        assert!(m.len() > 10, "the budget still holds many entries");
+        // An entry above a sixteenth of the budget is skipped, and evicts nothing.
+        let before = (m.len(), m.bytes());
+        m.insert([0xff; 32], "y".repeat(budget / 16), 0, 10);
+        assert_eq!((m.len(), m.bytes()), before);
+        assert_eq!(m.get(&[0xff; 32], 1), None);
+        // Replacing an entry accounts for the old one; clearing resets the count.
+        let mut one: Bounded<String> = Bounded::with_budget(10, budget);
+        one.insert([1; 32], "a".repeat(1000), 0, 10);
+        let first = one.bytes();
+        one.insert([1; 32], "a".repeat(1000), 0, 10);
+        assert_eq!(one.bytes(), first);
+        one.clear();
+        assert_eq!(one.bytes(), 0);
+    }
 
     fn k(n: u32) -> CacheKey {
         let mut key = [0u8; 32];

@@ -2,12 +2,12 @@
 //!
 //! [`parse_query`] decodes `application/x-www-form-urlencoded` text strictly (bad percent
 //! sequences and non-UTF-8 are errors), keeps the parameters the token endpoint knows and
-//! ignores the others. Scope values are returned raw; [`crate::scope::parse_scopes`] parses
+//! ignores the others. Scope values are returned raw; [`crate::policy::scope::parse_scopes`] parses
 //! them.
 
 use std::fmt;
 
-use crate::scope::echo;
+use crate::policy::scope::echo;
 
 /// Longest query string accepted, in bytes.
 pub const MAX_QUERY_BYTES: usize = 8192;
@@ -18,7 +18,7 @@ pub struct TokenQuery {
     /// `service`: the registry the token is for. An empty value counts as missing.
     pub service: Option<String>,
     /// Every `scope` value, decoded, in order. A value may hold several space-separated
-    /// scopes and may be blank; [`crate::scope::parse_scopes`] handles both.
+    /// scopes and may be blank; [`crate::policy::scope::parse_scopes`] handles both.
     pub scopes: Vec<String>,
     /// `account`: the user name the client claims. An empty value counts as missing.
     pub account: Option<String>,
@@ -181,8 +181,8 @@ fn hex_value(b: u8) -> Option<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scope::tests::Rng;
-    use crate::scope::{parse_scopes, Scope};
+    use crate::policy::scope::tests::Rng;
+    use crate::policy::scope::{parse_scopes, Scope};
 
     fn ok(raw: &str) -> TokenQuery {
         parse_query(raw).unwrap_or_else(|e| panic!("{raw}: {e}"))

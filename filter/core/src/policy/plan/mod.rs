@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
-use crate::scope::{echo, Scope};
+use crate::policy::scope::{echo, Scope};
 
 /// One rule of a plan, as configured (`plans[i].repositories[j]`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -782,8 +782,8 @@ impl Trie {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scope::tests::Rng;
-    use crate::scope::{parse_scopes, Scope};
+    use crate::policy::scope::tests::Rng;
+    use crate::policy::scope::{parse_scopes, Scope};
 
     fn rule(pattern: &str, actions: &[&str]) -> RuleSpec {
         RuleSpec {

@@ -2,7 +2,7 @@
 //!
 //! Why not the `pkcs12`/`pkcs5` crates: `pkcs12` 0.1 has only types (pulling in `cms` and
 //! `x509-cert`) and the KDF, no MAC check or decryption, and `pkcs5` lacks the PKCS#12 PBEs
-//! of `-legacy` files; so the ASN.1 walk uses this crate's [`der`](crate::der) reader and
+//! of `-legacy` files; so the ASN.1 walk uses this crate's [`der`](crate::wire::der) reader and
 //! the KDF (RFC 7292 Appendix B, 30 lines) is here; ciphers, HMAC, PBKDF2 are RustCrypto's.
 //!
 //! [`decode`] takes the DER bytes of a `.pfx`/`.p12` file and its password and returns the
@@ -25,7 +25,7 @@
 //! lengths from some other tools is [`PfxError::Malformed`]). The input size and the total
 //! KDF iterations are bounded so that a hostile file cannot pin the CPU.
 //!
-//! [`PrivateKey::from_pkcs8_der`]: crate::keys::PrivateKey::from_pkcs8_der
+//! [`PrivateKey::from_pkcs8_der`]: crate::token::keys::PrivateKey::from_pkcs8_der
 
 use std::fmt;
 
@@ -35,8 +35,8 @@ use p256::elliptic_curve::zeroize::Zeroizing;
 use sha2::digest::core_api::BlockSizeUser;
 use sha2::digest::Digest;
 
-use crate::der::{self, tag, DerError, Tlv};
-use crate::keys::{PrivateKey, PublicKey};
+use crate::wire::der::{self, tag, DerError, Tlv};
+use crate::token::keys::{PrivateKey, PublicKey};
 
 /// Largest PFX file accepted, in bytes.
 pub const MAX_PFX_BYTES: usize = 64 * 1024;

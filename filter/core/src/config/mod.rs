@@ -1,0 +1,237 @@
+//! The filter configuration: parsed from JSON (a `google.protobuf.StringValue`) or from a
+//! decoded `google.protobuf.Struct`, overridden by `REGISTRY_TOKEN_*` environment
+//! variables, then validated into a [`Config`] that the request path uses as is.
+//!
+//! Every error names the field (`signing.keyPem`, `plans[1].repositories[0].pattern`, …)
+//! and the reason, in one line: the glue logs it and refuses the configuration.
+//!
+//! The reference for every field, its default and its bounds is `docs/CONFIGURATION.md`.
+
+mod env;
+mod raw;
+mod validate;
+
+use std::collections::HashSet;
+use std::fmt;
+
+use serde_json::Value;
+
+use crate::policy::plan::Catalogue;
+use crate::policy::revocation::OnStale;
+use crate::sender::nonce::NonceKey;
+use crate::token::alg::Alg;
+use crate::token::keys::{KeySet, PrivateKey};
+use crate::wire::url::HttpUrl;
+
+/// Default lifetime of minted registry tokens, seconds.
+pub const DEFAULT_LIFETIME_SECONDS: u64 = 300;
+/// Smallest allowed minted-token lifetime (clients raise anything lower to 60 anyway).
+pub const MIN_LIFETIME_SECONDS: u64 = 60;
+/// Largest allowed minted-token lifetime.
+pub const MAX_LIFETIME_SECONDS: u64 = 3600;
+/// Path of the liveness endpoint (the filter answers it; a realm may not use it).
+pub const HEALTHZ_PATH: &str = "/healthz";
+/// Path of the JWKS of the minting keys (the filter answers it; a realm may not use it).
+pub const JWKS_PATH: &str = "/jwks";
+/// Default OpTok scope required to obtain registry tokens.
+pub const DEFAULT_REQUIRED_SCOPE: &str = "registry.token.issue";
+/// Prefix of the environment overrides.
+pub const ENV_PREFIX: &str = "REGISTRY_TOKEN_";
+
+/// A configuration error: the field path and the reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// Field path such as `signing.lifetimeSeconds` or `plans[0].repositories[2].pattern`.
+    pub field: String,
+    /// Why the value was refused.
+    pub reason: String,
+}
+
+impl ConfigError {
+    fn new(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        ConfigError {
+            field: field.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.field.is_empty() {
+            write!(f, "configuration: {}", self.reason)
+        } else {
+            write!(f, "configuration field {}: {}", self.field, self.reason)
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+pub use env::{apply_env_overrides, env_name};
+pub use raw::*;
+use validate::validate;
+
+/// Where the Authority's keys come from.
+#[derive(Debug, Clone)]
+pub enum KeySource {
+    /// Inline JWKS, fixed for the life of the configuration.
+    Inline(KeySet),
+    /// Discovery document fetched through an Envoy cluster.
+    Remote {
+        /// The discovery document URL.
+        metadata_url: HttpUrl,
+        /// The Envoy cluster.
+        cluster: String,
+        /// Refresh period.
+        refresh_seconds: u64,
+        /// After this long without a successful fetch, the last good keys are dropped.
+        max_stale_seconds: u64,
+    },
+}
+
+/// Validated `authority`.
+#[derive(Debug, Clone)]
+pub struct AuthorityConfig {
+    /// Expected `iss`.
+    pub issuer: String,
+    /// Accepted audiences.
+    pub audiences: Vec<String>,
+    /// Required scopes.
+    pub required_scopes: Vec<String>,
+    /// Key source.
+    pub keys: KeySource,
+    /// Clock skew, seconds.
+    pub clock_skew_seconds: u64,
+    /// Whether unbound OpToks are refused.
+    pub require_sender_constraint: bool,
+    /// Accepted OpTok algorithms.
+    pub algorithms: Vec<Alg>,
+}
+
+/// Which `kid` minted tokens carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KidFormat {
+    /// RFC 7638 thumbprint (registry 3.x).
+    Thumbprint,
+    /// libtrust fingerprint (registry 2.8).
+    Libtrust,
+}
+
+/// Validated `signing`.
+#[derive(Debug, Clone)]
+pub struct SigningConfig {
+    /// `iss` of minted tokens.
+    pub issuer: String,
+    /// The signing key (algorithm fixed by its type).
+    pub key: PrivateKey,
+    /// The `kid` header value.
+    pub kid: String,
+    /// `x5c` header values (standard base64 DER), leaf first.
+    pub x5c: Option<Vec<String>>,
+    /// Token lifetime, seconds.
+    pub lifetime_seconds: u64,
+    /// Mint reuse window, seconds (0 = off).
+    pub reuse_seconds: u64,
+    /// The JWKS served on `GET /jwks`: the active key first, then the published ones.
+    pub jwks: Value,
+}
+
+/// Validated `registry`.
+#[derive(Debug, Clone)]
+pub struct RegistryConfig {
+    /// `allowedServices: ["*"]`: any `service` is accepted (logged as a warning).
+    pub any_service: bool,
+    /// The normalized realm URL.
+    pub realm: HttpUrl,
+    /// The realm as configured (for `WWW-Authenticate`).
+    pub realm_text: String,
+    /// Accepted services (empty with `any_service`).
+    pub allowed_services: Vec<String>,
+}
+
+/// Validated `dpop`.
+#[derive(Debug, Clone)]
+pub struct DpopConfig {
+    /// `iat` window, seconds either side.
+    pub iat_window_seconds: u64,
+    /// Accepted proof algorithms.
+    pub algorithms: Vec<Alg>,
+    /// Nonce mode.
+    pub nonce: Option<NonceKey>,
+}
+
+/// A validated configuration, ready for the request path.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Authority.
+    pub authority: AuthorityConfig,
+    /// Signing.
+    pub signing: SigningConfig,
+    /// Registry.
+    pub registry: RegistryConfig,
+    /// Compiled plan catalogue.
+    pub catalogue: Catalogue,
+    /// Default plan.
+    pub default_plan: Option<String>,
+    /// Revoked licences.
+    pub revoked_licenses: HashSet<String>,
+    /// DPoP.
+    pub dpop: DpopConfig,
+    /// The remote revocation list, when configured.
+    pub revocation: Option<RevocationConfig>,
+}
+
+/// Validated `revocation`.
+#[derive(Debug, Clone)]
+pub struct RevocationConfig {
+    /// The list's URL (query kept).
+    pub url: HttpUrl,
+    /// The Envoy cluster.
+    pub cluster: String,
+    /// Refresh period.
+    pub refresh_seconds: u64,
+    /// Staleness bound.
+    pub max_stale_seconds: u64,
+    /// Policy when stale.
+    pub on_stale: OnStale,
+}
+
+impl Config {
+    /// What an operator should be warned about (logged once by the glue), e.g. an
+    /// allow-list of `["*"]`.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.registry.any_service {
+            out.push(
+                "registry.allowedServices is [\"*\"]: the caller chooses the minted token's aud; \
+                 any registry trusting this signing key accepts tokens from this realm"
+                    .to_string(),
+            );
+        }
+        out
+    }
+
+    /// Parses the plugin configuration bytes (JSON text, or a serialized
+    /// `google.protobuf.Struct`), applies environment overrides, validates.
+    pub fn load<I, K, V>(bytes: &[u8], env: I) -> Result<Config, ConfigError>
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: AsRef<str>,
+        V: AsRef<str>,
+    {
+        let mut value = config_value(bytes)?;
+        apply_env_overrides(&mut value, env)?;
+        Config::from_value(value)
+    }
+
+    /// Deserializes and validates a JSON value.
+    pub fn from_value(value: Value) -> Result<Config, ConfigError> {
+        let raw: RawConfig = serde_path_to_error::deserialize(value).map_err(|e| {
+            let path = e.path().to_string();
+            let path = if path == "." { String::new() } else { path };
+            ConfigError::new(path, e.into_inner().to_string())
+        })?;
+        validate(raw)
+    }
+}

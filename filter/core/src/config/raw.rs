@@ -1,0 +1,213 @@
+//! The configuration as written: serde structs that refuse unknown fields, and the bytes
+//! (JSON text or a serialized `google.protobuf.Struct`) turned into a JSON value.
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::*;
+
+/// The configuration as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawConfig {
+    /// Where OpToks come from and how they are checked.
+    pub authority: RawAuthority,
+    /// How registry tokens are minted.
+    pub signing: RawSigning,
+    /// The registry this endpoint is the realm of.
+    pub registry: RawRegistry,
+    /// The plan catalogue.
+    #[serde(default)]
+    pub plans: Vec<RawPlan>,
+    /// Plan applied when the OpTok has no `stellaops:plan` claim.
+    #[serde(default)]
+    pub default_plan: Option<String>,
+    /// `stellaops:license` values refused with 403.
+    #[serde(default)]
+    pub revoked_licenses: Vec<String>,
+    /// DPoP proof checks.
+    #[serde(default)]
+    pub dpop: Option<RawDpop>,
+    /// A remote licence revocation list.
+    #[serde(default)]
+    pub revocation: Option<RawRevocation>,
+}
+
+/// `revocation` section.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawRevocation {
+    /// URL of the list (JSON `{"revokedLicenses": [..]}`, a JSON array, or text lines).
+    pub url: String,
+    /// Envoy cluster that reaches it.
+    pub cluster: String,
+    /// Refresh period (default 60, 10..=86400).
+    #[serde(default)]
+    pub refresh_seconds: Option<u64>,
+    /// Age after which the list counts as stale (default 3600, at least refreshSeconds).
+    #[serde(default)]
+    pub max_stale_seconds: Option<u64>,
+    /// `serve` (default: keep issuing with what is known) or `refuse` (503, fail closed)
+    /// while the list is stale or was never fetched.
+    #[serde(default)]
+    pub on_stale: Option<String>,
+}
+
+/// `dpop` section.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawDpop {
+    /// Accepted distance of the proof's `iat` from now, either side (default 60, 1..=300).
+    #[serde(default)]
+    pub iat_window_seconds: Option<u64>,
+    /// Proof algorithms accepted (default: every asymmetric algorithm supported).
+    #[serde(default)]
+    pub algorithms: Option<Vec<String>>,
+    /// Enables server nonces: the shared secret (at least 32 characters).
+    #[serde(default)]
+    pub nonce_secret: Option<String>,
+    /// How long one nonce stays current (default 60, 10..=3600); the previous one is also
+    /// accepted.
+    #[serde(default)]
+    pub nonce_step_seconds: Option<u64>,
+}
+
+/// `authority` section.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawAuthority {
+    /// Required; the OpTok `iss` must equal it.
+    pub issuer: String,
+    /// The OpTok `aud` must contain one of them.
+    pub audiences: Vec<String>,
+    /// Scopes the OpTok must carry (default `[registry.token.issue]`).
+    #[serde(default)]
+    pub required_scopes: Option<Vec<String>>,
+    /// Inline JWKS.
+    #[serde(default)]
+    pub jwks: Option<Value>,
+    /// OIDC discovery document URL (alternative to `jwks`).
+    #[serde(default)]
+    pub metadata_url: Option<String>,
+    /// Envoy cluster that reaches the Authority (with `metadataUrl`).
+    #[serde(default)]
+    pub cluster: Option<String>,
+    /// Allowed clock skew for `exp`, `nbf`, `iat` (default 60, at most 300).
+    #[serde(default)]
+    pub clock_skew_seconds: Option<u64>,
+    /// OpToks must be DPoP- or mTLS-bound (default true).
+    #[serde(default)]
+    pub require_sender_constraint: Option<bool>,
+    /// Period of the JWKS refresh with `metadataUrl` (default 300, 30..=86400).
+    #[serde(default)]
+    pub jwks_refresh_seconds: Option<u64>,
+    /// With `metadataUrl`: how long last-good keys stay trusted while every refresh fails
+    /// (default 86400, refreshSeconds..=2592000).
+    #[serde(default)]
+    pub jwks_max_stale_seconds: Option<u64>,
+    /// OpTok algorithms accepted (default: RS256/384/512, PS256/384/512, ES256/384, EdDSA).
+    #[serde(default)]
+    pub algorithms: Option<Vec<String>>,
+}
+
+/// `signing` section.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawSigning {
+    /// `iss` of minted tokens (default `registry-token-service`).
+    #[serde(default)]
+    pub issuer: Option<String>,
+    /// `RS256` (default) or `ES256`; must fit the key.
+    #[serde(default)]
+    pub algorithm: Option<String>,
+    /// PKCS#1, PKCS#8 or SEC1 PEM private key.
+    #[serde(default)]
+    pub key_pem: Option<String>,
+    /// Explicit `kid`; default derived per `kidFormat`.
+    #[serde(default)]
+    pub key_id: Option<String>,
+    /// `thumbprint` (RFC 7638, default) or `libtrust`.
+    #[serde(default)]
+    pub kid_format: Option<String>,
+    /// Certificate chain, leaf first; sent as `x5c`.
+    #[serde(default)]
+    pub certificate_chain_pem: Option<String>,
+    /// Minted token lifetime (default 300, allowed 60..=3600).
+    #[serde(default)]
+    pub lifetime_seconds: Option<u64>,
+    /// Further public keys published on `GET /jwks` (rotation: the previous or the next
+    /// key), never used for minting.
+    #[serde(default)]
+    pub published_keys: Vec<RawPublishedKey>,
+    /// Seconds a minted token is handed out again for an identical request (0 = off, the
+    /// default; at most half the lifetime).
+    #[serde(default)]
+    pub reuse_seconds: Option<u64>,
+}
+
+/// A key published for verifiers only.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawPublishedKey {
+    /// `PUBLIC KEY` or `CERTIFICATE` PEM.
+    pub pem: String,
+    /// Explicit `kid`; default derived per `signing.kidFormat`.
+    #[serde(default)]
+    pub key_id: Option<String>,
+}
+
+/// `registry` section.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawRegistry {
+    /// Public URL of the `/token` endpoint.
+    pub realm: String,
+    /// Accepted `service` values (required; `["*"]` accepts any, explicitly).
+    #[serde(default)]
+    pub allowed_services: Option<Vec<String>>,
+}
+
+/// One plan.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawPlan {
+    /// Plan name, matched against `stellaops:plan`.
+    pub name: String,
+    /// Rules, first match wins.
+    #[serde(default)]
+    pub repositories: Vec<RawRule>,
+}
+
+/// One plan rule.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawRule {
+    /// Repository pattern: `*` within a segment, `**` any number of segments.
+    pub pattern: String,
+    /// Allowed actions (default `[pull]`); `*` = all.
+    #[serde(default)]
+    pub actions: Option<Vec<String>>,
+    /// `repository` (default) or `registry`.
+    #[serde(default, rename = "type")]
+    pub resource_type: Option<String>,
+}
+
+/// Turns the configuration bytes into a JSON value: JSON text when it starts with `{`
+/// (after whitespace), else a serialized `google.protobuf.Struct`.
+pub fn config_value(bytes: &[u8]) -> Result<Value, ConfigError> {
+    let first = bytes.iter().find(|b| !b.is_ascii_whitespace()).copied();
+    match first {
+        None => Err(ConfigError::new(
+            "",
+            "the plugin configuration is empty (give it as a StringValue JSON or a Struct)",
+        )),
+        Some(b'{') => serde_json::from_slice(bytes)
+            .map_err(|e| ConfigError::new("", format!("invalid JSON: {e}"))),
+        Some(_) => crate::wire::structpb::decode_struct(bytes).map_err(|e| {
+            ConfigError::new(
+                "",
+                format!("neither JSON nor a google.protobuf.Struct: {e}"),
+            )
+        }),
+    }
+}

@@ -1,0 +1,465 @@
+//! Validation: the raw configuration into the [`Config`] the request path uses as is.
+//! Every error names its field.
+
+use super::env::short;
+use super::*;
+use crate::policy::plan::{Catalogue, PlanSpec, RuleSpec};
+use crate::policy::revocation::OnStale;
+use crate::sender::nonce::NonceKey;
+use crate::token::alg::Alg;
+use crate::token::keys::{certificate_spki, pem_certificates, KeySet, PrivateKey, PublicKey};
+use crate::wire::url::HttpUrl;
+
+pub(super) fn non_empty_list(field: &str, list: &[String]) -> Result<(), ConfigError> {
+    for (i, item) in list.iter().enumerate() {
+        if item.trim().is_empty() || item.trim() != item {
+            return Err(ConfigError::new(
+                format!("{field}[{i}]"),
+                "must be a non-empty string without surrounding spaces",
+            ));
+        }
+    }
+    Ok(())
+}
+
+pub(super) fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
+    let authority = validate_authority(raw.authority)?;
+    let signing = validate_signing(raw.signing)?;
+    let registry = validate_registry(raw.registry)?;
+
+    let specs: Vec<PlanSpec> = raw
+        .plans
+        .into_iter()
+        .map(|p| PlanSpec {
+            name: p.name,
+            rules: p
+                .repositories
+                .into_iter()
+                .map(|r| RuleSpec {
+                    resource_type: r.resource_type.unwrap_or_else(|| "repository".into()),
+                    pattern: r.pattern,
+                    actions: r.actions.unwrap_or_default(),
+                })
+                .collect(),
+        })
+        .collect();
+    let catalogue = Catalogue::compile(&specs).map_err(|e| ConfigError::new("", e.to_string()))?;
+    if let Some(plan) = &raw.default_plan {
+        if !catalogue.has_plan(plan) {
+            return Err(ConfigError::new(
+                "defaultPlan",
+                format!("names no plan in `plans` ({plan:?})"),
+            ));
+        }
+    }
+    non_empty_list("revokedLicenses", &raw.revoked_licenses)?;
+    let dpop = validate_dpop(raw.dpop.unwrap_or_default())?;
+    let revocation = raw.revocation.map(validate_revocation).transpose()?;
+    Ok(Config {
+        authority,
+        signing,
+        registry,
+        catalogue,
+        default_plan: raw.default_plan,
+        revoked_licenses: raw.revoked_licenses.into_iter().collect(),
+        dpop,
+        revocation,
+    })
+}
+
+pub(super) fn validate_revocation(r: RawRevocation) -> Result<RevocationConfig, ConfigError> {
+    let url =
+        HttpUrl::parse_keeping_query(&r.url).map_err(|e| ConfigError::new("revocation.url", e))?;
+    if r.cluster.trim().is_empty() {
+        return Err(ConfigError::new(
+            "revocation.cluster",
+            "must name the Envoy cluster that reaches the list",
+        ));
+    }
+    let refresh_seconds = r.refresh_seconds.unwrap_or(60);
+    if !(10..=86_400).contains(&refresh_seconds) {
+        return Err(ConfigError::new(
+            "revocation.refreshSeconds",
+            format!("{refresh_seconds} is outside 10..=86400"),
+        ));
+    }
+    let max_stale_seconds = r.max_stale_seconds.unwrap_or(3600);
+    if max_stale_seconds < refresh_seconds {
+        return Err(ConfigError::new(
+            "revocation.maxStaleSeconds",
+            format!("{max_stale_seconds} is below refreshSeconds ({refresh_seconds})"),
+        ));
+    }
+    let on_stale = match r.on_stale.as_deref().unwrap_or("serve") {
+        "serve" => OnStale::Serve,
+        "refuse" => OnStale::Refuse,
+        other => {
+            return Err(ConfigError::new(
+                "revocation.onStale",
+                format!("{:?} is not serve or refuse", short(other)),
+            ))
+        }
+    };
+    Ok(RevocationConfig {
+        url,
+        cluster: r.cluster,
+        refresh_seconds,
+        max_stale_seconds,
+        on_stale,
+    })
+}
+
+pub(super) fn validate_dpop(d: RawDpop) -> Result<DpopConfig, ConfigError> {
+    let iat_window_seconds = d.iat_window_seconds.unwrap_or(60);
+    if !(1..=300).contains(&iat_window_seconds) {
+        return Err(ConfigError::new(
+            "dpop.iatWindowSeconds",
+            format!("{iat_window_seconds} is outside 1..=300"),
+        ));
+    }
+    let algorithms = parse_algorithms("dpop.algorithms", d.algorithms)?;
+    let step = d.nonce_step_seconds.unwrap_or(60);
+    if !(10..=3600).contains(&step) {
+        return Err(ConfigError::new(
+            "dpop.nonceStepSeconds",
+            format!("{step} is outside 10..=3600"),
+        ));
+    }
+    let nonce = match d.nonce_secret {
+        None => None,
+        Some(secret) if secret.len() < 32 => {
+            return Err(ConfigError::new(
+                "dpop.nonceSecret",
+                "must be at least 32 characters (shared by every replica)",
+            ))
+        }
+        Some(secret) => Some(NonceKey::new(secret.into_bytes(), step)),
+    };
+    Ok(DpopConfig {
+        iat_window_seconds,
+        algorithms,
+        nonce,
+    })
+}
+
+pub(super) fn parse_algorithms(
+    field: &str,
+    list: Option<Vec<String>>,
+) -> Result<Vec<Alg>, ConfigError> {
+    let Some(list) = list else {
+        return Ok(Alg::ALL.to_vec());
+    };
+    if list.is_empty() {
+        return Err(ConfigError::new(field, "must list at least one algorithm"));
+    }
+    let mut algs = Vec::new();
+    for (i, name) in list.iter().enumerate() {
+        let alg = Alg::parse(name).ok_or_else(|| {
+            ConfigError::new(
+                format!("{field}[{i}]"),
+                format!(
+                    "{:?} is not an accepted asymmetric JWS algorithm (RS256/384/512, PS256/384/512, ES256/384, EdDSA)",
+                    short(name)
+                ),
+            )
+        })?;
+        if !algs.contains(&alg) {
+            algs.push(alg);
+        }
+    }
+    Ok(algs)
+}
+
+pub(super) fn validate_authority(a: RawAuthority) -> Result<AuthorityConfig, ConfigError> {
+    if a.issuer.trim().is_empty() {
+        return Err(ConfigError::new("authority.issuer", "must not be empty"));
+    }
+    if a.audiences.is_empty() {
+        return Err(ConfigError::new(
+            "authority.audiences",
+            "must list at least one audience",
+        ));
+    }
+    non_empty_list("authority.audiences", &a.audiences)?;
+    let required_scopes = a
+        .required_scopes
+        .unwrap_or_else(|| vec![DEFAULT_REQUIRED_SCOPE.to_string()]);
+    non_empty_list("authority.requiredScopes", &required_scopes)?;
+    for (i, s) in required_scopes.iter().enumerate() {
+        if s.contains(' ') {
+            return Err(ConfigError::new(
+                format!("authority.requiredScopes[{i}]"),
+                "a scope must not contain spaces",
+            ));
+        }
+    }
+    let clock_skew_seconds = a.clock_skew_seconds.unwrap_or(60);
+    if clock_skew_seconds > 300 {
+        return Err(ConfigError::new(
+            "authority.clockSkewSeconds",
+            format!("{clock_skew_seconds} is above the maximum of 300"),
+        ));
+    }
+    let refresh_seconds = a.jwks_refresh_seconds.unwrap_or(300);
+    if !(30..=86_400).contains(&refresh_seconds) {
+        return Err(ConfigError::new(
+            "authority.jwksRefreshSeconds",
+            format!("{refresh_seconds} is outside 30..=86400"),
+        ));
+    }
+    let max_stale_seconds = a.jwks_max_stale_seconds.unwrap_or(86_400);
+    if !(refresh_seconds..=2_592_000).contains(&max_stale_seconds) {
+        return Err(ConfigError::new(
+            "authority.jwksMaxStaleSeconds",
+            format!(
+                "{max_stale_seconds} is outside jwksRefreshSeconds ({refresh_seconds})..=2592000"
+            ),
+        ));
+    }
+    let keys = match (a.jwks, a.metadata_url) {
+        (Some(_), Some(_)) => {
+            return Err(ConfigError::new(
+                "authority.jwks",
+                "set either jwks or metadataUrl, not both",
+            ))
+        }
+        (None, None) => {
+            return Err(ConfigError::new(
+                "authority.jwks",
+                "one of jwks (inline keys) or metadataUrl (with cluster) is required",
+            ))
+        }
+        (Some(jwks), None) => {
+            if a.cluster.is_some() {
+                return Err(ConfigError::new(
+                    "authority.cluster",
+                    "only used with metadataUrl",
+                ));
+            }
+            let set = KeySet::from_jwks(&jwks)
+                .map_err(|e| ConfigError::new("authority.jwks", e.to_string()))?;
+            if set.is_empty() {
+                return Err(ConfigError::new(
+                    "authority.jwks",
+                    "holds no usable signing key",
+                ));
+            }
+            KeySource::Inline(set)
+        }
+        (None, Some(url)) => {
+            let metadata_url = HttpUrl::parse(&url, false)
+                .map_err(|e| ConfigError::new("authority.metadataUrl", e))?;
+            let cluster = a.cluster.filter(|c| !c.trim().is_empty()).ok_or_else(|| {
+                ConfigError::new(
+                    "authority.cluster",
+                    "required with metadataUrl: the Envoy cluster that reaches the Authority",
+                )
+            })?;
+            KeySource::Remote {
+                metadata_url,
+                cluster,
+                refresh_seconds,
+                max_stale_seconds,
+            }
+        }
+    };
+    let algorithms = parse_algorithms("authority.algorithms", a.algorithms)?;
+    Ok(AuthorityConfig {
+        issuer: a.issuer,
+        audiences: a.audiences,
+        required_scopes,
+        keys,
+        clock_skew_seconds,
+        require_sender_constraint: a.require_sender_constraint.unwrap_or(true),
+        algorithms,
+    })
+}
+
+pub(super) fn validate_signing(s: RawSigning) -> Result<SigningConfig, ConfigError> {
+    let issuer = s
+        .issuer
+        .unwrap_or_else(|| "registry-token-service".to_string());
+    if issuer.trim().is_empty() {
+        return Err(ConfigError::new("signing.issuer", "must not be empty"));
+    }
+    let pem = s.key_pem.filter(|p| !p.trim().is_empty()).ok_or_else(|| {
+        ConfigError::new(
+            "signing.keyPem",
+            format!(
+                "required: a PEM private key (or set {})",
+                env_name("signing.keyPem")
+            ),
+        )
+    })?;
+    let key = PrivateKey::from_pem(&pem)
+        .map_err(|e| ConfigError::new("signing.keyPem", e.to_string()))?;
+    let algorithm = s.algorithm.unwrap_or_else(|| "RS256".to_string());
+    let alg = match algorithm.as_str() {
+        "RS256" => Alg::Rs256,
+        "ES256" => Alg::Es256,
+        other => {
+            return Err(ConfigError::new(
+                "signing.algorithm",
+                format!("{:?} is not supported (RS256 or ES256)", short(other)),
+            ))
+        }
+    };
+    if key.alg() != alg {
+        return Err(ConfigError::new(
+            "signing.algorithm",
+            format!(
+                "{} does not fit the signing key, which is a {} key",
+                alg.name(),
+                key.public().key_type_name()
+            ),
+        ));
+    }
+    let kid_format = match s.kid_format.as_deref().unwrap_or("thumbprint") {
+        "thumbprint" => KidFormat::Thumbprint,
+        "libtrust" => KidFormat::Libtrust,
+        other => {
+            return Err(ConfigError::new(
+                "signing.kidFormat",
+                format!("{:?} is not thumbprint or libtrust", short(other)),
+            ))
+        }
+    };
+    let kid = match s.key_id {
+        Some(kid) if kid.trim().is_empty() => {
+            return Err(ConfigError::new(
+                "signing.keyId",
+                "must not be empty when set",
+            ))
+        }
+        Some(kid) => kid,
+        None => match kid_format {
+            KidFormat::Thumbprint => key.public().thumbprint().to_string(),
+            KidFormat::Libtrust => key.public().libtrust_kid(),
+        },
+    };
+    let x5c = match s.certificate_chain_pem {
+        None => None,
+        Some(pem) if pem.trim().is_empty() => None,
+        Some(pem) => {
+            let certs = pem_certificates(&pem)
+                .map_err(|e| ConfigError::new("signing.certificateChainPem", e.to_string()))?;
+            let leaf = certs.first().ok_or_else(|| {
+                ConfigError::new("signing.certificateChainPem", "holds no certificate")
+            })?;
+            let spki = certificate_spki(leaf)
+                .map_err(|e| ConfigError::new("signing.certificateChainPem", e.to_string()))?;
+            let leaf_key = PublicKey::from_spki_der(&spki)
+                .map_err(|e| ConfigError::new("signing.certificateChainPem", e.to_string()))?;
+            if !leaf_key.same_key(key.public()) {
+                return Err(ConfigError::new(
+                    "signing.certificateChainPem",
+                    "the first (leaf) certificate does not hold the signing key's public key",
+                ));
+            }
+            Some(
+                certs
+                    .iter()
+                    .map(|c| crate::wire::b64::std_encode(c))
+                    .collect(),
+            )
+        }
+    };
+    let lifetime_seconds = s.lifetime_seconds.unwrap_or(DEFAULT_LIFETIME_SECONDS);
+    if !(MIN_LIFETIME_SECONDS..=MAX_LIFETIME_SECONDS).contains(&lifetime_seconds) {
+        return Err(ConfigError::new(
+            "signing.lifetimeSeconds",
+            format!(
+                "{lifetime_seconds} is outside {MIN_LIFETIME_SECONDS}..={MAX_LIFETIME_SECONDS}"
+            ),
+        ));
+    }
+    let reuse_seconds = s.reuse_seconds.unwrap_or(0);
+    if reuse_seconds > lifetime_seconds / 2 {
+        return Err(ConfigError::new(
+            "signing.reuseSeconds",
+            format!(
+                "{reuse_seconds} is above half the lifetime ({})",
+                lifetime_seconds / 2
+            ),
+        ));
+    }
+    let mut published = vec![key.public().clone().with_kid(kid.clone())];
+    for (i, p) in s.published_keys.iter().enumerate() {
+        let field = format!("signing.publishedKeys[{i}]");
+        let public = PublicKey::from_pem(&p.pem)
+            .map_err(|e| ConfigError::new(format!("{field}.pem"), e.to_string()))?;
+        let pkid = match &p.key_id {
+            Some(k) if k.trim().is_empty() => {
+                return Err(ConfigError::new(
+                    format!("{field}.keyId"),
+                    "must not be empty when set",
+                ))
+            }
+            Some(k) => k.clone(),
+            None => match kid_format {
+                KidFormat::Thumbprint => public.thumbprint().to_string(),
+                KidFormat::Libtrust => public.libtrust_kid(),
+            },
+        };
+        if published.iter().any(|k| k.kid() == Some(pkid.as_str())) {
+            return Err(ConfigError::new(
+                format!("{field}.keyId"),
+                format!("kid {pkid:?} is already used by another key"),
+            ));
+        }
+        published.push(public.with_kid(pkid));
+    }
+    let jwks = serde_json::json!({
+        "keys": published.iter().map(PublicKey::to_jwk).collect::<Vec<_>>()
+    });
+    Ok(SigningConfig {
+        issuer,
+        key,
+        kid,
+        x5c,
+        lifetime_seconds,
+        reuse_seconds,
+        jwks,
+    })
+}
+
+pub(super) fn validate_registry(r: RawRegistry) -> Result<RegistryConfig, ConfigError> {
+    let realm =
+        HttpUrl::parse(&r.realm, false).map_err(|e| ConfigError::new("registry.realm", e))?;
+    for own in [HEALTHZ_PATH, JWKS_PATH] {
+        if realm.path == own {
+            return Err(ConfigError::new(
+                "registry.realm",
+                format!("its path {own} is another endpoint of the filter; use e.g. /token"),
+            ));
+        }
+    }
+    // The minted `aud` is the caller's `service`: without an allow-list a token for any
+    // registry that trusts the same key is one query parameter away.
+    let Some(services) = r.allowed_services else {
+        return Err(ConfigError::new(
+            "registry.allowedServices",
+            "required: the registry's auth.token.service value(s); [\"*\"] accepts any service (not recommended)",
+        ));
+    };
+    if services.is_empty() {
+        return Err(ConfigError::new(
+            "registry.allowedServices",
+            "is empty: list the registry's auth.token.service value(s), or [\"*\"] to accept any",
+        ));
+    }
+    let any_service = services.iter().any(|s| s == "*");
+    if any_service && services.len() > 1 {
+        return Err(ConfigError::new(
+            "registry.allowedServices",
+            "\"*\" accepts any service and cannot be combined with names",
+        ));
+    }
+    non_empty_list("registry.allowedServices", &services)?;
+    Ok(RegistryConfig {
+        realm,
+        realm_text: r.realm,
+        allowed_services: if any_service { Vec::new() } else { services },
+        any_service,
+    })
+}

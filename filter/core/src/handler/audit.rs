@@ -1,0 +1,145 @@
+//! The audit record: one per `/token` decision, written to Envoy's log and to filter state
+//! for access logs. Never holds the OpToken, a proof, the minted token or a key.
+
+use crate::policy::scope::{self, Scope};
+
+/// Longest raw scope kept in an audit record when the scope did not parse.
+const MAX_AUDIT_SCOPE_CHARS: usize = 300;
+/// Longest caller-supplied text (service, subject, client id, plan) kept in a record.
+pub const MAX_AUDIT_FIELD_CHARS: usize = 256;
+
+/// One structured audit record.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Audit {
+    /// Unix time of the decision.
+    pub time: u64,
+    /// `issued` or `rejected`.
+    pub decision: &'static str,
+    /// Reason label (`issued` on success).
+    pub reason: &'static str,
+    /// OpTok subject, when the OpTok verified.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    /// OpTok `client_id`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    /// `jkt:<thumbprint>` or `x5t#S256:<thumbprint>`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub binding: Option<String>,
+    /// Plan applied.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub plan: Option<String>,
+    /// Requested `service`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+    /// Requested scopes, `type:name:actions`.
+    pub requested: Vec<String>,
+    /// Granted scopes, `type:name:actions`.
+    pub granted: Vec<String>,
+    /// Minted token `jti`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jti: Option<String>,
+    /// Minted token `exp`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exp: Option<u64>,
+}
+
+impl Audit {
+    /// An empty record of a decision at `now` (rejected until the token is minted).
+    pub fn new(now: u64) -> Audit {
+        Audit {
+            time: now,
+            decision: "rejected",
+            reason: "",
+            ..Audit::default()
+        }
+    }
+}
+
+impl Audit {
+    /// The record as one line of JSON that no log pipeline splits: every control
+    /// character (C0, DEL, C1 such as U+0085) and U+2028/U+2029 is written as a `\uXXXX`
+    /// escape, and caller-supplied text is bounded.
+    pub fn to_line(&self) -> String {
+        let json = serde_json::to_string(self).unwrap_or_default();
+        escape_line_breakers(&json)
+    }
+}
+
+/// Escapes what serde_json leaves raw but line-oriented tools treat as a line end or
+/// garbage. Such characters only occur inside JSON strings, where `\uXXXX` is valid.
+pub fn escape_line_breakers(json: &str) -> String {
+    let mut out = String::with_capacity(json.len());
+    for c in json.chars() {
+        if c.is_control() || c == '\u{2028}' || c == '\u{2029}' {
+            let mut units = [0u16; 2];
+            for unit in c.encode_utf16(&mut units) {
+                out.push_str(&format!("\\u{unit:04x}"));
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Caller-supplied text as an audit field: at most [`MAX_AUDIT_FIELD_CHARS`] characters.
+pub fn bounded(text: &str) -> String {
+    text.chars().take(MAX_AUDIT_FIELD_CHARS).collect()
+}
+
+/// A scope as the audit record writes it: `type:name:actions`.
+pub fn scope_text(s: &Scope) -> String {
+    format!("{}:{}:{}", s.resource_type, s.name, s.actions.join(","))
+}
+
+/// Who asked for what, even when it did not parse: the raw parameters, bounded and
+/// stripped of control characters.
+pub fn raw_scopes(raw: &[String]) -> Vec<String> {
+    raw.iter()
+        .take(scope::MAX_SCOPES)
+        .map(|s| {
+            s.chars()
+                .filter(|c| !c.is_control())
+                .take(MAX_AUDIT_SCOPE_CHARS)
+                .collect()
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_never_carry_raw_line_breakers_and_stay_json() {
+        let nasty = "a\u{2028}b\u{2029}c\u{0085}d\u{0000}e\u{007f}f\ng\rh\u{001b}i\u{009b}j";
+        let audit = Audit {
+            service: Some(bounded(nasty)),
+            requested: raw_scopes(&[nasty.to_string()]),
+            subject: Some(nasty.to_string()),
+            ..Audit::new(1)
+        };
+        let line = audit.to_line();
+        assert!(
+            line.chars()
+                .all(|c| !c.is_control() && c != '\u{2028}' && c != '\u{2029}'),
+            "{line:?}"
+        );
+        let back: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(back["subject"], nasty, "escapes decode to the same text");
+        assert!(
+            line.contains("\\u2028") && line.contains("\\u0085"),
+            "{line}"
+        );
+    }
+
+    #[test]
+    fn caller_text_is_bounded() {
+        assert_eq!(
+            bounded(&"x".repeat(10_000)).chars().count(),
+            MAX_AUDIT_FIELD_CHARS
+        );
+        assert_eq!(bounded("short"), "short");
+    }
+}

@@ -1,0 +1,162 @@
+//! The request pipeline: a request view, a clock reading, a crypto implementation and the
+//! current Authority keys in; a complete reply (status, headers, body), an outcome for the
+//! metrics and an audit record out. No I/O happens here.
+//!
+//! | file | stage |
+//! |---|---|
+//! | [`credentials`] | 1. the token request (query) and the presented OpToken |
+//! | [`pipeline`] | 2–5. OpToken → sender constraint → policy → mint, in order |
+//! | [`reason`] | every refusal: label, status, codes, description |
+//! | [`reply`] | problems, the token reply, `/healthz`, `/jwks` |
+//! | [`audit`] | the audit record |
+//! | [`cache`] | the verified-OpToken cache and the mint memo |
+
+pub mod audit;
+pub mod cache;
+pub mod credentials;
+pub mod pipeline;
+pub mod reason;
+pub mod reply;
+
+use crate::config::Config;
+use crate::policy::revocation::RemoteList;
+use crate::sender::replay::ReplayCache;
+use crate::token::crypto::Crypto;
+use crate::token::keys::KeySet;
+
+pub use crate::config::{HEALTHZ_PATH, JWKS_PATH};
+pub use audit::Audit;
+pub use cache::Caches;
+pub use credentials::{credentials, CredentialScheme};
+pub use pipeline::handle_token;
+pub use reason::Reason;
+pub use reply::{deny, healthz, jwks, Denial, RETRY_AFTER_SECONDS};
+
+/// A read-only view of the request, gathered by the glue.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestView<'a> {
+    /// `:method`.
+    pub method: &'a str,
+    /// `:path`, query included.
+    pub path: &'a str,
+    /// Request headers, names lowercase, in arrival order (repeats kept).
+    pub headers: &'a [(String, String)],
+    /// Lowercase hex SHA-256 of the client certificate's DER, when the downstream
+    /// connection is TLS with a client certificate.
+    pub peer_certificate_sha256_hex: Option<&'a str>,
+}
+
+impl<'a> RequestView<'a> {
+    /// All values of a header (name lowercase).
+    pub fn header_values(&self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.headers
+            .iter()
+            .filter(move |(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The path without the query.
+    pub fn path_only(&self) -> &'a str {
+        self.path.split(['?', '#']).next().unwrap_or("")
+    }
+
+    /// The raw query (after `?`, before `#`), empty when absent.
+    pub fn query(&self) -> &'a str {
+        match self.path.split_once('?') {
+            Some((_, q)) => q.split('#').next().unwrap_or(""),
+            None => "",
+        }
+    }
+}
+
+/// Which endpoint a path belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    /// The token endpoint (the realm's path).
+    Token,
+    /// Liveness.
+    Healthz,
+    /// The public keys of minted tokens.
+    Jwks,
+    /// Not ours: pass to the route untouched.
+    PassThrough,
+}
+
+/// Routes by path only (the filter owns the realm's path, `/healthz` and `/jwks`).
+pub fn route(config: &Config, path_without_query: &str) -> Route {
+    if path_without_query == config.registry.realm.path {
+        Route::Token
+    } else if path_without_query == HEALTHZ_PATH {
+        Route::Healthz
+    } else if path_without_query == JWKS_PATH {
+        Route::Jwks
+    } else {
+        Route::PassThrough
+    }
+}
+
+/// What happened, for the counters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// A token was minted.
+    Issued,
+    /// Refused.
+    Rejected(Reason),
+    /// A non-token endpoint answered (health).
+    Other,
+}
+
+/// The full reply and its side information.
+#[derive(Debug, Clone)]
+pub struct Decision {
+    /// HTTP status.
+    pub status: u16,
+    /// Response headers (besides `:status`).
+    pub headers: Vec<(String, String)>,
+    /// Response body.
+    pub body: String,
+    /// For the counters.
+    pub outcome: Outcome,
+    /// The audit record (token endpoint only).
+    pub audit: Option<Audit>,
+    /// The OpTok named a `kid` the key set lacks: the glue may trigger a (rate-limited)
+    /// key refresh.
+    pub unknown_kid: bool,
+}
+
+/// The Authority's keys as the glue last knows them.
+#[derive(Debug, Clone, Copy)]
+pub enum AuthorityKeys<'a> {
+    /// Keys to verify with.
+    Known(&'a KeySet),
+    /// The remote JWKS was never fetched yet.
+    NotFetched,
+    /// The last successful fetch held no usable key: trust nothing.
+    Withdrawn,
+    /// No fetch succeeded for `authority.jwksMaxStaleSeconds`: last good keys dropped.
+    Stale,
+}
+
+impl<'a> From<Option<&'a KeySet>> for AuthorityKeys<'a> {
+    fn from(keys: Option<&'a KeySet>) -> AuthorityKeys<'a> {
+        keys.map_or(AuthorityKeys::NotFetched, AuthorityKeys::Known)
+    }
+}
+
+/// What the decision needs besides the request.
+pub struct Context<'a> {
+    /// The validated configuration.
+    pub config: &'a Config,
+    /// The Authority's keys, or why there are none.
+    pub keys: AuthorityKeys<'a>,
+    /// Crypto implementation (host or pure Rust).
+    pub crypto: &'a dyn Crypto,
+    /// Unix time, seconds.
+    pub now: u64,
+    /// DPoP `jti` replay cache (process-wide in Envoy).
+    pub replay: &'a dyn ReplayCache,
+    /// Verified-OpTok and minted-token caches (one per VM and configuration), if any.
+    pub cache: Option<&'a Caches>,
+    /// The remote revocation list as last fetched (`NotConfigured` without one).
+    pub revocation: RemoteList<'a>,
+}

@@ -1,0 +1,317 @@
+//! Every refusal the filter can give, in one place: its metric label, HTTP status, OAuth
+//! error code (RFC 6750 / RFC 9449), Docker error code and a one-line description.
+//!
+//! [`Reason::ALL`] is the list the glue registers counters from at configure time (so an
+//! alert sees a zero before the first refusal) and the one docs/CONFIGURATION.md's table is
+//! checked against. The errors of the lower layers ([`JwtError`], [`DpopError`]) map here
+//! and nowhere else.
+
+use crate::sender::dpop::DpopError;
+use crate::token::jws::JwtError;
+
+macro_rules! reasons {
+    ($($variant:ident = $label:literal, $status:literal, $oauth:expr, $doc:literal;)*) => {
+        /// Why `/token` refused a request.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum Reason {
+            $(
+                #[doc = $doc]
+                $variant,
+            )*
+        }
+
+        impl Reason {
+            /// Every reason, in documentation order.
+            pub const ALL: &'static [Reason] = &[$(Reason::$variant),*];
+
+            /// The metric label (`registry_token_rejected_total{reason=…}`), also the
+            /// problem `type` suffix and the audit record's `reason`.
+            pub fn label(self) -> &'static str {
+                match self { $(Reason::$variant => $label,)* }
+            }
+
+            /// The HTTP status of the refusal.
+            pub fn status(self) -> u16 {
+                match self { $(Reason::$variant => $status,)* }
+            }
+
+            /// The OAuth error code put in `WWW-Authenticate` (`None`: a bare challenge).
+            pub fn oauth_error(self) -> Option<&'static str> {
+                match self { $(Reason::$variant => $oauth,)* }
+            }
+
+            /// One line saying what happened, for docs and operators.
+            pub fn description(self) -> &'static str {
+                match self { $(Reason::$variant => $doc,)* }
+            }
+        }
+    };
+}
+
+const INVALID_REQUEST: Option<&str> = Some("invalid_request");
+const INVALID_TOKEN: Option<&str> = Some("invalid_token");
+const INSUFFICIENT_SCOPE: Option<&str> = Some("insufficient_scope");
+const INVALID_DPOP_PROOF: Option<&str> = Some("invalid_dpop_proof");
+
+reasons! {
+    // The request itself.
+    MethodNotAllowed = "method_not_allowed", 405, None,
+        "The token endpoint was called with a method other than GET or HEAD.";
+    MalformedRequest = "malformed_request", 400, INVALID_REQUEST,
+        "The query string is not valid (bad percent-encoding, repeated or oversized parameters).";
+    MissingService = "missing_service", 400, INVALID_REQUEST,
+        "The `service` parameter is missing.";
+    MalformedScope = "malformed_scope", 400, INVALID_REQUEST,
+        "A `scope` parameter does not follow the Docker scope grammar, or there are too many.";
+    UnknownService = "unknown_service", 403, None,
+        "The `service` is not in `registry.allowedServices`.";
+    // Credentials.
+    MissingCredentials = "missing_credentials", 401, None,
+        "No `Authorization` header: the client is asked to authenticate.";
+    DuplicateCredentials = "duplicate_credentials", 400, INVALID_REQUEST,
+        "More than one `Authorization` header.";
+    MalformedCredentials = "malformed_credentials", 401, INVALID_TOKEN,
+        "The `Authorization` header has an unknown scheme, bad Basic encoding, no token, or an oversized token.";
+    // The OpToken.
+    KeysUnavailable = "keys_unavailable", 503, None,
+        "The Authority's keys are not known yet (remote JWKS not fetched); the client should retry.";
+    KeysWithdrawn = "keys_withdrawn", 503, None,
+        "The Authority's last JWKS held no usable key: nothing is trusted until one that does is fetched.";
+    KeysStale = "keys_stale", 503, None,
+        "No JWKS fetch succeeded for `authority.jwksMaxStaleSeconds`: the last good keys were dropped.";
+    MalformedToken = "malformed_token", 401, INVALID_TOKEN,
+        "The OpToken is not a compact JWS of JSON objects, is a DPoP proof, or carries `crit`.";
+    DisallowedAlg = "disallowed_alg", 401, INVALID_TOKEN,
+        "The OpToken's `alg` is missing, `none`, HS*, or not in `authority.algorithms`.";
+    UnknownKey = "unknown_key", 401, INVALID_TOKEN,
+        "No Authority key has the OpToken's `kid` (a key refresh is triggered, rate-limited).";
+    BadSignature = "bad_signature", 401, INVALID_TOKEN,
+        "The OpToken's signature does not verify.";
+    WrongIssuer = "wrong_issuer", 401, INVALID_TOKEN,
+        "The OpToken's `iss` is not `authority.issuer`.";
+    WrongAudience = "wrong_audience", 401, INVALID_TOKEN,
+        "The OpToken's `aud` holds none of `authority.audiences`.";
+    Expired = "expired", 401, INVALID_TOKEN,
+        "The OpToken has no `exp` or it is past (beyond the clock skew).";
+    NotYetValid = "not_yet_valid", 401, INVALID_TOKEN,
+        "The OpToken's `nbf` is in the future (beyond the clock skew).";
+    IssuedInFuture = "issued_in_future", 401, INVALID_TOKEN,
+        "The OpToken's `iat` is in the future (beyond the clock skew).";
+    InsufficientScope = "insufficient_scope", 403, INSUFFICIENT_SCOPE,
+        "The OpToken lacks a scope of `authority.requiredScopes`.";
+    InvalidClaim = "invalid_claim", 401, INVALID_TOKEN,
+        "An OpToken claim the decision relies on has the wrong type (`stellaops:license`, `stellaops:plan`, `cnf`, `client_id`), or `cnf` holds an unsupported confirmation method.";
+    MissingSubject = "missing_subject", 401, INVALID_TOKEN,
+        "The OpToken has no `sub`, or an empty one.";
+    // The sender constraint.
+    DpopMissing = "dpop_missing", 401, INVALID_DPOP_PROOF,
+        "The OpToken is DPoP-bound (`cnf.jkt`) and no `DPoP` proof came with it.";
+    DpopMultiple = "dpop_multiple", 401, INVALID_DPOP_PROOF,
+        "More than one `DPoP` header, or one holding several values.";
+    DpopMalformed = "dpop_malformed", 401, INVALID_DPOP_PROOF,
+        "The DPoP proof is not a compact JWS of JSON objects.";
+    DpopTyp = "dpop_typ", 401, INVALID_DPOP_PROOF,
+        "The DPoP proof's `typ` is not `dpop+jwt`.";
+    DpopAlg = "dpop_alg", 401, INVALID_DPOP_PROOF,
+        "The DPoP proof's `alg` is missing, symmetric, `none` or not in `dpop.algorithms`.";
+    DpopJwk = "dpop_jwk", 401, INVALID_DPOP_PROOF,
+        "The DPoP proof's `jwk` is missing, holds private members, or does not fit the `alg`.";
+    DpopSignature = "dpop_signature", 401, INVALID_DPOP_PROOF,
+        "The DPoP proof's signature does not verify with its `jwk`.";
+    DpopClaims = "dpop_claims", 401, INVALID_DPOP_PROOF,
+        "The DPoP proof lacks `jti`, `htm`, `htu` or `iat`, or one has the wrong type.";
+    DpopHtm = "dpop_htm", 401, INVALID_DPOP_PROOF,
+        "The DPoP proof's `htm` is not the request method.";
+    DpopHtu = "dpop_htu", 401, INVALID_DPOP_PROOF,
+        "The DPoP proof's `htu` is not the configured realm URL.";
+    DpopIat = "dpop_iat", 401, INVALID_DPOP_PROOF,
+        "The DPoP proof's `iat` is outside `dpop.iatWindowSeconds`.";
+    DpopNonce = "dpop_nonce", 401, Some("use_dpop_nonce"),
+        "Nonce mode: the proof has no fresh server nonce; the reply carries one in `DPoP-Nonce`.";
+    DpopReplay = "dpop_replay", 401, INVALID_DPOP_PROOF,
+        "The DPoP proof's `jti` was already used inside the window.";
+    DpopReplayUnavailable = "dpop_replay_unavailable", 503, None,
+        "The DPoP replay record could not take the proof (full or contended); the client should retry.";
+    DpopAth = "dpop_ath", 401, INVALID_DPOP_PROOF,
+        "The DPoP proof's `ath` is missing or not the hash of the OpToken.";
+    DpopJktMismatch = "dpop_jkt_mismatch", 401, INVALID_DPOP_PROOF,
+        "The DPoP proof's key is not the one the OpToken is bound to (`cnf.jkt`).";
+    DpopUnboundToken = "dpop_unbound_token", 401, INVALID_TOKEN,
+        "The `DPoP` scheme was used with an OpToken that is not DPoP-bound.";
+    MtlsNoCertificate = "mtls_no_certificate", 401, INVALID_TOKEN,
+        "The OpToken is certificate-bound (`cnf.x5t#S256`) and the connection has no client certificate.";
+    MtlsMismatch = "mtls_mismatch", 401, INVALID_TOKEN,
+        "The client certificate is not the one the OpToken is bound to.";
+    UnboundToken = "unbound_token", 401, INVALID_TOKEN,
+        "`authority.requireSenderConstraint` is on and the OpToken has no binding.";
+    // Policy.
+    LicenseRevoked = "license_revoked", 403, INSUFFICIENT_SCOPE,
+        "The OpToken's licence is revoked (inline `revokedLicenses` or the remote list).";
+    RevocationUnavailable = "revocation_unavailable", 503, None,
+        "The remote revocation list is older than `revocation.maxStaleSeconds` and `onStale` is `fail`.";
+    UnknownPlan = "unknown_plan", 403, INSUFFICIENT_SCOPE,
+        "The OpToken names no plan and there is no `defaultPlan`, or the plan is not in the catalogue.";
+    PlanDenied = "plan_denied", 403, INSUFFICIENT_SCOPE,
+        "The plan grants none of the requested access.";
+    // Minting.
+    InternalError = "internal_error", 500, None,
+        "The filter could not draw random bits for the token id.";
+    SigningFailed = "signing_failed", 500, None,
+        "The registry token could not be signed (host or key failure).";
+    ClockUnavailable = "clock_unavailable", 500, None,
+        "The host clock could not be read: no time check can be made, so nothing is minted.";
+}
+
+impl Reason {
+    /// The Docker `errors[].code` of the problem body.
+    pub fn docker_code(self) -> &'static str {
+        match self.status() {
+            400 => "INVALID_REQUEST",
+            401 => "UNAUTHORIZED",
+            403 => "DENIED",
+            405 => "UNSUPPORTED",
+            503 => "UNAVAILABLE",
+            _ => "UNKNOWN",
+        }
+    }
+
+    /// The RFC 7807 `title` of the problem body.
+    pub fn title(self) -> &'static str {
+        match self.status() {
+            400 => "Bad Request",
+            401 => "Unauthorized",
+            403 => "Forbidden",
+            405 => "Method Not Allowed",
+            500 => "Internal Server Error",
+            503 => "Service Unavailable",
+            _ => "Error",
+        }
+    }
+
+    /// Whether the client is told to retry (`Retry-After`).
+    pub fn retry_after(self) -> bool {
+        self.status() == 503
+    }
+
+    /// Whether this is a refusal of the DPoP proof, answered with a `DPoP` challenge.
+    pub fn is_dpop_proof(self) -> bool {
+        self.oauth_error() == INVALID_DPOP_PROOF || self == Reason::DpopNonce
+    }
+
+    /// The reason with this label.
+    pub fn from_label(label: &str) -> Option<Reason> {
+        Reason::ALL.iter().copied().find(|r| r.label() == label)
+    }
+}
+
+impl From<&JwtError> for Reason {
+    fn from(e: &JwtError) -> Reason {
+        match e {
+            JwtError::Malformed(_) => Reason::MalformedToken,
+            JwtError::DisallowedAlg(_) => Reason::DisallowedAlg,
+            JwtError::UnknownKey => Reason::UnknownKey,
+            JwtError::BadSignature => Reason::BadSignature,
+            JwtError::WrongIssuer => Reason::WrongIssuer,
+            JwtError::WrongAudience => Reason::WrongAudience,
+            JwtError::Expired => Reason::Expired,
+            JwtError::NotYetValid => Reason::NotYetValid,
+            JwtError::IssuedInFuture => Reason::IssuedInFuture,
+            JwtError::InsufficientScope(_) => Reason::InsufficientScope,
+            JwtError::InvalidClaim(_) => Reason::InvalidClaim,
+            JwtError::MissingSubject => Reason::MissingSubject,
+        }
+    }
+}
+
+impl From<&DpopError> for Reason {
+    fn from(e: &DpopError) -> Reason {
+        match e {
+            DpopError::Missing => Reason::DpopMissing,
+            DpopError::Multiple => Reason::DpopMultiple,
+            DpopError::Malformed(_) => Reason::DpopMalformed,
+            DpopError::Typ => Reason::DpopTyp,
+            DpopError::Alg => Reason::DpopAlg,
+            DpopError::Jwk(_) => Reason::DpopJwk,
+            DpopError::Signature => Reason::DpopSignature,
+            DpopError::Claims(_) => Reason::DpopClaims,
+            DpopError::Htm => Reason::DpopHtm,
+            DpopError::Htu => Reason::DpopHtu,
+            DpopError::Iat => Reason::DpopIat,
+            DpopError::Nonce => Reason::DpopNonce,
+            DpopError::Replay => Reason::DpopReplay,
+            DpopError::ReplayUnavailable => Reason::DpopReplayUnavailable,
+            DpopError::Ath => Reason::DpopAth,
+            DpopError::JktMismatch => Reason::DpopJktMismatch,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    #[test]
+    fn labels_are_unique_snake_case_and_round_trip() {
+        let labels: HashSet<&str> = Reason::ALL.iter().map(|r| r.label()).collect();
+        assert_eq!(labels.len(), Reason::ALL.len());
+        for r in Reason::ALL {
+            assert!(
+                r.label()
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c == '_'),
+                "{r:?}"
+            );
+            assert_eq!(Reason::from_label(r.label()), Some(*r));
+            assert!(!r.description().is_empty());
+            assert!(matches!(r.status(), 400 | 401 | 403 | 405 | 500 | 503));
+        }
+        assert_eq!(Reason::from_label("issued"), None);
+    }
+
+    #[test]
+    fn every_dpop_error_has_its_own_dpop_reason() {
+        let all = [
+            DpopError::Missing,
+            DpopError::Multiple,
+            DpopError::Malformed(String::new()),
+            DpopError::Typ,
+            DpopError::Alg,
+            DpopError::Jwk(String::new()),
+            DpopError::Signature,
+            DpopError::Claims(String::new()),
+            DpopError::Htm,
+            DpopError::Htu,
+            DpopError::Iat,
+            DpopError::Nonce,
+            DpopError::Replay,
+            DpopError::ReplayUnavailable,
+            DpopError::Ath,
+            DpopError::JktMismatch,
+        ];
+        let reasons: HashSet<&str> = all.iter().map(|e| Reason::from(e).label()).collect();
+        assert_eq!(reasons.len(), all.len());
+        assert!(reasons.iter().all(|r| r.starts_with("dpop_")));
+        assert!(all.iter().all(|e| !e.to_string().is_empty()));
+    }
+
+    #[test]
+    fn every_jwt_error_has_its_own_reason() {
+        let all = [
+            JwtError::Malformed(String::new()),
+            JwtError::DisallowedAlg(String::new()),
+            JwtError::UnknownKey,
+            JwtError::BadSignature,
+            JwtError::WrongIssuer,
+            JwtError::WrongAudience,
+            JwtError::Expired,
+            JwtError::NotYetValid,
+            JwtError::IssuedInFuture,
+            JwtError::InsufficientScope(String::new()),
+            JwtError::InvalidClaim(String::new()),
+            JwtError::MissingSubject,
+        ];
+        let reasons: HashSet<Reason> = all.iter().map(Reason::from).collect();
+        assert_eq!(reasons.len(), all.len());
+    }
+}

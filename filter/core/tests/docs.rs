@@ -1,0 +1,47 @@
+//! docs/CONFIGURATION.md lists every refusal from the one source, [`Reason::ALL`]: this test
+//! fails when the table and the type disagree. `UPDATE_DOCS=1 cargo test -p
+//! registry-token-core --test docs` rewrites the table.
+
+use registry_token_core::handler::Reason;
+
+const BEGIN: &str =
+    "<!-- reasons:begin (generated from handler::Reason by filter/core/tests/docs.rs) -->";
+const END: &str = "<!-- reasons:end -->";
+
+fn table() -> String {
+    let mut out =
+        String::from("| reason label | status | OAuth error | meaning |\n|---|---|---|---|\n");
+    for r in Reason::ALL {
+        out.push_str(&format!(
+            "| `{}` | {} | {} | {} |\n",
+            r.label(),
+            r.status(),
+            r.oauth_error()
+                .map_or("–".to_string(), |e| format!("`{e}`")),
+            r.description()
+        ));
+    }
+    out
+}
+
+#[test]
+fn configuration_doc_lists_every_reason() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/CONFIGURATION.md");
+    let doc = std::fs::read_to_string(path).expect("docs/CONFIGURATION.md");
+    let (Some(b), Some(e)) = (doc.find(BEGIN), doc.find(END)) else {
+        panic!("docs/CONFIGURATION.md lacks the {BEGIN} … {END} markers");
+    };
+    let current = &doc[b + BEGIN.len()..e];
+    let wanted = format!("\n{}", table());
+    if current != wanted {
+        if std::env::var_os("UPDATE_DOCS").is_some() {
+            let updated = format!("{}{}{}{}", &doc[..b], BEGIN, wanted, &doc[e..]);
+            std::fs::write(path, updated).expect("write docs/CONFIGURATION.md");
+        } else {
+            panic!(
+                "docs/CONFIGURATION.md's reason table is out of step with handler::Reason; \
+                 run UPDATE_DOCS=1 cargo test -p registry-token-core --test docs\n{wanted}"
+            );
+        }
+    }
+}
