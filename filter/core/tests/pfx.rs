@@ -5,13 +5,15 @@
 //! legacy provider; without it they fail (never skip) and say so.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use registry_token_core::wire::der::{self, tag};
-use registry_token_core::token::keys::{certificate_spki, PrivateKey, PublicKey};
 use registry_token_core::token::keys::pfx::{self, PfxError, MAX_PFX_BYTES};
+use registry_token_core::token::keys::{certificate_spki, PrivateKey, PublicKey};
+use registry_token_core::wire::der::{self, tag};
 
 // ---- openssl helpers ----------------------------------------------------------------------
 
@@ -582,4 +584,105 @@ fn debug_and_errors_hide_secrets() {
         assert!(!err.to_string().contains("hunter2"));
         assert!(err.to_string().contains("PKCS#12"), "{err}");
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// signing.keyPfx in the configuration.
+// ---------------------------------------------------------------------------------------
+
+fn pfx_config(pfx: &[u8], password: Option<&str>, algorithm: &str) -> serde_json::Value {
+    use base64::Engine;
+    let mut c = common::base_config();
+    let signing = c["signing"].as_object_mut().unwrap();
+    signing.remove("keyPem");
+    signing.insert(
+        "keyPfx".into(),
+        base64::engine::general_purpose::STANDARD.encode(pfx).into(),
+    );
+    if let Some(p) = password {
+        signing.insert("keyPfxPassword".into(), p.into());
+    }
+    signing.insert("algorithm".into(), algorithm.into());
+    c
+}
+
+/// Both flavours (OpenSSL 3 default and -legacy), RSA and P-256: the key signs tokens that
+/// verify with the certificate's key, and the certificates become the `x5c` chain.
+#[test]
+fn key_pfx_configures_the_signing_key_and_its_chain() {
+    use registry_token_core::config::Config;
+    for (kind, alg) in [(KeyType::Rsa2048, "RS256"), (KeyType::P256, "ES256")] {
+        let dir = TempDir::new(&format!("config-{kind:?}"));
+        gen_key(&dir, "leaf", kind);
+        let cert = gen_cert(&dir, "leaf", None);
+        for (mode, flags) in MODES {
+            let mut args = vec!["-inkey", "leaf.key", "-in", "leaf.crt"];
+            args.extend_from_slice(flags);
+            let pfx = export(&dir, &args, "s3cret");
+            let config = Config::from_value(pfx_config(&pfx, Some("s3cret"), alg))
+                .unwrap_or_else(|e| panic!("{alg} {mode}: {e}"));
+            assert_eq!(config.signing.key.alg().name(), alg, "{mode}");
+            let x5c = config
+                .signing
+                .x5c
+                .clone()
+                .expect("the PFX certificate as x5c");
+            assert_eq!(x5c.len(), 1);
+            use base64::Engine;
+            assert_eq!(
+                base64::engine::general_purpose::STANDARD
+                    .decode(&x5c[0])
+                    .unwrap(),
+                cert,
+                "{alg} {mode}"
+            );
+            let d = common::decide(
+                &config,
+                "service=registry.example&scope=repository:stella-ops/public/base:pull",
+                &[(
+                    "authorization",
+                    &common::bearer(&common::optok(&common::default_claims())),
+                )],
+            );
+            assert_eq!(d.status, 200, "{alg} {mode}: {}", d.body);
+        }
+    }
+}
+
+/// Refusals at configure time name the field, never the password or key.
+#[test]
+fn key_pfx_refusals_name_the_field() {
+    use registry_token_core::config::Config;
+    let dir = TempDir::new("config-refusals");
+    gen_key(&dir, "leaf", KeyType::P256);
+    gen_cert(&dir, "leaf", None);
+    let pfx = export(
+        &dir,
+        &["-inkey", "leaf.key", "-in", "leaf.crt"],
+        "right-password",
+    );
+    let refused = |v: serde_json::Value| match Config::from_value(v) {
+        Ok(_) => panic!("accepted"),
+        Err(e) => e.to_string(),
+    };
+    let e = refused(pfx_config(&pfx, Some("wrong-password"), "ES256"));
+    assert!(e.contains("signing.keyPfxPassword"), "{e}");
+    assert!(
+        !e.contains("wrong-password") && !e.contains("right-password"),
+        "{e}"
+    );
+    let e = refused(pfx_config(&pfx, Some("right-password"), "RS256"));
+    assert!(e.contains("signing.algorithm"), "{e}");
+    let nokey = export(&dir, &["-nokeys", "-in", "leaf.crt"], "right-password");
+    let e = refused(pfx_config(&nokey, Some("right-password"), "ES256"));
+    assert!(e.contains("signing.keyPfx"), "{e}");
+    let e = refused(pfx_config(b"not a pfx at all", None, "ES256"));
+    assert!(e.contains("signing.keyPfx"), "{e}");
+    let mut both = pfx_config(&pfx, Some("right-password"), "ES256");
+    both["signing"]["keyPem"] = common::base_config()["signing"]["keyPem"].clone();
+    let e = refused(both);
+    assert!(
+        e.contains("signing.keyPfx") && e.contains("not both"),
+        "{e}"
+    );
 }

@@ -35,8 +35,8 @@ use p256::elliptic_curve::zeroize::Zeroizing;
 use sha2::digest::core_api::BlockSizeUser;
 use sha2::digest::Digest;
 
-use crate::wire::der::{self, tag, DerError, Tlv};
 use crate::token::keys::{PrivateKey, PublicKey};
+use crate::wire::der::{self, tag, DerError, Tlv};
 
 /// Largest PFX file accepted, in bytes.
 pub const MAX_PFX_BYTES: usize = 64 * 1024;
