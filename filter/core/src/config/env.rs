@@ -30,6 +30,8 @@ pub(super) const OVERRIDABLE: &[(&str, Kind)] = &[
     ("signing.issuer", Kind::Str),
     ("signing.algorithm", Kind::Str),
     ("signing.keyPem", Kind::Str),
+    ("signing.keyPfx", Kind::Str),
+    ("signing.keyPfxPassword", Kind::Str),
     ("signing.keyId", Kind::Str),
     ("signing.kidFormat", Kind::Str),
     ("signing.certificateChainPem", Kind::Str),

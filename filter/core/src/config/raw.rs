@@ -123,6 +123,13 @@ pub struct RawSigning {
     /// PKCS#1, PKCS#8 or SEC1 PEM private key.
     #[serde(default)]
     pub key_pem: Option<String>,
+    /// A PKCS#12 (PFX) file holding the key (and its certificates), standard base64;
+    /// exactly one of `keyPem` and `keyPfx`.
+    #[serde(default)]
+    pub key_pfx: Option<String>,
+    /// The password of `keyPfx` (default empty).
+    #[serde(default)]
+    pub key_pfx_password: Option<String>,
     /// Explicit `kid`; default derived per `kidFormat`.
     #[serde(default)]
     pub key_id: Option<String>,

@@ -7,6 +7,7 @@ use crate::policy::plan::{Catalogue, PlanSpec, RuleSpec};
 use crate::policy::revocation::OnStale;
 use crate::sender::nonce::NonceKey;
 use crate::token::alg::Alg;
+use crate::token::keys::pfx;
 use crate::token::keys::{certificate_spki, pem_certificates, KeySet, PrivateKey, PublicKey};
 use crate::wire::url::HttpUrl;
 
@@ -275,6 +276,26 @@ pub(super) fn validate_authority(a: RawAuthority) -> Result<AuthorityConfig, Con
     })
 }
 
+/// A certificate chain (leaf first) as `x5c`, after checking the leaf holds `key`.
+fn x5c_chain(field: &str, certs: &[Vec<u8>], key: &PrivateKey) -> Result<Vec<String>, ConfigError> {
+    let leaf = certs
+        .first()
+        .ok_or_else(|| ConfigError::new(field, "holds no certificate"))?;
+    let spki = certificate_spki(leaf).map_err(|e| ConfigError::new(field, e.to_string()))?;
+    let leaf_key =
+        PublicKey::from_spki_der(&spki).map_err(|e| ConfigError::new(field, e.to_string()))?;
+    if !leaf_key.same_key(key.public()) {
+        return Err(ConfigError::new(
+            field,
+            "the first (leaf) certificate does not hold the signing key's public key",
+        ));
+    }
+    Ok(certs
+        .iter()
+        .map(|c| crate::wire::b64::std_encode(c))
+        .collect())
+}
+
 pub(super) fn validate_signing(s: RawSigning) -> Result<SigningConfig, ConfigError> {
     let issuer = s
         .issuer
@@ -282,17 +303,49 @@ pub(super) fn validate_signing(s: RawSigning) -> Result<SigningConfig, ConfigErr
     if issuer.trim().is_empty() {
         return Err(ConfigError::new("signing.issuer", "must not be empty"));
     }
-    let pem = s.key_pem.filter(|p| !p.trim().is_empty()).ok_or_else(|| {
-        ConfigError::new(
-            "signing.keyPem",
-            format!(
-                "required: a PEM private key (or set {})",
-                env_name("signing.keyPem")
-            ),
-        )
-    })?;
-    let key = PrivateKey::from_pem(&pem)
-        .map_err(|e| ConfigError::new("signing.keyPem", e.to_string()))?;
+    let pem = s.key_pem.filter(|p| !p.trim().is_empty());
+    let pfx = s.key_pfx.filter(|p| !p.trim().is_empty());
+    let (key, pfx_chain) = match (pem, pfx) {
+        (Some(_), Some(_)) => {
+            return Err(ConfigError::new(
+                "signing.keyPfx",
+                "set either keyPem or keyPfx, not both",
+            ))
+        }
+        (None, None) => {
+            return Err(ConfigError::new(
+                "signing.keyPem",
+                format!(
+                    "required: a PEM private key, or a PKCS#12 file in keyPfx (or set {} / {})",
+                    env_name("signing.keyPem"),
+                    env_name("signing.keyPfx")
+                ),
+            ))
+        }
+        (Some(pem), None) => (
+            PrivateKey::from_pem(&pem)
+                .map_err(|e| ConfigError::new("signing.keyPem", e.to_string()))?,
+            Vec::new(),
+        ),
+        (None, Some(b64)) => {
+            let bytes = crate::wire::b64::std_decode(b64.trim()).map_err(|_| {
+                ConfigError::new("signing.keyPfx", "is not standard base64 of a PKCS#12 file")
+            })?;
+            let password = s.key_pfx_password.as_deref().unwrap_or("");
+            // The error names the field and the kind of failure, never the password.
+            let pfx = pfx::decode(&bytes, password).map_err(|e| {
+                let field = if e == pfx::PfxError::WrongPassword {
+                    "signing.keyPfxPassword"
+                } else {
+                    "signing.keyPfx"
+                };
+                ConfigError::new(field, e.to_string())
+            })?;
+            let key = PrivateKey::from_pkcs8_der(&pfx.private_key_pkcs8_der)
+                .map_err(|e| ConfigError::new("signing.keyPfx", e.to_string()))?;
+            (key, pfx.certificates_der)
+        }
+    };
     let algorithm = s.algorithm.unwrap_or_else(|| "RS256".to_string());
     let alg = match algorithm.as_str() {
         "RS256" => Alg::Rs256,
@@ -337,32 +390,15 @@ pub(super) fn validate_signing(s: RawSigning) -> Result<SigningConfig, ConfigErr
             KidFormat::Libtrust => key.public().libtrust_kid(),
         },
     };
-    let x5c = match s.certificate_chain_pem {
-        None => None,
-        Some(pem) if pem.trim().is_empty() => None,
+    // The x5c chain: certificateChainPem when given, else the certificates of the PFX.
+    let x5c = match s.certificate_chain_pem.filter(|p| !p.trim().is_empty()) {
         Some(pem) => {
             let certs = pem_certificates(&pem)
                 .map_err(|e| ConfigError::new("signing.certificateChainPem", e.to_string()))?;
-            let leaf = certs.first().ok_or_else(|| {
-                ConfigError::new("signing.certificateChainPem", "holds no certificate")
-            })?;
-            let spki = certificate_spki(leaf)
-                .map_err(|e| ConfigError::new("signing.certificateChainPem", e.to_string()))?;
-            let leaf_key = PublicKey::from_spki_der(&spki)
-                .map_err(|e| ConfigError::new("signing.certificateChainPem", e.to_string()))?;
-            if !leaf_key.same_key(key.public()) {
-                return Err(ConfigError::new(
-                    "signing.certificateChainPem",
-                    "the first (leaf) certificate does not hold the signing key's public key",
-                ));
-            }
-            Some(
-                certs
-                    .iter()
-                    .map(|c| crate::wire::b64::std_encode(c))
-                    .collect(),
-            )
+            Some(x5c_chain("signing.certificateChainPem", &certs, &key)?)
         }
+        None if !pfx_chain.is_empty() => Some(x5c_chain("signing.keyPfx", &pfx_chain, &key)?),
+        None => None,
     };
     let lifetime_seconds = s.lifetime_seconds.unwrap_or(DEFAULT_LIFETIME_SECONDS);
     if !(MIN_LIFETIME_SECONDS..=MAX_LIFETIME_SECONDS).contains(&lifetime_seconds) {

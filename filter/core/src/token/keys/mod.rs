@@ -102,6 +102,7 @@ fn quoted(s: &str) -> String {
     format!("\"{out}\"")
 }
 mod pem;
+pub mod pfx;
 mod private;
 mod public;
 
