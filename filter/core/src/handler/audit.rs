@@ -15,12 +15,22 @@ pub struct Audit {
     pub decision: &'static str,
     /// Reason label (`issued` on success).
     pub reason: &'static str,
-    /// OpTok subject, when the OpTok verified.
+    /// `get`, `password` or `refresh_token`, once known.
+    #[serde(skip_serializing_if = "str::is_empty")]
+    pub grant: &'static str,
+    /// OpTok (or refresh token) subject, once verified.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub subject: Option<String>,
     /// OpTok `client_id`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub client_id: Option<String>,
+    /// The `client_id` request parameter (query or form), bounded, control characters
+    /// removed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_client_id: Option<String>,
+    /// The refresh token's id: the one presented (refresh grant) or the one issued.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refresh_token_id: Option<String>,
     /// `jkt:<thumbprint>` or `x5t#S256:<thumbprint>`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub binding: Option<String>,
@@ -57,6 +67,15 @@ impl Audit {
 /// A scope as the audit record writes it: `type:name:actions`.
 pub fn scope_text(s: &Scope) -> String {
     format!("{}:{}:{}", s.resource_type, s.name, s.actions.join(","))
+}
+
+/// A free-form request parameter as the audit record keeps it: bounded, no control
+/// characters.
+pub fn bounded_text(raw: &str) -> String {
+    raw.chars()
+        .filter(|c| !c.is_control())
+        .take(MAX_AUDIT_SCOPE_CHARS)
+        .collect()
 }
 
 /// Who asked for what, even when it did not parse: the raw parameters, bounded and
