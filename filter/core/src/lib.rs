@@ -6,10 +6,10 @@
 //!
 //! | module | what |
 //! |---|---|
-//! | [`wire`] | bytes and text formats: base64url, DER, protobuf, `Struct`, query strings, URLs, time |
-//! | [`token`] | algorithms, keys, crypto (pure Rust or Envoy's host), JWS, OpToken verification, minting |
+//! | [`wire`] | bytes and text formats: base64url, DER, protobuf, `Struct`, query strings and `POST` forms (one decoder), URLs, time |
+//! | [`token`] | algorithms, keys, crypto (pure Rust or Envoy's host), JWS, OpToken verification, minting, sealed refresh tokens |
 //! | [`sender`] | sender constraints: DPoP proofs, nonces, the replay record, mTLS |
-//! | [`policy`] | scopes, the plan catalogue, licence revocation |
+//! | [`policy`] | scopes, the plan catalogue, revocation (licences, subjects, refresh-token ids) |
 //! | [`remote`] | documents fetched from the network (JWKS, discovery, revocation list): records and leases |
 //! | [`config`] | the plugin configuration: raw form, environment overrides, validation |
 //! | [`handler`] | the request pipeline: credentials → OpToken → sender → policy → mint → reply |

@@ -20,7 +20,7 @@ const Q: &str = "service=registry.example&scope=repository:stella-ops/public/bas
 fn reason(d: &Decision) -> &'static str {
     match d.outcome {
         Outcome::Rejected(r) => r.label(),
-        Outcome::Issued => "issued",
+        Outcome::Issued(_) => "issued",
         Outcome::Other => "other",
     }
 }
@@ -45,6 +45,7 @@ fn run(
         path: &path,
         headers: &headers,
         peer_certificate_sha256_hex: peer_cert,
+        body: None,
     };
     let keys = match &config.authority.keys {
         KeySource::Inline(k) => Some(k),

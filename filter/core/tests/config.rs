@@ -280,7 +280,7 @@ fn env_overrides_win_over_the_file() {
     assert_eq!(applied.len(), 6, "{applied:?}");
     let c = config_from(v);
     assert_eq!(c.signing.lifetime_seconds, 120);
-    assert!(c.revoked_licenses.contains("a") && c.revoked_licenses.contains("b"));
+    assert!(c.revoked.licenses.contains("a") && c.revoked.licenses.contains("b"));
     assert!(c.authority.require_sender_constraint);
     assert_eq!(c.authority.audiences, vec!["x", "y"]);
     assert_eq!(c.default_plan.as_deref(), Some("enterprise"));
@@ -332,7 +332,7 @@ fn load_accepts_json_and_struct_bytes_identically() {
     assert_eq!(a.signing.lifetime_seconds, b.signing.lifetime_seconds);
     assert_eq!(a.authority.audiences, b.authority.audiences);
     assert_eq!(a.default_plan, b.default_plan);
-    assert_eq!(a.revoked_licenses, b.revoked_licenses);
+    assert_eq!(a.revoked, b.revoked);
     let e = Config::load(b"", Vec::<(String, String)>::new()).unwrap_err();
     assert!(e.to_string().contains("empty"), "{e}");
     let e = Config::load(b"{not json", Vec::<(String, String)>::new()).unwrap_err();

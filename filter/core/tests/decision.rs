@@ -6,7 +6,7 @@ mod common;
 
 use common::*;
 use jsonwebtoken::Algorithm;
-use registry_token_core::handler::Outcome;
+use registry_token_core::handler::{Grant, Outcome};
 use serde_json::{json, Value};
 
 const PULL_PUBLIC: &str = "service=registry.example&scope=repository:stella-ops/public/base:pull";
@@ -18,7 +18,7 @@ fn cfg() -> registry_token_core::config::Config {
 fn reason(d: &registry_token_core::handler::Decision) -> &'static str {
     match d.outcome {
         Outcome::Rejected(r) => r.label(),
-        Outcome::Issued => "issued",
+        Outcome::Issued(_) => "issued",
         Outcome::Other => "other",
     }
 }
@@ -38,7 +38,7 @@ fn issues_a_registry_token_for_the_default_plan() {
         &[("authorization", &bearer(&optok(&default_claims())))],
     );
     assert_eq!(d.status, 200, "{}", d.body);
-    assert_eq!(d.outcome, Outcome::Issued);
+    assert_eq!(d.outcome, Outcome::Issued(Grant::Get));
     assert_eq!(header(&d, "cache-control"), Some("no-store"));
     assert_eq!(header(&d, "content-type"), Some("application/json"));
     let b = body(&d);
@@ -690,11 +690,14 @@ fn unknown_service_is_403_and_any_service_only_with_an_explicit_star() {
 }
 
 #[test]
-fn post_is_405() {
+fn other_methods_are_405() {
     let config = cfg();
-    let d = decide_at(&config, "POST", PULL_PUBLIC, &[], None, NOW);
-    assert_eq!(d.status, 405);
-    assert_eq!(header(&d, "allow"), Some("GET"));
+    for method in ["PUT", "DELETE", "PATCH", "OPTIONS"] {
+        let d = decide_at(&config, method, PULL_PUBLIC, &[], None, NOW);
+        assert_eq!(d.status, 405);
+        assert_eq!(reason(&d), "method_not_allowed");
+        assert_eq!(header(&d, "allow"), Some("GET, HEAD, POST"));
+    }
 }
 
 #[test]
@@ -854,6 +857,7 @@ fn keys_unavailable_is_503_with_retry_after() {
         path: &path,
         headers: &headers,
         peer_certificate_sha256_hex: None,
+        body: None,
     };
     let crypto = registry_token_core::token::crypto::RustCrypto;
     let ctx = registry_token_core::handler::Context {

@@ -9,15 +9,18 @@ const BEGIN: &str =
 const END: &str = "<!-- reasons:end -->";
 
 fn table() -> String {
-    let mut out =
-        String::from("| reason label | status | OAuth error | meaning |\n|---|---|---|---|\n");
+    let mut out = String::from(
+        "| reason label | status | OAuth error | `POST` reply | meaning |\n|---|---|---|---|---|\n",
+    );
     for r in Reason::ALL {
         out.push_str(&format!(
-            "| `{}` | {} | {} | {} |\n",
+            "| `{}` | {} | {} | {} `{}` | {} |\n",
             r.label(),
             r.status(),
             r.oauth_error()
                 .map_or("–".to_string(), |e| format!("`{e}`")),
+            r.token_endpoint_error().0,
+            r.token_endpoint_error().1,
             r.description()
         ));
     }

@@ -15,7 +15,7 @@ const Q: &str = "service=registry.example&scope=repository:stella-ops/public/bas
 fn reason(d: &Decision) -> &'static str {
     match d.outcome {
         Outcome::Rejected(r) => r.label(),
-        Outcome::Issued => "issued",
+        Outcome::Issued(_) => "issued",
         Outcome::Other => "other",
     }
 }

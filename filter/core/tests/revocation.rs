@@ -3,11 +3,9 @@
 
 mod common;
 
-use std::collections::HashSet;
-
 use common::*;
 use registry_token_core::handler::{self, Context, Decision, Outcome, RequestView};
-use registry_token_core::policy::revocation::{OnStale, RemoteList};
+use registry_token_core::policy::revocation::{OnStale, RemoteList, RevokedLists};
 use registry_token_core::token::crypto::RustCrypto;
 use serde_json::json;
 
@@ -43,6 +41,7 @@ fn decide_with(
         path: &path,
         headers: &headers,
         peer_certificate_sha256_hex: None,
+        body: None,
     };
     let keys = match &config.authority.keys {
         registry_token_core::config::KeySource::Inline(k) => Some(k),
@@ -63,7 +62,7 @@ fn decide_with(
 fn reason(d: &Decision) -> &'static str {
     match d.outcome {
         Outcome::Rejected(r) => r.label(),
-        Outcome::Issued => "issued",
+        Outcome::Issued(_) => "issued",
         Outcome::Other => "other",
     }
 }
@@ -71,9 +70,12 @@ fn reason(d: &Decision) -> &'static str {
 #[test]
 fn a_licence_on_the_remote_list_is_refused() {
     let c = config("serve");
-    let list: HashSet<String> = ["lic-remote".to_string()].into();
+    let list = RevokedLists {
+        licenses: ["lic-remote".to_string()].into(),
+        ..RevokedLists::default()
+    };
     let known = RemoteList::Known {
-        licenses: &list,
+        lists: &list,
         fetched_at: NOW - 10,
     };
     let d = decide_with(&c, "lic-remote", known, NOW);
@@ -90,14 +92,14 @@ fn a_licence_on_the_remote_list_is_refused() {
 #[test]
 fn stale_or_missing_list_fails_closed_when_configured() {
     let c = config("refuse");
-    let list: HashSet<String> = HashSet::new();
+    let list = RevokedLists::default();
     let fresh = RemoteList::Known {
-        licenses: &list,
+        lists: &list,
         fetched_at: NOW - 300,
     };
     assert_eq!(decide_with(&c, "lic-ok", fresh, NOW).status, 200);
     let stale = RemoteList::Known {
-        licenses: &list,
+        lists: &list,
         fetched_at: NOW - 301,
     };
     let d = decide_with(&c, "lic-ok", stale, NOW);
@@ -111,9 +113,12 @@ fn stale_or_missing_list_fails_closed_when_configured() {
 #[test]
 fn stale_list_keeps_serving_when_configured() {
     let c = config("serve");
-    let list: HashSet<String> = ["lic-remote".to_string()].into();
+    let list = RevokedLists {
+        licenses: ["lic-remote".to_string()].into(),
+        ..RevokedLists::default()
+    };
     let stale = RemoteList::Known {
-        licenses: &list,
+        lists: &list,
         fetched_at: NOW - 10_000,
     };
     assert_eq!(decide_with(&c, "lic-ok", stale, NOW).status, 200);

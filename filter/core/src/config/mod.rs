@@ -11,16 +11,16 @@ mod env;
 mod raw;
 mod validate;
 
-use std::collections::HashSet;
 use std::fmt;
 
 use serde_json::Value;
 
 use crate::policy::plan::Catalogue;
-use crate::policy::revocation::OnStale;
+use crate::policy::revocation::{OnStale, RevokedLists};
 use crate::sender::nonce::NonceKey;
 use crate::token::alg::Alg;
 use crate::token::keys::{KeySet, PrivateKey};
+use crate::token::refresh::RefreshKeys;
 use crate::wire::url::HttpUrl;
 
 /// Default lifetime of minted registry tokens, seconds.
@@ -174,12 +174,30 @@ pub struct Config {
     pub catalogue: Catalogue,
     /// Default plan.
     pub default_plan: Option<String>,
-    /// Revoked licences.
-    pub revoked_licenses: HashSet<String>,
+    /// Inline `revokedLicenses`, `revokedSubjects`, `revokedRefreshTokens`.
+    pub revoked: RevokedLists,
+    /// Refresh tokens, when enabled.
+    pub refresh_tokens: Option<RefreshConfig>,
     /// DPoP.
     pub dpop: DpopConfig,
     /// The remote revocation list, when configured.
     pub revocation: Option<RevocationConfig>,
+}
+
+/// Smallest refresh-token lifetime.
+pub const MIN_REFRESH_LIFETIME_SECONDS: u64 = 300;
+/// Largest refresh-token lifetime (30 days).
+pub const MAX_REFRESH_LIFETIME_SECONDS: u64 = 2_592_000;
+/// Shortest refresh-token sealing secret, characters.
+pub const MIN_REFRESH_SECRET_CHARS: usize = 32;
+
+/// Validated `refreshTokens`.
+#[derive(Debug, Clone)]
+pub struct RefreshConfig {
+    /// Lifetime of a refresh token, seconds.
+    pub lifetime_seconds: u64,
+    /// The sealing secrets (first seals, all open).
+    pub keys: RefreshKeys,
 }
 
 /// Validated `revocation`.

@@ -25,12 +25,33 @@ pub struct RawConfig {
     /// `stellaops:license` values refused with 403.
     #[serde(default)]
     pub revoked_licenses: Vec<String>,
+    /// Subjects refused whatever credential they present (OpToken or refresh token).
+    #[serde(default)]
+    pub revoked_subjects: Vec<String>,
+    /// Refresh-token ids (`jti`) refused.
+    #[serde(default)]
+    pub revoked_refresh_tokens: Vec<String>,
+    /// Refresh tokens (off unless `lifetimeSeconds` is set).
+    #[serde(default)]
+    pub refresh_tokens: Option<RawRefreshTokens>,
     /// DPoP proof checks.
     #[serde(default)]
     pub dpop: Option<RawDpop>,
     /// A remote licence revocation list.
     #[serde(default)]
     pub revocation: Option<RawRevocation>,
+}
+
+/// `refreshTokens` section.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawRefreshTokens {
+    /// Lifetime of a refresh token (300..=2592000); its presence turns refresh tokens on.
+    #[serde(default)]
+    pub lifetime_seconds: Option<u64>,
+    /// Sealing secrets (each at least 32 characters): the first seals, all open.
+    #[serde(default)]
+    pub secrets: Vec<String>,
 }
 
 /// `revocation` section.

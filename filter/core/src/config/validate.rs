@@ -4,11 +4,12 @@
 use super::env::short;
 use super::*;
 use crate::policy::plan::{Catalogue, PlanSpec, RuleSpec};
-use crate::policy::revocation::OnStale;
+use crate::policy::revocation::{OnStale, RevokedLists};
 use crate::sender::nonce::NonceKey;
 use crate::token::alg::Alg;
 use crate::token::keys::pfx;
 use crate::token::keys::{certificate_spki, pem_certificates, KeySet, PrivateKey, PublicKey};
+use crate::token::refresh::RefreshKeys;
 use crate::wire::url::HttpUrl;
 
 pub(super) fn non_empty_list(field: &str, list: &[String]) -> Result<(), ConfigError> {
@@ -54,6 +55,13 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         }
     }
     non_empty_list("revokedLicenses", &raw.revoked_licenses)?;
+    non_empty_list("revokedSubjects", &raw.revoked_subjects)?;
+    non_empty_list("revokedRefreshTokens", &raw.revoked_refresh_tokens)?;
+    let refresh_tokens = raw
+        .refresh_tokens
+        .map(validate_refresh_tokens)
+        .transpose()?
+        .flatten();
     let dpop = validate_dpop(raw.dpop.unwrap_or_default())?;
     let revocation = raw.revocation.map(validate_revocation).transpose()?;
     Ok(Config {
@@ -62,10 +70,59 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         registry,
         catalogue,
         default_plan: raw.default_plan,
-        revoked_licenses: raw.revoked_licenses.into_iter().collect(),
+        revoked: RevokedLists {
+            licenses: raw.revoked_licenses.into_iter().collect(),
+            subjects: raw.revoked_subjects.into_iter().collect(),
+            refresh_tokens: raw.revoked_refresh_tokens.into_iter().collect(),
+        },
+        refresh_tokens,
         dpop,
         revocation,
     })
+}
+
+/// `refreshTokens`: `None` (off) without `lifetimeSeconds` and without secrets.
+pub(super) fn validate_refresh_tokens(
+    r: RawRefreshTokens,
+) -> Result<Option<RefreshConfig>, ConfigError> {
+    let Some(lifetime_seconds) = r.lifetime_seconds else {
+        if r.secrets.is_empty() {
+            return Ok(None);
+        }
+        return Err(ConfigError::new(
+            "refreshTokens.lifetimeSeconds",
+            "required with secrets: setting it turns refresh tokens on",
+        ));
+    };
+    if !(MIN_REFRESH_LIFETIME_SECONDS..=MAX_REFRESH_LIFETIME_SECONDS).contains(&lifetime_seconds) {
+        return Err(ConfigError::new(
+            "refreshTokens.lifetimeSeconds",
+            format!(
+                "{lifetime_seconds} is outside {MIN_REFRESH_LIFETIME_SECONDS}..={MAX_REFRESH_LIFETIME_SECONDS}"
+            ),
+        ));
+    }
+    if r.secrets.is_empty() {
+        return Err(ConfigError::new(
+            "refreshTokens.secrets",
+            format!(
+                "required when refresh tokens are on: at least one secret (or set {})",
+                env_name("refreshTokens.secrets")
+            ),
+        ));
+    }
+    for (i, secret) in r.secrets.iter().enumerate() {
+        if secret.chars().count() < MIN_REFRESH_SECRET_CHARS {
+            return Err(ConfigError::new(
+                format!("refreshTokens.secrets[{i}]"),
+                format!("must be at least {MIN_REFRESH_SECRET_CHARS} characters"),
+            ));
+        }
+    }
+    Ok(Some(RefreshConfig {
+        lifetime_seconds,
+        keys: RefreshKeys::new(r.secrets.into_iter().map(String::into_bytes).collect()),
+    }))
 }
 
 pub(super) fn validate_revocation(r: RawRevocation) -> Result<RevocationConfig, ConfigError> {

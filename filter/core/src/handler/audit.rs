@@ -17,12 +17,22 @@ pub struct Audit {
     pub decision: &'static str,
     /// Reason label (`issued` on success).
     pub reason: &'static str,
-    /// OpTok subject, when the OpTok verified.
+    /// `get`, `password` or `refresh_token`, once known.
+    #[serde(skip_serializing_if = "str::is_empty")]
+    pub grant: &'static str,
+    /// OpTok (or refresh token) subject, once verified.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub subject: Option<String>,
     /// OpTok `client_id`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub client_id: Option<String>,
+    /// The `client_id` request parameter (query or form), bounded, control characters
+    /// removed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_client_id: Option<String>,
+    /// The refresh token's id: the one presented (refresh grant) or the one issued.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refresh_token_id: Option<String>,
     /// `jkt:<thumbprint>` or `x5t#S256:<thumbprint>`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub binding: Option<String>,
@@ -54,9 +64,7 @@ impl Audit {
             ..Audit::default()
         }
     }
-}
 
-impl Audit {
     /// The record as one line of JSON that no log pipeline splits: every control
     /// character (C0, DEL, C1 such as U+0085) and U+2028/U+2029 is written as a `\uXXXX`
     /// escape, and caller-supplied text is bounded.

@@ -309,10 +309,31 @@ pub fn optok_key(context: &CacheKey, token: &str) -> CacheKey {
     h.finalize().into()
 }
 
+/// Who a minted token is for: the subject and the caller's bindings.
+#[derive(Debug, Clone, Copy)]
+pub struct Binding<'a> {
+    /// The subject.
+    pub subject: &'a str,
+    /// `cnf.jkt`.
+    pub jkt: Option<&'a str>,
+    /// `cnf.x5t#S256`.
+    pub x5t_s256: Option<&'a str>,
+}
+
+impl<'a> From<&'a VerifiedOpTok> for Binding<'a> {
+    fn from(o: &'a VerifiedOpTok) -> Binding<'a> {
+        Binding {
+            subject: &o.subject,
+            jkt: o.jkt.as_deref(),
+            x5t_s256: o.x5t_s256.as_deref(),
+        }
+    }
+}
+
 /// The reuse key of a minted token: signing identity, subject, bindings, service, access.
 pub fn mint_key(
     signing: &SigningConfig,
-    optok: &VerifiedOpTok,
+    optok: &Binding<'_>,
     service: &str,
     granted: &[Scope],
 ) -> CacheKey {
@@ -324,8 +345,8 @@ pub fn mint_key(
     h.update(signing.lifetime_seconds.to_be_bytes());
     h.update([u8::from(signing.x5c.is_some())]);
     field(&mut h, optok.subject.as_bytes());
-    field(&mut h, optok.jkt.as_deref().unwrap_or("").as_bytes());
-    field(&mut h, optok.x5t_s256.as_deref().unwrap_or("").as_bytes());
+    field(&mut h, optok.jkt.unwrap_or("").as_bytes());
+    field(&mut h, optok.x5t_s256.unwrap_or("").as_bytes());
     field(&mut h, service.as_bytes());
     h.update((granted.len() as u64).to_be_bytes());
     for s in granted {

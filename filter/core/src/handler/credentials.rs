@@ -1,15 +1,19 @@
-//! Stage 1, the request and its credentials: the token request (`service`, scopes) from
-//! the query string, and the OpToken from `Authorization` (`Bearer`, `DPoP`, or the Basic
-//! password).
+//! Stage 1, the request and its credentials. `GET`: the token request (`service`,
+//! scopes) from the query string and the OpToken from `Authorization` (`Bearer`, `DPoP`,
+//! or the Basic password). `POST` (a form, RFC 6749 §4.3 and §6): the same request from
+//! the form, and the credential its grant names — the password grant's `password` is an
+//! OpToken, the refresh grant's `refresh_token` a refresh token. Every source yields a
+//! [`Presented`] credential for the later stages.
 
 use super::audit::{self, Audit};
 use super::reason::Reason;
 use super::reply::Denial;
-use super::RequestView;
+use super::{Grant, RequestView};
 use crate::config::Config;
 use crate::policy::scope::{parse_scopes, Scope};
 use crate::token::jws;
 use crate::wire::b64;
+use crate::wire::form::{is_form_media_type, parse_form, FormError, MAX_FORM_BYTES};
 use crate::wire::query::parse_query;
 
 /// Where the OpTok came from.
@@ -21,6 +25,8 @@ pub enum CredentialScheme {
     DPoP,
     /// `Authorization: Basic` with the OpTok as the password.
     Basic,
+    /// The `password` of a `POST` password grant.
+    Password,
 }
 
 /// The presented credential: the scheme and the raw (untrusted) OpToken.
@@ -32,6 +38,15 @@ pub struct Credential {
     pub token: String,
 }
 
+/// What the caller presented, not yet verified.
+#[derive(Debug, Clone)]
+pub enum Presented {
+    /// An OpToken (`GET` or the password grant).
+    OpToken(Credential),
+    /// A refresh token (the refresh grant).
+    RefreshToken(String),
+}
+
 /// What the caller asks for.
 #[derive(Debug, Clone)]
 pub struct TokenRequest {
@@ -39,6 +54,29 @@ pub struct TokenRequest {
     pub service: String,
     /// The requested scopes, parsed.
     pub scopes: Vec<Scope>,
+    /// How the token is asked for.
+    pub grant: Grant,
+    /// A refresh token is asked for (`offline_token=true` on `GET`, `access_type=offline`
+    /// on `POST`).
+    pub offline: bool,
+    /// The `client_id` parameter (audit only), bounded.
+    pub client_id: Option<String>,
+}
+
+/// Reads the request: the query and `Authorization` of a `GET`/`HEAD`, or the form of a
+/// `POST`. Syntax first, nothing costly. The audit record learns what was asked.
+pub fn read_request(
+    req: &RequestView<'_>,
+    config: &Config,
+    audit: &mut Audit,
+) -> Result<(TokenRequest, Presented), Denial> {
+    if req.method.eq_ignore_ascii_case("POST") {
+        return read_form(req, config, audit);
+    }
+    audit.grant = Grant::Get.label();
+    let request = token_request(req, config, audit)?;
+    let credential = credentials(req)?;
+    Ok((request, Presented::OpToken(credential)))
 }
 
 /// Parses the query of a `GET /token` into a [`TokenRequest`]: syntax before anything
@@ -50,17 +88,128 @@ pub fn token_request(
 ) -> Result<TokenRequest, Denial> {
     let query = parse_query(req.query())
         .map_err(|e| Denial::new(Reason::MalformedRequest, e.to_string()))?;
-    audit.service = query.service.as_deref().map(audit::bounded);
-    let Some(service) = query.service else {
+    let client_id = query.client_id.as_deref().map(audit::bounded);
+    audit.request_client_id.clone_from(&client_id);
+    let (service, scopes) = service_and_scopes(query.service, &query.scopes, config, audit)?;
+    Ok(TokenRequest {
+        service,
+        scopes,
+        grant: Grant::Get,
+        offline: query.offline_token,
+        client_id,
+    })
+}
+
+/// `POST /token`: the media type, the size, the form, the grant and its credential.
+fn read_form(
+    req: &RequestView<'_>,
+    config: &Config,
+    audit: &mut Audit,
+) -> Result<(TokenRequest, Presented), Denial> {
+    let mut types = req.header_values("content-type");
+    match (types.next(), types.next()) {
+        (Some(t), None) if is_form_media_type(t) => {}
+        _ => {
+            return Err(Denial::new(
+                Reason::UnsupportedMediaType,
+                "the token request body must be application/x-www-form-urlencoded",
+            ))
+        }
+    }
+    let body = req.body.unwrap_or_default();
+    let form = parse_form(body).map_err(|e| match e {
+        FormError::TooLarge { .. } => Denial::new(
+            Reason::BodyTooLarge,
+            format!("the request body exceeds {MAX_FORM_BYTES} bytes"),
+        ),
+        e => Denial::new(Reason::MalformedRequest, e.to_string()),
+    })?;
+    let client_id = form.client_id.as_deref().map(audit::bounded);
+    audit.request_client_id.clone_from(&client_id);
+    let grant = match form.grant_type.as_deref() {
+        None => {
+            return Err(Denial::new(
+                Reason::MissingGrantParameter,
+                "the grant_type parameter is required (password or refresh_token)",
+            ))
+        }
+        Some("password") => Grant::Password,
+        Some("refresh_token") => Grant::RefreshToken,
+        Some(other) => {
+            return Err(Denial::new(
+                Reason::UnsupportedGrantType,
+                format!(
+                    "grant_type {:?} is not supported (password or refresh_token)",
+                    audit::bounded(other).chars().take(64).collect::<String>()
+                ),
+            ))
+        }
+    };
+    audit.grant = grant.label();
+    let (service, scopes) = service_and_scopes(form.service, &form.scopes, config, audit)?;
+    let presented = match grant {
+        Grant::RefreshToken => {
+            if config.refresh_tokens.is_none() {
+                return Err(Denial::new(
+                    Reason::RefreshDisabled,
+                    "this realm issues no refresh tokens",
+                ));
+            }
+            let token = form.refresh_token.ok_or_else(|| {
+                Denial::new(
+                    Reason::MissingGrantParameter,
+                    "the refresh_token parameter is required with grant_type=refresh_token",
+                )
+            })?;
+            Presented::RefreshToken(token)
+        }
+        Grant::Password | Grant::Get => {
+            let token = form.password.ok_or_else(|| {
+                Denial::new(
+                    Reason::MissingGrantParameter,
+                    "the password parameter (the Authority access token) is required with grant_type=password",
+                )
+            })?;
+            if token.len() > jws::MAX_JWT_BYTES {
+                return Err(Denial::new(
+                    Reason::MalformedCredentials,
+                    "the token is too long",
+                ));
+            }
+            Presented::OpToken(Credential {
+                scheme: CredentialScheme::Password,
+                token,
+            })
+        }
+    };
+    let request = TokenRequest {
+        service,
+        scopes,
+        grant,
+        offline: form.access_type.as_deref() == Some("offline"),
+        client_id,
+    };
+    Ok((request, presented))
+}
+
+/// The `service` (required, on the allow-list) and the scopes, from either source.
+fn service_and_scopes(
+    service: Option<String>,
+    raw_scopes: &[String],
+    config: &Config,
+    audit: &mut Audit,
+) -> Result<(String, Vec<Scope>), Denial> {
+    audit.service = service.as_deref().map(audit::bounded);
+    let Some(service) = service else {
         return Err(Denial::new(
             Reason::MissingService,
             "the service parameter is required",
         ));
     };
-    let scopes = match parse_scopes(query.scopes.iter()) {
+    let scopes = match parse_scopes(raw_scopes.iter()) {
         Ok(s) => s,
         Err(e) => {
-            audit.requested = audit::raw_scopes(&query.scopes);
+            audit.requested = audit::raw_scopes(raw_scopes);
             return Err(Denial::new(Reason::MalformedScope, e.to_string()));
         }
     };
@@ -74,7 +223,7 @@ pub fn token_request(
             ),
         ));
     }
-    Ok(TokenRequest { service, scopes })
+    Ok((service, scopes))
 }
 
 /// Extracts the OpTok from `Authorization`.
@@ -108,7 +257,7 @@ pub fn credentials(req: &RequestView<'_>) -> Result<Credential, Denial> {
     };
     let token = match scheme {
         CredentialScheme::Bearer | CredentialScheme::DPoP => rest.to_string(),
-        CredentialScheme::Basic => {
+        CredentialScheme::Basic | CredentialScheme::Password => {
             let decoded = b64::std_decode(rest)
                 .map_err(|_| malformed("Basic credentials are not valid base64"))?;
             let text = String::from_utf8(decoded)

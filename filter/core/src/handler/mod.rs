@@ -4,8 +4,8 @@
 //!
 //! | file | stage |
 //! |---|---|
-//! | [`credentials`] | 1. the token request (query) and the presented OpToken |
-//! | [`pipeline`] | 2–5. OpToken → sender constraint → policy → mint, in order |
+//! | [`credentials`] | 1. the token request (query or `POST` form) and the presented credential: an OpToken (`Authorization`, or the password grant's `password`) or a refresh token |
+//! | [`pipeline`] | 2–5. credential (OpToken or refresh token) → sender constraint → policy → mint, in order |
 //! | [`reason`] | every refusal: label, status, codes, description |
 //! | [`reply`] | problems, the token reply, `/healthz`, `/jwks` |
 //! | [`audit`] | the audit record |
@@ -28,9 +28,9 @@ pub use crate::config::{HEALTHZ_PATH, JWKS_PATH};
 pub use audit::Audit;
 pub use cache::Caches;
 pub use credentials::{credentials, CredentialScheme};
-pub use pipeline::handle_token;
+pub use pipeline::{handle_token, Caller, VerifiedRefresh};
 pub use reason::Reason;
-pub use reply::{deny, healthz, jwks, Denial, RETRY_AFTER_SECONDS};
+pub use reply::{deny, deny_form, healthz, jwks, Denial, RETRY_AFTER_SECONDS};
 
 /// A read-only view of the request, gathered by the glue.
 #[derive(Debug, Clone, Copy)]
@@ -44,6 +44,9 @@ pub struct RequestView<'a> {
     /// Lowercase hex SHA-256 of the client certificate's DER, when the downstream
     /// connection is TLS with a client certificate.
     pub peer_certificate_sha256_hex: Option<&'a str>,
+    /// The buffered request body (`POST` only; `None` otherwise, or when the glue did not
+    /// buffer one, which reads as an empty body). The core checks its length itself.
+    pub body: Option<&'a [u8]>,
 }
 
 impl<'a> RequestView<'a> {
@@ -95,11 +98,37 @@ pub fn route(config: &Config, path_without_query: &str) -> Route {
     }
 }
 
+/// How a token was obtained (the `grant` label of `registry_token_issued_total` and the
+/// audit record's `grant`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Grant {
+    /// `GET /token` with the OpToken in `Authorization` (the Docker token protocol).
+    Get,
+    /// `POST /token`, `grant_type=password`: the OpToken is the password.
+    Password,
+    /// `POST /token`, `grant_type=refresh_token`.
+    RefreshToken,
+}
+
+impl Grant {
+    /// Every grant, for registering counters.
+    pub const ALL: &'static [Grant] = &[Grant::Get, Grant::Password, Grant::RefreshToken];
+
+    /// `get`, `password` or `refresh_token`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Grant::Get => "get",
+            Grant::Password => "password",
+            Grant::RefreshToken => "refresh_token",
+        }
+    }
+}
+
 /// What happened, for the counters.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
-    /// A token was minted.
-    Issued,
+    /// A token was minted, by this grant.
+    Issued(Grant),
     /// Refused.
     Rejected(Reason),
     /// A non-token endpoint answered (health).

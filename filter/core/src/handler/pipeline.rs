@@ -1,49 +1,136 @@
 //! The `/token` pipeline, top to bottom:
 //!
-//! 1. [`credentials`]: the request (`service`, scopes) and the presented OpToken;
-//! 2. [`verify_optok`]: `UntrustedOpTok` → [`VerifiedOpTok`] (through the cache);
-//! 3. [`sender_constraint`]: DPoP proof or client certificate, as the OpToken's `cnf` says;
-//! 4. [`policy`]: licence revocation, the plan, the granted access;
-//! 5. [`mint`]: the registry token (or a reused one) and the reply.
+//! 1. [`credentials`]: the request (`service`, scopes, grant) and the presented credential
+//!    — an OpToken (`GET`'s `Authorization`, or the password grant's `password`) or a
+//!    refresh token (the refresh grant);
+//! 2. [`verify_optok`] or [`verify_refresh`]: the credential → a [`Caller`];
+//! 3. [`sender_constraint`]: DPoP proof or client certificate, as the caller's binding says;
+//! 4. [`policy`]: revocation (licence, subject, refresh-token id), the plan, the access;
+//! 5. [`mint`]: the registry token (or a reused one), a refresh token when asked, the reply.
 //!
 //! Each stage takes what the previous one produced and returns its own typed result or a
-//! [`Denial`]; the audit record is filled in as the stages learn things.
+//! [`Denial`]; the audit record is filled in as the stages learn things. Every grant runs
+//! the same stages 3–5 on the same [`Caller`].
 
 use serde_json::json;
 
 use super::audit::{self, Audit};
 use super::cache::{self, MintedToken};
-use super::credentials::{self, Credential, CredentialScheme, TokenRequest};
+use super::credentials::{self, Credential, CredentialScheme, Presented, TokenRequest};
 use super::reason::Reason;
-use super::reply::{deny, quoted, Denial};
-use super::{AuthorityKeys, Context, Decision, Outcome, RequestView};
+use super::reply::{deny, deny_form, quoted, Denial};
+use super::{AuthorityKeys, Context, Decision, Grant, Outcome, RequestView};
 use crate::config::Config;
-use crate::policy::revocation::{self, OnStale, Revocation};
+use crate::policy::revocation::{self, Identifiers, OnStale, Revocation, Revoked};
 use crate::policy::scope::Scope;
 use crate::sender::dpop::{self, DpopError, ProofPolicy};
 use crate::sender::mtls;
 use crate::token::jws::JwtError;
 use crate::token::mint;
 use crate::token::optok::{OpTokPolicy, VerifiedOpTok};
+use crate::token::refresh::{self, RefreshClaims, RefreshError};
 use crate::wire::time;
 
 /// What the policy stage granted.
 #[derive(Debug, Clone)]
-pub struct Grant {
+pub struct Granted {
     /// The plan applied.
     pub plan: String,
     /// The access granted (requested ∩ allowed).
     pub access: Vec<Scope>,
 }
 
+/// A refresh token that opened under a configured secret and is not expired.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifiedRefresh {
+    /// The token as presented (a DPoP proof's `ath` is its hash).
+    pub token: String,
+    /// What it carries.
+    pub claims: RefreshClaims,
+}
+
+/// The verified caller, whichever credential it presented: the one input of stages 3–5.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Caller {
+    /// A verified OpToken (`GET`, or the password grant).
+    OpToken(VerifiedOpTok),
+    /// A verified refresh token (the refresh grant).
+    Refresh(VerifiedRefresh),
+}
+
+impl Caller {
+    /// The subject.
+    pub fn subject(&self) -> &str {
+        match self {
+            Caller::OpToken(o) => &o.subject,
+            Caller::Refresh(r) => &r.claims.sub,
+        }
+    }
+
+    /// The plan it names (a refresh token names the plan resolved when it was issued).
+    pub fn plan(&self) -> Option<&str> {
+        match self {
+            Caller::OpToken(o) => o.plan.as_deref(),
+            Caller::Refresh(r) => Some(&r.claims.plan),
+        }
+    }
+
+    /// `stellaops:license`: every licence the caller holds.
+    pub fn licenses(&self) -> &[String] {
+        match self {
+            Caller::OpToken(o) => &o.licenses,
+            Caller::Refresh(r) => &r.claims.lic,
+        }
+    }
+
+    /// The OpToken's `client_id`.
+    pub fn client_id(&self) -> Option<&str> {
+        match self {
+            Caller::OpToken(o) => o.client_id.as_deref(),
+            Caller::Refresh(r) => r.claims.azp.as_deref(),
+        }
+    }
+
+    /// The DPoP key binding (`cnf.jkt`).
+    pub fn jkt(&self) -> Option<&str> {
+        match self {
+            Caller::OpToken(o) => o.jkt.as_deref(),
+            Caller::Refresh(r) => r.claims.jkt.as_deref(),
+        }
+    }
+
+    /// The certificate binding (`cnf.x5t#S256`).
+    pub fn x5t_s256(&self) -> Option<&str> {
+        match self {
+            Caller::OpToken(o) => o.x5t_s256.as_deref(),
+            Caller::Refresh(r) => r.claims.x5t_s256.as_deref(),
+        }
+    }
+
+    /// The id of the refresh token presented.
+    pub fn refresh_token_id(&self) -> Option<&str> {
+        match self {
+            Caller::OpToken(_) => None,
+            Caller::Refresh(r) => Some(&r.claims.jti),
+        }
+    }
+}
+
 /// The `/token` decision.
 pub fn handle_token(req: &RequestView<'_>, ctx: &Context<'_>) -> Decision {
     let mut audit = Audit::new(ctx.now);
     let mut unknown_kid = false;
-    match run(req, ctx, &mut audit, &mut unknown_kid) {
-        Ok((request, optok, grant)) => mint(ctx, &optok, &request, &grant, audit),
+    let form = req.method.eq_ignore_ascii_case("POST");
+    let result = run(req, ctx, &mut audit, &mut unknown_kid)
+        .and_then(|(request, caller, granted)| mint(ctx, &caller, &request, &granted, &mut audit));
+    match result {
+        Ok(decision) => decision,
         Err(denial) => {
-            let mut decision = deny(ctx.config, denial, Some(audit));
+            let mut decision = if form {
+                deny_form(denial, Some(audit))
+            } else {
+                deny(ctx.config, denial, Some(audit))
+            };
             decision.unknown_kid = unknown_kid;
             decision
         }
@@ -55,32 +142,93 @@ fn run(
     ctx: &Context<'_>,
     audit: &mut Audit,
     unknown_kid: &mut bool,
-) -> Result<(TokenRequest, VerifiedOpTok, Grant), Denial> {
-    if !req.method.eq_ignore_ascii_case("GET") && !req.method.eq_ignore_ascii_case("HEAD") {
+) -> Result<(TokenRequest, Caller, Granted), Denial> {
+    let method = req.method;
+    if !["GET", "HEAD", "POST"]
+        .iter()
+        .any(|m| method.eq_ignore_ascii_case(m))
+    {
         let mut d = Denial::new(
             Reason::MethodNotAllowed,
-            "the token endpoint answers GET (the OAuth2 POST flow is not offered)",
+            "the token endpoint answers GET and POST",
         );
-        d.extra_headers.push(("allow".into(), "GET".into()));
+        d.extra_headers
+            .push(("allow".into(), "GET, HEAD, POST".into()));
         return Err(d);
     }
     // Cheap syntax checks first: garbage never costs a signature check.
-    let request = credentials::token_request(req, ctx.config, audit)?;
-    let credential = credentials::credentials(req)?;
-    let optok = verify_optok(ctx, &credential).inspect_err(|d| {
-        *unknown_kid = d.reason == Reason::UnknownKey;
-    })?;
-    audit.subject = Some(audit::bounded(&optok.subject));
-    audit.client_id = optok.client_id.as_deref().map(audit::bounded);
-    audit.binding = binding_text(&optok);
-    sender_constraint(req, ctx, &credential, &optok)?;
-    let grant = policy(ctx, &optok, &request, audit)?;
-    Ok((request, optok, grant))
+    let (request, presented) = credentials::read_request(req, ctx.config, audit)?;
+    let caller = match presented {
+        Presented::OpToken(credential) => {
+            let optok = verify_optok(ctx, &credential).inspect_err(|d| {
+                *unknown_kid = d.reason == Reason::UnknownKey;
+            })?;
+            let caller = Caller::OpToken(optok);
+            note_caller(audit, &caller);
+            sender_constraint(
+                req,
+                ctx,
+                Some(credential.scheme),
+                &credential.token,
+                &caller,
+            )?;
+            caller
+        }
+        Presented::RefreshToken(token) => {
+            let caller = Caller::Refresh(verify_refresh(ctx, token)?);
+            note_caller(audit, &caller);
+            if let Caller::Refresh(r) = &caller {
+                sender_constraint(req, ctx, None, &r.token, &caller)?;
+            }
+            caller
+        }
+    };
+    let granted = policy(ctx, &caller, &request, audit)?;
+    Ok((request, caller, granted))
+}
+
+fn note_caller(audit: &mut Audit, caller: &Caller) {
+    audit.subject = Some(audit::bounded(caller.subject()));
+    audit.client_id = caller.client_id().map(audit::bounded);
+    audit.binding = binding_text(caller);
+    if let Some(id) = caller.refresh_token_id() {
+        audit.refresh_token_id = Some(id.to_string());
+    }
+}
+
+/// Stage 2 of the refresh grant: the refresh token opens under a configured secret and is
+/// not expired. An OpToken (or anything else) is not a refresh token.
+fn verify_refresh(ctx: &Context<'_>, token: String) -> Result<VerifiedRefresh, Denial> {
+    let Some(rt) = &ctx.config.refresh_tokens else {
+        return Err(Denial::new(
+            Reason::RefreshDisabled,
+            "this realm issues no refresh tokens",
+        ));
+    };
+    if !refresh::is_refresh_token(&token) {
+        return Err(Denial::new(
+            Reason::InvalidRefreshToken,
+            "not a refresh token of this realm (an access token is not a refresh token)",
+        ));
+    }
+    match rt.keys.open(&token, ctx.now) {
+        Ok(claims) => Ok(VerifiedRefresh { token, claims }),
+        Err(e @ RefreshError::Expired) => {
+            Err(Denial::new(Reason::RefreshTokenExpired, e.to_string()))
+        }
+        Err(e) => Err(Denial::new(Reason::InvalidRefreshToken, e.to_string())),
+    }
 }
 
 /// Stage 2: the OpToken, verified against the Authority's keys (through the cache).
 fn verify_optok(ctx: &Context<'_>, credential: &Credential) -> Result<VerifiedOpTok, Denial> {
     let config = ctx.config;
+    if refresh::is_refresh_token(&credential.token) {
+        return Err(Denial::new(
+            Reason::MalformedToken,
+            "a refresh token is not an access token (use POST grant_type=refresh_token)",
+        ));
+    }
     let keys = match ctx.keys {
         AuthorityKeys::Known(keys) => keys,
         AuthorityKeys::NotFetched => {
@@ -121,12 +269,12 @@ fn verify_optok(ctx: &Context<'_>, credential: &Credential) -> Result<VerifiedOp
 }
 
 /// The audit record's `binding`: `jkt:<thumbprint>` and/or `x5t#S256:<thumbprint>`.
-fn binding_text(optok: &VerifiedOpTok) -> Option<String> {
-    let bindings: Vec<String> = optok
-        .jkt
+fn binding_text(caller: &Caller) -> Option<String> {
+    let bindings: Vec<String> = caller
+        .jkt()
         .iter()
         .map(|j| format!("jkt:{j}"))
-        .chain(optok.x5t_s256.iter().map(|x| format!("x5t#S256:{x}")))
+        .chain(caller.x5t_s256().iter().map(|x| format!("x5t#S256:{x}")))
         .collect();
     (!bindings.is_empty()).then(|| bindings.join(" "))
 }
@@ -150,18 +298,20 @@ fn dpop_denial(config: &Config, e: &DpopError, now: u64) -> Denial {
     d
 }
 
-/// Stage 3, the sender constraint: a `cnf.jkt` OpTok needs a valid DPoP proof from that
-/// key, whatever the scheme; a `cnf.x5t#S256` OpTok needs that client certificate on the
-/// connection; an unbound OpTok passes only when `requireSenderConstraint` is off, and
-/// never under the `DPoP` scheme (RFC 9449 §7.1).
+/// Stage 3, the sender constraint: a `cnf.jkt` caller needs a valid DPoP proof from that
+/// key, whatever the scheme (its `ath` is the hash of the presented token: the OpToken, or
+/// the refresh token on a refresh grant); a `cnf.x5t#S256` caller needs that client
+/// certificate on the connection; an unbound caller passes only when
+/// `requireSenderConstraint` is off, and never under the `DPoP` scheme (RFC 9449 §7.1).
 fn sender_constraint(
     req: &RequestView<'_>,
     ctx: &Context<'_>,
-    credential: &Credential,
-    optok: &VerifiedOpTok,
+    scheme: Option<CredentialScheme>,
+    token: &str,
+    caller: &Caller,
 ) -> Result<(), Denial> {
     let config = ctx.config;
-    if let Some(jkt) = &optok.jkt {
+    if let Some(jkt) = caller.jkt() {
         let proofs: Vec<&str> = req.header_values("dpop").collect();
         let policy = ProofPolicy {
             algorithms: &config.dpop.algorithms,
@@ -170,58 +320,56 @@ fn sender_constraint(
             nonce: config.dpop.nonce.as_ref(),
         };
         dpop::verify_proof(
-            &proofs,
-            req.method,
-            &credential.token,
-            jkt,
-            &policy,
-            ctx.crypto,
-            ctx.replay,
-            ctx.now,
+            &proofs, req.method, token, jkt, &policy, ctx.crypto, ctx.replay, ctx.now,
         )
         .map_err(|e| dpop_denial(config, &e, ctx.now))?;
-    } else if credential.scheme == CredentialScheme::DPoP {
+    } else if scheme == Some(CredentialScheme::DPoP) {
         return Err(Denial::new(
             Reason::DpopUnboundToken,
             "the DPoP scheme needs a DPoP-bound access token (cnf.jkt)",
         ));
     }
-    if let Some(x5t) = &optok.x5t_s256 {
+    if let Some(x5t) = caller.x5t_s256() {
         let presented = req
             .peer_certificate_sha256_hex
             .and_then(mtls::x5t_from_hex_digest);
         match presented {
-            None => return Err(Denial::new(
-                Reason::MtlsNoCertificate,
-                "the access token is certificate-bound: present its client certificate over TLS",
-            )),
-            Some(t) if t == *x5t => {}
+            None => {
+                return Err(Denial::new(
+                    Reason::MtlsNoCertificate,
+                    "the credential is certificate-bound: present its client certificate over TLS",
+                ))
+            }
+            Some(t) if t == x5t => {}
             Some(_) => {
                 return Err(Denial::new(
                     Reason::MtlsMismatch,
-                    "the client certificate is not the one the access token is bound to",
+                    "the client certificate is not the one the credential is bound to",
                 ))
             }
         }
     }
-    if optok.jkt.is_none() && optok.x5t_s256.is_none() && config.authority.require_sender_constraint
+    if caller.jkt().is_none()
+        && caller.x5t_s256().is_none()
+        && config.authority.require_sender_constraint
     {
         return Err(Denial::new(
             Reason::UnboundToken,
-            "the access token is not sender-constrained (DPoP or mTLS binding required)",
+            "the credential is not sender-constrained (DPoP or mTLS binding required)",
         ));
     }
     Ok(())
 }
 
-/// Stage 4, policy: the licence is not revoked, the plan exists, and it grants something
-/// of what was asked (`docker login` asks nothing and gets an empty grant).
+/// Stage 4, policy: the caller is not revoked (licence, subject, refresh-token id), the
+/// plan exists under the current rules, and it grants something of what was asked
+/// (`docker login` asks nothing and gets an empty grant).
 fn policy(
     ctx: &Context<'_>,
-    optok: &VerifiedOpTok,
+    caller: &Caller,
     request: &TokenRequest,
     audit: &mut Audit,
-) -> Result<Grant, Denial> {
+) -> Result<Granted, Denial> {
     let config = ctx.config;
     let (max_stale, on_stale) = config
         .revocation
@@ -229,32 +377,36 @@ fn policy(
         .map_or((u64::MAX, OnStale::Serve), |r| {
             (r.max_stale_seconds, r.on_stale)
         });
-    // Every listed licence is checked; no licence is checked once (for staleness).
-    let licenses: Vec<Option<&str>> = if optok.licenses.is_empty() {
-        vec![None]
-    } else {
-        optok.licenses.iter().map(|l| Some(l.as_str())).collect()
+    let ids = Identifiers {
+        licenses: caller.licenses(),
+        subject: Some(caller.subject()),
+        refresh_token_id: caller.refresh_token_id(),
     };
-    let verdict = licenses
-        .into_iter()
-        .map(|license| {
-            revocation::check(
-                license,
-                &config.revoked_licenses,
-                ctx.revocation,
-                max_stale,
-                on_stale,
-                ctx.now,
-            )
-        })
-        .find(|v| *v != Revocation::Clear)
-        .unwrap_or(Revocation::Clear);
-    match verdict {
+    match revocation::check(
+        &ids,
+        &config.revoked,
+        ctx.revocation,
+        max_stale,
+        on_stale,
+        ctx.now,
+    ) {
         Revocation::Clear => {}
-        Revocation::Revoked => {
+        Revocation::Revoked(Revoked::License) => {
             return Err(Denial::new(
                 Reason::LicenseRevoked,
                 "the caller's licence has been revoked",
+            ))
+        }
+        Revocation::Revoked(Revoked::Subject) => {
+            return Err(Denial::new(
+                Reason::SubjectRevoked,
+                "the caller's access has been revoked",
+            ))
+        }
+        Revocation::Revoked(Revoked::RefreshToken) => {
+            return Err(Denial::new(
+                Reason::RefreshTokenRevoked,
+                "the refresh token has been revoked",
             ))
         }
         Revocation::ListUnavailable => {
@@ -264,7 +416,7 @@ fn policy(
             ))
         }
     }
-    let Some(plan) = optok.plan.as_ref().or(config.default_plan.as_ref()) else {
+    let Some(plan) = caller.plan().or(config.default_plan.as_deref()) else {
         return Err(Denial::new(
             Reason::UnknownPlan,
             "the token names no plan and no defaultPlan is configured",
@@ -287,64 +439,95 @@ fn policy(
             format!("plan {plan:?} grants none of the requested access"),
         ));
     }
-    Ok(Grant {
-        plan: plan.clone(),
+    Ok(Granted {
+        plan: plan.to_string(),
         access,
     })
 }
 
-/// Stage 5: mint (or reuse, with `signing.reuseSeconds`) the registry token and reply.
+/// Stage 5: mint (or reuse, with `signing.reuseSeconds`) the registry token, seal a
+/// refresh token when one is asked for (never on the refresh grant: no rotation), reply.
+/// `GET` keeps the Docker token body (plus `refresh_token`); `POST` answers RFC 6749 §5.1.
 fn mint(
     ctx: &Context<'_>,
-    optok: &VerifiedOpTok,
+    caller: &Caller,
     request: &TokenRequest,
-    grant: &Grant,
-    mut audit: Audit,
-) -> Decision {
+    granted: &Granted,
+    audit: &mut Audit,
+) -> Result<Decision, Denial> {
     let config = ctx.config;
-    let minted = match mint_token(ctx, optok, &request.service, &grant.access) {
-        Ok(m) => m,
-        Err(d) => return deny(config, d, Some(audit)),
+    let minted = mint_token(ctx, caller, &request.service, &granted.access)?;
+    let refresh_token = match (&config.refresh_tokens, caller) {
+        (Some(rt), Caller::OpToken(optok)) if request.offline => {
+            let jti = mint::new_jti(ctx.crypto)
+                .map_err(|_| Denial::new(Reason::InternalError, "could not draw random bits"))?;
+            let claims = RefreshClaims {
+                sub: optok.subject.clone(),
+                plan: granted.plan.clone(),
+                lic: optok.licenses.clone(),
+                azp: optok.client_id.clone(),
+                cid: request.client_id.clone(),
+                jkt: optok.jkt.clone(),
+                x5t_s256: optok.x5t_s256.clone(),
+                iat: ctx.now,
+                exp: ctx.now.saturating_add(rt.lifetime_seconds),
+                jti,
+            };
+            audit.refresh_token_id = Some(claims.jti.clone());
+            Some(rt.keys.seal(&claims))
+        }
+        _ => None,
     };
-    let body = json!({
+    let mut body = json!({
         "token": minted.token,
         "access_token": minted.token,
         "expires_in": minted.expires_at.saturating_sub(ctx.now),
         "issued_at": time::rfc3339(minted.issued_at),
     });
+    if request.grant != Grant::Get {
+        body["token_type"] = json!("Bearer");
+        body["scope"] = json!(audit.granted.join(" "));
+    }
+    if let Some(rt) = refresh_token {
+        body["refresh_token"] = json!(rt);
+    }
     let mut headers = vec![
         ("content-type".to_string(), "application/json".to_string()),
         ("cache-control".to_string(), "no-store".to_string()),
         ("pragma".to_string(), "no-cache".to_string()),
     ];
-    if let (Some(nonce), Some(_)) = (&config.dpop.nonce, &optok.jkt) {
+    if let (Some(nonce), Some(_)) = (&config.dpop.nonce, caller.jkt()) {
         headers.push(("dpop-nonce".into(), nonce.current(ctx.now)));
     }
     audit.decision = "issued";
     audit.reason = "issued";
     audit.jti = Some(minted.jti);
     audit.exp = Some(minted.expires_at);
-    Decision {
+    Ok(Decision {
         status: 200,
         headers,
         body: body.to_string(),
-        outcome: Outcome::Issued,
-        audit: Some(audit),
+        outcome: Outcome::Issued(request.grant),
+        audit: Some(std::mem::take(audit)),
         unknown_kid: false,
-    }
+    })
 }
 
 fn mint_token(
     ctx: &Context<'_>,
-    optok: &VerifiedOpTok,
+    caller: &Caller,
     service: &str,
     granted: &[Scope],
 ) -> Result<MintedToken, Denial> {
     let signing = &ctx.config.signing;
-    let reuse = ctx
-        .cache
-        .filter(|_| signing.reuse_seconds > 0)
-        .map(|c| (c, cache::mint_key(signing, optok, service, granted)));
+    let reuse = ctx.cache.filter(|_| signing.reuse_seconds > 0).map(|c| {
+        let binding = cache::Binding {
+            subject: caller.subject(),
+            jkt: caller.jkt(),
+            x5t_s256: caller.x5t_s256(),
+        };
+        (c, cache::mint_key(signing, &binding, service, granted))
+    });
     if let Some(m) = reuse
         .as_ref()
         .and_then(|(c, key)| c.reusable_mint(key, ctx.now, signing.reuse_seconds))
@@ -355,7 +538,7 @@ fn mint_token(
         .map_err(|_| Denial::new(Reason::InternalError, "could not draw random bits"))?;
     let request = mint::MintRequest {
         issuer: &signing.issuer,
-        subject: &optok.subject,
+        subject: caller.subject(),
         audience: service,
         access: granted,
         now: ctx.now,

@@ -52,13 +52,25 @@ const INVALID_REQUEST: Option<&str> = Some("invalid_request");
 const INVALID_TOKEN: Option<&str> = Some("invalid_token");
 const INSUFFICIENT_SCOPE: Option<&str> = Some("insufficient_scope");
 const INVALID_DPOP_PROOF: Option<&str> = Some("invalid_dpop_proof");
+const INVALID_GRANT: Option<&str> = Some("invalid_grant");
+const UNSUPPORTED_GRANT_TYPE: Option<&str> = Some("unsupported_grant_type");
 
 reasons! {
     // The request itself.
     MethodNotAllowed = "method_not_allowed", 405, None,
-        "The token endpoint was called with a method other than GET or HEAD.";
+        "The token endpoint was called with a method other than GET, HEAD or POST.";
+    UnsupportedMediaType = "unsupported_media_type", 400, INVALID_REQUEST,
+        "A `POST` whose `Content-Type` is not `application/x-www-form-urlencoded`.";
+    BodyTooLarge = "body_too_large", 413, INVALID_REQUEST,
+        "A `POST` body longer than 16 KiB.";
+    MissingGrantParameter = "missing_grant_parameter", 400, INVALID_REQUEST,
+        "A `POST` lacks `grant_type`, or the `password` or `refresh_token` its grant needs.";
+    UnsupportedGrantType = "unsupported_grant_type", 400, UNSUPPORTED_GRANT_TYPE,
+        "A `POST` whose `grant_type` is neither `password` nor `refresh_token`.";
+    RefreshDisabled = "refresh_disabled", 400, UNSUPPORTED_GRANT_TYPE,
+        "A refresh grant while `refreshTokens` is not configured.";
     MalformedRequest = "malformed_request", 400, INVALID_REQUEST,
-        "The query string is not valid (bad percent-encoding, repeated or oversized parameters).";
+        "The query string or form is not valid (bad percent-encoding, repeated or oversized parameters, a non-UTF-8 body).";
     MissingService = "missing_service", 400, INVALID_REQUEST,
         "The `service` parameter is missing.";
     MalformedScope = "malformed_scope", 400, INVALID_REQUEST,
@@ -103,6 +115,13 @@ reasons! {
         "An OpToken claim the decision relies on has the wrong type (`stellaops:license`, `stellaops:plan`, `cnf`, `client_id`), or `cnf` holds an unsupported confirmation method.";
     MissingSubject = "missing_subject", 401, INVALID_TOKEN,
         "The OpToken has no `sub`, or an empty one.";
+    // The refresh token (refresh grant).
+    InvalidRefreshToken = "invalid_refresh_token", 400, INVALID_GRANT,
+        "The refresh token is malformed, altered, sealed by an unknown secret, or is not a refresh token (an OpToken).";
+    RefreshTokenExpired = "refresh_token_expired", 400, INVALID_GRANT,
+        "The refresh token is past its expiry (`refreshTokens.lifetimeSeconds`).";
+    RefreshTokenRevoked = "refresh_token_revoked", 400, INVALID_GRANT,
+        "The refresh token's id is in `revokedRefreshTokens` (inline or the remote list).";
     // The sender constraint.
     DpopMissing = "dpop_missing", 401, INVALID_DPOP_PROOF,
         "The OpToken is DPoP-bound (`cnf.jkt`) and no `DPoP` proof came with it.";
@@ -147,6 +166,8 @@ reasons! {
     // Policy.
     LicenseRevoked = "license_revoked", 403, INSUFFICIENT_SCOPE,
         "The OpToken's licence is revoked (inline `revokedLicenses` or the remote list).";
+    SubjectRevoked = "subject_revoked", 403, INSUFFICIENT_SCOPE,
+        "The caller's subject is in `revokedSubjects` (inline or the remote list).";
     RevocationUnavailable = "revocation_unavailable", 503, None,
         "The remote revocation list is older than `revocation.maxStaleSeconds` and `onStale` is `fail`.";
     UnknownPlan = "unknown_plan", 403, INSUFFICIENT_SCOPE,
@@ -163,10 +184,39 @@ reasons! {
 }
 
 impl Reason {
+    /// The status and RFC 6749 §5.2 `error` of this refusal on `POST /token`: request
+    /// faults are `invalid_request` (413 for an oversized body), every fault of the
+    /// presented grant (OpToken, refresh token, binding, licence, subject, plan) is 400
+    /// `invalid_grant` (a client such as containerd then falls back to `GET`), DPoP proof
+    /// faults are 400 `invalid_dpop_proof` or `use_dpop_nonce` (RFC 9449 §5, §8), and
+    /// server-side trouble keeps its 5xx.
+    pub fn token_endpoint_error(self) -> (u16, &'static str) {
+        match self {
+            Reason::MethodNotAllowed => (405, "invalid_request"),
+            Reason::BodyTooLarge => (413, "invalid_request"),
+            Reason::MalformedScope | Reason::PlanDenied => (400, "invalid_scope"),
+            Reason::UnsupportedGrantType | Reason::RefreshDisabled => {
+                (400, "unsupported_grant_type")
+            }
+            Reason::MalformedRequest
+            | Reason::MissingService
+            | Reason::UnknownService
+            | Reason::UnsupportedMediaType
+            | Reason::MissingGrantParameter
+            | Reason::MissingCredentials
+            | Reason::DuplicateCredentials => (400, "invalid_request"),
+            Reason::DpopNonce => (400, "use_dpop_nonce"),
+            r if r.status() == 503 => (503, "temporarily_unavailable"),
+            r if r.status() >= 500 => (r.status(), "server_error"),
+            r if r.oauth_error() == INVALID_DPOP_PROOF => (400, "invalid_dpop_proof"),
+            _ => (400, "invalid_grant"),
+        }
+    }
+
     /// The Docker `errors[].code` of the problem body.
     pub fn docker_code(self) -> &'static str {
         match self.status() {
-            400 => "INVALID_REQUEST",
+            400 | 413 => "INVALID_REQUEST",
             401 => "UNAUTHORIZED",
             403 => "DENIED",
             405 => "UNSUPPORTED",
@@ -182,6 +232,7 @@ impl Reason {
             401 => "Unauthorized",
             403 => "Forbidden",
             405 => "Method Not Allowed",
+            413 => "Content Too Large",
             500 => "Internal Server Error",
             503 => "Service Unavailable",
             _ => "Error",
@@ -264,7 +315,26 @@ mod tests {
             );
             assert_eq!(Reason::from_label(r.label()), Some(*r));
             assert!(!r.description().is_empty());
-            assert!(matches!(r.status(), 400 | 401 | 403 | 405 | 500 | 503));
+            assert!(matches!(
+                r.status(),
+                400 | 401 | 403 | 405 | 413 | 500 | 503
+            ));
+            let (status, error) = r.token_endpoint_error();
+            assert!(matches!(status, 400 | 405 | 413 | 500 | 503), "{r:?}");
+            assert!(
+                [
+                    "invalid_request",
+                    "invalid_grant",
+                    "invalid_scope",
+                    "unsupported_grant_type",
+                    "invalid_dpop_proof",
+                    "use_dpop_nonce",
+                    "temporarily_unavailable",
+                    "server_error"
+                ]
+                .contains(&error),
+                "{r:?}"
+            );
         }
         assert_eq!(Reason::from_label("issued"), None);
     }

@@ -112,6 +112,57 @@ pub fn deny(config: &Config, denial: Denial, audit: Option<Audit>) -> Decision {
     }
 }
 
+/// Builds the reply for a denial of `POST /token`: an RFC 6749 §5.2 error (`error`,
+/// `error_description`) with the status [`Reason::token_endpoint_error`] gives, plus the
+/// problem and Docker fields of [`deny`]. No `WWW-Authenticate`: no `POST` refusal is a
+/// 401 (RFC 6749 reserves that for client authentication, which is not used).
+pub fn deny_form(denial: Denial, audit: Option<Audit>) -> Decision {
+    let reason = denial.reason;
+    let (status, error) = reason.token_endpoint_error();
+    let body = json!({
+        "error": error,
+        "error_description": denial.detail,
+        "type": format!("urn:registry-token-filter:error:{}", reason.label()),
+        "title": status_title(status),
+        "status": status,
+        "detail": denial.detail,
+        "errors": [{"code": reason.docker_code(), "message": denial.detail}],
+    });
+    let mut headers = vec![
+        ("content-type".to_string(), "application/json".to_string()),
+        ("cache-control".to_string(), "no-store".to_string()),
+        ("pragma".to_string(), "no-cache".to_string()),
+    ];
+    if status == 503 {
+        headers.push(("retry-after".into(), RETRY_AFTER_SECONDS.to_string()));
+    }
+    headers.extend(denial.extra_headers);
+    let mut audit = audit;
+    if let Some(a) = audit.as_mut() {
+        a.decision = "rejected";
+        a.reason = reason.label();
+    }
+    Decision {
+        status,
+        headers,
+        body: body.to_string(),
+        outcome: Outcome::Rejected(reason),
+        audit,
+        unknown_kid: false,
+    }
+}
+
+fn status_title(status: u16) -> &'static str {
+    match status {
+        400 => "Bad Request",
+        405 => "Method Not Allowed",
+        413 => "Content Too Large",
+        500 => "Internal Server Error",
+        503 => "Service Unavailable",
+        _ => "Error",
+    }
+}
+
 /// The liveness reply.
 pub fn healthz() -> Decision {
     Decision {

@@ -1,5 +1,6 @@
 //! Tokens: algorithms, keys, the crypto implementations (pure Rust and Envoy's host
-//! functions), compact JWS, OpToken verification and registry token minting.
+//! functions), compact JWS, OpToken verification, registry token minting and the opaque
+//! refresh tokens.
 
 pub mod alg;
 pub mod crypto;
@@ -7,3 +8,4 @@ pub mod jws;
 pub mod keys;
 pub mod mint;
 pub mod optok;
+pub mod refresh;

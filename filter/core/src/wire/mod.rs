@@ -1,10 +1,11 @@
 //! Bytes and text formats, with no knowledge of tokens or policy: base64url, DER, the
 //! protobuf wire format (Envoy's `Struct` and crypto messages), the token endpoint's query
-//! string, HTTP URLs.
+//! string and form, HTTP URLs.
 
 pub mod b64;
 pub mod der;
 pub mod envoy_crypto;
+pub mod form;
 pub mod protobuf;
 pub mod query;
 pub mod structpb;

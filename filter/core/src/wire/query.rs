@@ -1,4 +1,6 @@
-//! The query string of `GET /token` (Docker token protocol).
+//! The query string of `GET /token` (Docker token protocol), and the one
+//! `application/x-www-form-urlencoded` decoder ([`for_each_param`]) that the `POST /token`
+//! form ([`crate::wire::form`]) shares.
 //!
 //! [`parse_query`] decodes `application/x-www-form-urlencoded` text strictly (bad percent
 //! sequences and non-UTF-8 are errors), keeps the parameters the token endpoint knows and
@@ -55,6 +57,11 @@ pub enum QueryError {
         /// The parameter name.
         param: &'static str,
     },
+    /// A form parameter that must appear at most once was repeated (RFC 6749 §3.2).
+    Repeated {
+        /// The parameter name.
+        param: &'static str,
+    },
 }
 
 impl fmt::Display for QueryError {
@@ -79,6 +86,9 @@ impl fmt::Display for QueryError {
                     "parameter '{param}' given more than once with different values"
                 )
             }
+            QueryError::Repeated { param } => {
+                write!(f, "parameter '{param}' must not be given more than once")
+            }
         }
     }
 }
@@ -91,6 +101,29 @@ pub fn parse_query(raw: &str) -> Result<TokenQuery, QueryError> {
         return Err(QueryError::TooLong { len: raw.len() });
     }
     let mut query = TokenQuery::default();
+    for_each_param(raw, |name, value| {
+        match name {
+            "service" => set_once(&mut query.service, value, "service")?,
+            "account" => set_once(&mut query.account, value, "account")?,
+            "client_id" => set_once(&mut query.client_id, value, "client_id")?,
+            "scope" => query.scopes.push(value),
+            "offline_token" => {
+                query.offline_token |= value.eq_ignore_ascii_case("true") || value.as_str() == "1";
+            }
+            _ => {}
+        }
+        Ok(())
+    })?;
+    Ok(query)
+}
+
+/// The one `application/x-www-form-urlencoded` decoder (query strings and `POST` bodies):
+/// splits on `&`, skips empty pairs, decodes each name and value strictly, and hands them
+/// to `f` in order. Length limits are the caller's.
+pub fn for_each_param(
+    raw: &str,
+    mut f: impl FnMut(&str, String) -> Result<(), QueryError>,
+) -> Result<(), QueryError> {
     for pair in raw.split('&').filter(|p| !p.is_empty()) {
         let (raw_name, raw_value) = pair.split_once('=').unwrap_or((pair, ""));
         let name = match form_decode(raw_name) {
@@ -105,18 +138,9 @@ pub fn parse_query(raw: &str) -> Result<TokenQuery, QueryError> {
                 DecodeError::Utf8 => QueryError::NotUtf8 { param },
             }
         })?;
-        match name.as_str() {
-            "service" => set_once(&mut query.service, value, "service")?,
-            "account" => set_once(&mut query.account, value, "account")?,
-            "client_id" => set_once(&mut query.client_id, value, "client_id")?,
-            "scope" => query.scopes.push(value),
-            "offline_token" => {
-                query.offline_token |= value.eq_ignore_ascii_case("true") || value.as_str() == "1";
-            }
-            _ => {}
-        }
+        f(&name, value)?;
     }
-    Ok(query)
+    Ok(())
 }
 
 /// Stores a single-valued parameter: empty values are ignored, a repeat with the same value

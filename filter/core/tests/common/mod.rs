@@ -183,6 +183,42 @@ pub fn decide_at(
     peer_cert: Option<&str>,
     now: u64,
 ) -> Decision {
+    decide_full(config, method, query, headers, peer_cert, None, now)
+}
+
+/// Runs the decision on a `POST /token` with a form body (content type added).
+pub fn decide_post(
+    config: &Config,
+    form: &str,
+    headers: &[(&str, &str)],
+    peer_cert: Option<&str>,
+    now: u64,
+) -> Decision {
+    let mut all = vec![(
+        "content-type",
+        "application/x-www-form-urlencoded; charset=utf-8",
+    )];
+    all.extend_from_slice(headers);
+    decide_full(
+        config,
+        "POST",
+        "",
+        &all,
+        peer_cert,
+        Some(form.as_bytes()),
+        now,
+    )
+}
+
+pub fn decide_full(
+    config: &Config,
+    method: &str,
+    query: &str,
+    headers: &[(&str, &str)],
+    peer_cert: Option<&str>,
+    body: Option<&[u8]>,
+    now: u64,
+) -> Decision {
     let headers: Vec<(String, String)> = headers
         .iter()
         .map(|(k, v)| (k.to_ascii_lowercase(), v.to_string()))
@@ -197,6 +233,7 @@ pub fn decide_at(
         path: &path,
         headers: &headers,
         peer_certificate_sha256_hex: peer_cert,
+        body,
     };
     let keys = match &config.authority.keys {
         registry_token_core::config::KeySource::Inline(k) => Some(k),
@@ -258,6 +295,7 @@ pub fn assert_same_decision(a: &Decision, b: &Decision) {
     let strip = |d: &Decision| {
         d.audit.clone().map(|mut x| {
             x.jti = x.jti.map(|_| "-".to_string());
+            x.refresh_token_id = x.refresh_token_id.map(|_| "-".to_string());
             x
         })
     };
@@ -274,6 +312,9 @@ pub fn assert_same_decision(a: &Decision, b: &Decision) {
         for b in [&mut ba, &mut bb] {
             b["token"] = Value::Null;
             b["access_token"] = Value::Null;
+            if b.get("refresh_token").is_some() {
+                b["refresh_token"] = Value::Null;
+            }
         }
         assert_eq!(ba, bb);
     } else {
