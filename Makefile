@@ -202,10 +202,10 @@ fuzz: fuzz-build
 	  if cargo +nightly fuzz run --sanitizer none $$t fuzz/corpus/$$t fuzz/seeds/$$t -- \
 	       -max_total_time=$(FUZZ_SECONDS) -timeout=60 -print_final_stats=1 $(FUZZ_ARGS) \
 	       > fuzz/artifacts/$$t/run.log 2>&1; then \
-	    grep -h 'stat::number_of_executed_units' fuzz/artifacts/$$t/run.log | awk -v t=$$t '{print "   " t ": " $$2 " executions, no crash"}'; \
+	    grep -h 'stat::number_of_executed_units' fuzz/artifacts/$$t/run.log | awk -v t=$$t '{print "   " t ": " $$2 " executions, no crash"}' || true; \
 	  else \
 	    echo "   $$t: FAILED, see fuzz/artifacts/$$t/run.log"; \
-	    grep -hE 'panicked at|^SUMMARY|Test unit written' fuzz/artifacts/$$t/run.log | head -5 | sed 's/^/     /'; \
+	    grep -hE 'panicked at|^SUMMARY|Test unit written' fuzz/artifacts/$$t/run.log | head -5 | sed 's/^/     /' || true; \
 	    failed="$$failed $$t"; \
 	  fi; \
 	done; \
