@@ -18,7 +18,10 @@ fn walk(mut r: Reader<'_>, depth: usize) {
         let Ok(tlv) = r.read_any() else { return };
         let mut out = Vec::new();
         write_tlv(tlv.tag, tlv.value, &mut out);
-        assert_eq!(out, tlv.raw, "write_tlv does not reproduce a TLV the reader accepted");
+        assert_eq!(
+            out, tlv.raw,
+            "write_tlv does not reproduce a TLV the reader accepted"
+        );
         if tlv.tag == tag::INTEGER {
             if let Ok(mag) = unsigned_integer(&tlv) {
                 let mut enc = Vec::new();
@@ -44,8 +47,16 @@ fuzz_target!(|data: &[u8]| {
         let _ = parse_single(data, t);
     }
     if let Ok(parts) = spki_parts(data) {
-        let enc = encode_spki(parts.algorithm, parts.parameters.map(|p| p.raw), parts.public_key);
-        assert_eq!(spki_parts(&enc), Ok(parts), "encode_spki(spki_parts(x)) reads back differently");
+        let enc = encode_spki(
+            parts.algorithm,
+            parts.parameters.map(|p| p.raw),
+            parts.public_key,
+        );
+        assert_eq!(
+            spki_parts(&enc),
+            Ok(parts),
+            "encode_spki(spki_parts(x)) reads back differently"
+        );
     }
     let _ = certificate_spki(data);
 });

@@ -12,9 +12,17 @@ use registry_token_core::wire::url::HttpUrl;
 use registry_token_fuzz::{ec_key, NOW, REALM};
 
 fuzz_target!(|data: &[u8]| {
-    let Some(raw) = registry_token_fuzz::text(data) else { return };
-    let headers: Vec<&str> = if raw.is_empty() { Vec::new() } else { raw.split('\n').collect() };
-    let Ok(htu) = HttpUrl::parse(REALM, false) else { return };
+    let Some(raw) = registry_token_fuzz::text(data) else {
+        return;
+    };
+    let headers: Vec<&str> = if raw.is_empty() {
+        Vec::new()
+    } else {
+        raw.split('\n').collect()
+    };
+    let Ok(htu) = HttpUrl::parse(REALM, false) else {
+        return;
+    };
     let nonce_key = NonceKey::new(b"fuzz-nonce-secret".to_vec(), 30);
     let jkt = ec_key().public().thumbprint();
     for nonce in [None, Some(&nonce_key)] {
@@ -25,6 +33,15 @@ fuzz_target!(|data: &[u8]| {
             nonce,
         };
         let replay = MemoryReplayCache::new(120);
-        let _ = verify_proof(&headers, "GET", "access-token", jkt, &policy, &RustCrypto, &replay, NOW);
+        let _ = verify_proof(
+            &headers,
+            "GET",
+            "access-token",
+            jkt,
+            &policy,
+            &RustCrypto,
+            &replay,
+            NOW,
+        );
     }
 });

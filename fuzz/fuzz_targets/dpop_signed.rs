@@ -28,7 +28,8 @@ fuzz_target!(|data: &[u8]| {
     if let Value::Object(map) = &mut header {
         map.entry("typ").or_insert_with(|| json!("dpop+jwt"));
         map.entry("alg").or_insert_with(|| json!("ES256"));
-        map.entry("jwk").or_insert_with(|| ec_key().public().to_jwk());
+        map.entry("jwk")
+            .or_insert_with(|| ec_key().public().to_jwk());
     }
     let nonce_key = NonceKey::new(b"fuzz-nonce-secret".to_vec(), 30);
     let ath = b64url(&sha256(ACCESS_TOKEN.as_bytes()));
@@ -36,9 +37,15 @@ fuzz_target!(|data: &[u8]| {
         .replace("@ATH@", &ath)
         .replace("@NONCE@", &nonce_key.current(NOW));
     let proof = sign_es256(&header, &b64url(claims.as_bytes()));
-    let Ok(htu) = HttpUrl::parse(REALM, false) else { return };
+    let Ok(htu) = HttpUrl::parse(REALM, false) else {
+        return;
+    };
     let jkt = ec_key().public().thumbprint();
-    let nonce = if data.len() % 2 == 1 { Some(&nonce_key) } else { None };
+    let nonce = if data.len() % 2 == 1 {
+        Some(&nonce_key)
+    } else {
+        None
+    };
     let policy = ProofPolicy {
         algorithms: &Alg::ALL,
         htu: &htu,
@@ -47,6 +54,15 @@ fuzz_target!(|data: &[u8]| {
     };
     let replay = MemoryReplayCache::new(120);
     for _ in 0..2 {
-        let _ = verify_proof(&[&proof], "POST", ACCESS_TOKEN, jkt, &policy, &RustCrypto, &replay, NOW);
+        let _ = verify_proof(
+            &[&proof],
+            "POST",
+            ACCESS_TOKEN,
+            jkt,
+            &policy,
+            &RustCrypto,
+            &replay,
+            NOW,
+        );
     }
 });

@@ -16,7 +16,9 @@ fn check_key(key: &PublicKey) {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(v) = serde_json::from_slice::<Value>(data) else { return };
+    let Ok(v) = serde_json::from_slice::<Value>(data) else {
+        return;
+    };
     if let Ok(key) = PublicKey::from_jwk(&v) {
         check_key(&key);
     }

@@ -5,7 +5,9 @@ use registry_token_core::token::alg::Alg;
 use registry_token_core::token::jws::Jws;
 
 fuzz_target!(|data: &[u8]| {
-    let Some(raw) = registry_token_fuzz::text(data) else { return };
+    let Some(raw) = registry_token_fuzz::text(data) else {
+        return;
+    };
     match Jws::parse(raw) {
         Ok(jws) => {
             let _ = jws.alg(&Alg::ALL);

@@ -37,7 +37,9 @@ fuzz_target!(|data: &[u8]| {
     let keys = key_set();
     if let Ok(untrusted) = UntrustedOpTok::parse(&token) {
         let _ = untrusted.clone().verify(&policy, keys, &RustCrypto, NOW);
-        let _ = untrusted.clone().verify(&policy, keys, &AcceptAllCrypto, NOW);
+        let _ = untrusted
+            .clone()
+            .verify(&policy, keys, &AcceptAllCrypto, NOW);
         let _ = untrusted.verify(&policy, keys, &AcceptAllCrypto, u64::MAX);
     }
 });

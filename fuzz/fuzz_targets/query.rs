@@ -5,7 +5,9 @@ use registry_token_core::policy::scope::parse_scopes;
 use registry_token_core::wire::query::parse_query;
 
 fuzz_target!(|data: &[u8]| {
-    let Some(raw) = registry_token_fuzz::text(data) else { return };
+    let Some(raw) = registry_token_fuzz::text(data) else {
+        return;
+    };
     match parse_query(raw) {
         Ok(q) => {
             let _ = parse_scopes(&q.scopes);

@@ -5,11 +5,17 @@ use libfuzzer_sys::fuzz_target;
 use registry_token_core::policy::scope::{parse_scope, parse_scopes, validate_repository_name};
 
 fuzz_target!(|data: &[u8]| {
-    let Some(raw) = registry_token_fuzz::text(data) else { return };
+    let Some(raw) = registry_token_fuzz::text(data) else {
+        return;
+    };
     match parse_scope(raw) {
         Ok(s) => {
             let again = parse_scope(&s.to_string());
-            assert_eq!(again.as_ref(), Ok(&s), "display of {s:?} does not parse back");
+            assert_eq!(
+                again.as_ref(),
+                Ok(&s),
+                "display of {s:?} does not parse back"
+            );
         }
         Err(e) => {
             let _ = e.to_string();

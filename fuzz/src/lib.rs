@@ -78,7 +78,9 @@ pub fn sign_es256(header: &Value, claims_b64: &str) -> String {
     let h = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .encode(serde_json::to_vec(header).unwrap_or_default());
     let input = format!("{h}.{claims_b64}");
-    let sig = RustCrypto.sign(ec_key(), input.as_bytes()).unwrap_or_default();
+    let sig = RustCrypto
+        .sign(ec_key(), input.as_bytes())
+        .unwrap_or_default();
     let s = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sig);
     format!("{input}.{s}")
 }
@@ -91,7 +93,13 @@ pub fn b64url(data: &[u8]) -> String {
 pub struct AcceptAllCrypto;
 
 impl Crypto for AcceptAllCrypto {
-    fn verify(&self, alg: Alg, key: &PublicKey, _msg: &[u8], _sig: &[u8]) -> Result<(), CryptoError> {
+    fn verify(
+        &self,
+        alg: Alg,
+        key: &PublicKey,
+        _msg: &[u8],
+        _sig: &[u8],
+    ) -> Result<(), CryptoError> {
         if key.fits(alg) {
             Ok(())
         } else {
