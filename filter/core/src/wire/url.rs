@@ -157,27 +157,25 @@ fn normalize_path(path: &str) -> Result<String, String> {
     if !path.is_ascii() {
         return Err("must be ASCII (percent-encode other characters)".into());
     }
+    // RFC 3986 §5.2.4 remove_dot_segments: empty segments are kept (`/a//` is not `/a/`),
+    // and a path ending in `.` or `..` ends with a slash.
     let mut segments: Vec<&str> = Vec::new();
-    let trailing = out.ends_with('/') || out.ends_with("/.") || out.ends_with("/..");
-    for seg in out.split('/').skip(1) {
-        match seg {
+    let parts: Vec<&str> = out.split('/').skip(1).collect();
+    let last = parts.len().saturating_sub(1);
+    for (i, seg) in parts.iter().enumerate() {
+        match *seg {
             "." => {}
             ".." => {
                 segments.pop();
             }
             s => segments.push(s),
         }
+        if i == last && (*seg == "." || *seg == "..") {
+            segments.push("");
+        }
     }
     let mut joined = String::from("/");
     joined.push_str(&segments.join("/"));
-    if trailing && !joined.ends_with('/') {
-        joined.push('/');
-    }
-    // `segments` holds the empty last segment when the path ended with '/'; collapse a
-    // resulting double slash only at the very end.
-    if joined.ends_with("//") {
-        joined.pop();
-    }
     Ok(joined)
 }
 
