@@ -107,12 +107,15 @@ impl World {
     }
 }
 
+/// The answer a VM reads during `on_http_call_response`: status and body.
+type Answer = Option<(String, Vec<u8>)>;
+
 /// One VM's host.
 #[derive(Debug, Clone)]
 pub struct FakeHost {
     pub world: Rc<World>,
     vm: usize,
-    answer: Rc<RefCell<Option<(String, Vec<u8>)>>>,
+    answer: Rc<RefCell<Answer>>,
 }
 
 impl std::fmt::Debug for World {

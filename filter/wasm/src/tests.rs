@@ -539,7 +539,6 @@ fn replay_cas_contention_is_retried_and_keeps_every_entry() {
     // Another VM writes to the same slot right before this VM's first two writes.
     let rival = Rc::new(std::cell::Cell::new(0u8));
     let r = rival.clone();
-    let other_host = world.vm(1);
     world.before_cas_write(move |w, key| {
         if r.get() < 2 {
             r.set(r.get() + 1);
@@ -549,7 +548,6 @@ fn replay_cas_contention_is_retried_and_keeps_every_entry() {
             };
             let _ = w.set(key, &slot.encode(), None);
         }
-        let _ = &other_host;
     });
     assert_eq!(cache.check_and_insert(entry(3, 1), T0), Ok(true));
     world.clear_hook();
