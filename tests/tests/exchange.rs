@@ -913,3 +913,102 @@ fn a_jwks_uri_with_a_query_is_fetched_with_its_query() {
     );
     assert_eq!(reply.status, 200, "no keys after {took:?}: {reply:?}");
 }
+
+/// The counted refusals of one reason.
+fn rejected_count(envoy: &Envoy, reason: &str) -> f64 {
+    prom_value(
+        &envoy.stats_prometheus(),
+        &format!(r#"registry_token_rejected_total{{reason="{reason}"}}"#),
+    )
+    .unwrap_or(0.0)
+}
+
+/// Asserts a 503 of `reason` with a Retry-After.
+fn assert_unavailable(reply: &Reply, reason: &str) {
+    assert_eq!(reply.status, 503, "{reply:?}");
+    assert!(
+        reply
+            .header("retry-after")
+            .is_some_and(|v| v.parse::<u64>().is_ok_and(|s| s > 0)),
+        "{reply:?}"
+    );
+    assert_eq!(
+        reply.json()["type"],
+        format!("urn:registry-token-filter:error:{reason}"),
+        "{reply:?}"
+    );
+}
+
+#[test]
+fn keys_withdrawn_by_the_authority_are_not_trusted_any_more() {
+    // The Authority's JWKS fetches fine but holds no usable key (an empty set, or only
+    // keys the filter cannot use): the last good keys must not stay trusted.
+    let keys = TestKeys::generate();
+    let jwk_a = keys.authority.jwk();
+    let server = AuthorityServer::start(Mode::Serving(json!({"keys": [jwk_a.clone()]})));
+    // Refresh every 30 s (the minimum); while withdrawn, the filter asks every 5 s.
+    let envoy = GatewaySpec::new(&remote_config(&keys, &server, 30))
+        .extra_clusters(&server.cluster_yaml())
+        .start(&keys, EnvoyOptions::new().concurrency(2));
+    let scope = "repository:stella-ops/public/base:pull";
+    let op = bearer(&optok(&keys, |_| {}));
+    let (reply, took) = poll_token(&envoy, &op, scope, 200, Duration::from_secs(10));
+    assert_eq!(reply.status, 200, "no keys after {took:?}: {reply:?}");
+
+    server.set(Mode::Serving(
+        json!({"keys": [{"kty": "EC", "crv": "P-521", "x": "AA", "y": "AA", "kid": "p521"}]}),
+    ));
+    // The next periodic refresh (≤ 30 s plus the tick) withdraws the keys.
+    let (reply, took) = poll_token(&envoy, &op, scope, 503, Duration::from_secs(40));
+    assert_unavailable(&reply, "keys_withdrawn");
+    eprintln!("keys withdrawn → 503 after {took:.1?}");
+    assert!(rejected_count(&envoy, "keys_withdrawn") >= 1.0);
+    assert!(
+        envoy.wait_for_log(Duration::from_secs(5), |log| log
+            .contains("the Authority withdrew its keys")),
+        "no log line"
+    );
+
+    // Published again: 200 within a retry interval.
+    server.set(Mode::Serving(json!({"keys": [jwk_a]})));
+    let (reply, took) = poll_token(&envoy, &op, scope, 200, Duration::from_secs(10));
+    assert_eq!(reply.status, 200, "still refused {took:?} later: {reply:?}");
+}
+
+#[test]
+fn keys_are_dropped_once_no_refresh_succeeded_for_max_stale_seconds() {
+    // jwksRefreshSeconds 30 and jwksMaxStaleSeconds 30 (the smallest allowed): the
+    // Authority goes down right after the first fetch; 30 s later the keys are dropped.
+    let keys = TestKeys::generate();
+    let jwk_a = keys.authority.jwk();
+    let server = AuthorityServer::start(Mode::Serving(json!({"keys": [jwk_a.clone()]})));
+    let mut config = remote_config(&keys, &server, 30);
+    config["authority"]["jwksMaxStaleSeconds"] = json!(30);
+    let envoy = GatewaySpec::new(&config)
+        .extra_clusters(&server.cluster_yaml())
+        .start(&keys, EnvoyOptions::new().concurrency(2));
+    let scope = "repository:stella-ops/public/base:pull";
+    let op = bearer(&optok(&keys, |_| {}));
+    let (reply, took) = poll_token(&envoy, &op, scope, 200, Duration::from_secs(10));
+    assert_eq!(reply.status, 200, "no keys after {took:?}: {reply:?}");
+    server.set(Mode::Down);
+    let down_at = Instant::now();
+    // Kept while failing (last good), until 30 s after the good fetch.
+    let reply = token(&envoy, Some(&op), &[scope]);
+    assert_eq!(reply.status, 200, "{reply:?}");
+    let (reply, took) = poll_token(&envoy, &op, scope, 503, Duration::from_secs(40));
+    assert_unavailable(&reply, "keys_stale");
+    assert!(
+        took >= Duration::from_secs(20),
+        "dropped {took:?} after the Authority went down, before max-stale"
+    );
+    assert!(rejected_count(&envoy, "keys_stale") >= 1.0);
+    eprintln!(
+        "Authority down → keys_stale after {:.1?}",
+        down_at.elapsed()
+    );
+    // Back up: trusted again at the next retry.
+    server.set(Mode::Serving(json!({"keys": [jwk_a]})));
+    let (reply, took) = poll_token(&envoy, &op, scope, 200, Duration::from_secs(10));
+    assert_eq!(reply.status, 200, "still refused {took:?} later: {reply:?}");
+}

@@ -1,13 +1,122 @@
-//! Thin, panic-free wrappers over the hostcalls the filter uses on the request path.
+//! The host, behind small traits ([`SharedData`], [`HttpCalls`], [`Clock`]; [`Host`] is
+//! all three) so that the fetch schedule and the replay cache run natively against a fake
+//! host in tests; [`EnvoyHost`] is the real one. Also thin, panic-free wrappers over the
+//! hostcalls the request path uses.
 
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use proxy_wasm::types::{MapType, Status};
+use proxy_wasm::types::{BufferType, MapType, Status};
 
-/// Wall-clock time from the host (falls back to the epoch, which fails every `exp` check
-/// closed, if the host cannot answer).
-pub fn current_time() -> SystemTime {
-    proxy_wasm::hostcalls::get_current_time().unwrap_or(SystemTime::UNIX_EPOCH)
+/// Why a shared-data write was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SharedError {
+    /// The compare-and-swap value no longer matches: someone wrote in between.
+    CasMismatch,
+    /// Any other host failure.
+    Host(String),
+}
+
+/// Envoy shared data: process-wide per `vm_id`, with compare-and-swap, no expiry.
+pub trait SharedData {
+    /// The value and its CAS (`None` for both when the key does not exist).
+    fn get_shared(&self, key: &str) -> Result<(Option<Vec<u8>>, Option<u32>), SharedError>;
+    /// Writes `value`. With `cas` `None` or `Some(0)` the write is unconditional (Envoy
+    /// semantics); otherwise it fails with [`SharedError::CasMismatch`] when the key's CAS
+    /// differs.
+    fn set_shared(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), SharedError>;
+}
+
+/// Outgoing HTTP calls through a cluster.
+pub trait HttpCalls {
+    /// Dispatches a GET-like call; the token identifies the answer.
+    fn dispatch(
+        &self,
+        cluster: &str,
+        headers: &[(&str, &str)],
+        timeout: Duration,
+    ) -> Result<u32, String>;
+    /// While an answer is being delivered: its `:status` (empty when absent) and at most
+    /// `limit` bytes of its body (`body_size` is what the host announced).
+    fn call_response(&self, body_size: usize, limit: usize) -> (String, Vec<u8>);
+}
+
+/// The host's wall clock, which may fail.
+pub trait Clock {
+    /// Time since the Unix epoch.
+    fn now(&self) -> Result<Duration, String>;
+
+    /// Unix seconds.
+    fn now_unix(&self) -> Result<u64, String> {
+        self.now().map(|d| d.as_secs())
+    }
+}
+
+/// Everything the fetch schedule and the replay cache need.
+pub trait Host: SharedData + HttpCalls + Clock {}
+
+impl<T: SharedData + HttpCalls + Clock> Host for T {}
+
+/// The real host: hostcalls, never panicking.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct EnvoyHost;
+
+impl SharedData for EnvoyHost {
+    fn get_shared(&self, key: &str) -> Result<(Option<Vec<u8>>, Option<u32>), SharedError> {
+        proxy_wasm::hostcalls::get_shared_data(key)
+            .map_err(|s| SharedError::Host(format!("get_shared_data: {s:?}")))
+    }
+
+    fn set_shared(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), SharedError> {
+        match proxy_wasm::hostcalls::set_shared_data(key, Some(value), cas) {
+            Ok(()) => Ok(()),
+            Err(Status::CasMismatch) => Err(SharedError::CasMismatch),
+            Err(s) => Err(SharedError::Host(format!("set_shared_data: {s:?}"))),
+        }
+    }
+}
+
+impl HttpCalls for EnvoyHost {
+    fn dispatch(
+        &self,
+        cluster: &str,
+        headers: &[(&str, &str)],
+        timeout: Duration,
+    ) -> Result<u32, String> {
+        proxy_wasm::hostcalls::dispatch_http_call(cluster, headers.to_vec(), None, vec![], timeout)
+            .map_err(|s| format!("dispatch to cluster {cluster:?} failed: {s:?}"))
+    }
+
+    fn call_response(&self, body_size: usize, limit: usize) -> (String, Vec<u8>) {
+        let status =
+            proxy_wasm::hostcalls::get_map_value(MapType::HttpCallResponseHeaders, ":status")
+                .ok()
+                .flatten()
+                .unwrap_or_default();
+        let body = proxy_wasm::hostcalls::get_buffer(
+            BufferType::HttpCallResponseBody,
+            0,
+            body_size.min(limit),
+        )
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+        (status, body)
+    }
+}
+
+impl Clock for EnvoyHost {
+    fn now(&self) -> Result<Duration, String> {
+        proxy_wasm::hostcalls::get_current_time()
+            .map_err(|s| format!("the host clock failed: {s:?}"))?
+            .duration_since(UNIX_EPOCH)
+            .map_err(|_| "the host clock is before 1970".to_string())
+    }
+}
+
+/// Wall-clock time from the host, for measurements only (the decision histogram): `None`
+/// when the host cannot answer.
+pub fn current_time() -> Option<SystemTime> {
+    proxy_wasm::hostcalls::get_current_time().ok()
 }
 
 /// One request header (pseudo-headers included).

@@ -6,25 +6,32 @@
 //! Nothing here may panic: a panic traps the VM and every later request on that worker
 //! fails. Hostcalls are used through their `Result`-returning forms.
 
-mod host;
-mod replay;
+#[cfg(test)]
+mod fake;
+pub mod fetch;
+pub mod host;
+pub mod replay;
+pub mod state;
+#[cfg(test)]
+mod tests;
 
 use std::cell::{Cell, RefCell};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::{Duration, UNIX_EPOCH};
 
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, LogLevel, MetricType};
 
-use registry_token_core::config::{Config, KeySource};
-use registry_token_core::handler::cache::{CacheStats, Caches};
+use registry_token_core::config::Config;
+use registry_token_core::handler::cache::CacheStats;
 use registry_token_core::handler::{self, Decision, Outcome, Reason, RequestView, Route};
-use registry_token_core::policy::revocation::{self, RemoteList};
-use registry_token_core::remote::{self, FetchRecord, Lease, SharedKeys};
 use registry_token_core::token::crypto::host::{self as hostproto, HostCrypto};
 use registry_token_core::token::crypto::{Crypto, RustCrypto};
-use registry_token_core::token::keys::KeySet;
+
+use fetch::Fetcher;
+use host::EnvoyHost;
+use state::State;
 
 /// Filter-state property holding the decision's audit record (as `wasm.<name>`).
 pub const AUDIT_PROPERTY: &str = "registry_token_audit";
@@ -41,11 +48,6 @@ pub const OPTOK_CACHE_HITS: &str = "registry_token_optok_cache_hits_total";
 pub const OPTOK_CACHE_MISSES: &str = "registry_token_optok_cache_misses_total";
 /// Replies that reused a minted token (`signing.reuseSeconds`).
 pub const MINT_REUSED: &str = "registry_token_mint_reused_total";
-/// DPoP proofs remembered per time slot across the process (16 bytes each).
-/// Bounds shared memory to 3 slots × capacity × 16 bytes (48 MiB) and the sustained DPoP
-/// rate of one Envoy process to capacity / `dpop.iatWindowSeconds` (≈ 17,000 proofs/s at
-/// the default 60 s); beyond it proofs are refused with 503 (fail closed).
-const REPLAY_CAPACITY: usize = 1024 * 1024;
 /// Prefix of the per-reason rejection counters (`…​.reason.<label>`).
 pub const REJECTED_METRIC_PREFIX: &str = "registry_token_rejected_total.reason.";
 
@@ -54,17 +56,11 @@ proxy_wasm::main! {{
     proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root::default()) });
 }}
 
-fn now_unix() -> u64 {
-    host::current_time()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
-/// Host wall clock in nanoseconds (0 when the host cannot answer).
+/// Host wall clock in nanoseconds, for the decision histogram only (0 when the host
+/// cannot answer; decisions read the clock through [`host::Clock`]).
 fn now_nanos() -> u64 {
     host::current_time()
-        .duration_since(UNIX_EPOCH)
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
         .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
         .unwrap_or(0)
 }
@@ -223,128 +219,21 @@ impl hostproto::ForeignCall for EnvoyForeign {
     }
 }
 
-/// The remote revocation list and when it was fetched.
-type RevokedList = (HashSet<String>, u64);
-
-/// This VM's parsed copy of a document one VM fetched into shared data for the whole
-/// process (the JWKS, the revocation list); re-parsed only when the shared CAS changes.
-struct SharedCopy<T> {
-    shared: SharedKeys,
-    cas: Option<u32>,
-    value: Option<Rc<T>>,
-}
-
-impl<T> SharedCopy<T> {
-    fn new(shared: SharedKeys) -> RefCell<SharedCopy<T>> {
-        RefCell::new(SharedCopy {
-            shared,
-            cas: None,
-            value: None,
-        })
-    }
-
-    /// The current value: the cached one while the CAS is unchanged, else `parse` of the
-    /// shared record; the last good value when the record is missing or unusable.
-    fn current(&mut self, parse: impl FnOnce(&FetchRecord) -> Option<T>) -> Option<Rc<T>> {
-        let Ok((bytes, cas)) = proxy_wasm::hostcalls::get_shared_data(&self.shared.document) else {
-            return self.value.clone();
-        };
-        if cas.is_some() && cas == self.cas && self.value.is_some() {
-            return self.value.clone();
-        }
-        if let Some(v) = bytes
-            .as_deref()
-            .and_then(FetchRecord::from_bytes)
-            .and_then(|r| parse(&r))
-        {
-            self.value = Some(Rc::new(v));
-            self.cas = cas;
-        }
-        self.value.clone()
-    }
-}
-
-/// Everything built at configure time.
-struct State {
-    config: Config,
-    crypto: Box<dyn Crypto>,
+/// Everything a configuration builds: the decision state and this VM's counters.
+struct Filter {
+    state: State<EnvoyHost>,
     metrics: Metrics,
-    remote: Option<RefCell<SharedCopy<KeySet>>>,
-    inline_keys: Option<Rc<KeySet>>,
-    replay: replay::SharedReplayCache,
-    caches: Caches,
-    revocation: Option<RefCell<SharedCopy<RevokedList>>>,
-}
-
-impl State {
-    /// The current Authority keys: inline, or the last good remote set from shared data.
-    fn keys(&self) -> Option<Rc<KeySet>> {
-        if let Some(k) = &self.inline_keys {
-            return Some(k.clone());
-        }
-        self.remote.as_ref()?.borrow_mut().current(|record| {
-            if record.document.is_null() {
-                return None;
-            }
-            record
-                .key_set()
-                .map_err(|e| log::warn!("registry-token-filter: shared JWKS unusable: {e}"))
-                .ok()
-        })
-    }
-
-    /// The last good remote revocation list (set, fetch time), if one is configured and
-    /// was ever fetched.
-    fn revocation_list(&self) -> Option<Rc<RevokedList>> {
-        self.revocation.as_ref()?.borrow_mut().current(|record| {
-            let items = record.document.as_array()?;
-            let set = items
-                .iter()
-                .filter_map(|v| v.as_str().map(str::to_string))
-                .collect();
-            Some((set, record.fetched_at))
-        })
-    }
-
-    fn note_unknown_kid(&self) {
-        if let Some(remote) = &self.remote {
-            let key = remote.borrow().shared.wanted.clone();
-            let _ = proxy_wasm::hostcalls::set_shared_data(
-                &key,
-                Some(now_unix().to_string().as_bytes()),
-                None,
-            );
-        }
-    }
-}
-
-/// What an in-flight fetch is waiting for.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Pending {
-    Discovery,
-    Jwks,
-    Revocation,
-}
-
-impl Pending {
-    fn what(self) -> &'static str {
-        match self {
-            Pending::Discovery => "metadata",
-            Pending::Jwks => "JWKS",
-            Pending::Revocation => "revocation list",
-        }
-    }
 }
 
 #[derive(Default)]
 struct Root {
-    state: Option<Rc<State>>,
-    pending: HashMap<u32, Pending>,
+    filter: Option<Rc<Filter>>,
+    fetcher: Option<Fetcher>,
     crypto_logged: bool,
 }
 
 impl Root {
-    fn build(&mut self, bytes: &[u8]) -> Result<State, String> {
+    fn build(&mut self, bytes: &[u8]) -> Result<(Filter, Fetcher), String> {
         let env: Vec<(String, String)> = std::env::vars()
             .filter(|(k, _)| k.starts_with(registry_token_core::config::ENV_PREFIX))
             .collect();
@@ -369,278 +258,12 @@ impl Root {
             }
         };
         self.crypto_logged = true;
-        let (inline_keys, remote) = match &config.authority.keys {
-            KeySource::Inline(set) => (Some(Rc::new(set.clone())), None),
-            KeySource::Remote { metadata_url, .. } => (
-                None,
-                Some(SharedCopy::new(SharedKeys::for_url(metadata_url))),
-            ),
-        };
-        let replay = replay::SharedReplayCache::new(
-            remote::SHARED_PREFIX,
-            config.dpop.iat_window_seconds,
-            REPLAY_CAPACITY,
-        );
-        let revocation = config
-            .revocation
-            .as_ref()
-            .map(|r| SharedCopy::new(SharedKeys::for_url(&r.url)));
-        Ok(State {
-            config,
-            crypto,
+        let fetcher = Fetcher::new(&config);
+        let filter = Filter {
+            state: State::new(EnvoyHost, config, crypto),
             metrics: Metrics::new(),
-            remote,
-            inline_keys,
-            replay,
-            caches: Caches::default(),
-            revocation,
-        })
-    }
-
-    /// Takes the fetch lease with compare-and-swap; true when this VM should fetch now.
-    /// (Envoy treats CAS 0 as "no check", so the key is created first when missing and
-    /// only then contended for with its real CAS.)
-    fn take_lease(shared: &SharedKeys, now: u64) -> bool {
-        let Ok((mut bytes, mut cas)) = proxy_wasm::hostcalls::get_shared_data(&shared.lease) else {
-            return false;
         };
-        if cas.is_none() {
-            let _ = proxy_wasm::hostcalls::set_shared_data(
-                &shared.lease,
-                Some(&Lease { until: 0 }.to_bytes()),
-                None,
-            );
-            match proxy_wasm::hostcalls::get_shared_data(&shared.lease) {
-                Ok((b, Some(c))) => {
-                    bytes = b;
-                    cas = Some(c);
-                }
-                _ => return false,
-            }
-        }
-        if let Some(b) = bytes {
-            if Lease::from_bytes(&b).held(now) {
-                return false;
-            }
-        }
-        let lease = Lease {
-            until: now + remote::LEASE_SECONDS,
-        };
-        proxy_wasm::hostcalls::set_shared_data(&shared.lease, Some(&lease.to_bytes()), cas).is_ok()
-    }
-
-    fn release_lease(shared: &SharedKeys) {
-        let _ = proxy_wasm::hostcalls::set_shared_data(
-            &shared.lease,
-            Some(&Lease { until: 0 }.to_bytes()),
-            None,
-        );
-    }
-
-    fn read_record(shared: &SharedKeys) -> Option<FetchRecord> {
-        let (bytes, _) = proxy_wasm::hostcalls::get_shared_data(&shared.document).ok()?;
-        bytes.as_deref().and_then(FetchRecord::from_bytes)
-    }
-
-    /// Records a failed attempt, keeping the last good document.
-    fn record_failure(&self, shared: &SharedKeys, what: Pending, why: &str) {
-        let now = now_unix();
-        log::warn!(
-            "registry-token-filter: {} refresh failed (the last good copy stays in use): {why}",
-            what.what()
-        );
-        let mut record = Self::read_record(shared).unwrap_or(FetchRecord {
-            fetched_at: 0,
-            document: serde_json::Value::Null,
-            attempted_at: 0,
-            last_error: None,
-        });
-        record.attempted_at = now;
-        record.last_error = Some(why.chars().take(200).collect());
-        let _ = proxy_wasm::hostcalls::set_shared_data(
-            &shared.document,
-            Some(&record.to_bytes()),
-            None,
-        );
-        Self::release_lease(shared);
-    }
-
-    /// Stores a good document for every VM of the process and releases the lease.
-    fn record_success(shared: &SharedKeys, document: serde_json::Value) {
-        let now = now_unix();
-        let record = FetchRecord {
-            fetched_at: now,
-            document,
-            attempted_at: now,
-            last_error: None,
-        };
-        let _ = proxy_wasm::hostcalls::set_shared_data(
-            &shared.document,
-            Some(&record.to_bytes()),
-            None,
-        );
-        Self::release_lease(shared);
-    }
-
-    fn dispatch(
-        &mut self,
-        cluster: &str,
-        url: &registry_token_core::wire::url::HttpUrl,
-        what: Pending,
-    ) -> Result<(), String> {
-        let (authority, path) = remote::call_target(url);
-        let token = proxy_wasm::hostcalls::dispatch_http_call(
-            cluster,
-            vec![
-                (":method", "GET"),
-                (":path", &path),
-                (":authority", &authority),
-                (":scheme", &url.scheme),
-                ("accept", "application/json"),
-                ("user-agent", "registry-token-filter"),
-            ],
-            None,
-            vec![],
-            Duration::from_secs(5),
-        )
-        .map_err(|s| format!("dispatch to cluster {cluster:?} failed: {s:?}"))?;
-        self.pending.insert(token, what);
-        Ok(())
-    }
-
-    fn in_flight(&self, kinds: &[Pending]) -> bool {
-        self.pending.values().any(|p| kinds.contains(p))
-    }
-
-    /// On every tick: starts the JWKS and revocation-list fetches that are due, when this
-    /// VM takes their process-wide lease.
-    fn maybe_fetch(&mut self) {
-        let Some(state) = self.state.clone() else {
-            return;
-        };
-        let now = now_unix();
-        if let (
-            KeySource::Remote {
-                metadata_url,
-                cluster,
-                refresh_seconds,
-                ..
-            },
-            Some(remote_keys),
-        ) = (&state.config.authority.keys, &state.remote)
-        {
-            let shared = remote_keys.borrow().shared.clone();
-            let record = Self::read_record(&shared);
-            let wanted = proxy_wasm::hostcalls::get_shared_data(&shared.wanted)
-                .ok()
-                .and_then(|(b, _)| b)
-                .and_then(|b| String::from_utf8(b).ok())
-                .and_then(|s| s.parse::<u64>().ok());
-            if !self.in_flight(&[Pending::Discovery, Pending::Jwks])
-                && remote::fetch_due(now, record.as_ref(), *refresh_seconds, wanted)
-                && Self::take_lease(&shared, now)
-            {
-                if let Err(why) = self.dispatch(cluster, metadata_url, Pending::Discovery) {
-                    self.record_failure(&shared, Pending::Discovery, &why);
-                }
-            }
-        }
-        if let (Some(cfg), Some(remote_list)) = (&state.config.revocation, &state.revocation) {
-            let shared = remote_list.borrow().shared.clone();
-            let record = Self::read_record(&shared);
-            if !self.in_flight(&[Pending::Revocation])
-                && remote::fetch_due(now, record.as_ref(), cfg.refresh_seconds, None)
-                && Self::take_lease(&shared, now)
-            {
-                if let Err(why) = self.dispatch(&cfg.cluster, &cfg.url, Pending::Revocation) {
-                    self.record_failure(&shared, Pending::Revocation, &why);
-                }
-            }
-        }
-    }
-
-    fn on_fetch_response(&mut self, token_id: u32, body_size: usize) {
-        let Some(what) = self.pending.remove(&token_id) else {
-            return;
-        };
-        let Some(state) = self.state.clone() else {
-            return;
-        };
-        let shared = match what {
-            Pending::Discovery | Pending::Jwks => {
-                state.remote.as_ref().map(|r| r.borrow().shared.clone())
-            }
-            Pending::Revocation => state.revocation.as_ref().map(|r| r.borrow().shared.clone()),
-        };
-        let Some(shared) = shared else {
-            return;
-        };
-        let status = proxy_wasm::hostcalls::get_map_value(
-            proxy_wasm::types::MapType::HttpCallResponseHeaders,
-            ":status",
-        )
-        .ok()
-        .flatten()
-        .unwrap_or_default();
-        if status != "200" {
-            let why = format!("{} fetch answered HTTP {status}", what.what());
-            self.record_failure(&shared, what, &why);
-            return;
-        }
-        let limit = match what {
-            Pending::Revocation => revocation::MAX_LIST_BYTES,
-            _ => remote::MAX_DOCUMENT_BYTES,
-        };
-        let body = proxy_wasm::hostcalls::get_buffer(
-            proxy_wasm::types::BufferType::HttpCallResponseBody,
-            0,
-            body_size.min(limit + 1),
-        )
-        .ok()
-        .flatten()
-        .unwrap_or_default();
-        match what {
-            Pending::Discovery => {
-                let KeySource::Remote { cluster, .. } = &state.config.authority.keys else {
-                    return;
-                };
-                match remote::parse_discovery(&body, &state.config.authority.issuer) {
-                    Ok(jwks_uri) => {
-                        if let Err(why) = self.dispatch(cluster, &jwks_uri, Pending::Jwks) {
-                            self.record_failure(&shared, what, &why);
-                        }
-                    }
-                    Err(why) => self.record_failure(&shared, what, &why),
-                }
-            }
-            Pending::Jwks => match remote::parse_jwks(&body) {
-                Ok((doc, set)) => {
-                    Self::record_success(&shared, doc);
-                    log::info!(
-                        "registry-token-filter: JWKS refreshed: {} usable key(s)",
-                        set.len()
-                    );
-                }
-                Err(why) => self.record_failure(&shared, what, &why),
-            },
-            Pending::Revocation => match revocation::parse_list(&body) {
-                Ok(list) => {
-                    let count = list.len();
-                    let mut sorted: Vec<String> = list.into_iter().collect();
-                    sorted.sort();
-                    Self::record_success(
-                        &shared,
-                        serde_json::Value::Array(
-                            sorted.into_iter().map(serde_json::Value::String).collect(),
-                        ),
-                    );
-                    log::info!(
-                        "registry-token-filter: revocation list refreshed: {count} licence(s)"
-                    );
-                }
-                Err(why) => self.record_failure(&shared, what, &why),
-            },
-        }
+        Ok((filter, fetcher))
     }
 }
 
@@ -652,7 +275,9 @@ impl Context for Root {
         body_size: usize,
         _trailers: usize,
     ) {
-        self.on_fetch_response(token_id, body_size);
+        if let Some(fetcher) = self.fetcher.as_mut() {
+            fetcher.on_response(&EnvoyHost, token_id, body_size);
+        }
     }
 }
 
@@ -667,10 +292,10 @@ impl RootContext for Root {
             _ => Vec::new(),
         };
         match self.build(&bytes) {
-            Ok(state) => {
-                let remote = matches!(state.config.authority.keys, KeySource::Remote { .. })
-                    || state.config.revocation.is_some();
-                self.state = Some(Rc::new(state));
+            Ok((filter, fetcher)) => {
+                let remote = fetcher.needed();
+                self.filter = Some(Rc::new(filter));
+                self.fetcher = Some(fetcher);
                 if remote {
                     // The first fetch happens on the first tick, not here: Envoy also runs
                     // on_configure in a short-lived VM that validates the configuration and
@@ -688,12 +313,14 @@ impl RootContext for Root {
     }
 
     fn on_tick(&mut self) {
-        self.maybe_fetch();
+        if let Some(fetcher) = self.fetcher.as_mut() {
+            fetcher.tick(&EnvoyHost);
+        }
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
         Some(Box::new(Stream {
-            state: self.state.clone(),
+            filter: self.filter.clone(),
         }))
     }
 
@@ -703,7 +330,7 @@ impl RootContext for Root {
 }
 
 struct Stream {
-    state: Option<Rc<State>>,
+    filter: Option<Rc<Filter>>,
 }
 
 impl Stream {
@@ -721,9 +348,10 @@ impl Context for Stream {}
 
 impl HttpContext for Stream {
     fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
-        let Some(state) = self.state.clone() else {
+        let Some(filter) = self.filter.clone() else {
             return Action::Continue;
         };
+        let (state, metrics) = (&filter.state, &filter.metrics);
         let path = host::request_header(":path").unwrap_or_default();
         let path_only = path.split(['?', '#']).next().unwrap_or("");
         match handler::route(&state.config, path_only) {
@@ -748,30 +376,8 @@ impl HttpContext for Stream {
                     headers: &headers,
                     peer_certificate_sha256_hex: digest.as_deref().filter(|d| !d.is_empty()),
                 };
-                let keys = state.keys();
-                let revoked = state.revocation_list();
-                let revocation = match (&state.config.revocation, &revoked) {
-                    (None, _) => RemoteList::NotConfigured,
-                    (Some(_), None) => RemoteList::NeverFetched,
-                    (Some(_), Some(list)) => RemoteList::Known {
-                        licenses: &list.0,
-                        fetched_at: list.1,
-                    },
-                };
-                let ctx = handler::Context {
-                    config: &state.config,
-                    keys: keys.as_deref().into(),
-                    crypto: state.crypto.as_ref(),
-                    now: now_unix(),
-                    replay: &state.replay,
-                    cache: Some(&state.caches),
-                    revocation,
-                };
-                let decision = handler::handle_token(&view, &ctx);
-                if decision.unknown_kid {
-                    state.note_unknown_kid();
-                }
-                state.metrics.record(&decision.outcome);
+                let decision = state.decide(&view);
+                metrics.record(&decision.outcome);
                 if let Some(audit) = &decision.audit {
                     let line = audit.to_line();
                     log::info!("registry-token-filter: audit {line}");
@@ -783,9 +389,9 @@ impl HttpContext for Stream {
                     );
                 }
                 self.reply(&decision);
-                state.metrics.record_decision(started);
-                state.metrics.note_cache(state.caches.stats());
-                state.metrics.note_memory();
+                metrics.record_decision(started);
+                metrics.note_cache(state.caches.stats());
+                metrics.note_memory();
                 Action::Pause
             }
         }

@@ -60,6 +60,10 @@ pub struct FetchRecord {
     /// The last attempt's error, if it failed.
     #[serde(default)]
     pub last_error: Option<String>,
+    /// The last successful fetch held no usable key: the Authority withdrew its keys, and
+    /// nothing (not even an older document) is trusted until it publishes one again.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub withdrawn: bool,
 }
 
 impl FetchRecord {
@@ -76,6 +80,12 @@ impl FetchRecord {
     /// The parsed key set.
     pub fn key_set(&self) -> Result<KeySet, String> {
         KeySet::from_jwks(&self.document).map_err(|e| e.to_string())
+    }
+
+    /// Whether the last successful fetch is older than `max_stale_seconds` at `now`
+    /// (never, while nothing was ever fetched).
+    pub fn stale(&self, now: u64, max_stale_seconds: u64) -> bool {
+        !self.document.is_null() && now.saturating_sub(self.fetched_at) > max_stale_seconds
     }
 }
 
@@ -111,6 +121,8 @@ impl Lease {
 ///
 /// - Nothing fetched yet: every [`RETRY_SECONDS`] (measured from the last attempt).
 /// - Last attempt failed: retry every [`RETRY_SECONDS`], keep serving the last good set.
+/// - Keys withdrawn (the last fetch held no usable key): retry every [`RETRY_SECONDS`],
+///   so that keys published again are picked up quickly.
 /// - Otherwise: when `refresh_seconds` have passed since the last good fetch, or when an
 ///   unknown `kid` was seen after the last fetch and [`UNKNOWN_KID_MIN_INTERVAL_SECONDS`]
 ///   have passed since it.
@@ -123,7 +135,7 @@ pub fn fetch_due(
     let Some(r) = record else {
         return true;
     };
-    if r.last_error.is_some() || r.document.is_null() {
+    if r.last_error.is_some() || r.document.is_null() || r.withdrawn {
         return now >= r.attempted_at.saturating_add(RETRY_SECONDS);
     }
     if now >= r.fetched_at.saturating_add(refresh_seconds) {
@@ -166,16 +178,17 @@ pub fn parse_discovery(body: &[u8], expected_issuer: &str) -> Result<HttpUrl, St
     HttpUrl::parse_keeping_query(uri).map_err(|e| format!("jwks_uri {e}"))
 }
 
-/// Parses and checks a fetched JWKS document: it must hold at least one usable key.
+/// Parses and checks a fetched JWKS document. An error means the fetch failed (not JSON,
+/// no `keys` array, a malformed key): the last good set stays. A well-formed document
+/// whose set is empty (`{"keys":[]}`, or only keys this filter cannot use) is a
+/// successful fetch in which the Authority withdrew its keys: the caller records that
+/// instead of keeping the last good set.
 pub fn parse_jwks(body: &[u8]) -> Result<(Value, KeySet), String> {
     if body.len() > MAX_DOCUMENT_BYTES {
         return Err(format!("JWKS larger than {MAX_DOCUMENT_BYTES} bytes"));
     }
     let doc: Value = serde_json::from_slice(body).map_err(|e| format!("JWKS is not JSON: {e}"))?;
     let set = KeySet::from_jwks(&doc).map_err(|e| format!("JWKS refused: {e}"))?;
-    if set.is_empty() {
-        return Err("JWKS holds no usable signing key".into());
-    }
     Ok((doc, set))
 }
 
@@ -200,6 +213,7 @@ mod tests {
             document: json!({"keys": []}),
             attempted_at: fetched_at,
             last_error: None,
+            withdrawn: false,
         }
     }
 
@@ -247,6 +261,7 @@ mod tests {
             document: Value::Null,
             attempted_at: 50,
             last_error: Some("down".into()),
+            withdrawn: false,
         };
         assert!(!fetch_due(54, Some(&r), 300, None));
         assert!(fetch_due(55, Some(&r), 300, None));
@@ -304,11 +319,48 @@ mod tests {
     }
 
     #[test]
-    fn jwks_documents_must_hold_a_usable_key() {
-        assert!(parse_jwks(br#"{"keys": []}"#).is_err());
+    fn an_empty_or_unusable_jwks_is_a_good_fetch_of_no_key() {
+        // Fetched fine, nothing usable: the Authority withdrew its keys (not a failure).
+        let (_, set) = parse_jwks(br#"{"keys": []}"#).unwrap();
+        assert!(set.is_empty());
+        let unusable = br#"{"keys":[{"kty":"EC","crv":"P-521","x":"AA","y":"AA"}]}"#;
+        let (_, set) = parse_jwks(unusable).unwrap();
+        assert!(set.is_empty());
+        // Not a JWKS at all, or one publishing a secret: the fetch failed.
+        assert!(parse_jwks(br#"{"keys":[{"kty":"oct","k":"AAAA"}]}"#).is_err());
         assert!(parse_jwks(b"[]").is_err());
         assert!(parse_jwks(b"nope").is_err());
-        assert!(parse_jwks(br#"{"keys":[{"kty":"oct","k":"AAAA"}]}"#).is_err());
+        assert!(parse_jwks(br#"{"nokeys": 1}"#).is_err());
+    }
+
+    #[test]
+    fn withdrawn_keys_are_fetched_again_every_retry_interval() {
+        let mut r = good(1_000);
+        r.withdrawn = true;
+        assert!(!fetch_due(1_004, Some(&r), 300, None));
+        assert!(fetch_due(1_005, Some(&r), 300, None));
+        let back = FetchRecord::from_bytes(&r.to_bytes()).unwrap();
+        assert!(back.withdrawn);
+        // Older records (no field) read as not withdrawn.
+        let old = br#"{"fetched_at":5,"document":{"keys":[]},"attempted_at":5}"#;
+        assert!(!FetchRecord::from_bytes(old).unwrap().withdrawn);
+    }
+
+    #[test]
+    fn staleness_counts_from_the_last_good_fetch() {
+        let mut r = good(1_000);
+        r.attempted_at = 1_090;
+        r.last_error = Some("down".into());
+        assert!(!r.stale(1_060, 60));
+        assert!(r.stale(1_061, 60));
+        let never = FetchRecord {
+            fetched_at: 0,
+            document: Value::Null,
+            attempted_at: 50,
+            last_error: Some("down".into()),
+            withdrawn: false,
+        };
+        assert!(!never.stale(1_000_000, 60));
     }
 
     #[test]

@@ -1,0 +1,205 @@
+//! A fake host for native tests: one [`World`] (the Envoy process: shared data with CAS
+//! counters, a clock, the calls dispatched) seen by several [`FakeHost`]s (the VMs).
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::time::Duration;
+
+use crate::host::{Clock, HttpCalls, SharedData, SharedError};
+
+/// One call a VM dispatched.
+#[derive(Debug, Clone)]
+pub struct Call {
+    pub vm: usize,
+    pub token: u32,
+    pub cluster: String,
+    pub path: String,
+    pub authority: String,
+}
+
+/// The process: what every VM shares.
+pub struct World {
+    shared: RefCell<HashMap<String, (Vec<u8>, u32)>>,
+    next_cas: Cell<u32>,
+    /// Unix seconds; `None` = the clock fails.
+    clock: Cell<Option<u64>>,
+    next_token: Cell<u32>,
+    calls: RefCell<Vec<Call>>,
+    /// Shared-data writes that failed on a CAS mismatch.
+    pub cas_mismatches: Cell<usize>,
+    /// Before each conditional write: a hook that may write first (contention).
+    #[allow(clippy::type_complexity)]
+    before_cas_write: RefCell<Option<Box<dyn FnMut(&World, &str)>>>,
+}
+
+impl World {
+    pub fn new(now: u64) -> Rc<World> {
+        let w = World::default();
+        w.clock.set(Some(now));
+        Rc::new(w)
+    }
+
+    pub fn vm(self: &Rc<World>, vm: usize) -> FakeHost {
+        FakeHost {
+            world: self.clone(),
+            vm,
+            answer: Rc::new(RefCell::new(None)),
+        }
+    }
+
+    pub fn now(&self) -> u64 {
+        self.clock.get().unwrap_or(0)
+    }
+
+    pub fn advance(&self, seconds: u64) {
+        self.clock.set(Some(self.now() + seconds));
+    }
+
+    pub fn fail_clock(&self) {
+        self.clock.set(None);
+    }
+
+    /// Every call dispatched so far.
+    pub fn calls(&self) -> Vec<Call> {
+        self.calls.borrow().clone()
+    }
+
+    pub fn get(&self, key: &str) -> Option<Vec<u8>> {
+        self.shared.borrow().get(key).map(|(v, _)| v.clone())
+    }
+
+    pub fn keys(&self) -> Vec<String> {
+        self.shared.borrow().keys().cloned().collect()
+    }
+
+    /// Envoy's `SharedData::set`: CAS 0 = no check; a missing key is created whatever the
+    /// CAS; every write takes a new CAS.
+    pub fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), SharedError> {
+        let cas = cas.unwrap_or(0);
+        if cas != 0 {
+            let hook = self.before_cas_write.borrow_mut().take();
+            if let Some(mut hook) = hook {
+                hook(self, key);
+                *self.before_cas_write.borrow_mut() = Some(hook);
+            }
+        }
+        let mut shared = self.shared.borrow_mut();
+        if let Some((_, current)) = shared.get(key) {
+            if cas != 0 && cas != *current {
+                self.cas_mismatches.set(self.cas_mismatches.get() + 1);
+                return Err(SharedError::CasMismatch);
+            }
+        }
+        let next = self.next_cas.get() + 1;
+        self.next_cas.set(next);
+        shared.insert(key.to_string(), (value.to_vec(), next));
+        Ok(())
+    }
+
+    /// Runs `hook` before every conditional write (until cleared).
+    pub fn before_cas_write(&self, hook: impl FnMut(&World, &str) + 'static) {
+        *self.before_cas_write.borrow_mut() = Some(Box::new(hook));
+    }
+
+    pub fn clear_hook(&self) {
+        *self.before_cas_write.borrow_mut() = None;
+    }
+}
+
+/// The answer a VM reads during `on_http_call_response`: status and body.
+type Answer = Option<(String, Vec<u8>)>;
+
+/// One VM's host.
+#[derive(Debug, Clone)]
+pub struct FakeHost {
+    pub world: Rc<World>,
+    vm: usize,
+    answer: Rc<RefCell<Answer>>,
+}
+
+impl std::fmt::Debug for World {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("World")
+            .field("clock", &self.clock.get())
+            .finish()
+    }
+}
+
+impl Default for World {
+    fn default() -> World {
+        World {
+            shared: RefCell::default(),
+            next_cas: Cell::new(0),
+            clock: Cell::new(Some(0)),
+            next_token: Cell::new(0),
+            calls: RefCell::default(),
+            cas_mismatches: Cell::new(0),
+            before_cas_write: RefCell::new(None),
+        }
+    }
+}
+
+impl FakeHost {
+    /// The answer the next `call_response` reads (what Envoy holds during
+    /// `on_http_call_response`).
+    pub fn answer_with(&self, status: &str, body: &[u8]) {
+        *self.answer.borrow_mut() = Some((status.to_string(), body.to_vec()));
+    }
+}
+
+impl SharedData for FakeHost {
+    fn get_shared(&self, key: &str) -> Result<(Option<Vec<u8>>, Option<u32>), SharedError> {
+        Ok(match self.world.shared.borrow().get(key) {
+            Some((v, cas)) => (Some(v.clone()), Some(*cas)),
+            None => (None, None),
+        })
+    }
+
+    fn set_shared(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), SharedError> {
+        self.world.set(key, value, cas)
+    }
+}
+
+impl HttpCalls for FakeHost {
+    fn dispatch(
+        &self,
+        cluster: &str,
+        headers: &[(&str, &str)],
+        _timeout: Duration,
+    ) -> Result<u32, String> {
+        let header = |name: &str| {
+            headers
+                .iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.to_string())
+                .unwrap_or_default()
+        };
+        let token = self.world.next_token.get() + 1;
+        self.world.next_token.set(token);
+        self.world.calls.borrow_mut().push(Call {
+            vm: self.vm,
+            token,
+            cluster: cluster.to_string(),
+            path: header(":path"),
+            authority: header(":authority"),
+        });
+        Ok(token)
+    }
+
+    fn call_response(&self, _body_size: usize, limit: usize) -> (String, Vec<u8>) {
+        let (status, mut body) = self.answer.borrow_mut().take().unwrap_or_default();
+        body.truncate(limit);
+        (status, body)
+    }
+}
+
+impl Clock for FakeHost {
+    fn now(&self) -> Result<Duration, String> {
+        self.world
+            .clock
+            .get()
+            .map(Duration::from_secs)
+            .ok_or_else(|| "fake clock failure".to_string())
+    }
+}

@@ -1,0 +1,507 @@
+//! The remote documents one VM fetches for the whole process (the Authority's JWKS through
+//! discovery, the revocation list), written against the [`Host`] traits.
+//!
+//! - [`Fetcher`] (one per VM and configuration, driven by the root context's tick and its
+//!   HTTP call answers): decides when a fetch is due ([`remote::fetch_due`]), takes the
+//!   process-wide lease with compare-and-swap so that one VM fetches, chains discovery →
+//!   JWKS, and writes a [`FetchRecord`] to shared data: the new document on success, the
+//!   last good one with the error on failure, and a withdrawal when the Authority answers
+//!   with a JWKS holding no usable key.
+//! - [`JwksCopy`] and [`ListCopy`] (read on the request path): this VM's parsed copy of
+//!   the shared record, re-parsed only when its CAS changes.
+
+use std::cell::RefCell;
+use std::collections::{HashMap, HashSet};
+use std::rc::Rc;
+use std::time::Duration;
+
+use registry_token_core::config::{Config, KeySource};
+use registry_token_core::policy::revocation;
+use registry_token_core::remote::{self, FetchRecord, Lease, SharedKeys};
+use registry_token_core::token::keys::KeySet;
+use registry_token_core::wire::url::HttpUrl;
+
+use crate::host::{Host, HttpCalls, SharedData};
+
+/// Timeout of one metadata, JWKS or revocation-list call.
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What an in-flight call is waiting for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pending {
+    /// The discovery (metadata) document.
+    Discovery,
+    /// The JWKS named by the discovery document.
+    Jwks,
+    /// The revocation list.
+    Revocation,
+}
+
+impl Pending {
+    fn what(self) -> &'static str {
+        match self {
+            Pending::Discovery => "metadata",
+            Pending::Jwks => "JWKS",
+            Pending::Revocation => "revocation list",
+        }
+    }
+}
+
+/// A remote document to keep fresh.
+#[derive(Debug, Clone)]
+struct Target {
+    shared: SharedKeys,
+    url: HttpUrl,
+    cluster: String,
+    refresh_seconds: u64,
+}
+
+/// The fetch schedule of one VM for one configuration.
+#[derive(Debug)]
+pub struct Fetcher {
+    jwks: Option<Target>,
+    issuer: String,
+    revocation: Option<Target>,
+    pending: HashMap<u32, Pending>,
+}
+
+impl Fetcher {
+    /// The schedule for `config`. Touches no host state: the first fetch happens on the
+    /// first tick (Envoy also configures a short-lived VM that validates the configuration
+    /// and is destroyed before any call answers, which would strand the lease).
+    pub fn new(config: &Config) -> Fetcher {
+        let jwks = match &config.authority.keys {
+            KeySource::Inline(_) => None,
+            KeySource::Remote {
+                metadata_url,
+                cluster,
+                refresh_seconds,
+                ..
+            } => Some(Target {
+                shared: SharedKeys::for_url(metadata_url),
+                url: metadata_url.clone(),
+                cluster: cluster.clone(),
+                refresh_seconds: *refresh_seconds,
+            }),
+        };
+        let revocation = config.revocation.as_ref().map(|r| Target {
+            shared: SharedKeys::for_url(&r.url),
+            url: r.url.clone(),
+            cluster: r.cluster.clone(),
+            refresh_seconds: r.refresh_seconds,
+        });
+        Fetcher {
+            jwks,
+            issuer: config.authority.issuer.clone(),
+            revocation,
+            pending: HashMap::new(),
+        }
+    }
+
+    /// Whether anything is fetched at all (the root context then asks for ticks).
+    pub fn needed(&self) -> bool {
+        self.jwks.is_some() || self.revocation.is_some()
+    }
+
+    fn in_flight(&self, kinds: &[Pending]) -> bool {
+        self.pending.values().any(|p| kinds.contains(p))
+    }
+
+    /// On every tick: starts the fetches that are due, when this VM takes their
+    /// process-wide lease.
+    pub fn tick(&mut self, host: &impl Host) {
+        let now = match host.now_unix() {
+            Ok(now) => now,
+            Err(why) => {
+                log::warn!("registry-token-filter: no fetch this tick: {why}");
+                return;
+            }
+        };
+        if let Some(target) = self.jwks.clone() {
+            let wanted = host
+                .get_shared(&target.shared.wanted)
+                .ok()
+                .and_then(|(b, _)| b)
+                .and_then(|b| String::from_utf8(b).ok())
+                .and_then(|s| s.parse::<u64>().ok());
+            let record = read_record(host, &target.shared);
+            if !self.in_flight(&[Pending::Discovery, Pending::Jwks])
+                && remote::fetch_due(now, record.as_ref(), target.refresh_seconds, wanted)
+                && take_lease(host, &target.shared, now)
+            {
+                if let Err(why) =
+                    self.dispatch(host, &target.cluster, &target.url, Pending::Discovery)
+                {
+                    record_failure(host, &target.shared, Pending::Discovery, &why, now);
+                }
+            }
+        }
+        if let Some(target) = self.revocation.clone() {
+            let record = read_record(host, &target.shared);
+            if !self.in_flight(&[Pending::Revocation])
+                && remote::fetch_due(now, record.as_ref(), target.refresh_seconds, None)
+                && take_lease(host, &target.shared, now)
+            {
+                if let Err(why) =
+                    self.dispatch(host, &target.cluster, &target.url, Pending::Revocation)
+                {
+                    record_failure(host, &target.shared, Pending::Revocation, &why, now);
+                }
+            }
+        }
+    }
+
+    fn dispatch(
+        &mut self,
+        host: &impl HttpCalls,
+        cluster: &str,
+        url: &HttpUrl,
+        what: Pending,
+    ) -> Result<(), String> {
+        let (authority, path) = remote::call_target(url);
+        let token = host.dispatch(
+            cluster,
+            &[
+                (":method", "GET"),
+                (":path", &path),
+                (":authority", &authority),
+                (":scheme", &url.scheme),
+                ("accept", "application/json"),
+                ("user-agent", "registry-token-filter"),
+            ],
+            CALL_TIMEOUT,
+        )?;
+        self.pending.insert(token, what);
+        Ok(())
+    }
+
+    /// An HTTP call answered (`on_http_call_response`).
+    pub fn on_response(&mut self, host: &impl Host, token_id: u32, body_size: usize) {
+        let Some(what) = self.pending.remove(&token_id) else {
+            return;
+        };
+        let target = match what {
+            Pending::Discovery | Pending::Jwks => self.jwks.clone(),
+            Pending::Revocation => self.revocation.clone(),
+        };
+        let Some(target) = target else {
+            return;
+        };
+        let shared = &target.shared;
+        let now = match host.now_unix() {
+            Ok(now) => now,
+            Err(why) => {
+                // Without a time the record cannot be written: drop the answer and let the
+                // next tick try again.
+                log::warn!(
+                    "registry-token-filter: {} answer dropped: {why}",
+                    what.what()
+                );
+                release_lease(host, shared);
+                return;
+            }
+        };
+        let limit = match what {
+            Pending::Revocation => revocation::MAX_LIST_BYTES,
+            _ => remote::MAX_DOCUMENT_BYTES,
+        };
+        let (status, body) = host.call_response(body_size, limit + 1);
+        if status != "200" {
+            let why = format!("{} fetch answered HTTP {status}", what.what());
+            record_failure(host, shared, what, &why, now);
+            return;
+        }
+        match what {
+            Pending::Discovery => match remote::parse_discovery(&body, &self.issuer) {
+                Ok(jwks_uri) => {
+                    if let Err(why) = self.dispatch(host, &target.cluster, &jwks_uri, Pending::Jwks)
+                    {
+                        record_failure(host, shared, what, &why, now);
+                    }
+                }
+                Err(why) => record_failure(host, shared, what, &why, now),
+            },
+            Pending::Jwks => match remote::parse_jwks(&body) {
+                Ok((doc, set)) if set.is_empty() => {
+                    log::warn!(
+                        "registry-token-filter: the Authority withdrew its keys: the JWKS \
+                         holds no usable key ({} skipped); every OpToken is refused until \
+                         it publishes one",
+                        set.skipped()
+                    );
+                    record_success(host, shared, doc, true, now);
+                }
+                Ok((doc, set)) => {
+                    record_success(host, shared, doc, false, now);
+                    log::info!(
+                        "registry-token-filter: JWKS refreshed: {} usable key(s)",
+                        set.len()
+                    );
+                }
+                Err(why) => record_failure(host, shared, what, &why, now),
+            },
+            Pending::Revocation => match revocation::parse_list(&body) {
+                Ok(list) => {
+                    let count = list.len();
+                    let mut sorted: Vec<String> = list.into_iter().collect();
+                    sorted.sort();
+                    record_success(
+                        host,
+                        shared,
+                        serde_json::Value::Array(
+                            sorted.into_iter().map(serde_json::Value::String).collect(),
+                        ),
+                        false,
+                        now,
+                    );
+                    log::info!(
+                        "registry-token-filter: revocation list refreshed: {count} licence(s)"
+                    );
+                }
+                Err(why) => record_failure(host, shared, what, &why, now),
+            },
+        }
+    }
+}
+
+/// Takes the fetch lease with compare-and-swap; true when this VM should fetch now.
+/// (Envoy treats CAS 0 as "no check", so the key is created first when missing and only
+/// then contended for with its real CAS.)
+fn take_lease(host: &impl SharedData, shared: &SharedKeys, now: u64) -> bool {
+    let Ok((mut bytes, mut cas)) = host.get_shared(&shared.lease) else {
+        return false;
+    };
+    if cas.is_none() {
+        let _ = host.set_shared(&shared.lease, &Lease { until: 0 }.to_bytes(), None);
+        match host.get_shared(&shared.lease) {
+            Ok((b, Some(c))) => {
+                bytes = b;
+                cas = Some(c);
+            }
+            _ => return false,
+        }
+    }
+    if let Some(b) = bytes {
+        if Lease::from_bytes(&b).held(now) {
+            return false;
+        }
+    }
+    let lease = Lease {
+        until: now + remote::LEASE_SECONDS,
+    };
+    host.set_shared(&shared.lease, &lease.to_bytes(), cas)
+        .is_ok()
+}
+
+fn release_lease(host: &impl SharedData, shared: &SharedKeys) {
+    let _ = host.set_shared(&shared.lease, &Lease { until: 0 }.to_bytes(), None);
+}
+
+fn read_record(host: &impl SharedData, shared: &SharedKeys) -> Option<FetchRecord> {
+    let (bytes, _) = host.get_shared(&shared.document).ok()?;
+    bytes.as_deref().and_then(FetchRecord::from_bytes)
+}
+
+/// Records a failed attempt, keeping the last good document (and a withdrawal).
+fn record_failure(host: &impl SharedData, shared: &SharedKeys, what: Pending, why: &str, now: u64) {
+    log::warn!(
+        "registry-token-filter: {} refresh failed (the last good copy stays in use): {why}",
+        what.what()
+    );
+    let mut record = read_record(host, shared).unwrap_or(FetchRecord {
+        fetched_at: 0,
+        document: serde_json::Value::Null,
+        attempted_at: 0,
+        last_error: None,
+        withdrawn: false,
+    });
+    record.attempted_at = now;
+    record.last_error = Some(why.chars().take(200).collect());
+    let _ = host.set_shared(&shared.document, &record.to_bytes(), None);
+    release_lease(host, shared);
+}
+
+/// Stores a fetched document for every VM of the process and releases the lease.
+fn record_success(
+    host: &impl SharedData,
+    shared: &SharedKeys,
+    document: serde_json::Value,
+    withdrawn: bool,
+    now: u64,
+) {
+    let record = FetchRecord {
+        fetched_at: now,
+        document,
+        attempted_at: now,
+        last_error: None,
+        withdrawn,
+    };
+    let _ = host.set_shared(&shared.document, &record.to_bytes(), None);
+    release_lease(host, shared);
+}
+
+/// The Authority's keys as this VM knows them (owned form of
+/// [`registry_token_core::handler::AuthorityKeys`]).
+#[derive(Debug, Clone)]
+pub enum Keys {
+    /// Keys to verify with.
+    Known(Rc<KeySet>),
+    /// Never fetched.
+    NotFetched,
+    /// The last successful fetch held no usable key.
+    Withdrawn,
+    /// No successful fetch for longer than `authority.jwksMaxStaleSeconds`.
+    Stale,
+}
+
+impl Keys {
+    /// The borrowed form the handler takes.
+    pub fn as_authority_keys(&self) -> registry_token_core::handler::AuthorityKeys<'_> {
+        use registry_token_core::handler::AuthorityKeys;
+        match self {
+            Keys::Known(k) => AuthorityKeys::Known(k),
+            Keys::NotFetched => AuthorityKeys::NotFetched,
+            Keys::Withdrawn => AuthorityKeys::Withdrawn,
+            Keys::Stale => AuthorityKeys::Stale,
+        }
+    }
+}
+
+/// What the shared JWKS record said when last parsed.
+#[derive(Debug, Clone)]
+enum Published {
+    Keys(Rc<KeySet>),
+    Withdrawn,
+}
+
+/// This VM's parsed copy of a shared record.
+#[derive(Debug)]
+struct Copy<T> {
+    shared: SharedKeys,
+    cas: Option<u32>,
+    value: Option<T>,
+}
+
+impl<T: Clone> Copy<T> {
+    fn new(shared: SharedKeys) -> RefCell<Copy<T>> {
+        RefCell::new(Copy {
+            shared,
+            cas: None,
+            value: None,
+        })
+    }
+
+    /// The current value: the cached one while the CAS is unchanged, else `parse` of the
+    /// shared record; the last value when the record is missing or unusable.
+    fn current(
+        &mut self,
+        host: &impl SharedData,
+        parse: impl FnOnce(&FetchRecord) -> Option<T>,
+    ) -> Option<T> {
+        let Ok((bytes, cas)) = host.get_shared(&self.shared.document) else {
+            return self.value.clone();
+        };
+        if cas.is_some() && cas == self.cas && self.value.is_some() {
+            return self.value.clone();
+        }
+        if let Some(v) = bytes
+            .as_deref()
+            .and_then(FetchRecord::from_bytes)
+            .and_then(|r| parse(&r))
+        {
+            self.value = Some(v);
+            self.cas = cas;
+        }
+        self.value.clone()
+    }
+}
+
+/// The remote JWKS as this VM reads it from shared data.
+#[derive(Debug)]
+pub struct JwksCopy {
+    copy: RefCell<Copy<(Published, u64)>>,
+    max_stale_seconds: u64,
+}
+
+impl JwksCopy {
+    /// The copy for a remote key source (`None` for inline keys).
+    pub fn new(config: &Config) -> Option<JwksCopy> {
+        match &config.authority.keys {
+            KeySource::Inline(_) => None,
+            KeySource::Remote {
+                metadata_url,
+                max_stale_seconds,
+                ..
+            } => Some(JwksCopy {
+                copy: Copy::new(SharedKeys::for_url(metadata_url)),
+                max_stale_seconds: *max_stale_seconds,
+            }),
+        }
+    }
+
+    /// The keys at `now`: the last good set, unless the Authority withdrew its keys or no
+    /// fetch succeeded for `authority.jwksMaxStaleSeconds`.
+    pub fn current(&self, host: &impl SharedData, now: u64) -> Keys {
+        let value = self.copy.borrow_mut().current(host, |record| {
+            if record.document.is_null() {
+                return None;
+            }
+            if record.withdrawn {
+                return Some((Published::Withdrawn, record.fetched_at));
+            }
+            match record.key_set() {
+                Ok(set) if set.is_empty() => Some((Published::Withdrawn, record.fetched_at)),
+                Ok(set) => Some((Published::Keys(Rc::new(set)), record.fetched_at)),
+                Err(e) => {
+                    log::warn!("registry-token-filter: shared JWKS unusable: {e}");
+                    None
+                }
+            }
+        });
+        match value {
+            None => Keys::NotFetched,
+            Some((_, fetched_at)) if now.saturating_sub(fetched_at) > self.max_stale_seconds => {
+                Keys::Stale
+            }
+            Some((Published::Withdrawn, _)) => Keys::Withdrawn,
+            Some((Published::Keys(k), _)) => Keys::Known(k),
+        }
+    }
+
+    /// Asks for an early refresh (rate-limited by the schedule): an OpTok named a `kid`
+    /// the set lacks.
+    pub fn note_unknown_kid(&self, host: &impl SharedData, now: u64) {
+        let key = self.copy.borrow().shared.wanted.clone();
+        let _ = host.set_shared(&key, now.to_string().as_bytes(), None);
+    }
+}
+
+/// The remote revocation list and when it was fetched.
+pub type RevokedList = (HashSet<String>, u64);
+
+/// The remote revocation list as this VM reads it from shared data.
+#[derive(Debug)]
+pub struct ListCopy {
+    copy: RefCell<Copy<Rc<RevokedList>>>,
+}
+
+impl ListCopy {
+    /// The copy for a configured list (`None` without one).
+    pub fn new(config: &Config) -> Option<ListCopy> {
+        config.revocation.as_ref().map(|r| ListCopy {
+            copy: Copy::new(SharedKeys::for_url(&r.url)),
+        })
+    }
+
+    /// The last good list (set, fetch time), if it was ever fetched.
+    pub fn current(&self, host: &impl SharedData) -> Option<Rc<RevokedList>> {
+        self.copy.borrow_mut().current(host, |record| {
+            let items = record.document.as_array()?;
+            let set = items
+                .iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect();
+            Some(Rc::new((set, record.fetched_at)))
+        })
+    }
+}

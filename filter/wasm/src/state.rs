@@ -1,0 +1,132 @@
+//! What one configuration builds at configure time, and the `/token` decision against the
+//! host: the clock reading, the current Authority keys and revocation list, the shared
+//! replay cache. Generic over the [`Host`] so that it runs natively in tests.
+
+use std::rc::Rc;
+
+use registry_token_core::config::{Config, KeySource};
+use registry_token_core::handler::cache::Caches;
+use registry_token_core::handler::{self, Audit, Decision, Denial, Reason, RequestView};
+use registry_token_core::policy::revocation::RemoteList;
+use registry_token_core::remote;
+use registry_token_core::token::crypto::Crypto;
+
+use crate::fetch::{JwksCopy, Keys, ListCopy};
+use crate::host::Host;
+use crate::replay::SharedReplayCache;
+
+/// DPoP proofs remembered per time slot across the process (16 bytes each).
+/// Bounds shared memory to 3 slots × capacity × 16 bytes (48 MiB) and the sustained DPoP
+/// rate of one Envoy process to capacity / `dpop.iatWindowSeconds` (≈ 17,000 proofs/s at
+/// the default 60 s); beyond it proofs are refused with 503 (fail closed).
+pub const REPLAY_CAPACITY: usize = 1024 * 1024;
+
+/// Where the Authority's keys come from, as this VM reads them.
+enum KeysSource {
+    Inline(Rc<registry_token_core::token::keys::KeySet>),
+    Remote(JwksCopy),
+}
+
+/// Everything built at configure time.
+pub struct State<H> {
+    host: H,
+    /// The validated configuration.
+    pub config: Config,
+    crypto: Box<dyn Crypto>,
+    keys: KeysSource,
+    revocation: Option<ListCopy>,
+    replay: SharedReplayCache<H>,
+    /// The per-VM caches.
+    pub caches: Caches,
+}
+
+impl<H: Host + Clone> State<H> {
+    /// Builds the state (creates the replay record's missing keys in shared data).
+    pub fn new(host: H, config: Config, crypto: Box<dyn Crypto>) -> State<H> {
+        Self::with_replay_capacity(host, config, crypto, REPLAY_CAPACITY)
+    }
+
+    /// [`State::new`] with another replay capacity (tests).
+    pub fn with_replay_capacity(
+        host: H,
+        config: Config,
+        crypto: Box<dyn Crypto>,
+        replay_capacity: usize,
+    ) -> State<H> {
+        let keys = match (&config.authority.keys, JwksCopy::new(&config)) {
+            (KeySource::Inline(set), _) => KeysSource::Inline(Rc::new(set.clone())),
+            (KeySource::Remote { .. }, Some(copy)) => KeysSource::Remote(copy),
+            (KeySource::Remote { .. }, None) => KeysSource::Inline(Rc::default()),
+        };
+        let replay = SharedReplayCache::new(
+            host.clone(),
+            remote::SHARED_PREFIX,
+            config.dpop.iat_window_seconds,
+            replay_capacity,
+        );
+        State {
+            revocation: ListCopy::new(&config),
+            host,
+            config,
+            crypto,
+            keys,
+            replay,
+            caches: Caches::default(),
+        }
+    }
+}
+
+impl<H: Host> State<H> {
+    /// The current Authority keys at `now`.
+    pub fn keys(&self, now: u64) -> Keys {
+        match &self.keys {
+            KeysSource::Inline(k) => Keys::Known(k.clone()),
+            KeysSource::Remote(copy) => copy.current(&self.host, now),
+        }
+    }
+
+    /// The `/token` decision. A clock the host cannot read refuses with 500
+    /// `clock_unavailable` (nothing time-bound can be checked or minted without it).
+    pub fn decide(&self, view: &RequestView<'_>) -> Decision {
+        let now = match self.host.now_unix() {
+            Ok(now) => now,
+            Err(why) => {
+                log::error!("registry-token-filter: refusing /token: {why}");
+                return handler::deny(
+                    &self.config,
+                    Denial::new(
+                        Reason::ClockUnavailable,
+                        "the proxy could not read its clock; retry later",
+                    ),
+                    Some(Audit::new(0)),
+                );
+            }
+        };
+        let keys = self.keys(now);
+        let revoked = self.revocation.as_ref().and_then(|r| r.current(&self.host));
+        let revocation = match (&self.revocation, &revoked) {
+            (None, _) => RemoteList::NotConfigured,
+            (Some(_), None) => RemoteList::NeverFetched,
+            (Some(_), Some(list)) => RemoteList::Known {
+                licenses: &list.0,
+                fetched_at: list.1,
+            },
+        };
+        let ctx = handler::Context {
+            config: &self.config,
+            keys: keys.as_authority_keys(),
+            crypto: self.crypto.as_ref(),
+            now,
+            replay: &self.replay,
+            cache: Some(&self.caches),
+            revocation,
+        };
+        let decision = handler::handle_token(view, &ctx);
+        if decision.unknown_kid {
+            if let KeysSource::Remote(copy) = &self.keys {
+                copy.note_unknown_kid(&self.host, now);
+            }
+        }
+        decision
+    }
+}

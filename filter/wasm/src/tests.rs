@@ -1,0 +1,610 @@
+//! Native tests of the glue against the fake host: the fetch schedule, the remote key
+//! states, the replay record and the clock.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::rc::Rc;
+use std::sync::OnceLock;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use p256::elliptic_curve::sec1::ToEncodedPoint;
+use p256::pkcs8::{EncodePrivateKey, LineEnding};
+use serde_json::{json, Value};
+
+use registry_token_core::config::Config;
+use registry_token_core::handler::{Decision, Outcome, Reason, RequestView};
+use registry_token_core::remote::{self, SharedKeys};
+use registry_token_core::sender::dpop::DpopError;
+use registry_token_core::sender::replay::{ReplayCache, REPLAY_SLOTS};
+use registry_token_core::token::crypto::RustCrypto;
+use registry_token_core::wire::url::HttpUrl;
+
+use crate::fake::{FakeHost, World};
+use crate::fetch::{Fetcher, Keys};
+use crate::replay::SharedReplayCache;
+use crate::state::State;
+
+const T0: u64 = 1_800_000_000;
+const METADATA: &str = "http://authority.test/.well-known/openid-configuration";
+const ISSUER: &str = "https://authority.example";
+const LIST: &str = "http://lists.test/revoked.json";
+
+fn b64(data: &[u8]) -> String {
+    URL_SAFE_NO_PAD.encode(data)
+}
+
+struct EcKey {
+    pem: String,
+    jwk: Value,
+}
+
+fn ec_key(kid: &str) -> EcKey {
+    let key = p256::SecretKey::random(&mut rand_core::OsRng);
+    let point = key.public_key().to_encoded_point(false);
+    EcKey {
+        pem: key.to_pkcs8_pem(LineEnding::LF).unwrap().to_string(),
+        jwk: json!({"kty": "EC", "crv": "P-256", "kid": kid, "alg": "ES256",
+                    "x": b64(point.x().unwrap()), "y": b64(point.y().unwrap())}),
+    }
+}
+
+fn signing() -> &'static EcKey {
+    static K: OnceLock<EcKey> = OnceLock::new();
+    K.get_or_init(|| ec_key("signing"))
+}
+
+fn authority_jwk() -> Value {
+    static K: OnceLock<Value> = OnceLock::new();
+    K.get_or_init(|| ec_key("authority").jwk).clone()
+}
+
+fn base_config() -> Value {
+    json!({
+        "authority": {
+            "issuer": ISSUER,
+            "audiences": ["registry-token"],
+            "metadataUrl": METADATA,
+            "cluster": "authority",
+            "jwksRefreshSeconds": 300,
+            "requireSenderConstraint": false
+        },
+        "signing": {"keyPem": signing().pem, "algorithm": "ES256"},
+        "registry": {"realm": "https://gateway.example/token", "allowedServices": ["registry.example"]},
+        "plans": [{"name": "community", "repositories": [{"pattern": "stella-ops/public/*"}]}],
+        "defaultPlan": "community"
+    })
+}
+
+fn config(edit: impl FnOnce(&mut Value)) -> Config {
+    let mut v = base_config();
+    edit(&mut v);
+    Config::from_value(v).unwrap_or_else(|e| panic!("config refused: {e}"))
+}
+
+/// One VM: its host, its state and its fetch schedule.
+struct Vm {
+    host: FakeHost,
+    state: State<FakeHost>,
+    fetcher: Fetcher,
+}
+
+fn vm(world: &Rc<World>, n: usize, config: &Config) -> Vm {
+    let host = world.vm(n);
+    Vm {
+        state: State::with_replay_capacity(host.clone(), config.clone(), Box::new(RustCrypto), 0),
+        fetcher: Fetcher::new(config),
+        host,
+    }
+}
+
+impl Vm {
+    fn tick(&mut self) {
+        self.fetcher.tick(&self.host);
+    }
+
+    /// Answers the call `token` as the host would during `on_http_call_response`.
+    fn answer(&mut self, token: u32, status: &str, body: &str) {
+        self.host.answer_with(status, body.as_bytes());
+        self.fetcher.on_response(&self.host, token, body.len());
+    }
+
+    fn keys(&self) -> Keys {
+        self.state.keys(self.host.world.now())
+    }
+
+    fn token_request(&self, bearer: &str) -> Decision {
+        let headers = vec![("authorization".to_string(), format!("Bearer {bearer}"))];
+        let view = RequestView {
+            method: "GET",
+            path: "/token?service=registry.example&scope=repository:stella-ops/public/base:pull",
+            headers: &headers,
+            peer_certificate_sha256_hex: None,
+        };
+        self.state.decide(&view)
+    }
+}
+
+fn discovery() -> String {
+    json!({"issuer": ISSUER, "jwks_uri": "http://authority.test/jwks.json"}).to_string()
+}
+
+fn jwks_with(keys: &[Value]) -> String {
+    json!({ "keys": keys }).to_string()
+}
+
+/// The calls dispatched after the first `seen`.
+fn new_calls(world: &World, seen: usize) -> Vec<crate::fake::Call> {
+    world.calls().into_iter().skip(seen).collect()
+}
+
+/// Runs one full discovery → JWKS fetch from `v`, answering the JWKS with `jwks`.
+fn full_fetch(v: &mut Vm, jwks: &str) {
+    let seen = v.host.world.calls().len();
+    v.tick();
+    let calls = new_calls(&v.host.world, seen);
+    assert_eq!(calls.len(), 1, "expected one metadata call: {calls:?}");
+    assert_eq!(calls[0].path, "/.well-known/openid-configuration");
+    v.answer(calls[0].token, "200", &discovery());
+    let calls = new_calls(&v.host.world, seen + 1);
+    assert_eq!(calls.len(), 1, "expected the JWKS call: {calls:?}");
+    assert_eq!(calls[0].path, "/jwks.json");
+    v.answer(calls[0].token, "200", jwks);
+}
+
+fn refused_with(decision: &Decision, reason: Reason, status: u16) {
+    assert_eq!(decision.status, status, "{decision:?}");
+    assert_eq!(decision.outcome, Outcome::Rejected(reason), "{decision:?}");
+    let body: Value = serde_json::from_str(&decision.body).unwrap();
+    assert_eq!(
+        body["type"],
+        format!("urn:registry-token-filter:error:{}", reason.label())
+    );
+    assert_eq!(
+        decision.audit.as_ref().map(|a| a.reason),
+        Some(reason.label())
+    );
+}
+
+fn retry_after(decision: &Decision) -> Option<&str> {
+    decision
+        .headers
+        .iter()
+        .find(|(k, _)| k == "retry-after")
+        .map(|(_, v)| v.as_str())
+}
+
+const SOME_JWT: &str = "eyJhbGciOiJFUzI1NiIsImtpZCI6ImF1dGhvcml0eSJ9.e30.AAAA";
+
+// ---------------------------------------------------------------------------------------
+// The fetch schedule.
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn configure_does_not_fetch_the_first_tick_does() {
+    let world = World::new(T0);
+    let cfg = config(|_| {});
+    // The configuration-validation VM: built, never ticked, destroyed.
+    let validation = vm(&world, 0, &cfg);
+    assert!(validation.fetcher.needed());
+    drop(validation);
+    let lease = SharedKeys::for_url(&HttpUrl::parse(METADATA, false).unwrap()).lease;
+    assert!(world.calls().is_empty());
+    assert_eq!(world.get(&lease), None, "configure took the lease");
+    let mut worker = vm(&world, 1, &cfg);
+    assert!(matches!(worker.keys(), Keys::NotFetched));
+    worker.tick();
+    assert_eq!(world.calls().len(), 1);
+    // Inline keys and no list: nothing to fetch.
+    let inline = config(|v| {
+        let a = v["authority"].as_object_mut().unwrap();
+        a.remove("metadataUrl");
+        a.remove("cluster");
+        a.insert("jwks".into(), json!({"keys": [authority_jwk()]}));
+    });
+    assert!(!Fetcher::new(&inline).needed());
+}
+
+#[test]
+fn two_vms_contend_for_the_lease_and_one_fetches() {
+    let world = World::new(T0);
+    let cfg = config(|_| {});
+    let mut a = vm(&world, 0, &cfg);
+    let mut b = vm(&world, 1, &cfg);
+    a.tick();
+    b.tick();
+    let calls = world.calls();
+    assert_eq!(calls.len(), 1, "{calls:?}");
+    assert_eq!(calls[0].vm, 0);
+    assert_eq!(calls[0].cluster, "authority");
+    assert_eq!(calls[0].authority, "authority.test");
+    // While A's fetch is in flight, B keeps off (the lease), and so does A.
+    world.advance(2);
+    b.tick();
+    a.tick();
+    assert_eq!(world.calls().len(), 1);
+    a.answer(calls[0].token, "200", &discovery());
+    let jwks_call = world.calls()[1].clone();
+    a.answer(jwks_call.token, "200", &jwks_with(&[authority_jwk()]));
+    // Both VMs read the keys A fetched.
+    assert!(matches!(a.keys(), Keys::Known(k) if k.len() == 1));
+    assert!(matches!(b.keys(), Keys::Known(k) if k.len() == 1));
+    // Nothing due until the refresh period (from the fetch at T0 + 2); then one fetch.
+    world.advance(299);
+    a.tick();
+    b.tick();
+    assert_eq!(world.calls().len(), 2);
+    world.advance(1);
+    b.tick();
+    a.tick();
+    let calls = world.calls();
+    assert_eq!(calls.len(), 3, "{calls:?}");
+    assert_eq!(calls[2].vm, 1);
+}
+
+#[test]
+fn a_lease_left_by_a_vanished_vm_expires() {
+    let world = World::new(T0);
+    let cfg = config(|_| {});
+    let mut a = vm(&world, 0, &cfg);
+    let mut b = vm(&world, 1, &cfg);
+    a.tick();
+    drop(a); // destroyed before the answer
+    world.advance(remote::LEASE_SECONDS - 1);
+    b.tick();
+    assert_eq!(world.calls().len(), 1);
+    world.advance(1);
+    b.tick();
+    assert_eq!(world.calls().len(), 2);
+}
+
+#[test]
+fn a_failed_refresh_keeps_the_last_good_keys_and_retries() {
+    let world = World::new(T0);
+    let cfg = config(|_| {});
+    let mut a = vm(&world, 0, &cfg);
+    full_fetch(&mut a, &jwks_with(&[authority_jwk()]));
+    world.advance(300);
+    a.tick();
+    let call = world.calls()[2].clone();
+    a.answer(call.token, "503", "");
+    assert!(matches!(a.keys(), Keys::Known(_)), "last good set dropped");
+    world.advance(remote::RETRY_SECONDS - 1);
+    a.tick();
+    assert_eq!(world.calls().len(), 3);
+    world.advance(1);
+    a.tick();
+    assert_eq!(world.calls().len(), 4);
+    // A bad discovery document and a malformed JWKS are failures too.
+    let call = world.calls()[3].clone();
+    a.answer(
+        call.token,
+        "200",
+        r#"{"issuer": "https://other.example", "jwks_uri": "x"}"#,
+    );
+    assert!(matches!(a.keys(), Keys::Known(_)));
+    world.advance(remote::RETRY_SECONDS);
+    a.tick();
+    let call = world.calls()[4].clone();
+    a.answer(call.token, "200", &discovery());
+    let call = world.calls()[5].clone();
+    a.answer(call.token, "200", "not json");
+    assert!(matches!(a.keys(), Keys::Known(k) if k.len() == 1));
+    // Never fetched and failing: not fetched, retried every RETRY_SECONDS.
+    let fresh = World::new(T0);
+    let mut c = vm(&fresh, 0, &cfg);
+    c.tick();
+    c.answer(fresh.calls()[0].token, "504", "");
+    assert!(matches!(c.keys(), Keys::NotFetched));
+    fresh.advance(remote::RETRY_SECONDS);
+    c.tick();
+    assert_eq!(fresh.calls().len(), 2);
+}
+
+#[test]
+fn an_unknown_kid_refreshes_early_at_most_every_30_s() {
+    let world = World::new(T0);
+    let cfg = config(|v| v["authority"]["jwksRefreshSeconds"] = json!(3600));
+    let mut a = vm(&world, 0, &cfg);
+    let b = vm(&world, 1, &cfg);
+    full_fetch(&mut a, &jwks_with(&[authority_jwk()]));
+    // An OpTok naming a kid the set lacks, seen by VM B.
+    world.advance(5);
+    let unknown = format!(
+        "{}.{}.AAAA",
+        b64(br#"{"alg":"ES256","typ":"JWT","kid":"rotated"}"#),
+        b64(br#"{"sub":"x"}"#)
+    );
+    let d = b.token_request(&unknown);
+    assert!(d.unknown_kid, "{d:?}");
+    world.advance(10);
+    a.tick();
+    assert_eq!(world.calls().len(), 2, "refreshed before 30 s");
+    world.advance(14); // T0 + 29
+    a.tick();
+    assert_eq!(world.calls().len(), 2);
+    world.advance(1); // T0 + 30
+    full_fetch(&mut a, &jwks_with(&[authority_jwk()]));
+    assert_eq!(world.calls().len(), 4);
+    // Asked again at once: the next early refresh waits 30 s from that fetch.
+    b.token_request(&unknown);
+    world.advance(29);
+    a.tick();
+    assert_eq!(world.calls().len(), 4);
+    world.advance(1);
+    a.tick();
+    assert_eq!(world.calls().len(), 5);
+}
+
+#[test]
+fn the_revocation_list_refreshes_and_a_bad_list_keeps_the_last_good_one() {
+    let world = World::new(T0);
+    let cfg = config(|v| {
+        v["revocation"] = json!({"url": LIST, "cluster": "lists", "refreshSeconds": 10});
+    });
+    let mut a = vm(&world, 0, &cfg);
+    let b = vm(&world, 1, &cfg);
+    let list_copy = |v: &Vm| crate::fetch::ListCopy::new(&cfg).unwrap().current(&v.host);
+    a.tick();
+    let calls: Vec<_> = world
+        .calls()
+        .into_iter()
+        .filter(|c| c.cluster == "lists")
+        .collect();
+    assert_eq!(calls.len(), 1, "{calls:?}");
+    assert_eq!(calls[0].path, "/revoked.json");
+    assert!(list_copy(&b).is_none());
+    a.answer(
+        calls[0].token,
+        "200",
+        r#"{"revokedLicenses": ["lic-1", "lic-2"]}"#,
+    );
+    let got = list_copy(&b).unwrap();
+    assert!(got.0.contains("lic-1") && got.0.contains("lic-2"));
+    assert_eq!(got.1, T0);
+    let list_calls = || {
+        world
+            .calls()
+            .into_iter()
+            .filter(|c| c.cluster == "lists")
+            .count()
+    };
+    world.advance(9);
+    a.tick();
+    assert_eq!(list_calls(), 1);
+    world.advance(1);
+    a.tick();
+    assert_eq!(list_calls(), 2);
+    let token = world
+        .calls()
+        .into_iter()
+        .rfind(|c| c.cluster == "lists")
+        .unwrap()
+        .token;
+    a.answer(token, "200", r#"{"revokedLicenses": [1, 2]}"#);
+    let got = list_copy(&b).unwrap();
+    assert!(
+        got.0.contains("lic-1"),
+        "a bad list replaced the last good one"
+    );
+    assert_eq!(got.1, T0, "the fetch time moved on a failure");
+    world.advance(remote::RETRY_SECONDS - 1);
+    a.tick();
+    assert_eq!(list_calls(), 2);
+    world.advance(1);
+    a.tick();
+    assert_eq!(list_calls(), 3);
+    let token = world
+        .calls()
+        .into_iter()
+        .rfind(|c| c.cluster == "lists")
+        .unwrap()
+        .token;
+    a.answer(token, "200", "lic-3\n# comment\n");
+    let got = list_copy(&b).unwrap();
+    assert!(got.0.contains("lic-3") && !got.0.contains("lic-1"));
+}
+
+// ---------------------------------------------------------------------------------------
+// Defect 3: keys withdrawn by the Authority, keys too stale.
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn withdrawn_keys_refuse_with_keys_withdrawn_until_published_again() {
+    for withdrawn in [
+        jwks_with(&[]),
+        jwks_with(&[json!({"kty": "EC", "crv": "P-521", "x": "AA", "y": "AA", "kid": "p521"})]),
+    ] {
+        let world = World::new(T0);
+        let cfg = config(|_| {});
+        let mut a = vm(&world, 0, &cfg);
+        let b = vm(&world, 1, &cfg);
+        full_fetch(&mut a, &jwks_with(&[authority_jwk()]));
+        assert!(matches!(b.keys(), Keys::Known(_)));
+        world.advance(300);
+        full_fetch(&mut a, &withdrawn);
+        assert!(
+            matches!(b.keys(), Keys::Withdrawn),
+            "{withdrawn}: last good kept"
+        );
+        let d = b.token_request(SOME_JWT);
+        refused_with(&d, Reason::KeysWithdrawn, 503);
+        assert!(retry_after(&d).is_some(), "{d:?}");
+        // A failed fetch afterwards does not bring the old keys back.
+        world.advance(remote::RETRY_SECONDS);
+        a.tick();
+        let call = world.calls().last().unwrap().clone();
+        a.answer(call.token, "503", "");
+        assert!(matches!(b.keys(), Keys::Withdrawn));
+        // Retried every RETRY_SECONDS; keys published again: known again.
+        world.advance(remote::RETRY_SECONDS);
+        full_fetch(&mut a, &jwks_with(&[authority_jwk()]));
+        assert!(matches!(b.keys(), Keys::Known(_)));
+        assert_ne!(
+            b.token_request(SOME_JWT).outcome,
+            Outcome::Rejected(Reason::KeysWithdrawn)
+        );
+    }
+}
+
+#[test]
+fn keys_older_than_max_stale_are_dropped() {
+    let world = World::new(T0);
+    let cfg = config(|v| {
+        v["authority"]["jwksRefreshSeconds"] = json!(30);
+        v["authority"]["jwksMaxStaleSeconds"] = json!(60);
+    });
+    let mut a = vm(&world, 0, &cfg);
+    let b = vm(&world, 1, &cfg);
+    full_fetch(&mut a, &jwks_with(&[authority_jwk()]));
+    // Every refresh fails from now on.
+    for _ in 0..13 {
+        world.advance(remote::RETRY_SECONDS);
+        a.tick();
+        if let Some(call) = world.calls().last().cloned() {
+            a.answer(call.token, "503", "");
+        }
+        let age = world.now() - T0;
+        let keys = b.keys();
+        if age <= 60 {
+            assert!(matches!(keys, Keys::Known(_)), "dropped at {age} s");
+        } else {
+            assert!(matches!(keys, Keys::Stale), "still trusted at {age} s");
+        }
+    }
+    let d = b.token_request(SOME_JWT);
+    refused_with(&d, Reason::KeysStale, 503);
+    assert!(retry_after(&d).is_some(), "{d:?}");
+    // The Authority answers again: trusted again.
+    world.advance(remote::RETRY_SECONDS);
+    full_fetch(&mut a, &jwks_with(&[authority_jwk()]));
+    assert!(matches!(b.keys(), Keys::Known(_)));
+}
+
+// ---------------------------------------------------------------------------------------
+// Defect 8: the clock.
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn a_failing_clock_refuses_with_clock_unavailable_and_never_mints() {
+    let world = World::new(T0);
+    let cfg = config(|v| {
+        let a = v["authority"].as_object_mut().unwrap();
+        a.remove("metadataUrl");
+        a.remove("cluster");
+        a.insert("jwks".into(), json!({"keys": [authority_jwk()]}));
+    });
+    let v = vm(&world, 0, &cfg);
+    world.fail_clock();
+    let d = v.token_request(SOME_JWT);
+    refused_with(&d, Reason::ClockUnavailable, 500);
+    assert!(!d.body.contains("\"token\""), "{d:?}");
+    assert_eq!(d.audit.as_ref().map(|a| a.decision), Some("rejected"));
+    // No fetch is started without a clock.
+    let mut r = vm(&world, 1, &config(|_| {}));
+    r.tick();
+    assert!(world.calls().is_empty());
+}
+
+// ---------------------------------------------------------------------------------------
+// The DPoP replay record.
+// ---------------------------------------------------------------------------------------
+
+fn entry(shard: u16, n: u8) -> [u8; 16] {
+    let mut e = [n; 16];
+    e[..2].copy_from_slice(&shard.to_be_bytes());
+    e
+}
+
+#[test]
+fn replay_entries_are_refused_until_their_slots_expire() {
+    let world = World::new(T0);
+    let cache = SharedReplayCache::new(world.vm(0), "p/", 60, 0);
+    let other_vm = SharedReplayCache::new(world.vm(1), "p/", 60, 0);
+    let e = entry(7, 1);
+    assert_eq!(cache.check_and_insert(e, T0), Ok(true));
+    assert_eq!(cache.check_and_insert(e, T0), Ok(false));
+    assert_eq!(other_vm.check_and_insert(e, T0 + 1), Ok(false));
+    // Live for the slots of the next two windows, gone after three.
+    let epoch_start = T0 / 60 * 60;
+    let last_live = epoch_start + REPLAY_SLOTS * 60 - 1;
+    assert_eq!(other_vm.check_and_insert(e, last_live), Ok(false));
+    assert_eq!(other_vm.check_and_insert(e, last_live + 1), Ok(true));
+}
+
+#[test]
+fn replay_cas_contention_is_retried_and_keeps_every_entry() {
+    let world = World::new(T0);
+    let cache = SharedReplayCache::new(world.vm(0), "p/", 60, 0);
+    let other = SharedReplayCache::new(world.vm(1), "p/", 60, 0);
+    // Another VM writes to the same slot right before this VM's first two writes.
+    let rival = Rc::new(std::cell::Cell::new(0u8));
+    let r = rival.clone();
+    world.before_cas_write(move |w, key| {
+        if r.get() < 2 {
+            r.set(r.get() + 1);
+            let slot = registry_token_core::sender::replay::ReplaySlot {
+                epoch: T0 / 60,
+                entries: (0..=r.get()).map(|n| entry(3, 100 + n)).collect(),
+            };
+            let _ = w.set(key, &slot.encode(), None);
+        }
+    });
+    assert_eq!(cache.check_and_insert(entry(3, 1), T0), Ok(true));
+    world.clear_hook();
+    assert_eq!(world.cas_mismatches.get(), 2);
+    assert_eq!(other.check_and_insert(entry(3, 1), T0), Ok(false));
+    assert_eq!(other.check_and_insert(entry(3, 101), T0), Ok(false));
+    assert_eq!(other.check_and_insert(entry(3, 102), T0), Ok(false));
+    // Endless contention: refused (fail closed), not accepted.
+    world.before_cas_write(|w, key| {
+        let _ = w.set(key, &[], None);
+    });
+    assert_eq!(
+        cache.check_and_insert(entry(3, 2), T0),
+        Err(DpopError::ReplayUnavailable)
+    );
+}
+
+#[test]
+fn a_full_replay_slot_is_unavailable() {
+    let world = World::new(T0);
+    // The smallest capacity: 16 entries per shard and slot.
+    let cache = SharedReplayCache::new(world.vm(0), "p/", 60, 0);
+    for n in 0..16 {
+        assert_eq!(cache.check_and_insert(entry(9, n), T0), Ok(true));
+    }
+    assert_eq!(
+        cache.check_and_insert(entry(9, 200), T0),
+        Err(DpopError::ReplayUnavailable)
+    );
+    // Other shards are not affected; the next window has room again.
+    assert_eq!(cache.check_and_insert(entry(10, 200), T0), Ok(true));
+    assert_eq!(cache.check_and_insert(entry(9, 200), T0 + 60), Ok(true));
+}
+
+#[test]
+fn replay_records_of_configurations_with_different_windows_are_separate() {
+    // Two configurations on one vm_id: dpop.iatWindowSeconds 60 and 90. Find a time at
+    // which both number their current slot alike (they would share a key if the record
+    // were keyed by (shard, slot) only).
+    let now = (T0..)
+        .find(|t| (t / 60) % REPLAY_SLOTS == (t / 90) % REPLAY_SLOTS && (t / 60) != (t / 90))
+        .unwrap();
+    let world = World::new(now);
+    let a = SharedReplayCache::new(world.vm(0), remote::SHARED_PREFIX, 60, 1 << 20);
+    let b = SharedReplayCache::new(world.vm(1), remote::SHARED_PREFIX, 90, 1 << 20);
+    let proof = entry(42, 1);
+    assert_eq!(a.check_and_insert(proof, now), Ok(true));
+    // The other configuration records proofs of its own in the same shard.
+    assert_eq!(b.check_and_insert(entry(42, 2), now), Ok(true));
+    assert_eq!(b.check_and_insert(entry(42, 3), now + 1), Ok(true));
+    assert_eq!(
+        a.check_and_insert(proof, now + 2),
+        Ok(false),
+        "replay accepted"
+    );
+    assert!(world
+        .keys()
+        .iter()
+        .all(|k| k.starts_with(remote::SHARED_PREFIX)));
+}
