@@ -118,16 +118,19 @@ fn optok_claims(g: &Gateway, f: impl FnOnce(&mut serde_json::Map<String, Value>)
         .sign(&claims, Some(g.keys.authority.kid()), Some("at+jwt"))
 }
 
+/// What a case does to the claims, the status and the reason it must get.
+type ClaimCase = (
+    &'static str,
+    Box<dyn Fn(&mut serde_json::Map<String, Value>)>,
+    u16,
+    &'static str,
+);
+
 #[test]
 fn mistyped_claims_are_refused_not_read_as_absent() {
     let g = Gateway::start(|_| {});
     let path = token_path(SERVICE, &[PULL]);
-    let cases: Vec<(
-        &str,
-        Box<dyn Fn(&mut serde_json::Map<String, Value>)>,
-        u16,
-        &str,
-    )> = vec![
+    let cases: Vec<ClaimCase> = vec![
         (
             "licence as a list holding the revoked one",
             Box::new(|c| {

@@ -11,12 +11,12 @@
 //!   the shared record, re-parsed only when its CAS changes.
 
 use std::cell::RefCell;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::Duration;
 
 use registry_token_core::config::{Config, KeySource};
-use registry_token_core::policy::revocation;
+use registry_token_core::policy::revocation::{self, RevokedLists};
 use registry_token_core::remote::{self, FetchRecord, Lease, SharedKeys};
 use registry_token_core::token::keys::KeySet;
 use registry_token_core::wire::url::HttpUrl;
@@ -240,22 +240,16 @@ impl Fetcher {
                 }
                 Err(why) => record_failure(host, shared, what, &why, now),
             },
-            Pending::Revocation => match revocation::parse_list(&body) {
-                Ok(list) => {
-                    let count = list.len();
-                    let mut sorted: Vec<String> = list.into_iter().collect();
-                    sorted.sort();
-                    record_success(
-                        host,
-                        shared,
-                        serde_json::Value::Array(
-                            sorted.into_iter().map(serde_json::Value::String).collect(),
-                        ),
-                        false,
-                        now,
+            Pending::Revocation => match revocation::parse_lists(&body) {
+                Ok(lists) => {
+                    let (l, s, r) = (
+                        lists.licenses.len(),
+                        lists.subjects.len(),
+                        lists.refresh_tokens.len(),
                     );
+                    record_success(host, shared, lists.to_document(), false, now);
                     log::info!(
-                        "registry-token-filter: revocation list refreshed: {count} licence(s)"
+                        "registry-token-filter: revocation list refreshed: {l} licence(s), {s} subject(s), {r} refresh token(s)"
                     );
                 }
                 Err(why) => record_failure(host, shared, what, &why, now),
@@ -476,8 +470,8 @@ impl JwksCopy {
     }
 }
 
-/// The remote revocation list and when it was fetched.
-pub type RevokedList = (HashSet<String>, u64);
+/// The remote revocation lists and when they were fetched.
+pub type RevokedList = (RevokedLists, u64);
 
 /// The remote revocation list as this VM reads it from shared data.
 #[derive(Debug)]
@@ -496,12 +490,8 @@ impl ListCopy {
     /// The last good list (set, fetch time), if it was ever fetched.
     pub fn current(&self, host: &impl SharedData) -> Option<Rc<RevokedList>> {
         self.copy.borrow_mut().current(host, |record| {
-            let items = record.document.as_array()?;
-            let set = items
-                .iter()
-                .filter_map(|v| v.as_str().map(str::to_string))
-                .collect();
-            Some(Rc::new((set, record.fetched_at)))
+            let lists = revocation::parse_lists(record.document.to_string().as_bytes()).ok()?;
+            Some(Rc::new((lists, record.fetched_at)))
         })
     }
 }

@@ -28,6 +28,7 @@ use registry_token_core::handler::cache::CacheStats;
 use registry_token_core::handler::{self, Decision, Outcome, Reason, RequestView, Route};
 use registry_token_core::token::crypto::host::{self as hostproto, HostCrypto};
 use registry_token_core::token::crypto::{Crypto, RustCrypto};
+use registry_token_core::wire::form::MAX_FORM_BYTES;
 
 use fetch::Fetcher;
 use host::EnvoyHost;
@@ -197,7 +198,7 @@ impl Metrics {
 
     fn record(&self, outcome: &Outcome) {
         match outcome {
-            Outcome::Issued => self.increment(ISSUED_METRIC),
+            Outcome::Issued(_) => self.increment(ISSUED_METRIC),
             Outcome::Rejected(reason) => {
                 self.increment(&format!("{REJECTED_METRIC_PREFIX}{}", reason.label()))
             }
@@ -320,6 +321,7 @@ impl RootContext for Root {
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
         Some(Box::new(Stream {
+            waiting: None,
             filter: self.filter.clone(),
         }))
     }
@@ -331,6 +333,17 @@ impl RootContext for Root {
 
 struct Stream {
     filter: Option<Rc<Filter>>,
+    /// A `POST /token` waiting for its body.
+    waiting: Option<TokenRequestHead>,
+}
+
+/// What a token request's headers said, kept while its body arrives.
+struct TokenRequestHead {
+    started: u64,
+    method: String,
+    path: String,
+    headers: Vec<(String, String)>,
+    peer_certificate_digest: Option<String>,
 }
 
 impl Stream {
@@ -342,58 +355,102 @@ impl Stream {
             .collect();
         host::send_local_response(decision.status, &headers, decision.body.as_bytes());
     }
+
+    /// Decides a token request, counts, audits and replies.
+    fn answer(&self, filter: &Filter, head: &TokenRequestHead, body: Option<&[u8]>) {
+        let (state, metrics) = (&filter.state, &filter.metrics);
+        let view = RequestView {
+            method: &head.method,
+            path: &head.path,
+            headers: &head.headers,
+            peer_certificate_sha256_hex: head
+                .peer_certificate_digest
+                .as_deref()
+                .filter(|d| !d.is_empty()),
+            body,
+        };
+        let decision = state.decide(&view);
+        metrics.record(&decision.outcome);
+        if let Some(audit) = &decision.audit {
+            let line = audit.to_line();
+            log::info!("registry-token-filter: audit {line}");
+            // Filter state `wasm.registry_token_audit`, so an access log can carry the
+            // record: %FILTER_STATE(wasm.registry_token_audit:PLAIN)%.
+            let _ =
+                proxy_wasm::hostcalls::set_property(vec![AUDIT_PROPERTY], Some(line.as_bytes()));
+        }
+        self.reply(&decision);
+        metrics.record_decision(head.started);
+        metrics.note_cache(state.caches.stats());
+        metrics.note_memory();
+    }
 }
 
 impl Context for Stream {}
 
 impl HttpContext for Stream {
-    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+    fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
         let Some(filter) = self.filter.clone() else {
             return Action::Continue;
         };
-        let (state, metrics) = (&filter.state, &filter.metrics);
         let path = host::request_header(":path").unwrap_or_default();
         let path_only = path.split(['?', '#']).next().unwrap_or("");
-        match handler::route(&state.config, path_only) {
+        match handler::route(&filter.state.config, path_only) {
             Route::PassThrough => Action::Continue,
             Route::Healthz => {
                 self.reply(&handler::healthz());
                 Action::Pause
             }
             Route::Jwks => {
-                self.reply(&handler::jwks(&state.config));
+                self.reply(&handler::jwks(&filter.state.config));
                 Action::Pause
             }
             Route::Token => {
-                let started = now_nanos();
-                let headers = host::request_headers();
-                let method = host::request_header(":method").unwrap_or_default();
-                let digest =
-                    host::property_string(&["connection", "sha256_peer_certificate_digest"]);
-                let view = RequestView {
-                    method: &method,
-                    path: &path,
-                    headers: &headers,
-                    peer_certificate_sha256_hex: digest.as_deref().filter(|d| !d.is_empty()),
+                let head = TokenRequestHead {
+                    started: now_nanos(),
+                    method: host::request_header(":method").unwrap_or_default(),
+                    path,
+                    headers: host::request_headers(),
+                    peer_certificate_digest: host::property_string(&[
+                        "connection",
+                        "sha256_peer_certificate_digest",
+                    ]),
                 };
-                let decision = state.decide(&view);
-                metrics.record(&decision.outcome);
-                if let Some(audit) = &decision.audit {
-                    let line = audit.to_line();
-                    log::info!("registry-token-filter: audit {line}");
-                    // Filter state `wasm.registry_token_audit`, so an access log can carry
-                    // the record: %FILTER_STATE(wasm.registry_token_audit:PLAIN)%.
-                    let _ = proxy_wasm::hostcalls::set_property(
-                        vec![AUDIT_PROPERTY],
-                        Some(line.as_bytes()),
-                    );
+                if head.method.eq_ignore_ascii_case("POST") && !end_of_stream {
+                    // The OAuth2 form comes in the body: wait for it (bounded below).
+                    self.waiting = Some(head);
+                } else {
+                    self.answer(&filter, &head, None);
                 }
-                self.reply(&decision);
-                metrics.record_decision(started);
-                metrics.note_cache(state.caches.stats());
-                metrics.note_memory();
                 Action::Pause
             }
         }
+    }
+
+    fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        let Some(filter) = self.filter.clone() else {
+            return Action::Continue;
+        };
+        if self.waiting.is_none() {
+            return Action::Continue;
+        }
+        // One byte over the bound is enough for the core to answer 413: no need to wait
+        // for (or hold) more.
+        let limit = MAX_FORM_BYTES + 1;
+        if !end_of_stream && body_size < limit {
+            return Action::Pause;
+        }
+        let body = proxy_wasm::hostcalls::get_buffer(
+            proxy_wasm::types::BufferType::HttpRequestBody,
+            0,
+            body_size.min(limit),
+        )
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+        if let Some(head) = self.waiting.take() {
+            self.answer(&filter, &head, Some(&body));
+        }
+        Action::Pause
     }
 }

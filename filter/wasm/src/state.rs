@@ -108,7 +108,7 @@ impl<H: Host> State<H> {
             (None, _) => RemoteList::NotConfigured,
             (Some(_), None) => RemoteList::NeverFetched,
             (Some(_), Some(list)) => RemoteList::Known {
-                licenses: &list.0,
+                lists: &list.0,
                 fetched_at: list.1,
             },
         };

@@ -119,6 +119,7 @@ impl Vm {
             path: "/token?service=registry.example&scope=repository:stella-ops/public/base:pull",
             headers: &headers,
             peer_certificate_sha256_hex: None,
+            body: None,
         };
         self.state.decide(&view)
     }
@@ -359,7 +360,7 @@ fn the_revocation_list_refreshes_and_a_bad_list_keeps_the_last_good_one() {
         r#"{"revokedLicenses": ["lic-1", "lic-2"]}"#,
     );
     let got = list_copy(&b).unwrap();
-    assert!(got.0.contains("lic-1") && got.0.contains("lic-2"));
+    assert!(got.0.licenses.contains("lic-1") && got.0.licenses.contains("lic-2"));
     assert_eq!(got.1, T0);
     let list_calls = || {
         world
@@ -383,7 +384,7 @@ fn the_revocation_list_refreshes_and_a_bad_list_keeps_the_last_good_one() {
     a.answer(token, "200", r#"{"revokedLicenses": [1, 2]}"#);
     let got = list_copy(&b).unwrap();
     assert!(
-        got.0.contains("lic-1"),
+        got.0.licenses.contains("lic-1"),
         "a bad list replaced the last good one"
     );
     assert_eq!(got.1, T0, "the fetch time moved on a failure");
@@ -401,7 +402,7 @@ fn the_revocation_list_refreshes_and_a_bad_list_keeps_the_last_good_one() {
         .token;
     a.answer(token, "200", "lic-3\n# comment\n");
     let got = list_copy(&b).unwrap();
-    assert!(got.0.contains("lic-3") && !got.0.contains("lic-1"));
+    assert!(got.0.licenses.contains("lic-3") && !got.0.licenses.contains("lic-1"));
 }
 
 // ---------------------------------------------------------------------------------------

@@ -621,11 +621,11 @@ pub async fn run(database: &str) {
     assert_eq!(feed["revokedTenants"], json!(["acme"]));
     assert!((feed["generatedAt"].as_i64().unwrap() - now()).abs() < 60);
     // The filter reads this document as it is.
-    let parsed = registry_token_core::revocation::parse_list(&feed_bytes).unwrap();
-    assert_eq!(
-        parsed.into_iter().collect::<Vec<_>>(),
-        vec!["lic-2".to_string()]
-    );
+    let parsed = registry_token_core::policy::revocation::parse_lists(&feed_bytes).unwrap();
+    let one = |v: &str| std::collections::HashSet::from([v.to_string()]);
+    assert_eq!(parsed.licenses, one("lic-2"));
+    assert_eq!(parsed.subjects, one("mallory"));
+    assert_eq!(parsed.refresh_tokens, one("rt-123"));
 
     // Delete.
     let resp = c
