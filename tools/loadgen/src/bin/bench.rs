@@ -806,12 +806,14 @@ fn main() {
         })
     })()
     .unwrap_or_else(|e| die(&e));
-    println!(
-        "    ceiling      {:>8.0} answers/s  p50 {} µs  p99 {} µs",
-        ceiling.result.tokens_per_second(),
-        ceiling.result.quantile(0.5).unwrap_or(0),
-        ceiling.result.quantile(0.99).unwrap_or(0)
-    );
+    if want("ceiling") {
+        println!(
+            "    ceiling      {:>8.0} answers/s  p50 {} µs  p99 {} µs",
+            ceiling.result.tokens_per_second(),
+            ceiling.result.quantile(0.5).unwrap_or(0),
+            ceiling.result.quantile(0.99).unwrap_or(0)
+        );
+    }
 
     step(&format!("/token scenarios, {seconds} s each after {WARMUP_SECONDS} s of warm-up, {connections} connections, closed loop"));
     let mut results: Vec<(Scenario, Result<Measured, String>)> = Vec::new();
