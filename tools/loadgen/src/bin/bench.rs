@@ -1324,15 +1324,15 @@ impl Report<'_> {
         if rows.is_empty() {
             return;
         }
+        let _ = writeln!(o, "## Refused DPoP proofs: hostile against cheap\n");
         let _ = writeln!(
             o,
-            "## Refused DPoP proofs: hostile against cheap
-"
-        );
-        let _ = writeln!(
-            o,
-            "Every request carries a valid DPoP-bound OpToken ({REFUSAL_OPTOKS} of them, cycled,              so the OpTok cache holds them all after the warm-up) and a proof that must be              refused. `hostile` rotates over: {}. `cheap` sends `DPoP: x`. The figure that              matters is the filter's own time (histogram `registry_token_decision_us`, this              run's delta), not the client's.
-",
+            "Every request carries a valid DPoP-bound OpToken ({REFUSAL_OPTOKS} of them, cycled, \
+             so the OpTok cache holds them all after the warm-up) and a proof that must be \
+             refused. `hostile` rotates over: {}. `cheap` sends `DPoP: x`. The figure that \
+             matters is the filter's own time (histogram `registry_token_decision_us`, this \
+             run's delta), not the client's; its p99 shows any of the four kinds, each a \
+             quarter of the requests.\n",
             registry_token_loadgen::load::HOSTILE_KINDS
                 .iter()
                 .enumerate()
@@ -1342,8 +1342,7 @@ impl Report<'_> {
         );
         let _ = writeln!(
             o,
-            "| scenario | refusals/s | p50 | p99 | filter p50 | filter p99 | refusals (reason: count) | as expected |
-|---|---:|---:|---:|---:|---:|---|---|"
+            "| scenario | refusals/s | p50 | p99 | filter p50 | filter p99 | refusals (reason: count) | as expected |\n|---|---:|---:|---:|---:|---:|---|---|"
         );
         for (sc, m) in rows {
             let r = &m.result;
@@ -1367,9 +1366,7 @@ impl Report<'_> {
         if let Some((p99, p50)) = self.hostile_ratio() {
             let _ = writeln!(
                 o,
-                "
-hostile / cheap: filter p99 {p99:.2}×, filter p50 {p50:.2}× (target: p99 ≤ {HOSTILE_RATIO_LIMIT:.0}×).
-"
+                "\nhostile / cheap: filter p99 {p99:.2}×, filter p50 {p50:.2}× (target: p99 ≤ {HOSTILE_RATIO_LIMIT:.0}×).\n"
             );
         } else {
             let _ = writeln!(o);
