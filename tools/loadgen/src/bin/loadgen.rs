@@ -4,7 +4,8 @@
 //! ```text
 //! loadgen [--target http://127.0.0.1:8085] [--admin http://127.0.0.1:9901]
 //!         [--connections 8] [--duration 20] [--rate 0 (closed loop) | N requests/s]
-//!         [--mode bearer|dpop|mtls] [--authority-key .dev/authority.pem] [--kid KID]
+//!         [--mode bearer|dpop|mtls|hostile-dpop|malformed-dpop]
+//!         [--authority-key .dev/authority.pem] [--kid KID]
 //!         [--path /token] [--query service=…&scope=…] [--realm http://localhost:8085/token]
 //!         [--optoks 2000] [--plan P] [--iss URL] [--aud A] [--expect-rate 3000]
 //!         [--ca ca.crt --cert client.crt --key client.key]   (mtls)
@@ -12,7 +13,8 @@
 //! ```
 //!
 //! Exit status: 0 when Envoy's counter deltas equal what the generator saw, 1 when they do
-//! not (or nothing was issued), 2 on a usage or setup error.
+//! not (or nothing was issued; in the refusing modes, when anything but the expected 401s
+//! came back), 2 on a usage or setup error.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -57,7 +59,13 @@ make load [LOAD_ARGS=\"...\"]  drives a running gateway (make run), loopback onl
   --duration S        seconds of load (20, at most 3600)
   --rate R            offered requests/s over all connections (0 = closed loop, default)
   --mode M            bearer (default), dpop (DPoP-bound OpToks + ES256 proofs) or
-                      mtls (certificate-bound OpToks over TLS; needs --ca --cert --key)
+                      mtls (certificate-bound OpToks over TLS; needs --ca --cert --key),
+                      hostile-dpop (DPoP-bound OpToks + hostile proofs in rotation: 8192-bit
+                      RSA jwk with a 34-bit e or e = AQAB, PS512, garbage signature; ES256
+                      proof by another key; ES256 proof with a wrong ath: expects only 401
+                      dpop_jwk / dpop_jkt_mismatch / dpop_ath) or
+                      malformed-dpop (DPoP-bound OpToks + `DPoP: x`: expects only 401
+                      dpop_malformed, the cheapest refusal)
   --authority-key F   PKCS#8 PEM key the gateway trusts (.dev/authority.pem)
   --kid K             kid of OpToks (default: the key's RFC 7638 thumbprint)
   --path P --query Q  request (/token, service=registry.localhost&scope=repository:stella-ops/public/base:pull)
@@ -111,7 +119,7 @@ fn main() {
         ));
     }
     let mode = Mode::parse(&args.str("mode", "bearer"))
-        .unwrap_or_else(|| fail("--mode is bearer, dpop or mtls"));
+        .unwrap_or_else(|| fail("--mode is bearer, dpop, mtls, hostile-dpop or malformed-dpop"));
     let connections: usize = args.num("connections", 8).unwrap_or_else(num_err);
     let duration: u64 = args.num("duration", 20).unwrap_or_else(num_err);
     let rate: f64 = args.num("rate", 0.0).unwrap_or_else(num_err);
@@ -223,7 +231,8 @@ fn main() {
     } else {
         expect_rate
     };
-    let workload = Workload::new(
+    let workload = Workload::with_mode(
+        mode,
         Arc::new(pool),
         optoks,
         &host,
@@ -233,7 +242,13 @@ fn main() {
         expect,
     )
     .unwrap_or_else(|e| fail(&e));
-    if mode == Mode::Dpop {
+    if mode == Mode::HostileDpop {
+        println!(
+            "pre-generated {} hostile DPoP proofs (cycled: the filter records no refused proof) in {:.1} s",
+            workload.pregenerated(),
+            t.elapsed().as_secs_f64()
+        );
+    } else if mode == Mode::Dpop {
         println!(
             "pre-generated {} DPoP proofs (ES256) in {:.1} s",
             workload.pregenerated(),
@@ -272,8 +287,9 @@ fn main() {
     let non_ok = responses - ok;
     println!();
     println!(
-        "client:   {responses} answers in {:.1} s: {:.0} tokens/s ({ok} × 200, {non_ok} other{}), {} transport error(s)",
+        "client:   {responses} answers in {:.1} s ({:.0}/s): {:.0} tokens/s ({ok} × 200, {non_ok} other{}), {} transport error(s)",
         result.elapsed,
+        result.responses_per_second(),
         result.tokens_per_second(),
         if non_ok > 0 {
             format!(
@@ -291,7 +307,7 @@ fn main() {
         },
         result.transport_errors
     );
-    if mode == Mode::Dpop && workload.live_proofs() > 0 {
+    if matches!(mode, Mode::Dpop | Mode::HostileDpop) && workload.live_proofs() > 0 {
         println!(
             "          {} DPoP proofs were signed during the run (pre-generated ones ran out)",
             workload.live_proofs()
@@ -397,12 +413,48 @@ fn main() {
         );
         agree = false;
     }
-    if ok == 0 {
+    if let Some(expected) = mode.expected_refusals() {
+        // Every answer should be one of the expected refusals: counted as such, not as
+        // errors.
+        let refused = result.statuses.get(&401).copied().unwrap_or(0);
+        let good = refused == responses && responses > 0;
+        agree &= good;
+        println!(
+            "  {} every answer a 401: {refused} of {responses}",
+            if good { "ok  " } else { "FAIL" }
+        );
+        let unexpected: Vec<String> = rejected
+            .iter()
+            .filter(|(r, _)| !expected.contains(&r.as_str()))
+            .map(|(r, d)| format!("{r}: {d}"))
+            .collect();
+        agree &= unexpected.is_empty();
+        println!(
+            "  {} refusal reasons within {}{}",
+            if unexpected.is_empty() {
+                "ok  "
+            } else {
+                "FAIL"
+            },
+            expected.join(" / "),
+            if unexpected.is_empty() {
+                String::new()
+            } else {
+                format!(": unexpected {}", unexpected.join(", "))
+            }
+        );
+        if refused != responses {
+            println!("  (hint: a 401 dpop_htu or dpop_iat means --realm or the clock; any other refusal means the OpToks were not accepted: check --authority-key)");
+        }
+    } else if ok == 0 {
         println!("  FAIL no token was issued: check --authority-key, --query and --realm against the gateway's configuration");
         agree = false;
     }
     if agree {
         println!("Envoy's counters agree with the load generator.");
+    } else if mode.expected_refusals().is_some() {
+        println!("Envoy's counters DISAGREE with the load generator (or an answer was not an expected refusal).");
+        std::process::exit(1);
     } else {
         println!("Envoy's counters DISAGREE with the load generator (or nothing was issued).");
         std::process::exit(1);
