@@ -97,19 +97,7 @@ pub fn deny(config: &Config, denial: Denial, audit: Option<Audit>) -> Decision {
         headers.push(("retry-after".into(), RETRY_AFTER_SECONDS.to_string()));
     }
     headers.extend(denial.extra_headers);
-    let mut audit = audit;
-    if let Some(a) = audit.as_mut() {
-        a.decision = "rejected";
-        a.reason = reason.label();
-    }
-    Decision {
-        status,
-        headers,
-        body: body.to_string(),
-        outcome: Outcome::Rejected(reason),
-        audit,
-        unknown_kid: false,
-    }
+    rejected(reason, status, headers, body.to_string(), audit)
 }
 
 /// Builds the reply for a denial of `POST /token`: an RFC 6749 §5.2 error (`error`,
@@ -137,19 +125,7 @@ pub fn deny_form(denial: Denial, audit: Option<Audit>) -> Decision {
         headers.push(("retry-after".into(), RETRY_AFTER_SECONDS.to_string()));
     }
     headers.extend(denial.extra_headers);
-    let mut audit = audit;
-    if let Some(a) = audit.as_mut() {
-        a.decision = "rejected";
-        a.reason = reason.label();
-    }
-    Decision {
-        status,
-        headers,
-        body: body.to_string(),
-        outcome: Outcome::Rejected(reason),
-        audit,
-        unknown_kid: false,
-    }
+    rejected(reason, status, headers, body.to_string(), audit)
 }
 
 fn status_title(status: u16) -> &'static str {
@@ -160,6 +136,28 @@ fn status_title(status: u16) -> &'static str {
         500 => "Internal Server Error",
         503 => "Service Unavailable",
         _ => "Error",
+    }
+}
+
+/// A refusal's decision; the audit record (if any) is marked rejected with its reason.
+fn rejected(
+    reason: Reason,
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: String,
+    mut audit: Option<Audit>,
+) -> Decision {
+    if let Some(a) = audit.as_mut() {
+        a.decision = "rejected";
+        a.reason = reason.label();
+    }
+    Decision {
+        status,
+        headers,
+        body,
+        outcome: Outcome::Rejected(reason),
+        audit,
+        unknown_kid: false,
     }
 }
 

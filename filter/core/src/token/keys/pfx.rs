@@ -1,5 +1,8 @@
 //! PKCS#12 (PFX) decoding: password-protected signing key and certificates.
 //!
+//! Over 600 lines on purpose: one format walked end to end (MAC, KDF, PBES2 and the legacy
+//! PBEs, bags), kept in one file so the order of its checks reads top to bottom.
+//!
 //! Why not the `pkcs12`/`pkcs5` crates: `pkcs12` 0.1 has only types (pulling in `cms` and
 //! `x509-cert`) and the KDF, no MAC check or decryption, and `pkcs5` lacks the PKCS#12 PBEs
 //! of `-legacy` files; so the ASN.1 walk uses this crate's [`der`](crate::wire::der) reader and
