@@ -449,21 +449,6 @@ impl Caches {
     }
 }
 
-/// Verifies an OpTok through `cache` when there is one, directly otherwise.
-pub fn verify_optok(
-    cache: Option<&Caches>,
-    token: &str,
-    policy: &OpTokPolicy<'_>,
-    keys: &KeySet,
-    crypto: &dyn Crypto,
-    now: u64,
-) -> Result<VerifiedOpTok, JwtError> {
-    match cache {
-        Some(c) => c.verify_optok(token, policy, keys, crypto, now),
-        None => optok::verify_optok(token, policy, keys, crypto, now),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

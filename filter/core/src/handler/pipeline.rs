@@ -27,7 +27,7 @@ use crate::sender::dpop::{self, DpopError, ProofPolicy};
 use crate::sender::mtls;
 use crate::token::jws::JwtError;
 use crate::token::mint;
-use crate::token::optok::{OpTokPolicy, VerifiedOpTok};
+use crate::token::optok::{self, OpTokPolicy, VerifiedOpTok};
 use crate::token::refresh::{self, RefreshClaims, RefreshError};
 use crate::wire::time;
 
@@ -257,14 +257,11 @@ fn verify_optok(ctx: &Context<'_>, credential: &Credential) -> Result<VerifiedOp
         algorithms: &config.authority.algorithms,
         clock_skew_seconds: config.authority.clock_skew_seconds,
     };
-    cache::verify_optok(
-        ctx.cache,
-        &credential.token,
-        &policy,
-        keys,
-        ctx.crypto,
-        ctx.now,
-    )
+    let token = &credential.token;
+    match ctx.cache {
+        Some(c) => c.verify_optok(token, &policy, keys, ctx.crypto, ctx.now),
+        None => optok::verify_optok(token, &policy, keys, ctx.crypto, ctx.now),
+    }
     .map_err(|e: JwtError| Denial::new(Reason::from(&e), e.to_string()))
 }
 
