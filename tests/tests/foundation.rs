@@ -681,11 +681,22 @@ fn prometheus_counts_issued_and_rejected_tokens_by_reason() {
             "{reason}"
         );
     }
-    // Exactly these series of the two counters (no other reason, no unlabelled total).
+    // Every reason's series exists from configure time (alerts see zeros), each labelled:
+    // no unlabelled rejection total.
+    let reason_series = prom_samples(&prom)
+        .into_iter()
+        .filter(|(name, _, _)| name == "registry_token_rejected_total")
+        .count();
+    assert!(
+        reason_series >= 40,
+        "a series per reason, found {reason_series}: {prom}"
+    );
+    // Exactly these series of the two counters moved (no other reason counted).
     let mut series: Vec<String> = prom_samples(&prom)
         .into_iter()
-        .filter(|(name, _, _)| {
-            name == "registry_token_issued_total" || name == "registry_token_rejected_total"
+        .filter(|(name, _, v)| {
+            (name == "registry_token_issued_total" || name == "registry_token_rejected_total")
+                && *v != 0.0
         })
         .map(|(name, labels, v)| format!("{name}{labels:?}={v}"))
         .collect();
