@@ -44,7 +44,7 @@ use base64::Engine;
 use serde_json::{json, Value};
 
 use crate::gateway::{SERVICE, SIGNING_ISSUER};
-use crate::registry::{tar, OciImage};
+use crate::registry::{bin_from, tar, OciImage};
 use crate::{tail, LOG_TAIL_LINES};
 
 /// How long a daemon may take to answer after it was started.
@@ -57,13 +57,6 @@ pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(120);
 // ---------------------------------------------------------------------------------------
 // Binaries.
 // ---------------------------------------------------------------------------------------
-
-fn bin_from(env: &str, default: &str) -> PathBuf {
-    match std::env::var_os(env) {
-        Some(p) if !p.is_empty() => PathBuf::from(p),
-        _ => PathBuf::from(default),
-    }
-}
 
 /// `$DOCKERD_BIN`, else `/usr/sbin/dockerd`.
 pub fn dockerd_bin() -> PathBuf {

@@ -45,7 +45,8 @@ pub const CREDS_USER: &str = "dev-user";
 // Binaries.
 // ---------------------------------------------------------------------------------------
 
-fn bin_from(env: &str, default: &str) -> PathBuf {
+/// `$env` when set and not empty, else `default`.
+pub(crate) fn bin_from(env: &str, default: &str) -> PathBuf {
     match std::env::var_os(env) {
         Some(p) if !p.is_empty() => PathBuf::from(p),
         _ => PathBuf::from(default),
