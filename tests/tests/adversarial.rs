@@ -374,6 +374,18 @@ fn audit_lines_escape_line_breakers() {
         403,
         "unknown_service",
     );
+    // Envoy flushes its log file on an interval: wait for the record to land.
+    let landed = g
+        .envoy
+        .wait_for_log(std::time::Duration::from_secs(30), |log| {
+            log.lines()
+                .any(|l| l.contains("audit {") && l.contains("evil"))
+        });
+    assert!(
+        landed,
+        "no audit line for the request:\n{}",
+        g.envoy.full_log()
+    );
     let log = g.envoy.full_log();
     let audit: Vec<&str> = log
         .lines()
