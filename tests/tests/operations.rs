@@ -588,12 +588,15 @@ struct AuditCase {
 }
 
 /// Every member an audit record may have.
-const AUDIT_FIELDS: [&str; 12] = [
+const AUDIT_FIELDS: [&str; 15] = [
     "time",
     "decision",
     "reason",
+    "grant",
     "subject",
     "client_id",
+    "request_client_id",
+    "refresh_token_id",
     "binding",
     "plan",
     "service",
@@ -778,8 +781,12 @@ fn one_audit_line_per_decision_and_no_secret_in_the_log() {
             case.name
         );
         let expect = case.expect.as_object().cloned().unwrap_or_default();
+        // Every case here is a GET: when the grant is recorded, it is that one.
+        if let Some(grant) = record.get("grant") {
+            assert_eq!(grant, "get", "{}: {record}", case.name);
+        }
         for field in AUDIT_FIELDS {
-            if matches!(field, "time" | "jti" | "exp") {
+            if matches!(field, "time" | "jti" | "exp" | "grant") {
                 continue;
             }
             assert_eq!(
