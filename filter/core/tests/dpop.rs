@@ -23,23 +23,7 @@ fn reason(d: &Decision) -> &'static str {
 /// The proof key: a P-256 key (separate from the Authority's).
 fn proof_key() -> &'static EcFixture {
     static K: std::sync::OnceLock<EcFixture> = std::sync::OnceLock::new();
-    K.get_or_init(|| {
-        // EcFixture::generate is private to common; build one the same way.
-        common_ec()
-    })
-}
-
-fn common_ec() -> EcFixture {
-    use p256::elliptic_curve::sec1::ToEncodedPoint;
-    use p256::pkcs8::{EncodePrivateKey, LineEnding};
-    let key = p256::SecretKey::random(&mut rand_core::OsRng);
-    let point = key.public_key().to_encoded_point(false);
-    EcFixture {
-        pkcs8_pem: key.to_pkcs8_pem(LineEnding::LF).unwrap().to_string(),
-        sec1_pem: key.to_sec1_pem(LineEnding::LF).unwrap().to_string(),
-        x: b64(point.x().unwrap()),
-        y: b64(point.y().unwrap()),
-    }
+    K.get_or_init(|| EcFixture::generate())
 }
 
 fn jkt_of(k: &EcFixture) -> String {
@@ -194,7 +178,7 @@ fn each_check_violated_on_purpose() {
     let config = strict_config();
     let token = bound_optok();
     let k = proof_key();
-    let other = common_ec();
+    let other = EcFixture::generate();
     type Case = (&'static str, Box<dyn Fn() -> Vec<String>>);
     let t = token.clone();
     let cases: Vec<Case> = vec![

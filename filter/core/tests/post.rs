@@ -567,19 +567,6 @@ fn mtls_bound_refresh_token_needs_the_certificate() {
     );
 }
 
-fn new_ec() -> EcFixture {
-    use p256::elliptic_curve::sec1::ToEncodedPoint;
-    use p256::pkcs8::{EncodePrivateKey, LineEnding};
-    let key = p256::SecretKey::random(&mut rand_core::OsRng);
-    let point = key.public_key().to_encoded_point(false);
-    EcFixture {
-        pkcs8_pem: key.to_pkcs8_pem(LineEnding::LF).unwrap().to_string(),
-        sec1_pem: key.to_sec1_pem(LineEnding::LF).unwrap().to_string(),
-        x: b64(point.x().unwrap()),
-        y: b64(point.y().unwrap()),
-    }
-}
-
 fn jkt_of(k: &EcFixture) -> String {
     let canonical = format!(
         r#"{{"crv":"P-256","kty":"EC","x":"{}","y":"{}"}}"#,
@@ -609,8 +596,8 @@ fn proof(key: &EcFixture, method: &str, token: &str) -> String {
 #[test]
 fn dpop_bound_password_and_refresh_grants_need_a_proof_from_the_same_key() {
     let config = rt_config();
-    let key = new_ec();
-    let other = new_ec();
+    let key = EcFixture::generate();
+    let other = EcFixture::generate();
     let mut claims = default_claims();
     claims["cnf"] = json!({"jkt": jkt_of(&key)});
     let tok = optok(&claims);

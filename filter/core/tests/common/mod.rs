@@ -62,7 +62,8 @@ pub struct EcFixture {
 }
 
 impl EcFixture {
-    fn generate() -> EcFixture {
+    /// A fresh random P-256 key.
+    pub fn generate() -> EcFixture {
         use p256::elliptic_curve::sec1::ToEncodedPoint;
         use p256::pkcs8::EncodePrivateKey as _;
         let key = p256::SecretKey::random(&mut rand_core::OsRng);
