@@ -23,7 +23,7 @@ fn reason(d: &Decision) -> &'static str {
 /// The proof key: a P-256 key (separate from the Authority's).
 fn proof_key() -> &'static EcFixture {
     static K: std::sync::OnceLock<EcFixture> = std::sync::OnceLock::new();
-    K.get_or_init(|| EcFixture::generate())
+    K.get_or_init(EcFixture::generate)
 }
 
 fn jkt_of(k: &EcFixture) -> String {
