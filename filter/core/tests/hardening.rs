@@ -250,7 +250,7 @@ fn hostile_and_wrong_proofs_never_reach_the_signature_or_the_replay_record() {
     assert_eq!(crypto.verifies.get(), 1);
     assert_eq!(call(&crypto), Err(DpopError::Replay));
     // The record was untouched by the refusals: only the honest proof is in it.
-    assert!(replay.check_and_insert([0; 16], NOW).unwrap());
+    assert!(replay.check_and_insert([0; 16], NOW, NOW).unwrap());
 }
 
 /// Defect 2: claims of the wrong type used to be read as absent, which failed open.

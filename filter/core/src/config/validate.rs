@@ -169,10 +169,11 @@ pub(super) fn validate_revocation(r: RawRevocation) -> Result<RevocationConfig, 
 
 pub(super) fn validate_dpop(d: RawDpop) -> Result<DpopConfig, ConfigError> {
     let iat_window_seconds = d.iat_window_seconds.unwrap_or(60);
-    if !(1..=300).contains(&iat_window_seconds) {
+    let max = crate::sender::replay::MAX_IAT_WINDOW_SECONDS;
+    if !(1..=max).contains(&iat_window_seconds) {
         return Err(ConfigError::new(
             "dpop.iatWindowSeconds",
-            format!("{iat_window_seconds} is outside 1..=300"),
+            format!("{iat_window_seconds} is outside 1..={max}"),
         ));
     }
     let algorithms = parse_algorithms("dpop.algorithms", d.algorithms)?;

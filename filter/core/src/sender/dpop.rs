@@ -254,7 +254,7 @@ pub fn verify_proof(
     let digest = sha256(&material);
     let mut replay_key = [0u8; 16];
     replay_key.copy_from_slice(&digest[..16]);
-    if !replay.check_and_insert(replay_key, now)? {
+    if !replay.check_and_insert(replay_key, iat, now)? {
         return Err(DpopError::Replay);
     }
     Ok(VerifiedProof {

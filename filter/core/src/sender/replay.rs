@@ -7,22 +7,32 @@ use crate::sender::dpop::DpopError;
 /// Accepts or refuses a proof's `jti`: true when it was not seen before (and is now
 /// recorded), false on a replay.
 pub trait ReplayCache {
-    /// Records `key` (a digest of the key thumbprint and `jti`) seen at `now`.
-    fn check_and_insert(&self, key: [u8; 16], now: u64) -> Result<bool, DpopError>;
+    /// Records `key` (a digest of the key thumbprint and `jti`) of a proof whose `iat` is
+    /// `iat`, seen at `now`. A replay is the same proof, so it has the same `iat`: the
+    /// record is filed by `iat`, and one look in one slot answers.
+    fn check_and_insert(&self, key: [u8; 16], iat: u64, now: u64) -> Result<bool, DpopError>;
 }
 
 /// Number of shards the replay entries are spread over (each a shared-data key).
 /// Many small shards keep each compare-and-swap copy small (a shard slot holds about
-/// rate × window / shards entries) and contention between workers low.
+/// rate × 60 s / shards entries) and contention between workers low.
 pub const REPLAY_SHARDS: usize = 1024;
-/// Time slots kept per shard: a proof accepted at `now` with `iat ≤ now + window` could be
-/// replayed until `now + 2·window`, so entries live for three slots of `window` seconds.
-pub const REPLAY_SLOTS: u64 = 3;
+/// Seconds of `iat` one slot covers. Fixed, not taken from the configuration: every
+/// configuration on a `vm_id` (two listeners, or one before and after a reconfiguration
+/// with another `dpop.iatWindowSeconds`) numbers slots alike, so none can empty the
+/// entries another still needs.
+pub const REPLAY_EPOCH_SECONDS: u64 = 60;
+/// The largest `dpop.iatWindowSeconds` the configuration accepts.
+pub const MAX_IAT_WINDOW_SECONDS: u64 = 300;
+/// Slots per shard: proofs are accepted with `iat` within the window either side of now,
+/// so at most `2 × 300 / 60 + 1 = 11` epochs of `iat` are acceptable at once; one more
+/// slot so the oldest can be emptied while the newest fills.
+pub const REPLAY_SLOTS: u64 = 2 * MAX_IAT_WINDOW_SECONDS / REPLAY_EPOCH_SECONDS + 2;
 
-/// One shard's slot: the epoch it belongs to and the 16-byte entries seen in it.
+/// One shard's slot: the `iat` epoch it belongs to and the 16-byte entries seen in it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReplaySlot {
-    /// `now / window` when the slot was written.
+    /// `iat / REPLAY_EPOCH_SECONDS` of the proofs in the slot (0: never written).
     pub epoch: u64,
     /// Entries.
     pub entries: Vec<[u8; 16]>,
@@ -57,10 +67,19 @@ impl ReplaySlot {
         out
     }
 
-    /// Whether the slot is still live at epoch `current`.
-    pub fn live(&self, current: u64) -> bool {
-        self.epoch + REPLAY_SLOTS > current
+    /// Whether no configuration whose window is at most `max_window` can accept a proof
+    /// of this slot at `now` any more (every `iat` of the epoch is older than
+    /// `now - max_window`), so its entries can go.
+    pub fn dead(&self, now: u64, max_window: u64) -> bool {
+        let newest_iat = (self.epoch + 1) * REPLAY_EPOCH_SECONDS - 1;
+        newest_iat.saturating_add(max_window) < now
     }
+}
+
+/// Epoch and slot index of an `iat`.
+pub fn replay_epoch_slot(iat: u64) -> (u64, u64) {
+    let epoch = iat / REPLAY_EPOCH_SECONDS;
+    (epoch, epoch % REPLAY_SLOTS)
 }
 
 /// Shard index of an entry.
@@ -70,7 +89,13 @@ pub fn replay_shard(key: &[u8; 16]) -> usize {
 
 /// Shared-data key of (shard, slot).
 pub fn replay_data_key(prefix: &str, shard: usize, slot: u64) -> String {
-    format!("{prefix}dpop-replay/{shard}/{slot}")
+    format!("{prefix}dpop-jti/{shard}/{slot}")
+}
+
+/// Shared-data key of the largest `dpop.iatWindowSeconds` any configuration on the
+/// `vm_id` has had (raised at configure time, never lowered): how long entries are kept.
+pub fn replay_max_window_key(prefix: &str) -> String {
+    format!("{prefix}dpop-jti/max-window")
 }
 
 /// An in-process replay cache (native tests and single-VM hosts).
@@ -92,7 +117,7 @@ impl MemoryReplayCache {
 }
 
 impl ReplayCache for MemoryReplayCache {
-    fn check_and_insert(&self, key: [u8; 16], now: u64) -> Result<bool, DpopError> {
+    fn check_and_insert(&self, key: [u8; 16], _iat: u64, now: u64) -> Result<bool, DpopError> {
         let mut seen = self.seen.borrow_mut();
         seen.retain(|_, t| now < t.saturating_add(self.ttl_seconds));
         if seen.contains_key(&key) {
@@ -122,14 +147,30 @@ mod tests {
     }
 
     #[test]
-    fn replay_slots_live_for_three_windows() {
+    fn replay_slots_die_once_no_window_accepts_their_iat() {
         let slot = ReplaySlot {
             epoch: 10,
             entries: Vec::new(),
         };
-        assert!(slot.live(10));
-        assert!(slot.live(12));
-        assert!(!slot.live(13));
+        // iat 600..=659; with a 60 s window the last accepted at 719.
+        assert!(!slot.dead(719, 60));
+        assert!(slot.dead(720, 60));
+        assert!(!slot.dead(959, 300));
+        assert!(slot.dead(960, 300));
+    }
+
+    #[test]
+    fn slots_cover_every_acceptable_iat_without_reuse() {
+        // At any `now`, the iat epochs a 300 s window accepts map to distinct slots, and
+        // one slot more is free.
+        for now in [1_000_000u64, 1_000_059, 1_000_060, 7_777_777] {
+            let lo = replay_epoch_slot(now - MAX_IAT_WINDOW_SECONDS).0;
+            let hi = replay_epoch_slot(now + MAX_IAT_WINDOW_SECONDS).0;
+            assert!(hi - lo < REPLAY_SLOTS, "{now}: {lo}..={hi}");
+            let slots: std::collections::HashSet<u64> =
+                (lo..=hi).map(|e| e % REPLAY_SLOTS).collect();
+            assert_eq!(slots.len() as u64, hi - lo + 1);
+        }
     }
 
     #[test]
@@ -143,15 +184,15 @@ mod tests {
             seen.insert(shard);
         }
         assert_eq!(seen.len(), REPLAY_SHARDS);
-        assert_eq!(replay_data_key("p/", 3, 1), "p/dpop-replay/3/1");
+        assert_eq!(replay_data_key("p/", 3, 1), "p/dpop-jti/3/1");
     }
 
     #[test]
     fn memory_cache_remembers_then_forgets() {
         let c = MemoryReplayCache::new(10);
-        assert!(c.check_and_insert([7; 16], 100).unwrap());
-        assert!(!c.check_and_insert([7; 16], 105).unwrap());
-        assert!(c.check_and_insert([8; 16], 105).unwrap());
-        assert!(c.check_and_insert([7; 16], 111).unwrap());
+        assert!(c.check_and_insert([7; 16], 100, 100).unwrap());
+        assert!(!c.check_and_insert([7; 16], 100, 105).unwrap());
+        assert!(c.check_and_insert([8; 16], 105, 105).unwrap());
+        assert!(c.check_and_insert([7; 16], 100, 111).unwrap());
     }
 }
