@@ -221,7 +221,7 @@ fn no_plan_and_no_default_is_403() {
         &[("authorization", &bearer(&optok(&default_claims())))],
     );
     assert_eq!(d.status, 403);
-    assert_eq!(reason(&d), "unknown_plan");
+    assert_eq!(reason(&d), "missing_plan");
 }
 
 #[test]

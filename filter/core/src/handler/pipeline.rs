@@ -415,7 +415,7 @@ fn policy(
     }
     let Some(plan) = caller.plan().or(config.default_plan.as_deref()) else {
         return Err(Denial::new(
-            Reason::UnknownPlan,
+            Reason::MissingPlan,
             "the token names no plan and no defaultPlan is configured",
         ));
     };

@@ -170,8 +170,10 @@ reasons! {
         "The caller's subject is in `revokedSubjects` (inline or the remote list).";
     RevocationUnavailable = "revocation_unavailable", 503, None,
         "The remote revocation list is older than `revocation.maxStaleSeconds` and `onStale` is `fail`.";
+    MissingPlan = "missing_plan", 403, INSUFFICIENT_SCOPE,
+        "The OpToken names no plan (`stellaops:plan`) and no `defaultPlan` is configured.";
     UnknownPlan = "unknown_plan", 403, INSUFFICIENT_SCOPE,
-        "The OpToken names no plan and there is no `defaultPlan`, or the plan is not in the catalogue.";
+        "The plan the OpToken (or refresh token) names is not in the catalogue.";
     PlanDenied = "plan_denied", 403, INSUFFICIENT_SCOPE,
         "The plan grants none of the requested access.";
     // Minting.
