@@ -149,10 +149,14 @@ BENCHBIN  := target/release/bench
 LOAD_ARGS ?=
 BENCH_ARGS ?=
 
-.PHONY: loadgen load bench
+.PHONY: loadgen load bench probe
 
 loadgen:
 	cargo build --release -q -p registry-token-loadgen
+
+# The in-Envoy crypto ceiling module of make bench (bench/probe, docs/PERFORMANCE.md).
+probe: wasm-target
+	cargo build --release -q --target $(TARGET) -p registry-token-crypto-probe
 
 # Drives a running gateway (`make run` in another terminal: 127.0.0.1:8085, admin 9901),
 # then checks Envoy's counters against what it saw. LOAD_ARGS="--help" lists the options,
@@ -163,7 +167,7 @@ load: loadgen
 # The whole comparison on this machine (about 10 minutes; the machine should be idle):
 # writes docs/PERFORMANCE.md and docs/performance-latency.png.
 # A quick look: BENCH_ARGS="--seconds 3 --soak 30 --sweep-seconds 3 --optoks 3000".
-bench: deps wasm loadgen
+bench: deps wasm loadgen probe
 	@command -v gnuplot >/dev/null || { \
 	  echo "installing Debian package: gnuplot-nox"; \
 	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \

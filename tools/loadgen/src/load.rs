@@ -36,6 +36,14 @@ pub enum Mode {
     /// `Authorization: DPoP <OpTok>` (bound by `cnf.jkt`) + `DPoP: x`: the cheapest proof
     /// refusal, 401 `dpop_malformed`.
     MalformedDpop,
+    /// `POST` the OAuth2 password grant (containerd's first request): the form body
+    /// `grant_type=password&username=…&password=<OpTok>&client_id=…` plus the GET path's
+    /// query (`service`, `scope`); unbound OpToks.
+    Password,
+    /// `POST` the OAuth2 refresh grant (the Docker daemon after `docker login`):
+    /// `grant_type=refresh_token&refresh_token=…&client_id=…` plus the query; the pool
+    /// holds refresh tokens ([`OpTokPool::from_tokens`]).
+    Refresh,
 }
 
 /// The hostile proofs of [`Mode::HostileDpop`], in rotation order.
@@ -61,6 +69,8 @@ impl Mode {
             "mtls" => Some(Mode::Mtls),
             "hostile-dpop" => Some(Mode::HostileDpop),
             "malformed-dpop" => Some(Mode::MalformedDpop),
+            "password" => Some(Mode::Password),
+            "refresh" => Some(Mode::Refresh),
             _ => None,
         }
     }
@@ -73,6 +83,8 @@ impl Mode {
             Mode::Mtls => "mtls",
             Mode::HostileDpop => "hostile-dpop",
             Mode::MalformedDpop => "malformed-dpop",
+            Mode::Password => "password",
+            Mode::Refresh => "refresh",
         }
     }
 
@@ -81,6 +93,7 @@ impl Mode {
     pub fn binding(self) -> Mode {
         match self {
             Mode::HostileDpop | Mode::MalformedDpop => Mode::Dpop,
+            Mode::Password => Mode::Bearer,
             m => m,
         }
     }
@@ -149,6 +162,16 @@ pub struct OpTokPool {
 }
 
 impl OpTokPool {
+    /// A pool of ready-made tokens (e.g. refresh tokens for [`Mode::Refresh`]).
+    pub fn from_tokens(mode: Mode, tokens: Vec<String>) -> OpTokPool {
+        OpTokPool {
+            mode,
+            tokens,
+            keys: Vec::new(),
+            aths: Vec::new(),
+        }
+    }
+
     /// Generates `n` OpToks (each a distinct subject) on all cores. `x5t` is the client
     /// certificate thumbprint for [`Mode::Mtls`].
     pub fn generate(
@@ -332,6 +355,30 @@ impl Workload {
                         format!(
                             "{}Authorization: Bearer {}\r\n\r\n",
                             w.prefix, pool.tokens[i]
+                        )
+                        .into_bytes()
+                    })
+                    .collect();
+                return Ok(w);
+            }
+            Mode::Password | Mode::Refresh => {
+                let (post_path, query) = path.split_once('?').unwrap_or((path, ""));
+                w.static_requests = (0..used)
+                    .map(|i| {
+                        let grant = if mode == Mode::Password {
+                            format!(
+                                "grant_type=password&username=bench&password={}",
+                                pool.tokens[i]
+                            )
+                        } else {
+                            format!("grant_type=refresh_token&refresh_token={}", pool.tokens[i])
+                        };
+                        let body = format!("{grant}&client_id=bench&{query}");
+                        format!(
+                            "POST {post_path} HTTP/1.1\r\nHost: {host}\r\n\
+                             Content-Type: application/x-www-form-urlencoded\r\n\
+                             Content-Length: {}\r\n\r\n{body}",
+                            body.len()
                         )
                         .into_bytes()
                     })
@@ -903,5 +950,41 @@ mod tests {
             aths: Vec::new(),
         });
         assert!(Workload::with_mode(Mode::HostileDpop, bearer, 1, "h", "/t", "u", 5, 10).is_err());
+    }
+
+    #[test]
+    fn grant_workloads_post_the_form_with_the_query() {
+        let bearer = Arc::new(OpTokPool::from_tokens(Mode::Bearer, vec!["op-0".into()]));
+        let w = Workload::with_mode(
+            Mode::Password,
+            bearer,
+            1,
+            "h",
+            "/token?service=s&scope=x",
+            "u",
+            5,
+            0,
+        )
+        .expect("workload");
+        let r = String::from_utf8(w.next_request().into_owned()).expect("utf-8");
+        let body =
+            "grant_type=password&username=bench&password=op-0&client_id=bench&service=s&scope=x";
+        assert_eq!(
+            r,
+            format!(
+                "POST /token HTTP/1.1\r\nHost: h\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            )
+        );
+        let refresh = Arc::new(OpTokPool::from_tokens(Mode::Refresh, vec!["rtr1.x".into()]));
+        let w = Workload::with_mode(Mode::Refresh, refresh, 1, "h", "/token?scope=x", "u", 5, 0)
+            .expect("workload");
+        let r = String::from_utf8(w.next_request().into_owned()).expect("utf-8");
+        assert!(r.ends_with(
+            "\r\n\r\ngrant_type=refresh_token&refresh_token=rtr1.x&client_id=bench&scope=x"
+        ));
+        // A password workload needs the unbound pool.
+        let dpop = Arc::new(OpTokPool::from_tokens(Mode::Dpop, vec!["t".into()]));
+        assert!(Workload::with_mode(Mode::Password, dpop, 1, "h", "/t", "u", 5, 0).is_err());
     }
 }

@@ -1,0 +1,178 @@
+//! The in-Envoy crypto ceiling of `make bench` (docs/PERFORMANCE.md).
+//!
+//! A /token path costs, at least, its signature work: verifying the OpToken (RS256),
+//! verifying the DPoP proof (ES256), signing the registry token (RS256 or ES256). Through
+//! Envoy's `sign`/`verify_signature` foreign functions each call imports the key again
+//! (BoringSSL), which costs more than the signature itself for RSA. This module does only
+//! that work, per request, with the filter's own [`HostCrypto`], then answers a fixed body
+//! of the size of a token reply: its rate is the ceiling the filter's rate is compared to.
+//!
+//! Plugin configuration (JSON): `{"ops": ["verify:RS256", "verify:ES256", "sign:RS256"],
+//! "rsaKeyPem": "…", "ecKeyPem": "…", "bodyBytes": 900}`. The messages are the size of a
+//! JWS signing input (700 bytes); the signatures to verify are made once at configure
+//! time. Any failure answers 500 (the bench counts non-200 answers).
+
+use std::rc::Rc;
+
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::{Action, ContextType, LogLevel};
+use registry_token_core::token::alg::Alg;
+use registry_token_core::token::crypto::host::{ForeignCall, HostCrypto};
+use registry_token_core::token::crypto::Crypto;
+use registry_token_core::token::keys::{PrivateKey, PublicKey};
+use serde_json::Value;
+
+/// Bytes of the message signed and verified (about a JWS signing input).
+const MESSAGE_BYTES: usize = 700;
+
+proxy_wasm::main! {{
+    proxy_wasm::set_log_level(LogLevel::Warn);
+    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root::default()) });
+}}
+
+struct EnvoyForeign;
+
+impl ForeignCall for EnvoyForeign {
+    fn call(&self, function: &str, args: &[u8]) -> Result<Vec<u8>, String> {
+        match proxy_wasm::hostcalls::call_foreign_function(function, Some(args)) {
+            Ok(Some(bytes)) => Ok(bytes),
+            Ok(None) => Ok(Vec::new()),
+            Err(status) => Err(format!("foreign function {function}: {status:?}")),
+        }
+    }
+}
+
+/// One piece of signature work.
+enum Op {
+    Verify {
+        alg: Alg,
+        key: Box<PublicKey>,
+        signature: Vec<u8>,
+    },
+    Sign(Box<PrivateKey>),
+}
+
+struct Work {
+    ops: Vec<Op>,
+    message: Vec<u8>,
+    body: String,
+}
+
+impl Work {
+    fn run(&self, crypto: &HostCrypto<EnvoyForeign>) -> Result<(), String> {
+        for op in &self.ops {
+            match op {
+                Op::Verify {
+                    alg,
+                    key,
+                    signature,
+                } => crypto
+                    .verify(*alg, key, &self.message, signature)
+                    .map_err(|e| e.to_string())?,
+                Op::Sign(key) => {
+                    crypto.sign(key, &self.message).map_err(|e| e.to_string())?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Builds the work from the plugin configuration.
+fn configure(config: &[u8], crypto: &HostCrypto<EnvoyForeign>) -> Result<Work, String> {
+    let v: Value = serde_json::from_slice(config).map_err(|e| format!("configuration: {e}"))?;
+    let pem = |name: &str| -> Result<PrivateKey, String> {
+        let text = v[name]
+            .as_str()
+            .ok_or_else(|| format!("{name} is missing"))?;
+        PrivateKey::from_pem(text).map_err(|e| format!("{name}: {e}"))
+    };
+    let message: Vec<u8> = (0..MESSAGE_BYTES).map(|i| b'a' + (i % 26) as u8).collect();
+    let mut ops = Vec::new();
+    for op in v["ops"].as_array().ok_or("ops is missing")? {
+        let op = op.as_str().ok_or("ops: strings")?;
+        let key = match op.rsplit(':').next() {
+            Some("RS256") => pem("rsaKeyPem")?,
+            Some("ES256") => pem("ecKeyPem")?,
+            _ => return Err(format!("ops: {op:?} is not verify|sign:RS256|ES256")),
+        };
+        if op.starts_with("verify:") {
+            let signature = crypto
+                .sign(&key, &message)
+                .map_err(|e| format!("{op}: {e}"))?;
+            ops.push(Op::Verify {
+                alg: key.alg(),
+                key: Box::new(key.public().clone()),
+                signature,
+            });
+        } else if op.starts_with("sign:") {
+            ops.push(Op::Sign(Box::new(key)));
+        } else {
+            return Err(format!("ops: {op:?} is not verify|sign:RS256|ES256"));
+        }
+    }
+    let body_bytes = v["bodyBytes"].as_u64().unwrap_or(900);
+    let body = "x".repeat(usize::try_from(body_bytes).unwrap_or(900));
+    Ok(Work { ops, message, body })
+}
+
+#[derive(Default)]
+struct Root {
+    work: Option<Rc<Work>>,
+}
+
+impl Context for Root {}
+
+impl RootContext for Root {
+    fn on_configure(&mut self, _size: usize) -> bool {
+        let config = self.get_plugin_configuration().unwrap_or_default();
+        match configure(&config, &HostCrypto::new(EnvoyForeign)) {
+            Ok(work) => {
+                self.work = Some(Rc::new(work));
+                true
+            }
+            Err(e) => {
+                log::error!("crypto probe: {e}");
+                false
+            }
+        }
+    }
+
+    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+        Some(Box::new(Stream {
+            work: self.work.clone(),
+        }))
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}
+
+struct Stream {
+    work: Option<Rc<Work>>,
+}
+
+impl Context for Stream {}
+
+impl HttpContext for Stream {
+    fn on_http_request_headers(&mut self, _n: usize, _end: bool) -> Action {
+        let crypto = HostCrypto::new(EnvoyForeign);
+        let (status, body) = match &self.work {
+            Some(work) => match work.run(&crypto) {
+                Ok(()) => (200, work.body.as_str()),
+                Err(e) => {
+                    log::error!("crypto probe: {e}");
+                    (500, "crypto failed\n")
+                }
+            },
+            None => (500, "not configured\n"),
+        };
+        self.send_http_response(
+            status,
+            vec![("content-type", "application/json")],
+            Some(body.as_bytes()),
+        );
+        Action::Pause
+    }
+}
