@@ -18,7 +18,7 @@ use registry_token_e2e::gateway::{
     SERVICE,
 };
 use registry_token_e2e::{
-    free_port, get, prom_samples, prom_value, stat_from_json, wasm_path, Envoy, EnvoyOptions, Reply,
+    free_port, get, prom_value, stat_from_json, wasm_path, Envoy, EnvoyOptions, Reply,
 };
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -34,14 +34,10 @@ fn memory_gauge(envoy: &Envoy) -> f64 {
 }
 
 fn rejected(envoy: &Envoy, reason: &str) -> f64 {
-    prom_samples(&envoy.stats_prometheus())
-        .into_iter()
-        .filter(|(name, labels, _)| {
-            name == "registry_token_rejected_total"
-                && labels.iter().any(|(l, v)| l == "reason" && v == reason)
-        })
-        .map(|(_, _, v)| v)
-        .sum()
+    registry_token_e2e::oidc::rejected_by_reason(envoy)
+        .get(reason)
+        .copied()
+        .unwrap_or(0) as f64
 }
 
 /// 30 repository names of about 240 characters, different for every `n`.

@@ -682,6 +682,38 @@ fn measure(
     })
 }
 
+/// A closed-loop run of Bearer GETs against a listener that answers without the filter
+/// (the `direct_response` and crypto ceilings): warm-up, then `seconds` measured.
+fn run_plain(
+    ctx: &Ctx,
+    material: &Material,
+    port: u16,
+    pool: Arc<OpTokPool>,
+    seconds: u64,
+) -> Result<RunResult, String> {
+    let target = target_for(ctx, material, port, Mode::Bearer)?;
+    let used = pool.len();
+    let workload = Workload::new(
+        pool,
+        used,
+        "127.0.0.1",
+        &request_path(BASE_RULES),
+        REALM,
+        1,
+        0,
+    )?;
+    let spec = |d| RunSpec {
+        target: target.clone(),
+        connections: ctx.connections,
+        duration: Duration::from_secs(d),
+        rate: None,
+        progress: false,
+        max_requests: 50_000_000,
+    };
+    load::run(&spec(WARMUP_SECONDS), &workload);
+    Ok(load::run(&spec(seconds), &workload))
+}
+
 fn print_line(name: &str, mode: Mode, m: &Measured) {
     let r = &m.result;
     let (rate, unit) = if mode.expected_refusals().is_some() {
@@ -920,26 +952,7 @@ fn main() {
             &[("BODY", body.clone())],
             envoy_cpu,
         )?;
-        let target = target_for(&ctx, &material, e.port, Mode::Bearer)?;
-        let workload = Workload::new(
-            pools.bearer.clone(),
-            optoks,
-            "127.0.0.1",
-            &request_path(BASE_RULES),
-            REALM,
-            1,
-            0,
-        )?;
-        let spec = |d| RunSpec {
-            target: target.clone(),
-            connections,
-            duration: Duration::from_secs(d),
-            rate: None,
-            progress: false,
-            max_requests: 50_000_000,
-        };
-        load::run(&spec(WARMUP_SECONDS), &workload);
-        let result = load::run(&spec(seconds), &workload);
+        let result = run_plain(&ctx, &material, e.port, pools.bearer.clone(), seconds)?;
         Ok(Measured {
             result,
             ..Measured::default()
@@ -968,26 +981,7 @@ fn main() {
         for (key, ops, _) in CRYPTO_CEILINGS {
             let r = (|| -> Result<Measured, String> {
                 let e = start_probe_envoy(&ctx, &material, &probe, key, ops)?;
-                let target = target_for(&ctx, &material, e.port, Mode::Bearer)?;
-                let workload = Workload::new(
-                    pools.bearer.clone(),
-                    optoks,
-                    "127.0.0.1",
-                    &request_path(BASE_RULES),
-                    REALM,
-                    1,
-                    0,
-                )?;
-                let spec = |d| RunSpec {
-                    target: target.clone(),
-                    connections,
-                    duration: Duration::from_secs(d),
-                    rate: None,
-                    progress: false,
-                    max_requests: 50_000_000,
-                };
-                load::run(&spec(WARMUP_SECONDS), &workload);
-                let result = load::run(&spec(seconds), &workload);
+                let result = run_plain(&ctx, &material, e.port, pools.bearer.clone(), seconds)?;
                 if result.ok() < result.responses() {
                     return Err(format!(
                         "the probe answered {} of {} requests with an error (see {}/{key}.log)",
