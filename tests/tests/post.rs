@@ -1,7 +1,7 @@
 //! `POST /token` through the real Envoy: the OAuth2 password and refresh grants, answered
-//! from the form body. Envoy's Wasm host delivers a body to the filter only while the
-//! filter lets the headers go on, so the shipped configuration holds them in a buffer filter
-//! scoped to POSTs on the realm path; before that, every POST hung until the client gave
+//! from the form body. Envoy 1.40's Wasm host calls the body callback after a paused header
+//! callback only with `allow_on_headers_stop_iteration: true` in the filter's Wasm config
+//! (every shipped configuration has it); before that, every POST hung until the client gave
 //! up (no answer, nothing counted).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 

@@ -417,17 +417,11 @@ impl HttpContext for Stream {
                     ]),
                 };
                 if head.method.eq_ignore_ascii_case("POST") && !end_of_stream {
-                    // The OAuth2 form comes in the body: wait for it (bounded below). The
-                    // headers must go on: Envoy's Wasm host turns a paused header callback
-                    // into "stop all iteration" and then never calls the body callback
-                    // (proxy-wasm-cpp-host#143). The next filter holds them instead: the
-                    // shipped configurations put Envoy's buffer filter, for POSTs to the
-                    // realm path only, between this filter and the router, so nothing
-                    // reaches the route before the answer below ends the stream.
+                    // The OAuth2 form comes in the body: wait for it (bounded below).
                     self.waiting = Some(head);
-                    return Action::Continue;
+                } else {
+                    self.answer(&filter, &head, None);
                 }
-                self.answer(&filter, &head, None);
                 Action::Pause
             }
         }
