@@ -23,6 +23,7 @@ pub mod authority;
 pub mod clients;
 pub mod dpop;
 pub mod gateway;
+pub mod list_server;
 pub mod oidc;
 pub mod prometheus;
 pub mod registry;
