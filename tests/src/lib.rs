@@ -23,6 +23,7 @@ pub mod authority;
 pub mod clients;
 pub mod dpop;
 pub mod gateway;
+pub mod list_server;
 pub mod oidc;
 pub mod prometheus;
 pub mod registry;
@@ -583,6 +584,30 @@ impl Envoy {
         );
     }
 
+    /// Tokens issued by `grant` (`get`, `password`, `refresh_token`): the counter
+    /// `wasmcustom.registry_token_issued_total.grant.<grant>` (0 if it does not exist).
+    pub fn issued_by(&self, grant: &str) -> u64 {
+        self.try_counter(&issued_stat(grant)).unwrap_or(0)
+    }
+
+    /// Tokens issued, every grant together.
+    pub fn issued(&self) -> u64 {
+        GRANTS.iter().map(|g| self.issued_by(g)).sum()
+    }
+
+    /// Polls [`Envoy::issued`] until it is at least `min` (or `timeout` passes) and returns
+    /// the last value read.
+    pub fn wait_issued(&self, min: u64, timeout: Duration) -> u64 {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let v = self.issued();
+            if v >= min || Instant::now() >= deadline {
+                return v;
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// Polls [`Envoy::try_counter`] until it is at least `min` (or `timeout` passes) and
     /// returns the last value read (0 if the stat never appeared). Counters of a request
     /// can be bumped just after the client got the response.
@@ -816,6 +841,25 @@ pub fn post(url: &str, headers: &[(&str, &str)], body: &[u8]) -> Reply {
 // ---------------------------------------------------------------------------------------
 // Prometheus text exposition.
 // ---------------------------------------------------------------------------------------
+
+/// The `grant` labels of `registry_token_issued_total`.
+pub const GRANTS: [&str; 3] = ["get", "password", "refresh_token"];
+
+/// The Envoy stat name of the issued counter of `grant`.
+pub fn issued_stat(grant: &str) -> String {
+    format!("wasmcustom.registry_token_issued_total.grant.{grant}")
+}
+
+/// `registry_token_issued_total` summed over its `grant` series in Prometheus text `text`
+/// (`None` when there is no series at all).
+pub fn prom_issued(text: &str) -> Option<f64> {
+    let values: Vec<f64> = prom_samples(text)
+        .into_iter()
+        .filter(|(name, _, _)| name == "registry_token_issued_total")
+        .map(|(_, _, v)| v)
+        .collect();
+    (!values.is_empty()).then(|| values.iter().sum())
+}
 
 /// One parsed sample line: metric name, labels (sorted by name), value.
 pub type Sample = (String, Vec<(String, String)>, f64);

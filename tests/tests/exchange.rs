@@ -37,7 +37,7 @@ use registry_token_e2e::registry::{
     self, creds, empty_oci_dir, oci_manifest_digest, oci_ref, OciImage, Registry, RegistryAuth,
     OCI_MANIFEST,
 };
-use registry_token_e2e::{prom_samples, prom_value, Envoy, EnvoyOptions, Reply};
+use registry_token_e2e::{prom_issued, prom_samples, prom_value, Envoy, EnvoyOptions, Reply};
 use serde_json::{json, Value};
 
 /// The realm of the test configurations: the gateway's own listener.
@@ -207,7 +207,7 @@ fn round_trip(envoy: &Envoy, registry: &Registry, keys: &TestKeys, public_pem: &
 }
 
 fn issued(envoy: &Envoy) -> f64 {
-    prom_value(&envoy.stats_prometheus(), "registry_token_issued_total").unwrap_or(0.0)
+    prom_issued(&envoy.stats_prometheus()).unwrap_or(0.0)
 }
 
 // ---------------------------------------------------------------------------------------

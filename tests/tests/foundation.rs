@@ -644,7 +644,7 @@ fn prometheus_counts_issued_and_rejected_tokens_by_reason() {
     assert_eq!(envoy.get("/v2/", &[]).status, 404);
 
     let expected = [
-        ("wasmcustom.registry_token_issued_total", 3),
+        ("wasmcustom.registry_token_issued_total.grant.get", 3),
         (
             "wasmcustom.registry_token_rejected_total.reason.plan_denied",
             2,
@@ -663,10 +663,22 @@ fn prometheus_counts_issued_and_rejected_tokens_by_reason() {
     }
     let prom = envoy.stats_prometheus();
     assert_eq!(
-        prom_value(&prom, "registry_token_issued_total"),
+        prom_value(&prom, r#"registry_token_issued_total{grant="get"}"#),
         Some(3.0),
         "{prom}"
     );
+    // Every grant's series exists from configure time, each labelled.
+    for grant in ["password", "refresh_token"] {
+        assert_eq!(
+            prom_value(
+                &prom,
+                &format!(r#"registry_token_issued_total{{grant="{grant}"}}"#)
+            ),
+            Some(0.0),
+            "{grant}: {prom}"
+        );
+    }
+    assert_eq!(prom_value(&prom, "registry_token_issued_total"), None);
     for (reason, n) in [
         ("plan_denied", 2.0),
         ("missing_credentials", 1.0),
@@ -704,7 +716,7 @@ fn prometheus_counts_issued_and_rejected_tokens_by_reason() {
     assert_eq!(
         series,
         [
-            "registry_token_issued_total[]=3",
+            r#"registry_token_issued_total[("grant", "get")]=3"#,
             r#"registry_token_rejected_total[("reason", "malformed_scope")]=1"#,
             r#"registry_token_rejected_total[("reason", "missing_credentials")]=1"#,
             r#"registry_token_rejected_total[("reason", "plan_denied")]=2"#,
@@ -713,7 +725,8 @@ fn prometheus_counts_issued_and_rejected_tokens_by_reason() {
     );
     drop(envoy);
 
-    // Control: the same gateway without quickstart's stats_config has no reason label.
+    // Control: the same gateway without quickstart's stats_config has no reason or grant
+    // label.
     let yaml = GatewaySpec::new(&config).yaml();
     let start = yaml
         .find("stats_config:")
@@ -739,6 +752,12 @@ fn prometheus_counts_issued_and_rejected_tokens_by_reason() {
             .starts_with("registry_token_rejected_total")
             && labels.iter().any(|(l, _)| l == "reason"))),
         "a reason label without stats_tags:\n{prom}"
+    );
+    assert!(
+        prom_samples(&prom).iter().all(|(name, labels, _)| !(name
+            .starts_with("registry_token_issued_total")
+            && labels.iter().any(|(l, _)| l == "grant"))),
+        "a grant label without stats_tags:\n{prom}"
     );
     assert!(prom.contains("plan_denied"), "{prom}");
 }

@@ -30,8 +30,10 @@ const PRIVATE_PUSH: &str = "repository:stella-ops/private/app:pull,push";
 const PUBLIC_PULL: &str = "repository:stella-ops/public/base:pull";
 /// The prefix of the filter's audit lines in Envoy's log.
 const AUDIT_PREFIX: &str = "registry-token-filter: audit ";
-/// The three alerts of `deploy/prometheus/registry-token.rules.yaml`.
-const ALERTS: [&str; 3] = [
+/// The alerts of `deploy/prometheus/registry-token.rules.yaml`.
+const ALERTS: [&str; 5] = [
+    "RegistryTokenAlarm",
+    "RegistryTokenClientNoise",
     "RegistryTokenIssuanceDropped",
     "RegistryTokenNothingIssued",
     "RegistryTokenRejections",
@@ -869,7 +871,7 @@ fn one_audit_line_per_decision_and_no_secret_in_the_log() {
 /// `promtool check rules` passes on the shipped rules; a real Prometheus scraping Envoy's
 /// admin `/stats/prometheus` every second sees `registry_token_issued_total` and
 /// `registry_token_rejected_total{reason="plan_denied"}` by their exact names with the
-/// values this test caused, loads the rules file (its three alerts listed by
+/// values this test caused, loads the rules file (its five alerts listed by
 /// `/api/v1/rules`), and `RegistryTokenRejections` fires for `plan_denied`.
 #[test]
 fn prometheus_scrapes_the_counters_and_loads_the_rules() {
@@ -879,7 +881,10 @@ fn prometheus_scrapes_the_counters_and_loads_the_rules() {
         &["check", "rules", &rules.display().to_string()],
     );
     assert!(ok, "promtool check rules failed:\n{out}");
-    assert!(out.contains("SUCCESS: 3 rules found"), "{out}");
+    assert!(
+        out.contains(&format!("SUCCESS: {} rules found", ALERTS.len())),
+        "{out}"
+    );
 
     let keys = TestKeys::generate();
     let envoy = start_gateway(
@@ -895,7 +900,7 @@ fn prometheus_scrapes_the_counters_and_loads_the_rules() {
     ))
     .unwrap_or_else(|e| panic!("{e}"));
 
-    // The rules file is loaded: three alerting rules, healthy.
+    // The rules file is loaded: five alerting rules, healthy.
     let data = prom
         .wait_api("/api/v1/rules", PROM_WAIT, |d| {
             d["groups"].as_array().is_some_and(|g| !g.is_empty())
@@ -939,20 +944,21 @@ fn prometheus_scrapes_the_counters_and_loads_the_rules() {
     };
     deny();
     envoy.wait_counter(
-        "wasmcustom.registry_token_issued_total",
+        "wasmcustom.registry_token_issued_total.grant.get",
         u64::from(ISSUED),
         LAG,
     );
 
-    let issued = "registry_token_issued_total";
+    let issued = r#"registry_token_issued_total{grant="get"}"#;
     let denied = r#"registry_token_rejected_total{reason="plan_denied"}"#;
     prom.wait_value(issued, f64::from(ISSUED), PROM_WAIT)
         .unwrap_or_else(|e| panic!("{e}"));
     prom.wait_value(denied, 1.0, PROM_WAIT)
         .unwrap_or_else(|e| panic!("{e}"));
-    // Exactly those names, no prefix, no other label than the scrape's and `reason`.
+    // Exactly those names, no prefix, no other label than the scrape's and `grant` or
+    // `reason`.
     for (query, labels) in [
-        (issued, vec!["__name__", "instance", "job"]),
+        (issued, vec!["__name__", "grant", "instance", "job"]),
         (denied, vec!["__name__", "instance", "job", "reason"]),
     ] {
         let result = prom.query(query).unwrap_or_else(|e| panic!("{e}"));

@@ -84,7 +84,7 @@ fn histogram_cache_counters_memory_gauge_and_mint_reuse() {
     // Counters at once; the histogram at the next stats flush (1 s in this template).
     assert_eq!(
         envoy.wait_counter(
-            "wasmcustom.registry_token_issued_total",
+            "wasmcustom.registry_token_issued_total.grant.get",
             2,
             Duration::from_secs(5)
         ),

@@ -1,91 +1,20 @@
 //! The remote licence revocation list, end to end: a list server written here, fetched by
 //! the filter through an Envoy cluster, once per process, on a period, with no restart.
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::{TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use registry_token_e2e::gateway::{
     bearer, filter_config, optok, token_path, ConfigForm, GatewaySpec, TestKeys,
 };
+use registry_token_e2e::list_server::ListServer;
 use registry_token_e2e::{Envoy, EnvoyOptions};
 use serde_json::json;
-
-/// Serves the list at any path; `None` answers 503.
-struct ListServer {
-    port: u16,
-    body: Arc<Mutex<Option<String>>>,
-    hits: Arc<AtomicUsize>,
-    stop: Arc<AtomicBool>,
-}
-
-impl ListServer {
-    fn start(body: Option<&str>) -> ListServer {
-        let listener = TcpListener::bind(("127.0.0.1", 0)).expect("bind");
-        let port = listener.local_addr().expect("addr").port();
-        let body = Arc::new(Mutex::new(body.map(str::to_string)));
-        let hits = Arc::new(AtomicUsize::new(0));
-        let stop = Arc::new(AtomicBool::new(false));
-        let (b, h, s) = (body.clone(), hits.clone(), stop.clone());
-        thread::spawn(move || {
-            for conn in listener.incoming() {
-                if s.load(Ordering::SeqCst) {
-                    break;
-                }
-                let Ok(mut conn) = conn else { continue };
-                let mut reader = BufReader::new(conn.try_clone().expect("clone"));
-                let mut line = String::new();
-                while reader.read_line(&mut line).map(|n| n > 2).unwrap_or(false) {
-                    line.clear();
-                }
-                h.fetch_add(1, Ordering::SeqCst);
-                let current = b.lock().map(|g| g.clone()).unwrap_or(None);
-                let reply = match current {
-                    Some(text) => format!(
-                        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{text}",
-                        text.len()
-                    ),
-                    None => "HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\nconnection: close\r\n\r\n".to_string(),
-                };
-                let _ = conn.write_all(reply.as_bytes());
-            }
-        });
-        ListServer {
-            port,
-            body,
-            hits,
-            stop,
-        }
-    }
-
-    fn set(&self, body: Option<&str>) {
-        *self.body.lock().expect("lock") = body.map(str::to_string);
-    }
-
-    fn cluster_yaml(&self) -> String {
-        format!(
-            "- name: licensing\n  type: STATIC\n  connect_timeout: 1s\n  load_assignment:\n    \
-             cluster_name: licensing\n    endpoints:\n    - lb_endpoints:\n      - endpoint:\n          \
-             address:\n            socket_address: {{ address: 127.0.0.1, port_value: {} }}\n",
-            self.port
-        )
-    }
-}
-
-impl Drop for ListServer {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        let _ = TcpStream::connect(("127.0.0.1", self.port));
-    }
-}
 
 fn gateway(keys: &TestKeys, server: &ListServer, on_stale: &str, max_stale: u64) -> Envoy {
     let mut cfg = filter_config(keys, "http://127.0.0.1:{{LISTEN_PORT}}/token");
     cfg["revocation"] = json!({
-        "url": format!("http://127.0.0.1:{}/revoked.json?tenant=a", server.port),
+        "url": format!("http://127.0.0.1:{}/revoked.json?tenant=a", server.port()),
         "cluster": "licensing",
         "refreshSeconds": 10,
         "maxStaleSeconds": max_stale,
@@ -133,7 +62,7 @@ fn a_licence_added_to_the_remote_list_is_refused_within_one_refresh_period() {
         "the first list was never applied"
     );
     assert_eq!(status_for(&envoy, &keys, "lic-new").0, 200);
-    let fetches_before = server.hits.load(Ordering::SeqCst);
+    let fetches_before = server.hits();
     server.set(Some(r#"{"revokedLicenses": ["lic-old", "lic-new"]}"#));
     let changed = Instant::now();
     // One refresh period (10 s), plus the 1 s tick and slack for a loaded 2-core CI box.
@@ -150,7 +79,7 @@ fn a_licence_added_to_the_remote_list_is_refused_within_one_refresh_period() {
     assert!(body.contains("license_revoked"), "{body}");
     // One process-wide fetch per period, not one per worker: with 2 workers and the main
     // thread, at most a couple of fetches happened in the ~10 s since.
-    let fetched = server.hits.load(Ordering::SeqCst) - fetches_before;
+    let fetched = server.hits() - fetches_before;
     assert!(
         (1..=3).contains(&fetched),
         "{fetched} fetches in one period"

@@ -604,9 +604,7 @@ fn skopeo_pushes_and_pulls_with_an_mtls_bound_optok() {
                 .all(|k| k == "mtls_mismatch" || k == "mtls_no_certificate"),
         "{delta:?}\n{refused_other}\n{refused_none}"
     );
-    let issued_before = envoy
-        .try_counter("wasmcustom.registry_token_issued_total")
-        .unwrap_or(0);
+    let issued_before = envoy.issued();
     assert_eq!(issued_before, 0);
 
     // The right certificate: push, then pull back the same digest.
@@ -634,7 +632,7 @@ fn skopeo_pushes_and_pulls_with_an_mtls_bound_optok() {
         registry::oci_manifest_digest(pulled_dir.path(), "v1").as_deref(),
         Ok(image.manifest_digest.as_str())
     );
-    assert!(envoy.counter("wasmcustom.registry_token_issued_total") >= 2);
+    assert!(envoy.issued_by("get") >= 2);
 
     // The gateway saw skopeo's token requests come with that certificate.
     let digest_hex = hex_of_b64url(&cert.x5t_s256);

@@ -25,7 +25,7 @@ use proxy_wasm::types::{Action, ContextType, LogLevel, MetricType};
 
 use registry_token_core::config::Config;
 use registry_token_core::handler::cache::CacheStats;
-use registry_token_core::handler::{self, Decision, Outcome, Reason, RequestView, Route};
+use registry_token_core::handler::{self, Decision, Grant, Outcome, Reason, RequestView, Route};
 use registry_token_core::token::crypto::host::{self as hostproto, HostCrypto};
 use registry_token_core::token::crypto::{Crypto, RustCrypto};
 use registry_token_core::wire::form::MAX_FORM_BYTES;
@@ -36,8 +36,11 @@ use state::State;
 
 /// Filter-state property holding the decision's audit record (as `wasm.<name>`).
 pub const AUDIT_PROPERTY: &str = "registry_token_audit";
-/// Name of the counter of minted tokens.
+/// Name of the counter of minted tokens (without its grant: see [`ISSUED_METRIC_PREFIX`]).
 pub const ISSUED_METRIC: &str = "registry_token_issued_total";
+/// Prefix of the per-grant issued counters (`…​.grant.<label>`, the label of
+/// [`Grant::label`]); Envoy's `stats_tags` turns the suffix into the `grant` label.
+pub const ISSUED_METRIC_PREFIX: &str = "registry_token_issued_total.grant.";
 /// Histogram of the time the filter spends on one `/token` request, microseconds (from
 /// the request headers to the local reply, measured with the host clock).
 pub const DECISION_HISTOGRAM: &str = "registry_token_decision_us";
@@ -100,7 +103,7 @@ fn define(kind: MetricType, name: &str) -> Option<u32> {
 }
 
 impl Metrics {
-    /// Defines every counter series up front, one per [`Reason`] label included, so a
+    /// Defines every counter series up front, one per [`Grant`] and per [`Reason`] label, so a
     /// dashboard or alert sees zeros before the first refusal.
     fn new() -> Metrics {
         let metrics = Metrics {
@@ -109,12 +112,16 @@ impl Metrics {
             ..Metrics::default()
         };
         let names = [
-            ISSUED_METRIC.to_string(),
             OPTOK_CACHE_HITS.to_string(),
             OPTOK_CACHE_MISSES.to_string(),
             MINT_REUSED.to_string(),
         ]
         .into_iter()
+        .chain(
+            Grant::ALL
+                .iter()
+                .map(|g| format!("{ISSUED_METRIC_PREFIX}{}", g.label())),
+        )
         .chain(
             Reason::ALL
                 .iter()
@@ -198,7 +205,9 @@ impl Metrics {
 
     fn record(&self, outcome: &Outcome) {
         match outcome {
-            Outcome::Issued(_) => self.increment(ISSUED_METRIC),
+            Outcome::Issued(grant) => {
+                self.increment(&format!("{ISSUED_METRIC_PREFIX}{}", grant.label()))
+            }
             Outcome::Rejected(reason) => {
                 self.increment(&format!("{REJECTED_METRIC_PREFIX}{}", reason.label()))
             }

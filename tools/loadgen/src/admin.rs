@@ -10,8 +10,9 @@ use crate::http::{get, Target};
 
 /// Stat name prefix of the filter's metrics.
 pub const PREFIX: &str = "wasmcustom.registry_token_";
-/// The issued counter.
-pub const ISSUED: &str = "wasmcustom.registry_token_issued_total";
+/// Prefix of the per-grant issued counters (`…grant.get`, `…grant.password`,
+/// `…grant.refresh_token`).
+pub const ISSUED: &str = "wasmcustom.registry_token_issued_total.grant.";
 /// Prefix of the per-reason rejection counters.
 pub const REJECTED: &str = "wasmcustom.registry_token_rejected_total.reason.";
 /// The decision histogram.
@@ -38,9 +39,17 @@ impl Snapshot {
         self.values.get(name).copied().unwrap_or(0)
     }
 
-    /// `registry_token_issued_total`.
+    /// `registry_token_issued_total`, every grant together.
     pub fn issued(&self) -> u64 {
-        self.value(ISSUED)
+        self.issued_by_grant().values().sum()
+    }
+
+    /// `registry_token_issued_total` per grant label.
+    pub fn issued_by_grant(&self) -> BTreeMap<String, u64> {
+        self.values
+            .iter()
+            .filter_map(|(k, v)| k.strip_prefix(ISSUED).map(|g| (g.to_string(), *v)))
+            .collect()
     }
 
     /// Rejections per reason label.

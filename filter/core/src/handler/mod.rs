@@ -29,7 +29,7 @@ pub use audit::Audit;
 pub use cache::Caches;
 pub use credentials::{credentials, CredentialScheme};
 pub use pipeline::{handle_token, Caller, VerifiedRefresh};
-pub use reason::Reason;
+pub use reason::{AlertClass, Reason};
 pub use reply::{deny, deny_form, healthz, jwks, Denial, RETRY_AFTER_SECONDS};
 
 /// A read-only view of the request, gathered by the glue.

@@ -251,9 +251,63 @@ impl Reason {
         self.oauth_error() == INVALID_DPOP_PROOF || self == Reason::DpopNonce
     }
 
+    /// How an operator should treat this refusal (the split the Prometheus rules in
+    /// `deploy/prometheus/` follow; docs/CONFIGURATION.md's table lists it).
+    pub fn alert_class(self) -> AlertClass {
+        match self {
+            // Healthy clients cause these all day: the anonymous first request of every
+            // client (docker, containerd, podman probe without credentials), OpTokens and
+            // refresh tokens past their lifetime, and the DPoP nonce challenge.
+            Reason::MissingCredentials
+            | Reason::Expired
+            | Reason::RefreshTokenExpired
+            | Reason::DpopNonce => AlertClass::Noise,
+            // Forgery, theft or replay, and the gateway unable to decide or mint.
+            Reason::UnknownKey
+            | Reason::BadSignature
+            | Reason::DisallowedAlg
+            | Reason::InvalidRefreshToken
+            | Reason::DpopSignature
+            | Reason::DpopReplay
+            | Reason::DpopJktMismatch
+            | Reason::MtlsMismatch
+            | Reason::KeysUnavailable
+            | Reason::KeysWithdrawn
+            | Reason::KeysStale
+            | Reason::DpopReplayUnavailable
+            | Reason::RevocationUnavailable
+            | Reason::InternalError
+            | Reason::SigningFailed
+            | Reason::ClockUnavailable => AlertClass::Alarm,
+            _ => AlertClass::Warning,
+        }
+    }
+
     /// The reason with this label.
     pub fn from_label(label: &str) -> Option<Reason> {
         Reason::ALL.iter().copied().find(|r| r.label() == label)
+    }
+}
+
+/// How an operator should treat a refusal: [`Reason::alert_class`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AlertClass {
+    /// Expected from healthy clients (counted, never alerted on by itself).
+    Noise,
+    /// A client or configuration fault worth a look (warning per reason).
+    Warning,
+    /// An attack or the gateway failing (critical per reason).
+    Alarm,
+}
+
+impl AlertClass {
+    /// `noise`, `warning` or `alarm`.
+    pub fn label(self) -> &'static str {
+        match self {
+            AlertClass::Noise => "noise",
+            AlertClass::Warning => "warning",
+            AlertClass::Alarm => "alarm",
+        }
     }
 }
 
