@@ -481,9 +481,12 @@ fn offline_defaults_to_thirty_days_of_pull() {
     assert_eq!(c.offline.allowed_actions, vec!["pull"]);
     assert!(c.offline.allows("pull"));
     assert!(!c.offline.allows("push"));
-    let c = config_from(with(|c| {
-        c["offline"] = json!({"maxLifetimeSeconds": 86400, "allowedActions": ["pull", "push", "pull"]})
-    }));
+    let c = config_from(with(
+        |c| {
+            c["offline"] =
+                json!({"maxLifetimeSeconds": 86400, "allowedActions": ["pull", "push", "pull"]})
+        },
+    ));
     assert_eq!(c.offline.max_lifetime_seconds, 86_400);
     assert_eq!(c.offline.allowed_actions, vec!["pull", "push"]);
     assert!(c.offline.allows("push") && !c.offline.allows("delete"));
