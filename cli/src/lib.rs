@@ -6,7 +6,7 @@
 //!   plugin configuration alone) into the core's validated `Config`;
 //! - [`request`]: the bundle request and its policy;
 //! - [`bundle`]: minting, the canonical manifest, its detached JWS, writing;
-//! - [`verify`]: `verify-bundle`.
+//! - [`verify`]: the `verify-bundle` checks.
 
 pub mod bundle;
 pub mod canonical;

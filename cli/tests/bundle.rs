@@ -138,7 +138,8 @@ fn the_certificate_chain_goes_into_x5c() {
 fn a_different_input_changes_the_bytes() {
     let bed = Bed::new(Kind::Rsa);
     let base = bed.good_bundle("base");
-    let changes: Vec<(&str, Box<dyn Fn(&mut Value)>)> = vec![
+    type Change = Box<dyn Fn(&mut Value)>;
+    let changes: Vec<(&str, Change)> = vec![
         ("subject", Box::new(|r| r["subject"] = json!("mirror-eu-2"))),
         (
             "notAfter",
