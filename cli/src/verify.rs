@@ -211,12 +211,7 @@ pub fn verify(dir: &Path, keys: &KeySet, now: u64) -> Result<Report, String> {
     let manifest_bytes = read(dir, MANIFEST)?;
     let jws_bytes = read(dir, MANIFEST_JWS)?;
     let jws_text = std::str::from_utf8(&jws_bytes).map_err(|_| bad(MANIFEST_JWS, "not UTF-8"))?;
-    let header = verify_detached(
-        jws_text.trim_end_matches('\n'),
-        &manifest_bytes,
-        keys,
-        &crypto,
-    )?;
+    let header = verify_detached(jws_text, &manifest_bytes, keys, &crypto)?;
 
     // Signed, so written by the key holder; still checked in full.
     let value: Value = serde_json::from_slice(&manifest_bytes)

@@ -90,6 +90,11 @@ fn every_kind_of_tampering_fails_naming_the_file() {
     let (h, s) = jws.split_once("..").unwrap();
     fs::write(d.join("manifest.jws"), format!("{h}.e30.{s}")).unwrap();
     assert_fails(&bed.verify(&d), &["manifest.jws", "detached"]);
+    let d = copy(&bed, &good, "t-jws-newline");
+    let mut b = fs::read(d.join("manifest.jws")).unwrap();
+    b.push(b'\n');
+    fs::write(d.join("manifest.jws"), b).unwrap();
+    assert_fails(&bed.verify(&d), &["manifest.jws"]);
     let d = copy(&bed, &good, "t-jws-missing");
     fs::remove_file(d.join("manifest.jws")).unwrap();
     assert_fails(&bed.verify(&d), &["manifest.jws: missing"]);
