@@ -229,3 +229,19 @@ pub fn write(bundle: &Bundle, out: &Path) -> Result<(), String> {
         format!("--out {}: {e}", out.display())
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jti_is_a_128_bit_digest_of_the_canonical_content() {
+        let a = derive_jti(&json!({"b": 1, "a": [1, 2]}));
+        // Key order does not matter (canonical JSON); any value does.
+        assert_eq!(a, derive_jti(&json!({"a": [1, 2], "b": 1})));
+        assert_ne!(a, derive_jti(&json!({"a": [2, 1], "b": 1})));
+        assert_eq!(a.len(), 22);
+        assert_eq!(hex(&[0, 15, 255]), "000fff");
+        assert_eq!(token_file("x"), "tokens/x.jwt");
+    }
+}

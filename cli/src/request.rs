@@ -357,3 +357,66 @@ pub fn remote_list<'a>(
         (None, None) => RemoteList::NotConfigured,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+
+    #[test]
+    fn times_are_rfc3339_whole_seconds_after_1970() {
+        assert_eq!(parse_time("t", "1970-01-01T00:00:00Z"), Ok(0));
+        assert_eq!(
+            parse_time("t", "2026-12-01T01:00:00+01:00"),
+            Ok(1_796_083_200)
+        );
+        assert_eq!(
+            parse_time("t", "2026-12-01T00:00:00Z").unwrap(),
+            parse_time("t", "2026-12-01T01:00:00+01:00").unwrap()
+        );
+        for bad in [
+            "2026-12-01",
+            "2026-12-01T00:00:00",
+            "2026-12-01T00:00:00.5Z",
+            "1969-12-31T23:59:59Z",
+            "",
+        ] {
+            let e = parse_time("notBefore", bad).unwrap_err();
+            assert!(e.starts_with("request field notBefore:"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn names_are_file_names() {
+        for good in ["a", "base", "mirror-eu-2026.12_x", "A1"] {
+            assert!(valid_name(good), "{good}");
+        }
+        let long = "a".repeat(MAX_NAME_CHARS + 1);
+        for bad in [
+            "",
+            ".",
+            "..",
+            ".hidden",
+            "-x",
+            "a/b",
+            "a b",
+            "é",
+            long.as_str(),
+            "a\\b",
+        ] {
+            assert!(!valid_name(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn unknown_and_missing_fields_are_named() {
+        let e = parse(br#"{"bundle":"b","service":"s","subject":"x","plan":"p","notBefore":"a","notAfter":"b","tokens":[],"extra":1}"#).unwrap_err();
+        assert!(e.contains("extra"), "{e}");
+        let e = parse(br#"{"bundle":"b","service":"s","subject":"x","plan":"p","notBefore":"a","notAfter":"b","tokens":[{"name":"n","scopes":["x"],"actions":[]}]}"#).unwrap_err();
+        assert!(e.contains("tokens[0]") && e.contains("actions"), "{e}");
+        let e = parse(br#"{"bundle":"b"}"#).unwrap_err();
+        assert!(e.contains("service"), "{e}");
+        let e = parse(br#"{"bundle":"b","service":"s","subject":"x","plan":"p","notBefore":"a","notAfter":"b","tokens":[]} {}"#).unwrap_err();
+        assert!(e.contains("trailing"), "{e}");
+    }
+}
