@@ -8,7 +8,7 @@
 
 use std::fs;
 use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use registry_token_core::config::Config;
@@ -205,6 +205,8 @@ pub fn write(bundle: &Bundle, out: &Path) -> Result<(), String> {
             )
         })?;
     let io = |path: &Path, e: std::io::Error| format!("{}: {e}", path.display());
+    fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o700))
+        .map_err(|e| io(tmp.path(), e))?;
     let tokens = tmp.path().join(TOKENS_DIR);
     fs::DirBuilder::new()
         .mode(0o700)

@@ -96,6 +96,13 @@ fn tokens_carry_the_window_and_the_gateway_header() {
     assert_eq!(registry_token_cli::canonical::to_string(&m), text);
     let jws = fs::read_to_string(dir.join("manifest.jws")).unwrap();
     assert_eq!(jws.split('.').nth(1), Some(""), "detached: {jws}");
+    // Bearer secrets: the folders 0700, the files 0600.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &std::path::Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&dir), 0o700);
+    assert_eq!(mode(&dir.join("tokens")), 0o700);
+    assert_eq!(mode(&dir.join("tokens/base.jwt")), 0o600);
+    assert_eq!(mode(&dir.join("manifest.json")), 0o600);
     // Two tokens never share a jti.
     assert_ne!(m["tokens"][0]["jti"], m["tokens"][1]["jti"]);
 }
