@@ -21,12 +21,13 @@ DEVTOK  := target/release/devtok
 # tests/tests/clients.rs (run as root); postgresql: the ledger's tests.
 APT_PKGS := docker-registry skopeo openssl prometheus curl docker.io containerd podman postgresql
 
-.PHONY: help run test deps wasm-target envoy apt-deps wasm lint fmt clippy unit ledger-test rules e2e dev-keys dev-token clean
+.PHONY: help run test deps wasm-target envoy apt-deps wasm cli lint fmt clippy unit ledger-test rules e2e dev-keys dev-token clean
 
 help:
 	@echo "make run   - start the gateway on 127.0.0.1:8085 (admin 127.0.0.1:9901)"
 	@echo "make test  - fmt, clippy, unit tests, wasm build, end-to-end tests with real Envoy"
 	@echo "make ledger-test - the issuance ledger's tests (SQLite and a throw-away PostgreSQL 15)"
+	@echo "make cli   - build registry-token (Offline Kit token bundles, docs/OFFLINE.md)"
 	@echo "make fuzz  - run every fuzz target for FUZZ_SECONDS (default 60) each; FUZZ_TARGETS=\"query url\" for some"
 
 ## --- installs ------------------------------------------------------------------------
@@ -73,6 +74,11 @@ $(AUTHORITY_STAMP): $(AUTHORITY_DIR)/package.json $(AUTHORITY_DIR)/package-lock.
 wasm: wasm-target
 	cargo build --release --target $(TARGET) -p registry-token-filter
 	@ls -l $(WASM) | awk '{print "wasm module: " $$5 " bytes"}'
+
+# registry-token: Offline Kit token bundles (docs/OFFLINE.md).
+cli:
+	cargo build --release -p registry-token-cli
+	@echo "registry-token: target/release/registry-token"
 
 $(DEVTOK): $(shell find tests/src -name '*.rs') tests/Cargo.toml
 	cargo build --release -q -p registry-token-e2e --bin devtok
@@ -126,7 +132,7 @@ rules: apt-deps
 	cd deploy/prometheus && promtool test rules registry-token.rules.test.yaml
 
 unit:
-	cargo test -p registry-token-core -p registry-token-filter -p registry-token-loadgen
+	cargo test -p registry-token-core -p registry-token-filter -p registry-token-loadgen -p registry-token-cli
 
 # The issuance ledger: unit tests and integration tests against SQLite and a PostgreSQL 15
 # cluster the tests start themselves (initdb/pg_ctl from the Debian postgresql package).
@@ -136,7 +142,7 @@ ledger-test: apt-deps
 e2e: deps apt-deps wasm authority-deps
 	cargo test -p registry-token-e2e -- --test-threads 2
 
-test: deps lint unit ledger-test rules wasm e2e
+test: deps lint unit ledger-test rules wasm cli e2e
 
 clean:
 	cargo clean

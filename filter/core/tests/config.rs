@@ -473,3 +473,67 @@ fn allowed_services_are_required() {
     assert!(star.warnings()[0].contains("allowedServices"));
     assert!(config_from(base_config()).warnings().is_empty());
 }
+
+#[test]
+fn offline_defaults_to_thirty_days_of_pull() {
+    let c = config_from(base_config());
+    assert_eq!(c.offline.max_lifetime_seconds, 2_592_000);
+    assert_eq!(c.offline.allowed_actions, vec!["pull"]);
+    assert!(c.offline.allows("pull"));
+    assert!(!c.offline.allows("push"));
+    let c = config_from(with(
+        |c| {
+            c["offline"] =
+                json!({"maxLifetimeSeconds": 86400, "allowedActions": ["pull", "push", "pull"]})
+        },
+    ));
+    assert_eq!(c.offline.max_lifetime_seconds, 86_400);
+    assert_eq!(c.offline.allowed_actions, vec!["pull", "push"]);
+    assert!(c.offline.allows("push") && !c.offline.allows("delete"));
+    let c = config_from(with(|c| c["offline"] = json!({"allowedActions": ["*"]})));
+    assert!(c.offline.allows("delete"));
+    assert_eq!(c.offline.max_lifetime_seconds, 2_592_000);
+}
+
+#[test]
+fn offline_fields_are_bounded_and_named() {
+    for bad in [json!(59), json!(31_536_001), json!(0)] {
+        let e = refused(with(|c| c["offline"] = json!({"maxLifetimeSeconds": bad})));
+        assert!(e.contains("offline.maxLifetimeSeconds"), "{e}");
+    }
+    let e = refused(with(|c| c["offline"] = json!({"allowedActions": []})));
+    assert!(e.contains("offline.allowedActions"), "{e}");
+    let e = refused(with(|c| {
+        c["offline"] = json!({"allowedActions": ["pull", "PUSH"]})
+    }));
+    assert!(e.contains("offline.allowedActions[1]"), "{e}");
+    let e = refused(with(|c| c["offline"] = json!({"maxLifetime": 60})));
+    assert!(e.contains("offline") && e.contains("maxLifetime"), "{e}");
+}
+
+#[test]
+fn offline_env_overrides() {
+    let mut v = base_config();
+    apply_env_overrides(
+        &mut v,
+        [
+            (env_name("offline.maxLifetimeSeconds"), "3600"),
+            (env_name("offline.allowedActions"), "pull, push"),
+        ],
+    )
+    .unwrap();
+    assert_eq!(
+        env_name("offline.maxLifetimeSeconds"),
+        "REGISTRY_TOKEN_OFFLINE__MAXLIFETIMESECONDS"
+    );
+    let c = config_from(v);
+    assert_eq!(c.offline.max_lifetime_seconds, 3600);
+    assert_eq!(c.offline.allowed_actions, vec!["pull", "push"]);
+    let mut v = base_config();
+    let e = apply_env_overrides(
+        &mut v,
+        [(env_name("offline.maxLifetimeSeconds"), "a month")],
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("offline.maxLifetimeSeconds"), "{e}");
+}

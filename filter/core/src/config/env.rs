@@ -55,6 +55,8 @@ pub(super) const OVERRIDABLE: &[(&str, Kind)] = &[
     ("revocation.refreshSeconds", Kind::Int),
     ("revocation.maxStaleSeconds", Kind::Int),
     ("revocation.onStale", Kind::Str),
+    ("offline.maxLifetimeSeconds", Kind::Int),
+    ("offline.allowedActions", Kind::StrList),
 ];
 
 /// The environment variable name of a field path: `signing.keyPem` →

@@ -182,6 +182,41 @@ pub struct Config {
     pub dpop: DpopConfig,
     /// The remote revocation list, when configured.
     pub revocation: Option<RevocationConfig>,
+    /// Limits of Offline Kit token bundles (`registry-token bundle`); unused by the filter.
+    pub offline: OfflineConfig,
+}
+
+/// Default longest window of an offline token bundle (30 days).
+pub const DEFAULT_OFFLINE_MAX_LIFETIME_SECONDS: u64 = 2_592_000;
+/// Smallest `offline.maxLifetimeSeconds`.
+pub const MIN_OFFLINE_MAX_LIFETIME_SECONDS: u64 = 60;
+/// Largest `offline.maxLifetimeSeconds` (365 days).
+pub const MAX_OFFLINE_MAX_LIFETIME_SECONDS: u64 = 31_536_000;
+
+/// Validated `offline`: what `registry-token bundle` may put in a bundle.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OfflineConfig {
+    /// Longest `notAfter - notBefore`, seconds.
+    pub max_lifetime_seconds: u64,
+    /// Actions a bundled token may ask for (`pull`, `push`, `delete`, or `*` for all),
+    /// deduplicated, in the order written.
+    pub allowed_actions: Vec<String>,
+}
+
+impl Default for OfflineConfig {
+    fn default() -> Self {
+        OfflineConfig {
+            max_lifetime_seconds: DEFAULT_OFFLINE_MAX_LIFETIME_SECONDS,
+            allowed_actions: vec!["pull".to_string()],
+        }
+    }
+}
+
+impl OfflineConfig {
+    /// Whether a bundled token may ask for `action`.
+    pub fn allows(&self, action: &str) -> bool {
+        self.allowed_actions.iter().any(|a| a == "*" || a == action)
+    }
 }
 
 /// Smallest refresh-token lifetime.

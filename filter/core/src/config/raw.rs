@@ -40,6 +40,21 @@ pub struct RawConfig {
     /// A remote licence revocation list.
     #[serde(default)]
     pub revocation: Option<RawRevocation>,
+    /// Offline Kit token bundles (`registry-token bundle`); the filter ignores it.
+    #[serde(default)]
+    pub offline: Option<RawOffline>,
+}
+
+/// `offline` section: the limits of `registry-token bundle` (the filter ignores it).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawOffline {
+    /// Longest `notAfter - notBefore` of a bundle (default 30 days, 60..=31536000).
+    #[serde(default)]
+    pub max_lifetime_seconds: Option<u64>,
+    /// Actions a bundled token may carry (default `[pull]`).
+    #[serde(default)]
+    pub allowed_actions: Option<Vec<String>>,
 }
 
 /// `refreshTokens` section.

@@ -64,6 +64,7 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         .flatten();
     let dpop = validate_dpop(raw.dpop.unwrap_or_default())?;
     let revocation = raw.revocation.map(validate_revocation).transpose()?;
+    let offline = validate_offline(raw.offline.unwrap_or_default())?;
     Ok(Config {
         authority,
         signing,
@@ -78,6 +79,52 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         refresh_tokens,
         dpop,
         revocation,
+        offline,
+    })
+}
+
+/// `offline`: bounds of `maxLifetimeSeconds`, actions among `pull`, `push`, `delete`, `*`.
+pub(super) fn validate_offline(o: RawOffline) -> Result<OfflineConfig, ConfigError> {
+    let max_lifetime_seconds = o
+        .max_lifetime_seconds
+        .unwrap_or(DEFAULT_OFFLINE_MAX_LIFETIME_SECONDS);
+    if !(MIN_OFFLINE_MAX_LIFETIME_SECONDS..=MAX_OFFLINE_MAX_LIFETIME_SECONDS)
+        .contains(&max_lifetime_seconds)
+    {
+        return Err(ConfigError::new(
+            "offline.maxLifetimeSeconds",
+            format!(
+                "{max_lifetime_seconds} is outside {MIN_OFFLINE_MAX_LIFETIME_SECONDS}..={MAX_OFFLINE_MAX_LIFETIME_SECONDS}"
+            ),
+        ));
+    }
+    let Some(list) = o.allowed_actions else {
+        return Ok(OfflineConfig {
+            max_lifetime_seconds,
+            ..OfflineConfig::default()
+        });
+    };
+    if list.is_empty() {
+        return Err(ConfigError::new(
+            "offline.allowedActions",
+            "must list at least one action (pull, push, delete or *)",
+        ));
+    }
+    let mut allowed_actions: Vec<String> = Vec::new();
+    for (i, action) in list.into_iter().enumerate() {
+        if !matches!(action.as_str(), "pull" | "push" | "delete" | "*") {
+            return Err(ConfigError::new(
+                format!("offline.allowedActions[{i}]"),
+                format!("{:?} is not pull, push, delete or *", short(&action)),
+            ));
+        }
+        if !allowed_actions.contains(&action) {
+            allowed_actions.push(action);
+        }
+    }
+    Ok(OfflineConfig {
+        max_lifetime_seconds,
+        allowed_actions,
     })
 }
 
