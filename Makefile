@@ -142,7 +142,7 @@ ledger-test: apt-deps
 e2e: deps apt-deps wasm authority-deps
 	cargo test -p registry-token-e2e -- --test-threads 2
 
-test: deps lint unit ledger-test rules wasm cli e2e
+test: deps lint unit ledger-test rules wasm e2e
 
 clean:
 	cargo clean
