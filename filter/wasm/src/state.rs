@@ -38,6 +38,11 @@ pub struct State<H> {
     replay: SharedReplayCache<H>,
     /// The per-VM caches.
     pub caches: Caches,
+    /// The gateway instance written in audit records (`ledger.gateway`, else Envoy's node
+    /// id), if any.
+    pub gateway: Option<String>,
+    /// Decisions of this VM, for request ids when the host has no randomness.
+    decisions: std::cell::Cell<u64>,
 }
 
 impl<H: Host + Clone> State<H> {
@@ -72,6 +77,8 @@ impl<H: Host + Clone> State<H> {
             keys,
             replay,
             caches: Caches::default(),
+            gateway: None,
+            decisions: std::cell::Cell::new(0),
         }
     }
 }
@@ -88,6 +95,42 @@ impl<H: Host> State<H> {
     /// The `/token` decision. A clock the host cannot read refuses with 500
     /// `clock_unavailable` (nothing time-bound can be checked or minted without it).
     pub fn decide(&self, view: &RequestView<'_>) -> Decision {
+        let mut decision = self.decide_inner(view);
+        if let Some(audit) = decision.audit.as_mut() {
+            if audit.jti.is_none() {
+                audit.id = Some(self.request_id(view));
+            }
+            audit.gateway = self.gateway.clone();
+        }
+        decision
+    }
+
+    /// A unique id for a decision that minted nothing: 128 random bits (base64url) from
+    /// the crypto implementation; if the host has no randomness, the host time in
+    /// nanoseconds, this VM's decision count, the VM's address of its state and the
+    /// request's `x-request-id`.
+    fn request_id(&self, view: &RequestView<'_>) -> String {
+        let n = self.decisions.get().wrapping_add(1);
+        self.decisions.set(n);
+        if let Ok(id) = registry_token_core::token::mint::new_jti(self.crypto.as_ref()) {
+            return id;
+        }
+        let nanos = self.host.now().map(|d| d.as_nanos()).unwrap_or(0);
+        let xrid: String = view
+            .header_values("x-request-id")
+            .next()
+            .unwrap_or("")
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+            .take(64)
+            .collect();
+        format!(
+            "r-{nanos:x}-{n:x}-{:x}-{xrid}",
+            self as *const Self as usize
+        )
+    }
+
+    fn decide_inner(&self, view: &RequestView<'_>) -> Decision {
         let now = match self.host.now_unix() {
             Ok(now) => now,
             Err(why) => {
