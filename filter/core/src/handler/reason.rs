@@ -170,6 +170,8 @@ reasons! {
         "The caller's subject is in `revokedSubjects` (inline or the remote list).";
     RevocationUnavailable = "revocation_unavailable", 503, None,
         "The remote revocation list is older than `revocation.maxStaleSeconds` and `onStale` is `fail`.";
+    LedgerBacklogFull = "ledger_backlog_full", 503, None,
+        "The issuance ledger's buffer is full and `ledger.onBacklogFull` is `refuse`: no token is issued unrecorded; the client should retry.";
     UnknownPlan = "unknown_plan", 403, INSUFFICIENT_SCOPE,
         "The OpToken names no plan and there is no `defaultPlan`, or the plan is not in the catalogue.";
     PlanDenied = "plan_denied", 403, INSUFFICIENT_SCOPE,
