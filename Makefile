@@ -164,7 +164,9 @@ unit:
 ledger-test: apt-deps
 	cargo test -p registry-token-ledger
 
+# tests/tests/ledger.rs runs the ledger binary of the same profile.
 e2e: deps apt-deps wasm authority-deps
+	cargo build -q -p registry-token-ledger
 	cargo test -p registry-token-e2e -- --test-threads 2
 
 test: deps lint unit ledger-test rules wasm e2e
