@@ -848,17 +848,15 @@ fn derive_gateway_yaml(quickstart: &str, spec: &GatewaySpec) -> String {
         if trimmed == "static_resources:" && indent_of(line) == 0 {
             seen_static = true;
         }
-        if opens_clusters {
-            if !spec.extra_clusters.trim().is_empty() {
-                if !has_clusters {
-                    out.push("  clusters:".to_owned());
-                }
-                for l in spec.extra_clusters.lines() {
-                    if l.trim().is_empty() {
-                        out.push(String::new());
-                    } else {
-                        out.push(format!("  {l}"));
-                    }
+        if opens_clusters && !spec.extra_clusters.trim().is_empty() {
+            if !has_clusters {
+                out.push("  clusters:".to_owned());
+            }
+            for l in spec.extra_clusters.lines() {
+                if l.trim().is_empty() {
+                    out.push(String::new());
+                } else {
+                    out.push(format!("  {l}"));
                 }
             }
         }

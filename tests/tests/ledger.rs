@@ -275,7 +275,11 @@ fn counted(envoy: &Envoy) -> (u64, BTreeMap<String, u64>) {
     let issued = envoy.counter("wasmcustom.registry_token_issued_total");
     let reply = envoy.admin_get("/stats?format=json&filter=registry_token_rejected_total");
     let mut rejected = BTreeMap::new();
-    for s in reply.json()["stats"].as_array().cloned().unwrap_or_default() {
+    for s in reply.json()["stats"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+    {
         let name = s["name"].as_str().unwrap_or_default();
         if let Some(label) = name.rsplit_once(".reason.").map(|(_, l)| l.to_string()) {
             let v = s["value"].as_u64().unwrap_or(0);
@@ -364,7 +368,8 @@ fn issued_tokens_and_refusals_are_in_the_ledger_with_the_ids_clients_saw() {
         5
     );
     assert_eq!(
-        s.envoy.counter("wasmcustom.registry_token_ledger_dropped_total"),
+        s.envoy
+            .counter("wasmcustom.registry_token_ledger_dropped_total"),
         0
     );
 }
@@ -457,9 +462,7 @@ fn load_through(outage: Outage) {
     }
     let away = Instant::now();
     thread::sleep(outage_for);
-    let backlog = s
-        .envoy
-        .counter("wasmcustom.registry_token_ledger_backlog");
+    let backlog = s.envoy.counter("wasmcustom.registry_token_ledger_backlog");
     let failed_batches = s
         .envoy
         .counter("wasmcustom.registry_token_ledger_batches_failed_total");
@@ -496,10 +499,17 @@ fn load_through(outage: Outage) {
     assert_eq!(issued_rows, issued);
     let jtis = jtis.lock().unwrap().clone();
     assert_eq!(jtis.len() as u64, issued);
-    let missing: Vec<&String> = jtis.iter().filter(|j| !unique.contains(j.as_str())).collect();
-    assert!(missing.is_empty(), "tokens missing from the ledger: {missing:?}");
+    let missing: Vec<&String> = jtis
+        .iter()
+        .filter(|j| !unique.contains(j.as_str()))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "tokens missing from the ledger: {missing:?}"
+    );
     assert_eq!(
-        s.envoy.counter("wasmcustom.registry_token_ledger_dropped_total"),
+        s.envoy
+            .counter("wasmcustom.registry_token_ledger_dropped_total"),
         0
     );
     assert_eq!(
@@ -571,7 +581,10 @@ fn refuse_with_a_tiny_buffer_never_issues_an_unrecorded_token() {
         thread::sleep(Duration::from_millis(50));
     }
     assert!(refused >= 15, "the tiny buffer filled: {refused} refused");
-    assert!(issued.len() <= 4, "at most the buffer and the batch out: {issued:?}");
+    assert!(
+        issued.len() <= 4,
+        "at most the buffer and the batch out: {issued:?}"
+    );
     assert_eq!(
         s.envoy
             .counter("wasmcustom.registry_token_rejected_total.reason.ledger_backlog_full"),
@@ -592,10 +605,14 @@ fn refuse_with_a_tiny_buffer_never_issues_an_unrecorded_token() {
     let rows = wait_rows(&s, issued.len(), Duration::from_secs(30));
     let ids: HashSet<&str> = rows.iter().filter_map(|r| r["id"].as_str()).collect();
     for jti in &issued {
-        assert!(ids.contains(jti.as_str()), "{jti} issued but not in the ledger");
+        assert!(
+            ids.contains(jti.as_str()),
+            "{jti} issued but not in the ledger"
+        );
     }
     assert_eq!(
-        s.envoy.counter("wasmcustom.registry_token_ledger_dropped_total"),
+        s.envoy
+            .counter("wasmcustom.registry_token_ledger_dropped_total"),
         0
     );
 }
@@ -656,7 +673,8 @@ fn a_revocation_posted_to_the_ledger_is_enforced_within_one_refresh_and_lifted_t
         eprintln!("{kind} revoked after {:?}", posted.elapsed());
         let reply = request(
             "DELETE",
-            &s.ledger.url(&format!("/v1/revocations/{id}?reason=e2e-done")),
+            &s.ledger
+                .url(&format!("/v1/revocations/{id}?reason=e2e-done")),
             &[("authorization", &bearer(&admin_token))],
             None,
         );
@@ -672,5 +690,8 @@ fn a_revocation_posted_to_the_ledger_is_enforced_within_one_refresh_and_lifted_t
     }
     // The feed needs its secret: without it, 401 (the gateway sends it from the env).
     assert_eq!(get(&s.ledger.url("/v1/revocations/feed"), &[]).status, 401);
-    assert!(!s.envoy.full_log().contains("revocation list fetch answered HTTP 401"));
+    assert!(!s
+        .envoy
+        .full_log()
+        .contains("revocation list fetch answered HTTP 401"));
 }
