@@ -68,13 +68,13 @@ struct Ledger {
 }
 
 impl Ledger {
-    fn start(dir: &Path, keys: &TestKeys) -> Ledger {
+    fn start(dir: &Path, keys: &TestKeys, database: String) -> Ledger {
         let jwks = dir.join("admin-jwks.json");
         std::fs::write(&jwks, keys.authority_jwks().to_string()).expect("write jwks");
         let mut ledger = Ledger {
             child: None,
             port: free_port(),
-            database: format!("sqlite://{}", dir.join("ledger.db").display()),
+            database,
             jwks,
         };
         ledger.spawn();
@@ -202,15 +202,42 @@ struct Setup {
     keys: TestKeys,
     ledger: Ledger,
     envoy: Envoy,
+    // Dropped after the ledger.
+    _postgres: Option<Postgres>,
     _dir: tempfile::TempDir,
 }
 
-/// The ledger, then a gateway (2 workers) whose `ledger` section is `ledger` plus the
-/// cluster, and whose revocation list is the ledger's feed.
+/// The ledger's database.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Db {
+    /// A file in the test's temporary directory.
+    Sqlite,
+    /// A throw-away PostgreSQL cluster (see [`Postgres`]).
+    Postgres,
+}
+
+/// [`setup_on`] SQLite.
 fn setup(ledger_section: Value) -> Setup {
+    setup_on(Db::Sqlite, ledger_section)
+}
+
+/// The ledger on `db`, then a gateway (2 workers) whose `ledger` section is
+/// `ledger_section` plus the cluster, and whose revocation list is the ledger's feed.
+fn setup_on(db: Db, ledger_section: Value) -> Setup {
     let dir = tempfile::tempdir().expect("tempdir");
     let keys = TestKeys::generate();
-    let ledger = Ledger::start(dir.path(), &keys);
+    let (postgres, database) = match db {
+        Db::Sqlite => (
+            None,
+            format!("sqlite://{}", dir.path().join("ledger.db").display()),
+        ),
+        Db::Postgres => {
+            let pg = Postgres::start();
+            let url = pg.url.clone();
+            (Some(pg), url)
+        }
+    };
+    let ledger = Ledger::start(dir.path(), &keys, database);
     let mut config = filter_config(&keys, "http://127.0.0.1:{{LISTEN_PORT}}/token");
     let mut section = json!({
         "cluster": "ledger_e2e",
@@ -250,6 +277,7 @@ fn setup(ledger_section: Value) -> Setup {
         keys,
         ledger,
         envoy,
+        _postgres: postgres,
         _dir: dir,
     }
 }
@@ -305,7 +333,16 @@ fn wait_rows(s: &Setup, want: usize, timeout: Duration) -> Vec<Value> {
 
 #[test]
 fn issued_tokens_and_refusals_are_in_the_ledger_with_the_ids_clients_saw() {
-    let s = setup(json!({"batchSize": 10}));
+    decisions_reach_the_ledger(Db::Sqlite);
+}
+
+#[test]
+fn postgres_issued_tokens_and_refusals_are_in_the_ledger() {
+    decisions_reach_the_ledger(Db::Postgres);
+}
+
+fn decisions_reach_the_ledger(db: Db) {
+    let s = setup_on(db, json!({"batchSize": 10}));
     let alice = optok(&s.keys, |o| {
         o.subject = "alice".into();
         o.license = Some("lic-1".into());
@@ -385,10 +422,10 @@ enum Outage {
 /// Load with a few threads; in the middle the ledger goes away for the outage; afterwards
 /// the ledger holds exactly one row per decision Envoy counted, every jti a client got
 /// among them; no request failed because of the outage.
-fn load_through(outage: Outage) {
+fn load_through(db: Db, outage: Outage) {
     let requests = env_u64("LEDGER_E2E_REQUESTS", 2000) as usize;
     let outage_for = Duration::from_secs(env_u64("LEDGER_E2E_OUTAGE_SECONDS", 20));
-    let mut s = setup(json!({"batchSize": 100, "bufferRecords": 50000}));
+    let mut s = setup_on(db, json!({"batchSize": 100, "bufferRecords": 50000}));
     let ok = optok(&s.keys, |o| o.subject = "load".into());
     let done = Arc::new(AtomicUsize::new(0));
     let during = Arc::new(AtomicBool::new(false));
@@ -540,12 +577,17 @@ fn load_through(outage: Outage) {
 
 #[test]
 fn a_paused_ledger_loses_nothing_and_duplicates_nothing() {
-    load_through(Outage::Pause);
+    load_through(Db::Sqlite, Outage::Pause);
 }
 
 #[test]
 fn a_killed_and_restarted_ledger_loses_nothing_and_duplicates_nothing() {
-    load_through(Outage::Restart);
+    load_through(Db::Sqlite, Outage::Restart);
+}
+
+#[test]
+fn postgres_a_killed_and_restarted_ledger_loses_nothing_and_duplicates_nothing() {
+    load_through(Db::Postgres, Outage::Restart);
 }
 
 #[test]
@@ -694,4 +736,140 @@ fn a_revocation_posted_to_the_ledger_is_enforced_within_one_refresh_and_lifted_t
         .envoy
         .full_log()
         .contains("revocation list fetch answered HTTP 401"));
+}
+
+// ---------------------------------------------------------------------------------------
+// A throw-away PostgreSQL cluster (as ledger/tests/common does it: Debian's PostgreSQL,
+// initdb and pg_ctl in a temporary directory, as the `postgres` user when run as root,
+// unix socket only).
+// ---------------------------------------------------------------------------------------
+
+fn pg_bin() -> PathBuf {
+    let root = Path::new("/usr/lib/postgresql");
+    let fifteen = root.join("15/bin");
+    if fifteen.join("initdb").exists() {
+        return fifteen;
+    }
+    let mut versions: Vec<u32> = std::fs::read_dir(root)
+        .map(|d| {
+            d.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    versions.sort();
+    versions
+        .last()
+        .map_or(fifteen, |v| root.join(format!("{v}/bin")))
+}
+
+fn pg_command(bin: &str, as_postgres: bool, cwd: &Path) -> Command {
+    let path = format!("{}/{bin}", pg_bin().display());
+    let mut cmd = if as_postgres {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "postgres", "--", &path]);
+        c
+    } else {
+        Command::new(path)
+    };
+    cmd.current_dir(cwd);
+    cmd
+}
+
+/// PostgreSQL in a temporary directory; stopped on drop. A test that needs it fails when
+/// it cannot start (never skips).
+struct Postgres {
+    dir: tempfile::TempDir,
+    data: PathBuf,
+    as_postgres: bool,
+    url: String,
+}
+
+impl Postgres {
+    fn start() -> Postgres {
+        assert!(
+            pg_bin().join("initdb").exists(),
+            "PostgreSQL is not installed in /usr/lib/postgresql (make apt-deps installs it)"
+        );
+        let dir = tempfile::Builder::new()
+            .prefix("ledger-e2e-pg-")
+            .tempdir()
+            .expect("tempdir");
+        let as_postgres = Command::new("id")
+            .arg("-u")
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+            .unwrap_or(false);
+        if as_postgres {
+            let ok = Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(dir.path())
+                .status()
+                .map(|s| s.success())
+                .unwrap_or(false);
+            assert!(ok, "chown of the PostgreSQL directory failed");
+        }
+        let data = dir.path().join("data");
+        let out = pg_command("initdb", as_postgres, dir.path())
+            .arg("-D")
+            .arg(&data)
+            .args([
+                "-A",
+                "trust",
+                "-U",
+                "postgres",
+                "-E",
+                "UTF8",
+                "--locale=C",
+                "--no-sync",
+            ])
+            .output()
+            .expect("run initdb");
+        assert!(
+            out.status.success(),
+            "initdb failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let opts = format!(
+            "-k {} -c listen_addresses='' -p 5432 -c fsync=off -c full_page_writes=off",
+            dir.path().display()
+        );
+        let log = dir.path().join("server.log");
+        let out = pg_command("pg_ctl", as_postgres, dir.path())
+            .arg("-D")
+            .arg(&data)
+            .args(["-w", "-t", "60", "-o", &opts, "-l"])
+            .arg(&log)
+            .arg("start")
+            .output()
+            .expect("run pg_ctl start");
+        assert!(
+            out.status.success(),
+            "pg_ctl start failed: {}{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        Postgres {
+            url: format!(
+                "postgres://postgres@localhost/postgres?host={}&port=5432",
+                dir.path().display()
+            ),
+            data,
+            dir,
+            as_postgres,
+        }
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        let _ = pg_command("pg_ctl", self.as_postgres, self.dir.path())
+            .arg("-D")
+            .arg(&self.data)
+            .args(["-m", "immediate", "-w", "stop"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
 }
