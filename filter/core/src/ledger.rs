@@ -182,14 +182,18 @@ pub struct Segment {
     pub seq: u64,
     /// Unix milliseconds of the oldest record (0 when empty).
     pub first_ms: u64,
+    /// No record may be added any more: the next segment is (being) opened. Sealing
+    /// changes the slot's CAS, so an appender that read the segment before cannot write
+    /// to it; a sealed, emptied segment can be stepped over safely.
+    pub sealed: bool,
     /// The records, oldest first.
     pub records: Vec<String>,
 }
 
 impl Segment {
-    /// `seq first_ms` then one record per line.
+    /// `seq first_ms sealed` then one record per line.
     pub fn to_bytes(&self) -> Vec<u8> {
-        let mut out = format!("{} {}", self.seq, self.first_ms);
+        let mut out = format!("{} {} {}", self.seq, self.first_ms, u8::from(self.sealed));
         for r in &self.records {
             out.push('\n');
             out.push_str(r);
@@ -201,10 +205,19 @@ impl Segment {
     pub fn from_bytes(bytes: &[u8]) -> Option<Segment> {
         let text = std::str::from_utf8(bytes).ok()?;
         let mut lines = text.split('\n');
-        let (seq, first) = lines.next()?.split_once(' ')?;
+        let mut head = lines.next()?.split(' ');
+        let (seq, first, sealed) = (head.next()?, head.next()?, head.next()?);
+        if head.next().is_some() {
+            return None;
+        }
         Some(Segment {
             seq: seq.parse().ok()?,
             first_ms: first.parse().ok()?,
+            sealed: match sealed {
+                "0" => false,
+                "1" => true,
+                _ => return None,
+            },
             records: lines.map(str::to_string).collect(),
         })
     }
@@ -323,14 +336,17 @@ mod tests {
         let s = Segment {
             seq: 4,
             first_ms: 99,
+            sealed: true,
             records: vec!["{\"a\":1}".into(), "{}".into()],
         };
         assert_eq!(Segment::from_bytes(&s.to_bytes()), Some(s));
         let empty = Segment {
             seq: 1,
             first_ms: 0,
+            sealed: false,
             records: vec![],
         };
+        assert_eq!(Segment::from_bytes(b"1 0"), None);
         assert_eq!(Segment::from_bytes(&empty.to_bytes()), Some(empty));
         let l = FlushLease {
             until_ms: 5,

@@ -121,6 +121,7 @@ impl LedgerBuffer {
                         Segment {
                             seq,
                             first_ms: 0,
+                            sealed: false,
                             records: Vec::new(),
                         },
                         cas,
@@ -144,21 +145,31 @@ impl LedgerBuffer {
                 Err(why) if why == STALE => continue,
                 Err(why) => return Append::Failed(why),
             };
-            if seg.records.len() < self.batch {
+            let key = self.keys.segment(meta.tail % self.slots);
+            if !seg.sealed && seg.records.len() < self.batch {
                 if seg.records.is_empty() {
                     seg.first_ms = now_ms;
                 }
                 seg.records.push(record.to_string());
-                let key = self.keys.segment(meta.tail % self.slots);
                 match host.set_shared(&key, &seg.to_bytes(), Some(seg_cas)) {
                     Ok(()) => return Append::Queued,
                     Err(SharedError::CasMismatch) => continue,
                     Err(SharedError::Host(why)) => return Append::Failed(why),
                 }
             }
-            // The tail segment is full: open the next one if the ring has room.
+            // The tail segment is full: open the next one if the ring has room, sealing
+            // this one first (so that no appender holding an older view writes to it
+            // once it is no longer the tail).
             if meta.tail + 2 - meta.head > self.max_segments {
                 return Append::Full;
+            }
+            if !seg.sealed {
+                seg.sealed = true;
+                match host.set_shared(&key, &seg.to_bytes(), Some(seg_cas)) {
+                    Ok(()) => {}
+                    Err(SharedError::CasMismatch) => continue,
+                    Err(SharedError::Host(why)) => return Append::Failed(why),
+                }
             }
             let next = Meta {
                 head: meta.head,
@@ -227,7 +238,8 @@ impl LedgerBuffer {
             let Ok((seg, _)) = self.segment(host, meta.head) else {
                 return;
             };
-            if !seg.records.is_empty() {
+            // Only a sealed segment takes no more records: an empty one can be left.
+            if !seg.records.is_empty() || !seg.sealed {
                 return;
             }
             let next = Meta {
@@ -329,6 +341,7 @@ impl Shipper {
             return None;
         }
         let due = meta.head < meta.tail
+            || seg.sealed
             || seg.records.len() >= self.buffer.batch
             || now.saturating_sub(seg.first_ms) >= self.flush_ms;
         if !due || !self.take_lease(host, now) {

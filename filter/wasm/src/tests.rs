@@ -1003,6 +1003,37 @@ mod ledger {
     }
 
     #[test]
+    fn a_segment_is_sealed_before_the_next_opens_and_only_then_stepped_over() {
+        use registry_token_core::ledger::Segment;
+        let world = World::new(T0);
+        let cfg = ledger_config(json!({"cluster": "ledger", "batchSize": 2}));
+        let mut a = gw(&world, 1, &cfg);
+        for _ in 0..3 {
+            assert_eq!(a.request(None).1, Recorded::Queued);
+        }
+        let segment = |slot: u64| {
+            let key = world
+                .keys()
+                .into_iter()
+                .find(|k| k.ends_with(&format!("/segment/{slot}")))
+                .unwrap();
+            Segment::from_bytes(&world.get(&key).unwrap()).unwrap()
+        };
+        let (s0, s1) = (segment(0), segment(1));
+        assert!(s0.sealed && s0.records.len() == 2, "{s0:?}");
+        assert!(!s1.sealed && s1.records.len() == 1, "{s1:?}");
+        a.tick();
+        let call = last_call(&world);
+        assert_eq!(a.answer(&call, "200"), Some(Shipped::Sent(2)));
+        assert!(segment(0).records.is_empty() && segment(0).sealed);
+        // The head moved on to segment 1: its record goes next, once old enough.
+        world.advance_ms(1500);
+        a.tick();
+        assert_eq!(ids_in(&last_call(&world)).len(), 1);
+        assert_eq!(a.backlog(), 1);
+    }
+
+    #[test]
     fn request_ids_are_unique_across_vms() {
         let world = World::new(T0);
         let cfg = ledger_config(json!({"cluster": "ledger", "bufferRecords": 1000}));
