@@ -1,6 +1,7 @@
 # registry-token-filter
 #
-#   make run    build the filter and start Envoy with envoy/quickstart.yaml on 127.0.0.1:8085
+#   make run    build the filter and the ledger, start the ledger (SQLite in .dev/, 127.0.0.1:8086)
+#               and Envoy with envoy/quickstart.yaml on 127.0.0.1:8085, wired together
 #   make test   formatting, clippy (host and wasm32), unit tests, wasm build, end-to-end tests
 #   make fuzz   every cargo-fuzz target of fuzz/ for FUZZ_SECONDS each (docs/FUZZING.md)
 #
@@ -17,6 +18,7 @@ TARGET  := wasm32-wasip1
 WASM    := target/$(TARGET)/release/registry_token_filter.wasm
 DEV     := .dev
 DEVTOK  := target/release/devtok
+LEDGER  := target/release/registry-token-ledger
 # docker.io (dockerd 20.10), containerd (1.6) and podman (4.3): the real clients of
 # tests/tests/clients.rs (run as root); postgresql: the ledger's tests.
 APT_PKGS := docker-registry skopeo openssl prometheus curl docker.io containerd podman postgresql
@@ -24,7 +26,7 @@ APT_PKGS := docker-registry skopeo openssl prometheus curl docker.io containerd 
 .PHONY: help run test deps wasm-target envoy apt-deps wasm cli lint fmt clippy unit ledger-test rules e2e dev-keys dev-token clean
 
 help:
-	@echo "make run   - start the gateway on 127.0.0.1:8085 (admin 127.0.0.1:9901)"
+	@echo "make run   - start the gateway on 127.0.0.1:8085 (admin 127.0.0.1:9901) and the ledger on 127.0.0.1:8086"
 	@echo "make test  - fmt, clippy, unit tests, wasm build, end-to-end tests with real Envoy"
 	@echo "make ledger-test - the issuance ledger's tests (SQLite and a throw-away PostgreSQL 15)"
 	@echo "make cli   - build registry-token (Offline Kit token bundles, docs/OFFLINE.md)"
@@ -83,6 +85,9 @@ cli:
 $(DEVTOK): $(shell find tests/src -name '*.rs') tests/Cargo.toml
 	cargo build --release -q -p registry-token-e2e --bin devtok
 
+$(LEDGER): $(shell find ledger/src ledger/migrations -type f) ledger/Cargo.toml
+	cargo build --release -q -p registry-token-ledger
+
 ## --- development keys (never committed: .dev/ is ignored) ------------------------------
 
 $(DEV)/signing.pem:
@@ -96,25 +101,51 @@ $(DEV)/authority.pem:
 $(DEV)/authority.jwks.json: $(DEV)/authority.pem $(DEVTOK)
 	$(DEVTOK) jwks $< > $@
 
-dev-keys: $(DEV)/signing.pem $(DEV)/authority.pem $(DEV)/authority.jwks.json
+# The gateways' shared secrets of the development ledger (ingest, revocation feed).
+$(DEV)/ledger-ingest.secret $(DEV)/ledger-feed.secret:
+	@mkdir -p $(DEV) && chmod 700 $(DEV)
+	@umask 077 && openssl rand -hex 32 > $@
 
+dev-keys: $(DEV)/signing.pem $(DEV)/authority.pem $(DEV)/authority.jwks.json \
+	$(DEV)/ledger-ingest.secret $(DEV)/ledger-feed.secret
+
+# A development OpToken; ADMIN=1: an admin token of the ledger (scope registry.token.admin,
+# same issuer and keys, which the ledger of `make run` trusts).
 dev-token: dev-keys
-	@$(DEVTOK) optok $(DEV)/authority.pem --sub dev-user $(if $(PLAN),--plan $(PLAN))
+	@$(DEVTOK) optok $(DEV)/authority.pem \
+	  $(if $(ADMIN),--sub dev-admin --scope registry.token.admin,--sub dev-user $(if $(PLAN),--plan $(PLAN)) $(if $(LICENSE),--license $(LICENSE)))
 
 ## --- run -------------------------------------------------------------------------------
 
-run: deps wasm dev-keys
+run: deps wasm dev-keys $(LEDGER)
 	@echo
 	@echo "Gateway: http://127.0.0.1:8085   (admin: http://127.0.0.1:9901)"
 	@echo "  curl -s localhost:8085/healthz"
-	@echo "  TOKEN=\$$(make -s dev-token)              # a development OpToken (PLAN=enterprise for push)"
+	@echo "  TOKEN=\$$(make -s dev-token)              # a development OpToken (PLAN=enterprise for push, LICENSE=lic-1)"
 	@echo "  curl -s -H \"Authorization: Bearer \$$TOKEN\" \\"
 	@echo "    'localhost:8085/token?service=registry.localhost&scope=repository:stella-ops/public/base:pull'"
 	@echo "  curl -s localhost:9901/stats/prometheus | grep registry_token"
 	@echo
+	@echo "Ledger: http://127.0.0.1:8086 (SQLite $(DEV)/ledger.db; docs/LEDGER.md)"
+	@echo "  ADMIN=\$$(make -s dev-token ADMIN=1)      # an admin token the ledger accepts"
+	@echo "  curl -s -H \"Authorization: Bearer \$$ADMIN\" 'localhost:8086/v1/issuances?subject=dev-user&limit=10'"
+	@echo "  curl -s -H \"Authorization: Bearer \$$ADMIN\" localhost:8086/v1/issuances/JTI"
+	@echo "  curl -s -H \"Authorization: Bearer \$$ADMIN\" -H 'content-type: application/json' \\"
+	@echo "    -d '{\"kind\":\"subject\",\"value\":\"dev-user\",\"reason\":\"test\"}' localhost:8086/v1/revocations"
+	@echo "     # the gateway refuses dev-user within 10 s (revocation.refreshSeconds); lift it with"
+	@echo "  curl -s -X DELETE -H \"Authorization: Bearer \$$ADMIN\" localhost:8086/v1/revocations/ID"
+	@echo
+	@ingest="$$(cat $(DEV)/ledger-ingest.secret)"; feed="$$(cat $(DEV)/ledger-feed.secret)"; \
+	LEDGER_INGEST_SECRET="$$ingest" LEDGER_FEED_SECRET="$$feed" \
+	  $(LEDGER) --listen 127.0.0.1:8086 --database sqlite://$(DEV)/ledger.db \
+	    --issuer https://authority.example --jwks-file $(DEV)/authority.jwks.json & \
+	ledger=$$!; \
+	trap 'kill $$ledger 2>/dev/null; wait $$ledger 2>/dev/null || true' EXIT INT TERM; \
 	REGISTRY_TOKEN_SIGNING__KEYPEM="$$(cat $(DEV)/signing.pem)" \
 	REGISTRY_TOKEN_AUTHORITY__JWKS="$$(cat $(DEV)/authority.jwks.json)" \
-	  exec $(ENVOY) -c envoy/quickstart.yaml --concurrency 2 --log-level info --disable-hot-restart
+	REGISTRY_TOKEN_LEDGER__HEADERS__AUTHORIZATION="Bearer $$ingest" \
+	REGISTRY_TOKEN_REVOCATION__HEADERS__AUTHORIZATION="Bearer $$feed" \
+	  $(ENVOY) -c envoy/quickstart.yaml --concurrency 2 --log-level info --disable-hot-restart
 
 ## --- checks ----------------------------------------------------------------------------
 
@@ -139,7 +170,9 @@ unit:
 ledger-test: apt-deps
 	cargo test -p registry-token-ledger
 
+# tests/tests/ledger.rs runs the ledger binary of the same profile.
 e2e: deps apt-deps wasm authority-deps
+	cargo build -q -p registry-token-ledger
 	cargo test -p registry-token-e2e -- --test-threads 2
 
 test: deps lint unit ledger-test rules wasm e2e

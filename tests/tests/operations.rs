@@ -590,7 +590,8 @@ struct AuditCase {
 }
 
 /// Every member an audit record may have.
-const AUDIT_FIELDS: [&str; 15] = [
+const AUDIT_FIELDS: [&str; 20] = [
+    "id",
     "time",
     "decision",
     "reason",
@@ -600,12 +601,16 @@ const AUDIT_FIELDS: [&str; 15] = [
     "request_client_id",
     "refresh_token_id",
     "binding",
+    "license",
     "plan",
     "service",
     "requested",
     "granted",
     "jti",
+    "iat",
     "exp",
+    "kid",
+    "gateway",
 ];
 
 /// One audit line per decision (issued, plan_denied, expired, license_revoked,
@@ -717,6 +722,7 @@ fn one_audit_line_per_decision_and_no_secret_in_the_log() {
                 "decision": "rejected",
                 "reason": "license_revoked",
                 "subject": "dave",
+                "license": REVOKED_LICENSE,
                 "service": SERVICE,
                 "requested": [PUBLIC_PULL],
                 "granted": [],
@@ -788,7 +794,10 @@ fn one_audit_line_per_decision_and_no_secret_in_the_log() {
             assert_eq!(grant, "get", "{}: {record}", case.name);
         }
         for field in AUDIT_FIELDS {
-            if matches!(field, "time" | "jti" | "exp" | "grant") {
+            if matches!(
+                field,
+                "time" | "jti" | "exp" | "grant" | "id" | "iat" | "kid" | "gateway"
+            ) {
                 continue;
             }
             assert_eq!(
@@ -803,14 +812,25 @@ fn one_audit_line_per_decision_and_no_secret_in_the_log() {
                 .as_str()
                 .unwrap_or_else(|| panic!("no token: {}", reply.body))
                 .to_owned();
-            let (_, claims) = verify_registry_token(&token, &keys.signing_public_pem())
+            let (header, claims) = verify_registry_token(&token, &keys.signing_public_pem())
                 .unwrap_or_else(|e| panic!("minted token: {e}"));
             assert_eq!(record["jti"], claims["jti"], "{record} vs {claims}");
             assert_eq!(record["exp"], claims["exp"], "{record} vs {claims}");
+            assert_eq!(record["iat"], claims["iat"], "{record} vs {claims}");
+            assert!(record.get("id").is_none(), "the jti is the id: {record}");
+            assert_eq!(record["kid"], header["kid"], "{record} vs {header}");
             minted.push(token);
         } else {
             assert!(
-                record.get("jti").is_none() && record.get("exp").is_none(),
+                record["id"].as_str().is_some_and(|id| id.len() >= 16),
+                "{}: a refusal has a request id: {record}",
+                case.name
+            );
+            assert!(
+                record.get("jti").is_none()
+                    && record.get("exp").is_none()
+                    && record.get("iat").is_none()
+                    && record.get("kid").is_none(),
                 "{}: a refusal mints nothing: {record}",
                 case.name
             );

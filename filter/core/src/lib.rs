@@ -20,6 +20,7 @@
 
 pub mod config;
 pub mod handler;
+pub mod ledger;
 pub mod policy;
 pub mod remote;
 pub mod sender;

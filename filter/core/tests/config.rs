@@ -537,3 +537,137 @@ fn offline_env_overrides() {
     .unwrap_err();
     assert!(e.to_string().contains("offline.maxLifetimeSeconds"), "{e}");
 }
+
+fn ledger_section() -> Value {
+    json!({"cluster": "ledger"})
+}
+
+#[test]
+fn ledger_defaults_and_bounds() {
+    use registry_token_core::config::OnBacklogFull;
+    let c = config_from(with(|c| c["ledger"] = ledger_section()));
+    let l = c.ledger.expect("ledger configured");
+    assert_eq!(l.path, "/v1/ingest");
+    assert_eq!(l.authority, "ledger");
+    assert_eq!(l.batch_size, 100);
+    assert_eq!(l.flush_millis, 1000);
+    assert_eq!(l.buffer_records, 10_000);
+    assert_eq!(l.on_backlog_full, OnBacklogFull::Drop);
+    assert_eq!(
+        (
+            l.timeout_millis,
+            l.initial_backoff_millis,
+            l.max_backoff_millis
+        ),
+        (5000, 500, 30_000)
+    );
+    assert!(l.gateway.is_none() && l.headers.is_empty());
+    assert!(config_from(base_config()).ledger.is_none());
+
+    let c = config_from(with(|c| {
+        c["ledger"] = json!({"cluster": "ledger", "batchSize": 3, "bufferRecords": 7,
+                             "onBacklogFull": "refuse", "headers": {"Authorization": "Bearer x"},
+                             "gateway": "gw-1", "authority": "ledger.internal:8086"})
+    }));
+    let l = c.ledger.unwrap();
+    assert_eq!(l.buffer_records, 9, "rounded up to a multiple of batchSize");
+    assert_eq!(l.on_backlog_full, OnBacklogFull::Refuse);
+    assert_eq!(
+        l.headers,
+        vec![("authorization".to_string(), "Bearer x".to_string())]
+    );
+
+    for (edit, field) in [
+        (json!({"cluster": ""}), "ledger.cluster"),
+        (json!({"cluster": "l", "batchSize": 0}), "ledger.batchSize"),
+        (
+            json!({"cluster": "l", "batchSize": 1001}),
+            "ledger.batchSize",
+        ),
+        (
+            json!({"cluster": "l", "batchSize": 10, "bufferRecords": 5}),
+            "ledger.bufferRecords",
+        ),
+        (
+            json!({"cluster": "l", "flushMillis": 10}),
+            "ledger.flushMillis",
+        ),
+        (
+            json!({"cluster": "l", "onBacklogFull": "block"}),
+            "ledger.onBacklogFull",
+        ),
+        (json!({"cluster": "l", "path": "v1/ingest"}), "ledger.path"),
+        (
+            json!({"cluster": "l", "initialBackoffMillis": 5000, "maxBackoffMillis": 100}),
+            "ledger.maxBackoffMillis",
+        ),
+        (
+            json!({"cluster": "l", "headers": {"content-length": "1"}}),
+            "ledger.headers.content-length",
+        ),
+        (
+            json!({"cluster": "l", "headers": {"x-a": "b\r\nx-evil: 1"}}),
+            "ledger.headers.x-a",
+        ),
+        (
+            json!({"cluster": "l", "headers": {"bad name": "v"}}),
+            "ledger.headers.bad name",
+        ),
+        (json!({"cluster": "l", "gateway": " "}), "ledger.gateway"),
+        (json!({"cluster": "l", "batchsize": 5}), "batchsize"),
+    ] {
+        let e = refused(with(|c| c["ledger"] = edit.clone()));
+        assert!(e.contains(field), "{edit}: {e}");
+    }
+}
+
+#[test]
+fn ledger_and_revocation_headers_come_from_the_environment() {
+    let mut v = with(|c| {
+        c["ledger"] = json!({"cluster": "ledger", "headers": {"Authorization": "from-file"}});
+        c["revocation"] = json!({"url": "http://ledger/v1/revocations/feed", "cluster": "ledger"});
+    });
+    let applied = apply_env_overrides(
+        &mut v,
+        [
+            (
+                "REGISTRY_TOKEN_LEDGER__HEADERS__AUTHORIZATION",
+                "Bearer ingest-secret",
+            ),
+            ("REGISTRY_TOKEN_LEDGER__HEADERS__X_TENANT_HINT", "eu"),
+            (
+                "REGISTRY_TOKEN_REVOCATION__HEADERS__AUTHORIZATION",
+                "Bearer feed-secret",
+            ),
+            ("REGISTRY_TOKEN_LEDGER__BUFFERRECORDS", "500"),
+        ],
+    )
+    .unwrap();
+    assert_eq!(applied.len(), 4);
+    let c = config_from(v);
+    let l = c.ledger.unwrap();
+    assert_eq!(
+        l.headers,
+        vec![
+            (
+                "authorization".to_string(),
+                "Bearer ingest-secret".to_string()
+            ),
+            ("x-tenant-hint".to_string(), "eu".to_string()),
+        ],
+        "the environment replaces the file's header of the same name"
+    );
+    assert_eq!(l.buffer_records, 500);
+    assert_eq!(
+        c.revocation.unwrap().headers,
+        vec![(
+            "authorization".to_string(),
+            "Bearer feed-secret".to_string()
+        )]
+    );
+    assert_eq!(env_name("ledger.headers"), "REGISTRY_TOKEN_LEDGER__HEADERS");
+    // A bare `…__HEADERS` is not a header.
+    let mut v = base_config();
+    let e = apply_env_overrides(&mut v, [("REGISTRY_TOKEN_LEDGER__HEADERS__", "x")]).unwrap_err();
+    assert!(e.to_string().contains("unknown"), "{e}");
+}

@@ -16,6 +16,9 @@ pub struct Call {
     pub cluster: String,
     pub path: String,
     pub authority: String,
+    pub method: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
 }
 
 /// The process: what every VM shares.
@@ -28,6 +31,10 @@ pub struct World {
     calls: RefCell<Vec<Call>>,
     /// Shared-data writes that failed on a CAS mismatch.
     pub cas_mismatches: Cell<usize>,
+    /// Every dispatch fails (the cluster is unknown, say).
+    pub dispatch_fails: Cell<bool>,
+    /// Clock offset in milliseconds within the current second.
+    millis: Cell<u64>,
     /// Before each conditional write: a hook that may write first (contention).
     #[allow(clippy::type_complexity)]
     before_cas_write: RefCell<Option<Box<dyn FnMut(&World, &str)>>>,
@@ -54,6 +61,13 @@ impl World {
 
     pub fn advance(&self, seconds: u64) {
         self.clock.set(Some(self.now() + seconds));
+    }
+
+    /// Moves the clock on by `ms` milliseconds.
+    pub fn advance_ms(&self, ms: u64) {
+        let total = self.millis.get() + ms;
+        self.advance(total / 1000);
+        self.millis.set(total % 1000);
     }
 
     pub fn fail_clock(&self) {
@@ -135,6 +149,8 @@ impl Default for World {
             next_token: Cell::new(0),
             calls: RefCell::default(),
             cas_mismatches: Cell::new(0),
+            dispatch_fails: Cell::new(false),
+            millis: Cell::new(0),
             before_cas_write: RefCell::new(None),
         }
     }
@@ -166,8 +182,12 @@ impl HttpCalls for FakeHost {
         &self,
         cluster: &str,
         headers: &[(&str, &str)],
+        body: Option<&[u8]>,
         _timeout: Duration,
     ) -> Result<u32, String> {
+        if self.world.dispatch_fails.get() {
+            return Err("fake dispatch failure".to_string());
+        }
         let header = |name: &str| {
             headers
                 .iter()
@@ -183,6 +203,12 @@ impl HttpCalls for FakeHost {
             cluster: cluster.to_string(),
             path: header(":path"),
             authority: header(":authority"),
+            method: header(":method"),
+            headers: headers
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            body: body.unwrap_or_default().to_vec(),
         });
         Ok(token)
     }
@@ -199,7 +225,7 @@ impl Clock for FakeHost {
         self.world
             .clock
             .get()
-            .map(Duration::from_secs)
+            .map(|s| Duration::from_secs(s) + Duration::from_millis(self.world.millis.get()))
             .ok_or_else(|| "fake clock failure".to_string())
     }
 }

@@ -54,6 +54,7 @@ struct Target {
     url: HttpUrl,
     cluster: String,
     refresh_seconds: u64,
+    headers: Vec<(String, String)>,
 }
 
 /// The fetch schedule of one VM for one configuration.
@@ -82,6 +83,7 @@ impl Fetcher {
                 url: metadata_url.clone(),
                 cluster: cluster.clone(),
                 refresh_seconds: *refresh_seconds,
+                headers: Vec::new(),
             }),
         };
         let revocation = config.revocation.as_ref().map(|r| Target {
@@ -89,6 +91,7 @@ impl Fetcher {
             url: r.url.clone(),
             cluster: r.cluster.clone(),
             refresh_seconds: r.refresh_seconds,
+            headers: r.headers.clone(),
         });
         Fetcher {
             jwks,
@@ -129,9 +132,7 @@ impl Fetcher {
                 && remote::fetch_due(now, record.as_ref(), target.refresh_seconds, wanted)
                 && take_lease(host, &target.shared, now)
             {
-                if let Err(why) =
-                    self.dispatch(host, &target.cluster, &target.url, Pending::Discovery)
-                {
+                if let Err(why) = self.dispatch(host, &target, &target.url, Pending::Discovery) {
                     record_failure(host, &target.shared, Pending::Discovery, &why, now);
                 }
             }
@@ -142,9 +143,7 @@ impl Fetcher {
                 && remote::fetch_due(now, record.as_ref(), target.refresh_seconds, None)
                 && take_lease(host, &target.shared, now)
             {
-                if let Err(why) =
-                    self.dispatch(host, &target.cluster, &target.url, Pending::Revocation)
-                {
+                if let Err(why) = self.dispatch(host, &target, &target.url, Pending::Revocation) {
                     record_failure(host, &target.shared, Pending::Revocation, &why, now);
                 }
             }
@@ -154,23 +153,22 @@ impl Fetcher {
     fn dispatch(
         &mut self,
         host: &impl HttpCalls,
-        cluster: &str,
+        target: &Target,
         url: &HttpUrl,
         what: Pending,
     ) -> Result<(), String> {
         let (authority, path) = remote::call_target(url);
-        let token = host.dispatch(
-            cluster,
-            &[
-                (":method", "GET"),
-                (":path", &path),
-                (":authority", &authority),
-                (":scheme", &url.scheme),
-                ("accept", "application/json"),
-                ("user-agent", "registry-token-filter"),
-            ],
-            CALL_TIMEOUT,
-        )?;
+        let mut headers: Vec<(&str, &str)> = vec![
+            (":method", "GET"),
+            (":path", &path),
+            (":authority", &authority),
+            (":scheme", &url.scheme),
+            ("accept", "application/json"),
+            ("user-agent", "registry-token-filter"),
+        ];
+        // `revocation.headers` (e.g. the ledger feed's secret), never on the JWKS calls.
+        headers.extend(target.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        let token = host.dispatch(&target.cluster, &headers, None, CALL_TIMEOUT)?;
         self.pending.insert(token, what);
         Ok(())
     }
@@ -214,8 +212,7 @@ impl Fetcher {
         match what {
             Pending::Discovery => match remote::parse_discovery(&body, &self.issuer) {
                 Ok(jwks_uri) => {
-                    if let Err(why) = self.dispatch(host, &target.cluster, &jwks_uri, Pending::Jwks)
-                    {
+                    if let Err(why) = self.dispatch(host, &target, &jwks_uri, Pending::Jwks) {
                         record_failure(host, shared, what, &why, now);
                     }
                 }

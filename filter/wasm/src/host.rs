@@ -28,11 +28,12 @@ pub trait SharedData {
 
 /// Outgoing HTTP calls through a cluster.
 pub trait HttpCalls {
-    /// Dispatches a GET-like call; the token identifies the answer.
+    /// Dispatches a call (with `body`, when given); the token identifies the answer.
     fn dispatch(
         &self,
         cluster: &str,
         headers: &[(&str, &str)],
+        body: Option<&[u8]>,
         timeout: Duration,
     ) -> Result<u32, String>;
     /// While an answer is being delivered: its `:status` (empty when absent) and at most
@@ -80,9 +81,10 @@ impl HttpCalls for EnvoyHost {
         &self,
         cluster: &str,
         headers: &[(&str, &str)],
+        body: Option<&[u8]>,
         timeout: Duration,
     ) -> Result<u32, String> {
-        proxy_wasm::hostcalls::dispatch_http_call(cluster, headers.to_vec(), None, vec![], timeout)
+        proxy_wasm::hostcalls::dispatch_http_call(cluster, headers.to_vec(), body, vec![], timeout)
             .map_err(|s| format!("dispatch to cluster {cluster:?} failed: {s:?}"))
     }
 

@@ -10,6 +10,7 @@
 mod fake;
 pub mod fetch;
 pub mod host;
+pub mod ledger;
 pub mod replay;
 pub mod state;
 #[cfg(test)]
@@ -32,6 +33,7 @@ use registry_token_core::wire::form::MAX_FORM_BYTES;
 
 use fetch::Fetcher;
 use host::EnvoyHost;
+use ledger::Shipper;
 use state::State;
 
 /// Filter-state property holding the decision's audit record (as `wasm.<name>`).
@@ -52,6 +54,17 @@ pub const OPTOK_CACHE_HITS: &str = "registry_token_optok_cache_hits_total";
 pub const OPTOK_CACHE_MISSES: &str = "registry_token_optok_cache_misses_total";
 /// Replies that reused a minted token (`signing.reuseSeconds`).
 pub const MINT_REUSED: &str = "registry_token_mint_reused_total";
+/// Records the ledger buffer could not take (`ledger.onBacklogFull: drop`), or that the
+/// ledger refused as invalid.
+pub const LEDGER_DROPPED: &str = "registry_token_ledger_dropped_total";
+/// Gauge: records waiting in this Envoy process's ledger buffer.
+pub const LEDGER_BACKLOG: &str = "registry_token_ledger_backlog";
+/// Batches the ledger stored (2xx).
+pub const LEDGER_BATCHES_SENT: &str = "registry_token_ledger_batches_sent_total";
+/// Batch POSTs that failed (kept and retried), or were refused as invalid.
+pub const LEDGER_BATCHES_FAILED: &str = "registry_token_ledger_batches_failed_total";
+/// Records the ledger stored.
+pub const LEDGER_RECORDS_SENT: &str = "registry_token_ledger_records_sent_total";
 /// Prefix of the per-reason rejection counters (`…​.reason.<label>`).
 pub const REJECTED_METRIC_PREFIX: &str = "registry_token_rejected_total.reason.";
 
@@ -88,6 +101,7 @@ struct Metrics {
     ids: RefCell<HashMap<String, u32>>,
     histogram: Option<u32>,
     memory: Option<u32>,
+    backlog: Option<u32>,
     memory_seen: Cell<u64>,
     cache_seen: Cell<CacheStats>,
 }
@@ -109,12 +123,17 @@ impl Metrics {
         let metrics = Metrics {
             histogram: define(MetricType::Histogram, DECISION_HISTOGRAM),
             memory: define(MetricType::Gauge, VM_MEMORY_GAUGE),
+            backlog: define(MetricType::Gauge, LEDGER_BACKLOG),
             ..Metrics::default()
         };
         let names = [
             OPTOK_CACHE_HITS.to_string(),
             OPTOK_CACHE_MISSES.to_string(),
             MINT_REUSED.to_string(),
+            LEDGER_DROPPED.to_string(),
+            LEDGER_BATCHES_SENT.to_string(),
+            LEDGER_BATCHES_FAILED.to_string(),
+            LEDGER_RECORDS_SENT.to_string(),
         ]
         .into_iter()
         .chain(
@@ -174,6 +193,28 @@ impl Metrics {
         ] {
             if delta > 0 {
                 self.add(name, delta);
+            }
+        }
+    }
+
+    /// Sets the ledger backlog gauge.
+    fn set_backlog(&self, records: u64) {
+        if let Some(id) = self.backlog {
+            let _ = proxy_wasm::hostcalls::record_metric(id, records);
+        }
+    }
+
+    /// Counts what one ledger POST did.
+    fn shipped(&self, shipped: ledger::Shipped) {
+        match shipped {
+            ledger::Shipped::Sent(n) => {
+                self.increment(LEDGER_BATCHES_SENT);
+                self.add(LEDGER_RECORDS_SENT, n);
+            }
+            ledger::Shipped::Failed => self.increment(LEDGER_BATCHES_FAILED),
+            ledger::Shipped::Rejected(n) => {
+                self.increment(LEDGER_BATCHES_FAILED);
+                self.add(LEDGER_DROPPED, n);
             }
         }
     }
@@ -239,11 +280,12 @@ struct Filter {
 struct Root {
     filter: Option<Rc<Filter>>,
     fetcher: Option<Fetcher>,
+    shipper: Option<Shipper>,
     crypto_logged: bool,
 }
 
 impl Root {
-    fn build(&mut self, bytes: &[u8]) -> Result<(Filter, Fetcher), String> {
+    fn build(&mut self, bytes: &[u8]) -> Result<(Filter, Fetcher, Option<Shipper>), String> {
         let env: Vec<(String, String)> = std::env::vars()
             .filter(|(k, _)| k.starts_with(registry_token_core::config::ENV_PREFIX))
             .collect();
@@ -269,11 +311,20 @@ impl Root {
         };
         self.crypto_logged = true;
         let fetcher = Fetcher::new(&config);
+        let mut state = State::new(EnvoyHost, config, crypto);
+        if state.gateway.is_none() {
+            // `ledger.gateway` unset: Envoy's node id, when it has one.
+            state.gateway = host::property_string(&["node", "id"]).filter(|id| !id.is_empty());
+        }
+        let shipper = match (state.ledger_buffer(), &state.config.ledger) {
+            (Some(buffer), Some(l)) => Some(Shipper::new(buffer.clone(), l)),
+            _ => None,
+        };
         let filter = Filter {
-            state: State::new(EnvoyHost, config, crypto),
+            state,
             metrics: Metrics::new(),
         };
-        Ok((filter, fetcher))
+        Ok((filter, fetcher, shipper))
     }
 }
 
@@ -285,9 +336,37 @@ impl Context for Root {
         body_size: usize,
         _trailers: usize,
     ) {
+        if let Some(shipper) = self.shipper.as_mut() {
+            if let Some(shipped) = shipper.on_response(&EnvoyHost, token_id, body_size) {
+                if let Some(filter) = &self.filter {
+                    filter.metrics.shipped(shipped);
+                }
+                if matches!(shipped, ledger::Shipped::Sent(_)) {
+                    // Drain a backlog at the ledger's pace, not the tick's.
+                    self.flush();
+                }
+                return;
+            }
+        }
         if let Some(fetcher) = self.fetcher.as_mut() {
             fetcher.on_response(&EnvoyHost, token_id, body_size);
         }
+    }
+}
+
+impl Root {
+    /// Starts a ledger POST when one is due, counts a failed dispatch, updates the
+    /// backlog gauge.
+    fn flush(&mut self) {
+        let (Some(shipper), Some(filter)) = (self.shipper.as_mut(), self.filter.as_ref()) else {
+            return;
+        };
+        if let Some(shipped) = shipper.tick(&EnvoyHost) {
+            filter.metrics.shipped(shipped);
+        }
+        filter
+            .metrics
+            .set_backlog(shipper.buffer().backlog(&EnvoyHost));
     }
 }
 
@@ -302,16 +381,22 @@ impl RootContext for Root {
             _ => Vec::new(),
         };
         match self.build(&bytes) {
-            Ok((filter, fetcher)) => {
+            Ok((filter, fetcher, shipper)) => {
                 let remote = fetcher.needed();
+                let tick = match &filter.state.config.ledger {
+                    // Often enough that a record waits about flushMillis, not a second more.
+                    Some(l) => Some(Duration::from_millis((l.flush_millis / 2).clamp(25, 1000))),
+                    None => remote.then_some(Duration::from_secs(1)),
+                };
                 self.filter = Some(Rc::new(filter));
                 self.fetcher = Some(fetcher);
-                if remote {
-                    // The first fetch happens on the first tick, not here: Envoy also runs
-                    // on_configure in a short-lived VM that validates the configuration and
-                    // is destroyed before any HTTP call answers, which would strand the
-                    // process-wide fetch lease until it expires.
-                    let _ = proxy_wasm::hostcalls::set_tick_period(Duration::from_secs(1));
+                self.shipper = shipper;
+                if let Some(period) = tick {
+                    // The first fetch (and ledger POST) happens on the first tick, not
+                    // here: Envoy also runs on_configure in a short-lived VM that
+                    // validates the configuration and is destroyed before any HTTP call
+                    // answers, which would strand the process-wide lease until it expires.
+                    let _ = proxy_wasm::hostcalls::set_tick_period(period);
                 }
                 true
             }
@@ -326,6 +411,7 @@ impl RootContext for Root {
         if let Some(fetcher) = self.fetcher.as_mut() {
             fetcher.tick(&EnvoyHost);
         }
+        self.flush();
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
@@ -378,7 +464,10 @@ impl Stream {
                 .filter(|d| !d.is_empty()),
             body,
         };
-        let decision = state.decide(&view);
+        let (decision, recorded) = state.decide_recorded(&view);
+        if recorded == state::Recorded::Dropped {
+            metrics.increment(LEDGER_DROPPED);
+        }
         metrics.record(&decision.outcome);
         if let Some(audit) = &decision.audit {
             let line = audit.to_line();

@@ -13,7 +13,9 @@ use registry_token_core::token::crypto::Crypto;
 
 use crate::fetch::{JwksCopy, Keys, ListCopy};
 use crate::host::Host;
+use crate::ledger::{Append, LedgerBuffer};
 use crate::replay::SharedReplayCache;
+use registry_token_core::config::OnBacklogFull;
 
 /// DPoP proofs remembered per time slot across the process (16 bytes each).
 /// Bounds shared memory to 3 slots × capacity × 16 bytes (48 MiB) and the sustained DPoP
@@ -38,6 +40,26 @@ pub struct State<H> {
     replay: SharedReplayCache<H>,
     /// The per-VM caches.
     pub caches: Caches,
+    /// The gateway instance written in audit records (`ledger.gateway`, else Envoy's node
+    /// id), if any.
+    pub gateway: Option<String>,
+    /// Decisions of this VM, for request ids when the host has no randomness.
+    decisions: std::cell::Cell<u64>,
+    /// The issuance ledger's buffer, when `ledger` is configured.
+    ledger: Option<LedgerBuffer>,
+}
+
+/// What became of a decision's ledger record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recorded {
+    /// No ledger configured (or no record for this decision).
+    NotConfigured,
+    /// In the buffer.
+    Queued,
+    /// Buffer full, `onBacklogFull: drop`: answered as decided, record dropped.
+    Dropped,
+    /// Buffer full, `onBacklogFull: refuse`: answered 503 `ledger_backlog_full` instead.
+    Refused,
 }
 
 impl<H: Host + Clone> State<H> {
@@ -64,7 +86,10 @@ impl<H: Host + Clone> State<H> {
             config.dpop.iat_window_seconds,
             replay_capacity,
         );
+        let gateway = config.ledger.as_ref().and_then(|l| l.gateway.clone());
+        let ledger = config.ledger.as_ref().map(|l| LedgerBuffer::new(&host, l));
         State {
+            ledger,
             revocation: ListCopy::new(&config),
             host,
             config,
@@ -72,6 +97,8 @@ impl<H: Host + Clone> State<H> {
             keys,
             replay,
             caches: Caches::default(),
+            gateway,
+            decisions: std::cell::Cell::new(0),
         }
     }
 }
@@ -88,6 +115,102 @@ impl<H: Host> State<H> {
     /// The `/token` decision. A clock the host cannot read refuses with 500
     /// `clock_unavailable` (nothing time-bound can be checked or minted without it).
     pub fn decide(&self, view: &RequestView<'_>) -> Decision {
+        let mut decision = self.decide_inner(view);
+        if let Some(audit) = decision.audit.as_mut() {
+            if audit.jti.is_none() {
+                audit.id = Some(self.request_id(view));
+            }
+            audit.gateway = self.gateway.clone();
+        }
+        decision
+    }
+
+    /// The ledger buffer, when configured.
+    pub fn ledger_buffer(&self) -> Option<&LedgerBuffer> {
+        self.ledger.as_ref()
+    }
+
+    /// [`State::decide`], then the record into the ledger buffer. When the buffer cannot
+    /// take it: `drop` answers as decided; `refuse` answers 503 `ledger_backlog_full`
+    /// instead, so that no token leaves unrecorded (its audit, logged, says so).
+    pub fn decide_recorded(&self, view: &RequestView<'_>) -> (Decision, Recorded) {
+        let decision = self.decide(view);
+        let (Some(buffer), Some(config)) = (&self.ledger, &self.config.ledger) else {
+            return (decision, Recorded::NotConfigured);
+        };
+        let Some(record) = decision
+            .audit
+            .as_ref()
+            .and_then(registry_token_core::ledger::record)
+        else {
+            return (decision, Recorded::NotConfigured);
+        };
+        let now_ms = self
+            .host
+            .now()
+            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+            .unwrap_or(0);
+        match buffer.append(&self.host, &record, now_ms) {
+            Append::Queued => (decision, Recorded::Queued),
+            full => {
+                if let Append::Failed(why) = &full {
+                    log::warn!("registry-token-filter: ledger buffer unavailable: {why}");
+                }
+                match config.on_backlog_full {
+                    OnBacklogFull::Drop => (decision, Recorded::Dropped),
+                    OnBacklogFull::Refuse => {
+                        let audit = decision.audit.map(|a| Audit {
+                            id: Some(self.request_id(view)),
+                            decision: "rejected",
+                            reason: Reason::LedgerBacklogFull.label(),
+                            jti: None,
+                            iat: None,
+                            exp: None,
+                            kid: None,
+                            granted: Vec::new(),
+                            ..a
+                        });
+                        let refusal = handler::deny(
+                            &self.config,
+                            Denial::new(
+                                Reason::LedgerBacklogFull,
+                                "the issuance ledger cannot record this decision now; retry later",
+                            ),
+                            audit,
+                        );
+                        (refusal, Recorded::Refused)
+                    }
+                }
+            }
+        }
+    }
+
+    /// A unique id for a decision that minted nothing: 128 random bits (base64url) from
+    /// the crypto implementation; if the host has no randomness, the host time in
+    /// nanoseconds, this VM's decision count, the VM's address of its state and the
+    /// request's `x-request-id`.
+    fn request_id(&self, view: &RequestView<'_>) -> String {
+        let n = self.decisions.get().wrapping_add(1);
+        self.decisions.set(n);
+        if let Ok(id) = registry_token_core::token::mint::new_jti(self.crypto.as_ref()) {
+            return id;
+        }
+        let nanos = self.host.now().map(|d| d.as_nanos()).unwrap_or(0);
+        let xrid: String = view
+            .header_values("x-request-id")
+            .next()
+            .unwrap_or("")
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+            .take(64)
+            .collect();
+        format!(
+            "r-{nanos:x}-{n:x}-{:x}-{xrid}",
+            self as *const Self as usize
+        )
+    }
+
+    fn decide_inner(&self, view: &RequestView<'_>) -> Decision {
         let now = match self.host.now_unix() {
             Ok(now) => now,
             Err(why) => {

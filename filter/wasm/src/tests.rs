@@ -649,3 +649,482 @@ fn configurations_with_different_windows_share_one_record_and_wipe_nothing() {
         .iter()
         .all(|k| k.starts_with(remote::SHARED_PREFIX)));
 }
+
+// ---------------------------------------------------------------------------------------
+// The issuance ledger: buffer, delivery schedule, onBacklogFull.
+// ---------------------------------------------------------------------------------------
+
+mod ledger {
+    use super::*;
+    use crate::fake::Call;
+    use crate::ledger::{Append, LedgerBuffer, Shipped, Shipper};
+    use crate::state::Recorded;
+    use p256::ecdsa::{signature::Signer, Signature, SigningKey};
+
+    struct Authority {
+        key: p256::SecretKey,
+        jwk: Value,
+    }
+
+    fn authority() -> &'static Authority {
+        static A: OnceLock<Authority> = OnceLock::new();
+        A.get_or_init(|| {
+            let key = p256::SecretKey::random(&mut rand_core::OsRng);
+            let point = key.public_key().to_encoded_point(false);
+            let jwk = json!({"kty": "EC", "crv": "P-256", "kid": "op", "alg": "ES256",
+                             "x": b64(point.x().unwrap()), "y": b64(point.y().unwrap())});
+            Authority { key, jwk }
+        })
+    }
+
+    fn optok(subject: &str, now: u64) -> String {
+        let header = b64(br#"{"alg":"ES256","kid":"op","typ":"JWT"}"#);
+        let claims = b64(
+            json!({"iss": ISSUER, "aud": "registry-token", "sub": subject,
+            "scope": "registry.token.issue", "iat": now, "exp": now + 600,
+            "stellaops:license": "lic-7"})
+            .to_string()
+            .as_bytes(),
+        );
+        let input = format!("{header}.{claims}");
+        let sig: Signature = SigningKey::from(&authority().key).sign(input.as_bytes());
+        format!("{input}.{}", b64(&sig.to_bytes()))
+    }
+
+    fn ledger_config(ledger: Value) -> Config {
+        config(|v| {
+            let a = v["authority"].as_object_mut().unwrap();
+            a.remove("metadataUrl");
+            a.remove("cluster");
+            a.remove("jwksRefreshSeconds");
+            a.insert("jwks".into(), json!({"keys": [authority().jwk.clone()]}));
+            v["ledger"] = ledger;
+        })
+    }
+
+    struct Gw {
+        host: FakeHost,
+        state: State<FakeHost>,
+        shipper: Shipper,
+    }
+
+    fn gw(world: &Rc<World>, n: usize, cfg: &Config) -> Gw {
+        let host = world.vm(n);
+        let state = State::with_replay_capacity(host.clone(), cfg.clone(), Box::new(RustCrypto), 0);
+        let shipper = Shipper::new(
+            state.ledger_buffer().unwrap().clone(),
+            cfg.ledger.as_ref().unwrap(),
+        );
+        Gw {
+            host,
+            state,
+            shipper,
+        }
+    }
+
+    impl Gw {
+        /// One `/token` request: an issued token for `Some(subject)`, a refusal for `None`.
+        fn request(&self, subject: Option<&str>) -> (Decision, Recorded) {
+            let bearer = match subject {
+                Some(s) => optok(s, self.host.world.now()),
+                None => SOME_JWT.to_string(),
+            };
+            let headers = vec![("authorization".to_string(), format!("Bearer {bearer}"))];
+            let view = RequestView {
+                method: "GET",
+                path:
+                    "/token?service=registry.example&scope=repository:stella-ops/public/base:pull",
+                headers: &headers,
+                peer_certificate_sha256_hex: None,
+                body: None,
+            };
+            self.state.decide_recorded(&view)
+        }
+
+        fn tick(&mut self) -> Option<Shipped> {
+            self.shipper.tick(&self.host)
+        }
+
+        fn answer(&mut self, call: &Call, status: &str) -> Option<Shipped> {
+            self.host
+                .answer_with(status, b"{\"accepted\":1,\"duplicates\":0}");
+            self.shipper.on_response(&self.host, call.token, 30)
+        }
+
+        fn backlog(&self) -> u64 {
+            self.shipper.buffer().backlog(&self.host)
+        }
+    }
+
+    /// The ledger's id of a decision (the minted token's `jti`, or the request id).
+    fn id_of(d: &Decision) -> String {
+        let a = d.audit.as_ref().unwrap();
+        a.jti.clone().or(a.id.clone()).unwrap()
+    }
+
+    fn ids_in(call: &Call) -> Vec<String> {
+        let body: Value = serde_json::from_slice(&call.body).unwrap();
+        body["records"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["id"].as_str().unwrap().to_string())
+            .collect()
+    }
+
+    fn last_call(world: &World) -> Call {
+        world.calls().last().cloned().expect("a call")
+    }
+
+    #[test]
+    fn records_reach_the_ledger_in_order_with_the_ids_the_clients_got() {
+        let world = World::new(T0);
+        let cfg = ledger_config(json!({"cluster": "ledger", "authority": "ledger.internal",
+            "batchSize": 3, "flushMillis": 200, "gateway": "gw-1",
+            "headers": {"authorization": "Bearer ingest-secret"}}));
+        let mut a = gw(&world, 1, &cfg);
+        let (issued, rec) = a.request(Some("alice"));
+        assert_eq!((issued.status, rec), (200, Recorded::Queued), "{issued:?}");
+        let token: Value = serde_json::from_str(&issued.body).unwrap();
+        let (refused, _) = a.request(None);
+        assert_eq!(refused.status, 401);
+        assert_eq!(a.backlog(), 2);
+        assert_eq!(a.tick(), None);
+        assert!(
+            world.calls().is_empty(),
+            "neither a full batch nor old enough"
+        );
+        world.advance_ms(250);
+        assert_eq!(a.tick(), None);
+        let call = last_call(&world);
+        assert_eq!(
+            (
+                call.method.as_str(),
+                call.cluster.as_str(),
+                call.path.as_str(),
+                call.authority.as_str()
+            ),
+            ("POST", "ledger", "/v1/ingest", "ledger.internal")
+        );
+        assert!(call
+            .headers
+            .contains(&("authorization".into(), "Bearer ingest-secret".into())));
+        assert_eq!(ids_in(&call), vec![id_of(&issued), id_of(&refused)]);
+        let body: Value = serde_json::from_slice(&call.body).unwrap();
+        let first = &body["records"][0];
+        // The jti is the one inside the token the client received.
+        let claims = token["token"].as_str().unwrap().split('.').nth(1).unwrap();
+        let claims: Value =
+            serde_json::from_slice(&URL_SAFE_NO_PAD.decode(claims).unwrap()).unwrap();
+        assert_eq!(first["id"], claims["jti"]);
+        assert_eq!(
+            (&first["decision"], &first["license"], &first["gateway"]),
+            (&json!("issued"), &json!("lic-7"), &json!("gw-1"))
+        );
+        assert_eq!(
+            (&first["iat"], &first["exp"]),
+            (&claims["iat"], &claims["exp"])
+        );
+        assert_eq!(first["kid"], json!(cfg.signing.kid));
+        assert_eq!(body["records"][1]["decision"], "rejected");
+        assert!(body["records"][1]["reason"].is_string());
+        // A record arriving while the POST is out waits for the next one.
+        let (third, _) = a.request(None);
+        assert_eq!(a.answer(&call, "200"), Some(Shipped::Sent(2)));
+        assert_eq!(a.backlog(), 1);
+        world.advance_ms(250);
+        a.tick();
+        let call = last_call(&world);
+        assert_eq!(ids_in(&call), vec![id_of(&third)]);
+        assert_eq!(a.answer(&call, "201"), Some(Shipped::Sent(1)));
+        assert_eq!(a.backlog(), 0);
+        assert_eq!(world.calls().len(), 2);
+    }
+
+    #[test]
+    fn failures_keep_the_batch_and_retry_it_with_backoff_nothing_lost_nothing_twice() {
+        let world = World::new(T0);
+        let cfg = ledger_config(json!({"cluster": "ledger", "batchSize": 2,
+            "initialBackoffMillis": 100, "maxBackoffMillis": 1000}));
+        let mut a = gw(&world, 1, &cfg);
+        let mut expected = Vec::new();
+        for i in 0..7 {
+            let (d, rec) = a.request(if i % 2 == 0 { Some("alice") } else { None });
+            assert_eq!(rec, Recorded::Queued);
+            expected.push(id_of(&d));
+        }
+        let mut delivered: Vec<String> = Vec::new();
+        let mut failures = 0;
+        // 5xx, a timeout (no status), 401 (wrong secret), a dispatch failure: all retried.
+        let mut script = vec!["503", "", "401", "500"].into_iter();
+        for _ in 0..200 {
+            world.advance_ms(50);
+            if world.calls().len() == 4 && failures == 4 {
+                world.dispatch_fails.set(true);
+            }
+            let before = world.calls().len();
+            match a.tick() {
+                Some(Shipped::Failed) => {
+                    failures += 1;
+                    world.dispatch_fails.set(false);
+                    continue;
+                }
+                Some(other) => panic!("{other:?}"),
+                None => {}
+            }
+            if world.calls().len() == before {
+                continue;
+            }
+            let call = last_call(&world);
+            match script.next() {
+                Some(status) => {
+                    assert_eq!(a.answer(&call, status), Some(Shipped::Failed));
+                    failures += 1;
+                    // The backoff holds every VM back: nothing is sent at once.
+                    assert_eq!(a.tick(), None);
+                    assert_eq!(world.calls().len(), before + 1);
+                }
+                None => {
+                    let n = ids_in(&call).len() as u64;
+                    assert_eq!(a.answer(&call, "200"), Some(Shipped::Sent(n)));
+                    delivered.extend(ids_in(&call));
+                }
+            }
+            if delivered.len() == expected.len() {
+                break;
+            }
+        }
+        assert_eq!(failures, 5);
+        assert_eq!(delivered, expected, "every record once, in order");
+        assert_eq!(a.backlog(), 0);
+        // The same batch was re-sent after each failure, not a different one.
+        let calls = world.calls();
+        assert_eq!(ids_in(&calls[0]), ids_in(&calls[1]));
+        assert_eq!(ids_in(&calls[0]), ids_in(&calls[4]));
+    }
+
+    #[test]
+    fn a_batch_the_ledger_refuses_as_invalid_is_dropped_not_retried_forever() {
+        let world = World::new(T0);
+        let cfg = ledger_config(json!({"cluster": "ledger", "batchSize": 1}));
+        let mut a = gw(&world, 1, &cfg);
+        let (_, _) = a.request(None);
+        let (second, _) = a.request(None);
+        a.tick();
+        let call = last_call(&world);
+        assert_eq!(a.answer(&call, "400"), Some(Shipped::Rejected(1)));
+        a.tick();
+        assert_eq!(ids_in(&last_call(&world)), vec![id_of(&second)]);
+    }
+
+    #[test]
+    fn a_full_buffer_drops_and_counts_then_takes_records_again() {
+        let world = World::new(T0);
+        let cfg = ledger_config(json!({"cluster": "ledger", "batchSize": 2, "bufferRecords": 4}));
+        let mut a = gw(&world, 1, &cfg);
+        let b = gw(&world, 2, &cfg);
+        for vm in [&a, &b, &a, &b] {
+            assert_eq!(vm.request(Some("alice")).1, Recorded::Queued);
+        }
+        let (d, rec) = b.request(Some("alice"));
+        assert_eq!(rec, Recorded::Dropped);
+        assert_eq!(d.status, 200, "drop: the request is answered as decided");
+        assert_eq!(a.backlog(), 4);
+        a.tick();
+        let call = last_call(&world);
+        a.answer(&call, "200");
+        assert_eq!(a.backlog(), 2);
+        assert_eq!(b.request(None).1, Recorded::Queued);
+        assert_eq!(b.request(None).1, Recorded::Queued);
+        assert_eq!(b.request(None).1, Recorded::Dropped);
+    }
+
+    #[test]
+    fn refuse_answers_503_ledger_backlog_full_until_there_is_room() {
+        let world = World::new(T0);
+        let cfg = ledger_config(
+            json!({"cluster": "ledger", "batchSize": 1, "bufferRecords": 2,
+            "onBacklogFull": "refuse"}),
+        );
+        let mut a = gw(&world, 1, &cfg);
+        let first = a.request(Some("alice")).0;
+        assert_eq!(a.request(Some("alice")).1, Recorded::Queued);
+        let (d, rec) = a.request(Some("alice"));
+        assert_eq!(rec, Recorded::Refused);
+        refused_with(&d, Reason::LedgerBacklogFull, 503);
+        assert!(!d.body.contains("access_token") && !d.body.contains("\"token\""));
+        assert!(retry_after(&d).is_some());
+        let audit = d.audit.as_ref().unwrap();
+        assert!(audit.jti.is_none() && audit.id.is_some() && audit.granted.is_empty());
+        // A refusal cannot be recorded either: refused the same way.
+        assert_eq!(a.request(None).1, Recorded::Refused);
+        a.tick();
+        let call = last_call(&world);
+        assert_eq!(ids_in(&call), vec![id_of(&first)]);
+        // Still full while the POST is out.
+        assert_eq!(a.request(Some("alice")).1, Recorded::Refused);
+        a.answer(&call, "200");
+        let (d, rec) = a.request(Some("alice"));
+        assert_eq!((d.status, rec), (200, Recorded::Queued));
+    }
+
+    #[test]
+    fn one_vm_at_a_time_flushes_and_a_vanished_holder_s_lease_expires() {
+        let world = World::new(T0);
+        let cfg = ledger_config(json!({"cluster": "ledger", "batchSize": 1,
+            "timeoutMillis": 1000}));
+        let mut a = gw(&world, 1, &cfg);
+        let mut b = gw(&world, 2, &cfg);
+        let ids: Vec<String> = (0..3).map(|_| id_of(&a.request(None).0)).collect();
+        a.tick();
+        b.tick();
+        assert_eq!(world.calls().len(), 1, "one POST for the process");
+        assert!(a.shipper.busy() && !b.shipper.busy());
+        let call = last_call(&world);
+        assert_eq!(call.vm, 1);
+        a.answer(&call, "200");
+        b.tick();
+        let call = last_call(&world);
+        assert_eq!((call.vm, ids_in(&call)), (2, vec![ids[1].clone()]));
+        // b's VM disappears with its POST out: its lease expires, a re-sends the batch
+        // (at-least-once: the ledger's insert is idempotent on the id).
+        drop(b);
+        a.tick();
+        assert_eq!(world.calls().len(), 2);
+        world.advance_ms(3100);
+        a.tick();
+        let call = last_call(&world);
+        assert_eq!((call.vm, ids_in(&call)), (1, vec![ids[1].clone()]));
+        a.answer(&call, "200");
+        a.tick();
+        let call = last_call(&world);
+        assert_eq!(ids_in(&call), vec![ids[2].clone()]);
+    }
+
+    #[test]
+    fn contended_appends_keep_every_record() {
+        let world = World::new(T0);
+        let cfg = ledger_config(json!({"cluster": "ledger", "batchSize": 2}));
+        let cfg2 = cfg.ledger.clone().unwrap();
+        let a = gw(&world, 1, &cfg);
+        let other = world.vm(2);
+        let buffer = LedgerBuffer::new(&other, &cfg2);
+        // Before each of a's conditional writes, another worker appends first (once per
+        // write, up to 5 times).
+        let n = Rc::new(std::cell::Cell::new(0));
+        let n2 = n.clone();
+        world.before_cas_write(move |_, key| {
+            if key.contains("/segment/") && n2.get() < 5 {
+                n2.set(n2.get() + 1);
+                let record = format!("{{\"id\":\"other-{}\"}}", n2.get());
+                assert_eq!(buffer.append(&other, &record, 0), Append::Queued);
+            }
+        });
+        let mut mine = Vec::new();
+        for _ in 0..3 {
+            mine.push(id_of(&a.request(None).0));
+        }
+        world.clear_hook();
+        assert!(world.cas_mismatches.get() > 0);
+        let mut stored = Vec::new();
+        let mut a = a;
+        for _ in 0..10 {
+            a.tick();
+            if let Some(call) = world.calls().last().cloned() {
+                if a.answer(&call, "200").is_some() {
+                    stored.extend(ids_in(&call));
+                }
+            }
+        }
+        for id in &mine {
+            assert_eq!(stored.iter().filter(|s| *s == id).count(), 1, "{id}");
+        }
+        assert_eq!(stored.len(), 3 + n.get());
+    }
+
+    #[test]
+    fn a_segment_is_sealed_before_the_next_opens_and_only_then_stepped_over() {
+        use registry_token_core::ledger::Segment;
+        let world = World::new(T0);
+        let cfg = ledger_config(json!({"cluster": "ledger", "batchSize": 2}));
+        let mut a = gw(&world, 1, &cfg);
+        for _ in 0..3 {
+            assert_eq!(a.request(None).1, Recorded::Queued);
+        }
+        let segment = |slot: u64| {
+            let key = world
+                .keys()
+                .into_iter()
+                .find(|k| k.ends_with(&format!("/segment/{slot}")))
+                .unwrap();
+            Segment::from_bytes(&world.get(&key).unwrap()).unwrap()
+        };
+        let (s0, s1) = (segment(0), segment(1));
+        assert!(s0.sealed && s0.records.len() == 2, "{s0:?}");
+        assert!(!s1.sealed && s1.records.len() == 1, "{s1:?}");
+        a.tick();
+        let call = last_call(&world);
+        assert_eq!(a.answer(&call, "200"), Some(Shipped::Sent(2)));
+        assert!(segment(0).records.is_empty() && segment(0).sealed);
+        // The head moved on to segment 1: its record goes next, once old enough.
+        world.advance_ms(1500);
+        a.tick();
+        assert_eq!(ids_in(&last_call(&world)).len(), 1);
+        assert_eq!(a.backlog(), 1);
+    }
+
+    #[test]
+    fn request_ids_are_unique_across_vms() {
+        let world = World::new(T0);
+        let cfg = ledger_config(json!({"cluster": "ledger", "bufferRecords": 1000}));
+        let a = gw(&world, 1, &cfg);
+        let b = gw(&world, 2, &cfg);
+        let mut ids = std::collections::HashSet::new();
+        for _ in 0..200 {
+            assert!(ids.insert(id_of(&a.request(None).0)));
+            assert!(ids.insert(id_of(&b.request(None).0)));
+        }
+    }
+
+    #[test]
+    fn an_append_that_cannot_write_is_treated_as_full() {
+        let world = World::new(T0);
+        let cfg = ledger_config(json!({"cluster": "ledger"}));
+        let buffer = LedgerBuffer::new(&world.vm(1), cfg.ledger.as_ref().unwrap());
+        // Bookkeeping destroyed (another module on the vm_id, say): no panic, Failed.
+        for key in world.keys() {
+            if key.ends_with("/meta") {
+                world.set(&key, b"garbage", None).unwrap();
+            }
+        }
+        assert!(matches!(
+            buffer.append(&world.vm(1), "{}", 1),
+            Append::Failed(_)
+        ));
+        assert_eq!(buffer.backlog(&world.vm(1)), 0);
+    }
+
+    #[test]
+    fn the_revocation_fetch_sends_its_configured_headers() {
+        let world = World::new(T0);
+        let cfg = config(|v| {
+            v["revocation"] = json!({"url": LIST, "cluster": "lists",
+                "headers": {"authorization": "Bearer feed-secret"}});
+        });
+        let mut v = vm(&world, 1, &cfg);
+        v.tick();
+        let calls = world.calls();
+        let list = calls
+            .iter()
+            .find(|c| c.cluster == "lists")
+            .expect("list call");
+        assert!(list
+            .headers
+            .contains(&("authorization".into(), "Bearer feed-secret".into())));
+        let jwks = calls.iter().find(|c| c.cluster == "authority").unwrap();
+        assert!(
+            !jwks.headers.iter().any(|(k, _)| k == "authorization"),
+            "the feed's secret never goes to the Authority"
+        );
+    }
+}

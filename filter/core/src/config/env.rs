@@ -57,7 +57,32 @@ pub(super) const OVERRIDABLE: &[(&str, Kind)] = &[
     ("revocation.onStale", Kind::Str),
     ("offline.maxLifetimeSeconds", Kind::Int),
     ("offline.allowedActions", Kind::StrList),
+    ("ledger.cluster", Kind::Str),
+    ("ledger.path", Kind::Str),
+    ("ledger.authority", Kind::Str),
+    ("ledger.batchSize", Kind::Int),
+    ("ledger.flushMillis", Kind::Int),
+    ("ledger.bufferRecords", Kind::Int),
+    ("ledger.onBacklogFull", Kind::Str),
+    ("ledger.timeoutMillis", Kind::Int),
+    ("ledger.initialBackoffMillis", Kind::Int),
+    ("ledger.maxBackoffMillis", Kind::Int),
+    ("ledger.gateway", Kind::Str),
 ];
+
+/// Header maps whose entries come from `REGISTRY_TOKEN_<SECTION>__HEADERS__<NAME>`: the
+/// header name is `<NAME>` lowercased with `_` read as `-` (`…__HEADERS__AUTHORIZATION` →
+/// `authorization`), and it replaces a configured header of that name.
+pub(super) const HEADER_MAPS: &[&str] = &["ledger.headers", "revocation.headers"];
+
+/// The header a `REGISTRY_TOKEN_<SECTION>__HEADERS__<NAME>` variable sets, if it is one.
+fn header_override(name: &str) -> Option<(&'static str, String)> {
+    HEADER_MAPS.iter().find_map(|map| {
+        let prefix = format!("{}__", env_name(map));
+        let header = name.strip_prefix(&prefix)?;
+        (!header.is_empty()).then(|| (*map, header.to_ascii_lowercase().replace('_', "-")))
+    })
+}
 
 /// The environment variable name of a field path: `signing.keyPem` →
 /// `REGISTRY_TOKEN_SIGNING__KEYPEM`.
@@ -88,6 +113,12 @@ where
         if text.is_empty() {
             continue;
         }
+        if let Some((map, header)) = header_override(&name) {
+            set_header(value, map, &header, &text)
+                .map_err(|reason| ConfigError::new(format!("{map} (from {name})"), reason))?;
+            applied.push(name);
+            continue;
+        }
         let Some((path, kind)) = OVERRIDABLE
             .iter()
             .find(|(path, _)| env_name(path) == name)
@@ -104,6 +135,26 @@ where
         applied.push(name);
     }
     Ok(applied)
+}
+
+/// Sets `header` in the map at `map_path` (created when missing), replacing a
+/// case-insensitively equal name.
+fn set_header(root: &mut Value, map_path: &str, header: &str, text: &str) -> Result<(), String> {
+    let mut node = &mut *root;
+    for part in map_path.split('.') {
+        let obj = node
+            .as_object_mut()
+            .ok_or_else(|| "the configuration there is not an object".to_string())?;
+        node = obj
+            .entry(part.to_string())
+            .or_insert_with(|| Value::Object(serde_json::Map::new()));
+    }
+    let obj = node
+        .as_object_mut()
+        .ok_or_else(|| "the configuration there is not an object".to_string())?;
+    obj.retain(|k, _| !k.eq_ignore_ascii_case(header));
+    obj.insert(header.to_string(), Value::String(text.to_string()));
+    Ok(())
 }
 
 pub(super) fn parse_env_value(kind: Kind, text: &str) -> Result<Value, String> {

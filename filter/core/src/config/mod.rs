@@ -184,6 +184,46 @@ pub struct Config {
     pub revocation: Option<RevocationConfig>,
     /// Limits of Offline Kit token bundles (`registry-token bundle`); unused by the filter.
     pub offline: OfflineConfig,
+    /// The issuance ledger, when configured.
+    pub ledger: Option<LedgerConfig>,
+}
+
+/// What the filter does with a decision when the ledger buffer is full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnBacklogFull {
+    /// Answer as decided; the record is dropped and counted.
+    Drop,
+    /// Answer `/token` with 503 `ledger_backlog_full` until there is room.
+    Refuse,
+}
+
+/// Validated `ledger`.
+#[derive(Debug, Clone)]
+pub struct LedgerConfig {
+    /// The Envoy cluster.
+    pub cluster: String,
+    /// Ingest path.
+    pub path: String,
+    /// `:authority` of the calls.
+    pub authority: String,
+    /// Extra headers (names lowercase).
+    pub headers: Vec<(String, String)>,
+    /// Records per POST.
+    pub batch_size: usize,
+    /// Longest a record waits for its batch, milliseconds.
+    pub flush_millis: u64,
+    /// Capacity of the per-process buffer, records (a multiple of `batch_size`).
+    pub buffer_records: usize,
+    /// Policy when the buffer is full.
+    pub on_backlog_full: OnBacklogFull,
+    /// Timeout of one POST, milliseconds.
+    pub timeout_millis: u64,
+    /// First retry delay, milliseconds.
+    pub initial_backoff_millis: u64,
+    /// Longest retry delay, milliseconds.
+    pub max_backoff_millis: u64,
+    /// Gateway instance name (`None`: Envoy's node id, read by the glue).
+    pub gateway: Option<String>,
 }
 
 /// Default longest window of an offline token bundle (30 days).
@@ -248,6 +288,8 @@ pub struct RevocationConfig {
     pub max_stale_seconds: u64,
     /// Policy when stale.
     pub on_stale: OnStale,
+    /// Extra headers of the fetch (names lowercase).
+    pub headers: Vec<(String, String)>,
 }
 
 impl Config {

@@ -43,6 +43,52 @@ pub struct RawConfig {
     /// Offline Kit token bundles (`registry-token bundle`); the filter ignores it.
     #[serde(default)]
     pub offline: Option<RawOffline>,
+    /// The issuance ledger the audit records are delivered to.
+    #[serde(default)]
+    pub ledger: Option<RawLedger>,
+}
+
+/// `ledger` section.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawLedger {
+    /// Envoy cluster that reaches the ledger.
+    pub cluster: String,
+    /// Path of the ingest endpoint (default `/v1/ingest`).
+    #[serde(default)]
+    pub path: Option<String>,
+    /// `:authority` (Host) of the calls (default: the cluster name).
+    #[serde(default)]
+    pub authority: Option<String>,
+    /// Extra request headers (e.g. `authorization`), also from
+    /// `REGISTRY_TOKEN_LEDGER__HEADERS__<NAME>`.
+    #[serde(default)]
+    pub headers: std::collections::BTreeMap<String, String>,
+    /// Records per POST (default 100, 1..=1000).
+    #[serde(default)]
+    pub batch_size: Option<u64>,
+    /// Longest a record waits for a batch to fill (default 1000, 50..=60000).
+    #[serde(default)]
+    pub flush_millis: Option<u64>,
+    /// Records the per-process buffer holds (default 10000, batchSize..=1000000; rounded up
+    /// to a multiple of batchSize).
+    #[serde(default)]
+    pub buffer_records: Option<u64>,
+    /// `drop` (default) or `refuse` when the buffer is full.
+    #[serde(default)]
+    pub on_backlog_full: Option<String>,
+    /// Timeout of one POST (default 5000, 100..=60000).
+    #[serde(default)]
+    pub timeout_millis: Option<u64>,
+    /// First retry delay after a failed POST (default 500, 10..=60000).
+    #[serde(default)]
+    pub initial_backoff_millis: Option<u64>,
+    /// Longest retry delay (default 30000, initialBackoffMillis..=600000).
+    #[serde(default)]
+    pub max_backoff_millis: Option<u64>,
+    /// Gateway instance name in the records (default: Envoy's node id).
+    #[serde(default)]
+    pub gateway: Option<String>,
 }
 
 /// `offline` section: the limits of `registry-token bundle` (the filter ignores it).
@@ -87,6 +133,10 @@ pub struct RawRevocation {
     /// while the list is stale or was never fetched.
     #[serde(default)]
     pub on_stale: Option<String>,
+    /// Extra request headers of the fetch (e.g. `authorization` for the ledger's feed),
+    /// also from `REGISTRY_TOKEN_REVOCATION__HEADERS__<NAME>`.
+    #[serde(default)]
+    pub headers: std::collections::BTreeMap<String, String>,
 }
 
 /// `dpop` section.

@@ -65,6 +65,7 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
     let dpop = validate_dpop(raw.dpop.unwrap_or_default())?;
     let revocation = raw.revocation.map(validate_revocation).transpose()?;
     let offline = validate_offline(raw.offline.unwrap_or_default())?;
+    let ledger = raw.ledger.map(validate_ledger).transpose()?;
     Ok(Config {
         authority,
         signing,
@@ -80,6 +81,7 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         dpop,
         revocation,
         offline,
+        ledger,
     })
 }
 
@@ -205,12 +207,178 @@ pub(super) fn validate_revocation(r: RawRevocation) -> Result<RevocationConfig, 
             ))
         }
     };
+    let headers = validate_headers("revocation.headers", &r.headers)?;
     Ok(RevocationConfig {
         url,
         cluster: r.cluster,
         refresh_seconds,
         max_stale_seconds,
         on_stale,
+        headers,
+    })
+}
+
+/// Headers the filter sets itself on its calls: not configurable.
+const RESERVED_HEADERS: &[&str] = &[
+    "host",
+    "content-length",
+    "content-type",
+    "transfer-encoding",
+    "connection",
+    "te",
+    "upgrade",
+    "keep-alive",
+    "user-agent",
+    "accept",
+];
+
+/// Extra headers of an outgoing call: lowercase token names (not pseudo-headers nor
+/// [`RESERVED_HEADERS`]), values without control characters.
+pub(super) fn validate_headers(
+    field: &str,
+    headers: &std::collections::BTreeMap<String, String>,
+) -> Result<Vec<(String, String)>, ConfigError> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    for (name, value) in headers {
+        let lower = name.to_ascii_lowercase();
+        let at = || format!("{field}.{name}");
+        if lower.is_empty()
+            || !lower
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+        {
+            return Err(ConfigError::new(
+                at(),
+                "a header name is a non-empty HTTP token (letters, digits, -, _ …)",
+            ));
+        }
+        if RESERVED_HEADERS.contains(&lower.as_str()) {
+            return Err(ConfigError::new(at(), "the filter sets this header itself"));
+        }
+        if out.iter().any(|(n, _)| *n == lower) {
+            return Err(ConfigError::new(
+                at(),
+                "given twice (names are case-insensitive)",
+            ));
+        }
+        if value.is_empty() || value.chars().any(|c| c.is_control()) {
+            return Err(ConfigError::new(
+                at(),
+                "the value must be non-empty, without control characters",
+            ));
+        }
+        out.push((lower, value.clone()));
+    }
+    Ok(out)
+}
+
+fn ranged(
+    field: &str,
+    value: Option<u64>,
+    default: u64,
+    min: u64,
+    max: u64,
+) -> Result<u64, ConfigError> {
+    let v = value.unwrap_or(default);
+    if !(min..=max).contains(&v) {
+        return Err(ConfigError::new(
+            field,
+            format!("{v} is outside {min}..={max}"),
+        ));
+    }
+    Ok(v)
+}
+
+pub(super) fn validate_ledger(l: RawLedger) -> Result<LedgerConfig, ConfigError> {
+    if l.cluster.trim().is_empty() || l.cluster.trim() != l.cluster {
+        return Err(ConfigError::new(
+            "ledger.cluster",
+            "must name the Envoy cluster that reaches the ledger",
+        ));
+    }
+    let path = l.path.unwrap_or_else(|| "/v1/ingest".to_string());
+    if !path.starts_with('/') || path.chars().any(|c| c.is_control() || c == ' ' || c == '#') {
+        return Err(ConfigError::new(
+            "ledger.path",
+            "must be an absolute path (starts with /, no spaces, no fragment)",
+        ));
+    }
+    let authority = l.authority.unwrap_or_else(|| l.cluster.clone());
+    if authority.is_empty()
+        || authority
+            .chars()
+            .any(|c| c.is_control() || c == ' ' || c == '/')
+    {
+        return Err(ConfigError::new(
+            "ledger.authority",
+            "must be a host[:port] without spaces or slashes",
+        ));
+    }
+    let headers = validate_headers("ledger.headers", &l.headers)?;
+    let batch_size = ranged("ledger.batchSize", l.batch_size, 100, 1, 1000)?;
+    let flush_millis = ranged("ledger.flushMillis", l.flush_millis, 1000, 50, 60_000)?;
+    let buffer = ranged(
+        "ledger.bufferRecords",
+        l.buffer_records,
+        10_000,
+        1,
+        1_000_000,
+    )?;
+    if buffer < batch_size {
+        return Err(ConfigError::new(
+            "ledger.bufferRecords",
+            format!("{buffer} is below batchSize ({batch_size})"),
+        ));
+    }
+    let buffer_records = buffer.div_ceil(batch_size) * batch_size;
+    let on_backlog_full = match l.on_backlog_full.as_deref().unwrap_or("drop") {
+        "drop" => OnBacklogFull::Drop,
+        "refuse" => OnBacklogFull::Refuse,
+        other => {
+            return Err(ConfigError::new(
+                "ledger.onBacklogFull",
+                format!("{:?} is not drop or refuse", short(other)),
+            ))
+        }
+    };
+    let timeout_millis = ranged("ledger.timeoutMillis", l.timeout_millis, 5000, 100, 60_000)?;
+    let initial_backoff_millis = ranged(
+        "ledger.initialBackoffMillis",
+        l.initial_backoff_millis,
+        500,
+        10,
+        60_000,
+    )?;
+    let max_backoff_millis = ranged(
+        "ledger.maxBackoffMillis",
+        l.max_backoff_millis,
+        30_000,
+        initial_backoff_millis,
+        600_000,
+    )?;
+    let gateway = match l.gateway {
+        Some(g) if g.trim().is_empty() || g.chars().any(char::is_control) || g.len() > 256 => {
+            return Err(ConfigError::new(
+                "ledger.gateway",
+                "must be 1..=256 bytes without control characters",
+            ))
+        }
+        g => g,
+    };
+    Ok(LedgerConfig {
+        cluster: l.cluster,
+        path,
+        authority,
+        headers,
+        // Bounded above: the casts cannot truncate.
+        batch_size: usize::try_from(batch_size).unwrap_or(1000),
+        flush_millis,
+        buffer_records: usize::try_from(buffer_records).unwrap_or(1_000_000),
+        on_backlog_full,
+        timeout_millis,
+        initial_backoff_millis,
+        max_backoff_millis,
+        gateway,
     })
 }
 

@@ -11,6 +11,10 @@ pub const MAX_AUDIT_FIELD_CHARS: usize = 256;
 /// One structured audit record.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Audit {
+    /// The decision's unique id for a refusal (random, drawn by the glue; a minted token's
+    /// id is its `jti`): the issuance ledger's key.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
     /// Unix time of the decision.
     pub time: u64,
     /// `issued` or `rejected`.
@@ -36,6 +40,9 @@ pub struct Audit {
     /// `jkt:<thumbprint>` or `x5t#S256:<thumbprint>`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub binding: Option<String>,
+    /// The caller's `stellaops:license` (several are joined by a space), once verified.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub license: Option<String>,
     /// Plan applied.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub plan: Option<String>,
@@ -49,9 +56,18 @@ pub struct Audit {
     /// Minted token `jti`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub jti: Option<String>,
+    /// Minted token `iat`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub iat: Option<u64>,
     /// Minted token `exp`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub exp: Option<u64>,
+    /// `kid` of the key that signed the minted token.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kid: Option<String>,
+    /// The gateway instance (`ledger.gateway`, else Envoy's node id), set by the glue.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gateway: Option<String>,
 }
 
 impl Audit {

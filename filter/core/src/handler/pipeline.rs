@@ -191,6 +191,10 @@ fn note_caller(audit: &mut Audit, caller: &Caller) {
     audit.subject = Some(audit::bounded(caller.subject()));
     audit.client_id = caller.client_id().map(audit::bounded);
     audit.binding = binding_text(caller);
+    let licenses = caller.licenses();
+    if !licenses.is_empty() {
+        audit.license = Some(audit::bounded(&licenses.join(" ")));
+    }
     if let Some(id) = caller.refresh_token_id() {
         audit.refresh_token_id = Some(id.to_string());
     }
@@ -499,7 +503,9 @@ fn mint(
     audit.decision = "issued";
     audit.reason = "issued";
     audit.jti = Some(minted.jti);
+    audit.iat = Some(minted.issued_at);
     audit.exp = Some(minted.expires_at);
+    audit.kid = Some(audit::bounded(&config.signing.kid));
     Ok(Decision {
         status: 200,
         headers,

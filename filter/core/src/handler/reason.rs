@@ -172,6 +172,8 @@ reasons! {
         "The remote revocation list is older than `revocation.maxStaleSeconds` and `onStale` is `fail`.";
     MissingPlan = "missing_plan", 403, INSUFFICIENT_SCOPE,
         "The OpToken names no plan (`stellaops:plan`) and no `defaultPlan` is configured.";
+    LedgerBacklogFull = "ledger_backlog_full", 503, None,
+        "The issuance ledger's buffer is full and `ledger.onBacklogFull` is `refuse`: no token is issued unrecorded; the client should retry.";
     UnknownPlan = "unknown_plan", 403, INSUFFICIENT_SCOPE,
         "The plan the OpToken (or refresh token) names is not in the catalogue.";
     PlanDenied = "plan_denied", 403, INSUFFICIENT_SCOPE,
@@ -278,7 +280,8 @@ impl Reason {
             | Reason::RevocationUnavailable
             | Reason::InternalError
             | Reason::SigningFailed
-            | Reason::ClockUnavailable => AlertClass::Alarm,
+            | Reason::ClockUnavailable
+            | Reason::LedgerBacklogFull => AlertClass::Alarm,
             _ => AlertClass::Warning,
         }
     }

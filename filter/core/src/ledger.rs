@@ -1,0 +1,370 @@
+//! The filter's side of the issuance ledger (`ledger/`, docs/LEDGER.md), without I/O:
+//!
+//! - [`record`]: an [`Audit`] as one record of `POST /v1/ingest`, cleaned so that the
+//!   ledger never refuses it (a refused record would refuse its whole batch);
+//! - [`ingest_body`]: a batch of records as the POST body;
+//! - the process-wide buffer's shared-data values ([`Meta`], [`Segment`], [`FlushLease`])
+//!   and the retry [`backoff`]. The glue (`filter/wasm/src/ledger.rs`) drives them.
+//!
+//! The buffer is a ring of segments in Envoy shared data: `meta` holds the oldest
+//! unacknowledged segment (`head`) and the one being filled (`tail`); each segment holds at
+//! most `batchSize` records, in order. Request paths append to the tail segment with
+//! compare-and-swap; one VM at a time (the [`FlushLease`]) POSTs the head segment and
+//! removes it only after a 2xx.
+
+use serde_json::{json, Map, Value};
+
+use crate::handler::Audit;
+
+/// Longest identifier the ledger accepts (`id`, `kid`, `refresh_token_id`), bytes.
+pub const MAX_ID_BYTES: usize = 256;
+/// Longest free text the ledger accepts, bytes.
+pub const MAX_TEXT_BYTES: usize = 1024;
+/// Most scopes per list the ledger accepts.
+pub const MAX_SCOPES: usize = 64;
+
+/// `text` without control characters (and, for scopes, spaces), at most `max` bytes cut at
+/// a character boundary; `None` when nothing is left.
+fn clean(text: &str, max: usize, no_space: bool) -> Option<String> {
+    let mut out = String::new();
+    for c in text.chars() {
+        if c.is_control() || (no_space && c == ' ') {
+            continue;
+        }
+        if out.len() + c.len_utf8() > max {
+            break;
+        }
+        out.push(c);
+    }
+    (!out.is_empty()).then_some(out)
+}
+
+fn put(obj: &mut Map<String, Value>, key: &str, value: Option<&str>, max: usize) {
+    if let Some(v) = value.and_then(|v| clean(v, max, false)) {
+        obj.insert(key.to_string(), Value::String(v));
+    }
+}
+
+fn scopes(list: &[String]) -> Value {
+    Value::Array(
+        list.iter()
+            .filter_map(|s| clean(s, MAX_TEXT_BYTES, true))
+            .take(MAX_SCOPES)
+            .map(Value::String)
+            .collect(),
+    )
+}
+
+/// The ledger's id of a decision: the minted token's `jti`, else the audit's `id`.
+pub fn record_id(audit: &Audit) -> Option<&str> {
+    audit.jti.as_deref().or(audit.id.as_deref())
+}
+
+/// The audit record as one ledger ingest record (JSON text), or `None` without an id.
+/// Only the fields the ledger knows are sent (it refuses unknown ones); every text is
+/// stripped of control characters and cut to the ledger's bounds.
+pub fn record(audit: &Audit) -> Option<String> {
+    let id = clean(record_id(audit)?, MAX_ID_BYTES, false)?;
+    let mut obj = Map::new();
+    obj.insert("id".into(), json!(id));
+    obj.insert("time".into(), json!(audit.time));
+    let decision = if audit.decision == "issued" {
+        "issued"
+    } else {
+        "rejected"
+    };
+    obj.insert("decision".into(), json!(decision));
+    put(&mut obj, "reason", Some(audit.reason), MAX_TEXT_BYTES);
+    put(
+        &mut obj,
+        "subject",
+        audit.subject.as_deref(),
+        MAX_TEXT_BYTES,
+    );
+    put(
+        &mut obj,
+        "client_id",
+        audit.client_id.as_deref(),
+        MAX_TEXT_BYTES,
+    );
+    put(&mut obj, "plan", audit.plan.as_deref(), MAX_TEXT_BYTES);
+    put(
+        &mut obj,
+        "license",
+        audit.license.as_deref(),
+        MAX_TEXT_BYTES,
+    );
+    put(
+        &mut obj,
+        "service",
+        audit.service.as_deref(),
+        MAX_TEXT_BYTES,
+    );
+    obj.insert("requested".into(), scopes(&audit.requested));
+    obj.insert("granted".into(), scopes(&audit.granted));
+    if let Some(iat) = audit.iat {
+        obj.insert("iat".into(), json!(iat));
+    }
+    if let Some(exp) = audit.exp {
+        obj.insert("exp".into(), json!(exp));
+    }
+    put(&mut obj, "kid", audit.kid.as_deref(), MAX_ID_BYTES);
+    // `jkt:<thumbprint>` and/or `x5t#S256:<thumbprint>`; the ledger reads the first kind.
+    put(
+        &mut obj,
+        "binding",
+        audit.binding.as_deref(),
+        MAX_TEXT_BYTES,
+    );
+    if matches!(audit.grant, "get" | "password" | "refresh_token") {
+        obj.insert("grant".into(), json!(audit.grant));
+    }
+    put(
+        &mut obj,
+        "refresh_token_id",
+        audit.refresh_token_id.as_deref(),
+        MAX_ID_BYTES,
+    );
+    put(
+        &mut obj,
+        "gateway",
+        audit.gateway.as_deref(),
+        MAX_TEXT_BYTES,
+    );
+    serde_json::to_string(&Value::Object(obj)).ok()
+}
+
+/// The body of `POST /v1/ingest` for records given as JSON texts.
+pub fn ingest_body<'a>(records: impl IntoIterator<Item = &'a str>) -> String {
+    let mut body = String::from("{\"records\":[");
+    for (i, r) in records.into_iter().enumerate() {
+        if i > 0 {
+            body.push(',');
+        }
+        body.push_str(r);
+    }
+    body.push_str("]}");
+    body
+}
+
+/// The buffer's bookkeeping: segments `head..=tail` hold the records not yet acknowledged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Meta {
+    /// Oldest segment not acknowledged by the ledger.
+    pub head: u64,
+    /// Segment being filled.
+    pub tail: u64,
+}
+
+impl Meta {
+    /// `head tail` as text.
+    pub fn to_bytes(self) -> Vec<u8> {
+        format!("{} {}", self.head, self.tail).into_bytes()
+    }
+
+    /// Parses [`Meta::to_bytes`]; `None` for anything else.
+    pub fn from_bytes(bytes: &[u8]) -> Option<Meta> {
+        let text = std::str::from_utf8(bytes).ok()?;
+        let (h, t) = text.split_once(' ')?;
+        let meta = Meta {
+            head: h.parse().ok()?,
+            tail: t.parse().ok()?,
+        };
+        (meta.head <= meta.tail).then_some(meta)
+    }
+}
+
+/// One segment of the ring: its sequence number, when its oldest record was added
+/// (milliseconds) and its records (JSON texts, never holding a raw newline).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Segment {
+    /// Sequence number (the ring slot is `seq % slots`).
+    pub seq: u64,
+    /// Unix milliseconds of the oldest record (0 when empty).
+    pub first_ms: u64,
+    /// No record may be added any more: the next segment is (being) opened. Sealing
+    /// changes the slot's CAS, so an appender that read the segment before cannot write
+    /// to it; a sealed, emptied segment can be stepped over safely.
+    pub sealed: bool,
+    /// The records, oldest first.
+    pub records: Vec<String>,
+}
+
+impl Segment {
+    /// `seq first_ms sealed` then one record per line.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = format!("{} {} {}", self.seq, self.first_ms, u8::from(self.sealed));
+        for r in &self.records {
+            out.push('\n');
+            out.push_str(r);
+        }
+        out.into_bytes()
+    }
+
+    /// Parses [`Segment::to_bytes`]; `None` for anything else.
+    pub fn from_bytes(bytes: &[u8]) -> Option<Segment> {
+        let text = std::str::from_utf8(bytes).ok()?;
+        let mut lines = text.split('\n');
+        let mut head = lines.next()?.split(' ');
+        let (seq, first, sealed) = (head.next()?, head.next()?, head.next()?);
+        if head.next().is_some() {
+            return None;
+        }
+        Some(Segment {
+            seq: seq.parse().ok()?,
+            first_ms: first.parse().ok()?,
+            sealed: match sealed {
+                "0" => false,
+                "1" => true,
+                _ => return None,
+            },
+            records: lines.map(str::to_string).collect(),
+        })
+    }
+}
+
+/// Who may POST now: at most one VM of the process holds the lease until `until_ms`; after
+/// a failure nobody takes it before the backoff ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct FlushLease {
+    /// Unix milliseconds until which the lease is held (or the backoff lasts).
+    pub until_ms: u64,
+    /// Consecutive failed POSTs (0 after a success).
+    pub failures: u32,
+}
+
+impl FlushLease {
+    /// `until_ms failures` as text.
+    pub fn to_bytes(self) -> Vec<u8> {
+        format!("{} {}", self.until_ms, self.failures).into_bytes()
+    }
+
+    /// Parses [`FlushLease::to_bytes`]; `None` for anything else.
+    pub fn from_bytes(bytes: &[u8]) -> Option<FlushLease> {
+        let text = std::str::from_utf8(bytes).ok()?;
+        let (u, f) = text.split_once(' ')?;
+        Some(FlushLease {
+            until_ms: u.parse().ok()?,
+            failures: f.parse().ok()?,
+        })
+    }
+
+    /// Whether someone holds it (or a backoff runs) at `now_ms`.
+    pub fn held(self, now_ms: u64) -> bool {
+        now_ms < self.until_ms
+    }
+}
+
+/// Delay before the next POST after `failures` consecutive failures (≥ 1): doubling from
+/// `initial`, capped at `max`.
+pub fn backoff(failures: u32, initial_ms: u64, max_ms: u64) -> u64 {
+    let shift = failures.saturating_sub(1).min(32);
+    initial_ms.saturating_mul(1u64 << shift).min(max_ms)
+}
+
+/// The shared-data keys of one ledger buffer (per cluster and path, so that two
+/// configurations naming the same ledger share one buffer).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BufferKeys {
+    /// [`Meta`].
+    pub meta: String,
+    /// [`FlushLease`].
+    pub lease: String,
+    prefix: String,
+}
+
+impl BufferKeys {
+    /// The keys under `prefix` for a ledger reached through `cluster` at `path`, with
+    /// segments of `batch` records.
+    pub fn new(prefix: &str, cluster: &str, path: &str, batch: usize) -> BufferKeys {
+        let base = format!("{prefix}ledger/{cluster}{path}/batch-{batch}/");
+        BufferKeys {
+            meta: format!("{base}meta"),
+            lease: format!("{base}lease"),
+            prefix: format!("{base}segment/"),
+        }
+    }
+
+    /// The key of ring slot `slot`.
+    pub fn segment(&self, slot: u64) -> String {
+        format!("{}{slot}", self.prefix)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_are_clean_and_carry_only_ledger_fields() {
+        let mut audit = Audit::new(1_700_000_000);
+        audit.id = Some("req-1".into());
+        audit.reason = "plan_denied";
+        audit.subject = Some("al\u{0}ice\n".into());
+        audit.request_client_id = Some("not a ledger field".into());
+        audit.requested = vec!["repository:a b:pull".into(), "\u{1}".into()];
+        audit.grant = "get";
+        let text = record(&audit).unwrap_or_default();
+        let v: Value = serde_json::from_str(&text).unwrap_or_default();
+        assert_eq!(v["id"], "req-1");
+        assert_eq!(v["decision"], "rejected");
+        assert_eq!(v["subject"], "alice");
+        assert_eq!(v["requested"], json!(["repository:ab:pull"]));
+        assert!(v.get("request_client_id").is_none(), "{text}");
+        assert!(!text.contains('\n'));
+        audit.jti = Some("jti-9".into());
+        audit.decision = "issued";
+        let v: Value = serde_json::from_str(&record(&audit).unwrap_or_default()).unwrap();
+        assert_eq!(v["id"], "jti-9", "a minted token's jti is the id");
+        assert!(record(&Audit::new(1)).is_none(), "no id, no record");
+    }
+
+    #[test]
+    fn long_text_is_cut_at_a_character_boundary() {
+        let mut audit = Audit::new(1);
+        audit.id = Some("é".repeat(300));
+        let v: Value = serde_json::from_str(&record(&audit).unwrap_or_default()).unwrap();
+        assert_eq!(v["id"].as_str().map(str::len), Some(256));
+    }
+
+    #[test]
+    fn codecs_round_trip_and_refuse_garbage() {
+        let m = Meta { head: 3, tail: 7 };
+        assert_eq!(Meta::from_bytes(&m.to_bytes()), Some(m));
+        assert_eq!(Meta::from_bytes(b"7 3"), None);
+        assert_eq!(Meta::from_bytes(b"x"), None);
+        let s = Segment {
+            seq: 4,
+            first_ms: 99,
+            sealed: true,
+            records: vec!["{\"a\":1}".into(), "{}".into()],
+        };
+        assert_eq!(Segment::from_bytes(&s.to_bytes()), Some(s));
+        let empty = Segment {
+            seq: 1,
+            first_ms: 0,
+            sealed: false,
+            records: vec![],
+        };
+        assert_eq!(Segment::from_bytes(b"1 0"), None);
+        assert_eq!(Segment::from_bytes(&empty.to_bytes()), Some(empty));
+        let l = FlushLease {
+            until_ms: 5,
+            failures: 2,
+        };
+        assert_eq!(FlushLease::from_bytes(&l.to_bytes()), Some(l));
+        assert!(l.held(4) && !l.held(5));
+        assert_eq!(
+            ingest_body(["{}", "{\"b\":2}"]),
+            "{\"records\":[{},{\"b\":2}]}"
+        );
+    }
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap() {
+        assert_eq!(backoff(1, 500, 30_000), 500);
+        assert_eq!(backoff(2, 500, 30_000), 1000);
+        assert_eq!(backoff(7, 500, 30_000), 30_000);
+        assert_eq!(backoff(u32::MAX, 500, 30_000), 30_000);
+    }
+}
