@@ -24,8 +24,8 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use registry_token_e2e::authority::OpTokSpec;
 use registry_token_e2e::gateway::{
-    bearer, filter_config, openssl, start_gateway, token_path, verify_registry_token, ConfigForm,
-    KeyKind, TestKeys, KEYPEM_ENV, SERVICE,
+    bearer, filter_config, gateway_failure, openssl, refusal_lines, start_gateway, token_path,
+    verify_registry_token, ConfigForm, KeyKind, TestKeys, KEYPEM_ENV, SERVICE,
 };
 use registry_token_e2e::registry::{
     self, creds, empty_oci_dir, oci_manifest_digest, oci_ref, OciImage, Registry, RegistryAuth,
@@ -162,12 +162,7 @@ fn one_plan_serves_every_tenant_its_own_namespace_only() {
     let mut config = tenant_config(&keys, false);
     // Registry 2.8 finds the key through x5c (or a libtrust kid).
     config["signing"]["certificateChainPem"] = json!(keys.signing_cert_pem());
-    let envoy = start_gateway(
-        &config,
-        ConfigForm::StringValue,
-        &keys,
-        EnvoyOptions::new(),
-    );
+    let envoy = start_gateway(&config, ConfigForm::StringValue, &keys, EnvoyOptions::new());
     let realm = format!("{}/token", envoy.base_url());
     let registry = Registry::start(&RegistryAuth::new(&realm, keys.signing_cert_pem()))
         .unwrap_or_else(|e| panic!("{e}"));
@@ -491,4 +486,25 @@ fn pfx_signing_keys_of_both_flavours_mint_tokens_the_registry_accepts() {
         assert!(!log.contains(&pfx[..40]), "{what}: the PFX is in the log");
         eprintln!("{what}: pushed and pulled with a token signed by the PFX key");
     }
+    // A wrong password: Envoy refuses the configuration with one line naming the field,
+    // and neither password appears in its log.
+    let (pfx, _, _) = make_pfx(&keys, "wrongpass", KeyKind::EcP256, false);
+    let mut config = tenant_config(&keys, false);
+    config["signing"]["algorithm"] = json!("ES256");
+    config["signing"]["keyPfx"] = json!(pfx);
+    config["signing"]["keyPfxPassword"] = json!("not-the-password-0123");
+    let log = gateway_failure(
+        &config,
+        ConfigForm::StringValue,
+        &keys,
+        EnvoyOptions::new().env(KEYPEM_ENV, ""),
+    );
+    let lines = refusal_lines(&log);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(lines[0].contains("signing.keyPfxPassword"), "{lines:?}");
+    assert!(
+        !log.contains("not-the-password-0123"),
+        "the wrong password is in the log"
+    );
+    assert!(!log.contains(PFX_PASSWORD));
 }
