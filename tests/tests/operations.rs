@@ -588,13 +588,14 @@ struct AuditCase {
 }
 
 /// Every member an audit record may have.
-const AUDIT_FIELDS: [&str; 15] = [
+const AUDIT_FIELDS: [&str; 16] = [
     "time",
     "decision",
     "reason",
     "grant",
     "subject",
     "client_id",
+    "tenant",
     "request_client_id",
     "refresh_token_id",
     "binding",
