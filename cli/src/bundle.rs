@@ -91,6 +91,7 @@ pub fn build(approved: &Approved, config: &Config) -> Result<Bundle, String> {
                 kid: &signing.kid,
                 x5c: signing.x5c.as_deref(),
                 jti: &jti,
+                tenant: req.tenant.as_deref(),
             },
             &signing.key,
             &crypto,

@@ -149,10 +149,13 @@ fn grant(
     tenant: Option<&str>,
     requested: &[Scope],
 ) -> Result<Vec<Scope>, String> {
-    let _caller = (subject, tenant);
     config
         .catalogue
-        .grant(plan, requested)
+        .grant_for(
+            plan,
+            requested,
+            &registry_token_core::policy::plan::Placeholders::new(tenant, Some(subject)),
+        )
         .map_err(|e| refuse("plan", e))
 }
 
@@ -204,6 +207,7 @@ pub fn approve(
         licenses: &licenses,
         subject: Some(&request.subject),
         refresh_token_id: None,
+        tenant: request.tenant.as_deref(),
     };
     let (max_stale, on_stale) = config
         .revocation
@@ -213,6 +217,9 @@ pub fn approve(
         });
     match revocation::check(&ids, &config.revoked, remote, max_stale, on_stale, now) {
         Revocation::Clear => {}
+        Revocation::Revoked(Revoked::Tenant) => {
+            return Err(refuse("tenant", "is revoked (revokedTenants)"))
+        }
         Revocation::Revoked(Revoked::License) => {
             return Err(refuse("license", "is revoked (revokedLicenses)"))
         }

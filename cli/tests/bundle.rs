@@ -562,3 +562,36 @@ fn a_remote_revocation_list_is_checked_when_given() {
         stderr(&o)
     );
 }
+
+#[test]
+fn tenant_placeholders_grant_only_the_tenants_namespace() {
+    let mut bed = Bed::new(Kind::Rsa);
+    bed.config["plans"] = json!([{"name": "tenants", "repositories": [
+        {"pattern": "tenants/{tenant}/**", "actions": ["pull"]},
+        {"pattern": "users/{sub}/*", "actions": ["pull"]}]}]);
+    bed.config["defaultPlan"] = json!("tenants");
+    bed.config["revokedTenants"] = json!(["evil"]);
+    bed.write_config();
+    let r = |tenant: &str| {
+        let mut r = request();
+        r["plan"] = json!("tenants");
+        r["tenant"] = json!(tenant);
+        r["tokens"] = json!([{"name": "t", "scopes": [
+            "repository:tenants/acme/app:pull", "repository:tenants/other/app:pull",
+            "repository:users/mirror-eu-1/x:pull"]}]);
+        r
+    };
+    assert_ok(&bed.bundle(&r("acme"), "acme"));
+    let m = serde_json::from_slice::<Value>(&fs::read(bed.path("acme/manifest.json")).unwrap())
+        .unwrap();
+    assert_eq!(
+        m["tokens"][0]["access"],
+        json!([
+        {"type": "repository", "name": "tenants/acme/app", "actions": ["pull"]},
+        {"type": "repository", "name": "users/mirror-eu-1/x", "actions": ["pull"]}])
+    );
+    assert_eq!(claims(&bed.path("acme"), "t")["tenant"], json!("acme"));
+    assert_ok(&bed.verify(&bed.path("acme")));
+    let o = bed.bundle(&r("evil"), "evil");
+    assert_fails(&o, &["field tenant", "revoked"]);
+}

@@ -33,6 +33,7 @@ fuzz_target!(|data: &[u8]| {
         required_scopes: &required,
         algorithms: &Alg::ALL,
         clock_skew_seconds: 60,
+        tenant_claim: "stellaops:tenant",
     };
     let keys = key_set();
     if let Ok(untrusted) = UntrustedOpTok::parse(&token) {

@@ -590,7 +590,7 @@ struct AuditCase {
 }
 
 /// Every member an audit record may have.
-const AUDIT_FIELDS: [&str; 20] = [
+const AUDIT_FIELDS: [&str; 21] = [
     "id",
     "time",
     "decision",
@@ -598,6 +598,7 @@ const AUDIT_FIELDS: [&str; 20] = [
     "grant",
     "subject",
     "client_id",
+    "tenant",
     "request_client_id",
     "refresh_token_id",
     "binding",

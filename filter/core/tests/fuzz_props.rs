@@ -460,6 +460,7 @@ proptest! {
             required_scopes: &[],
             algorithms: &Alg::ALL,
             clock_skew_seconds: 60,
+            tenant_claim: "stellaops:tenant",
         };
         let token = format!("{}.{}.{}", b64url(&h), b64url(&c), b64url(&sig));
         for t in [token.as_str(), raw.as_str()] {

@@ -626,6 +626,7 @@ pub async fn run(database: &str) {
     assert_eq!(parsed.licenses, one("lic-2"));
     assert_eq!(parsed.subjects, one("mallory"));
     assert_eq!(parsed.refresh_tokens, one("rt-123"));
+    assert_eq!(parsed.tenants, one("acme"));
 
     // Delete.
     let resp = c

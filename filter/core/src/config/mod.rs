@@ -35,6 +35,8 @@ pub const HEALTHZ_PATH: &str = "/healthz";
 pub const JWKS_PATH: &str = "/jwks";
 /// Default OpTok scope required to obtain registry tokens.
 pub const DEFAULT_REQUIRED_SCOPE: &str = "registry.token.issue";
+/// The OpToken claim naming the caller's tenant, unless `authority.tenantClaim` says.
+pub const DEFAULT_TENANT_CLAIM: &str = "stellaops:tenant";
 /// Prefix of the environment overrides.
 pub const ENV_PREFIX: &str = "REGISTRY_TOKEN_";
 
@@ -107,6 +109,10 @@ pub struct AuthorityConfig {
     pub require_sender_constraint: bool,
     /// Accepted OpTok algorithms.
     pub algorithms: Vec<Alg>,
+    /// The OpToken claim holding the caller's tenant (`authority.tenantClaim`).
+    pub tenant_claim: String,
+    /// Whether an OpToken (or refresh token) without a valid tenant is refused.
+    pub require_tenant: bool,
 }
 
 /// Which `kid` minted tokens carry.

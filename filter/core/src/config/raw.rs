@@ -31,6 +31,9 @@ pub struct RawConfig {
     /// Refresh-token ids (`jti`) refused.
     #[serde(default)]
     pub revoked_refresh_tokens: Vec<String>,
+    /// Tenants (the `authority.tenantClaim` value) refused with 403.
+    #[serde(default)]
+    pub revoked_tenants: Vec<String>,
     /// Refresh tokens (off unless `lifetimeSeconds` is set).
     #[serde(default)]
     pub refresh_tokens: Option<RawRefreshTokens>,
@@ -194,6 +197,12 @@ pub struct RawAuthority {
     /// OpTok algorithms accepted (default: RS256/384/512, PS256/384/512, ES256/384, EdDSA).
     #[serde(default)]
     pub algorithms: Option<Vec<String>>,
+    /// The claim naming the caller's tenant (default `stellaops:tenant`).
+    #[serde(default)]
+    pub tenant_claim: Option<String>,
+    /// Refuse OpTokens without a valid tenant (default false).
+    #[serde(default)]
+    pub require_tenant: Option<bool>,
 }
 
 /// `signing` section.

@@ -57,6 +57,7 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
     non_empty_list("revokedLicenses", &raw.revoked_licenses)?;
     non_empty_list("revokedSubjects", &raw.revoked_subjects)?;
     non_empty_list("revokedRefreshTokens", &raw.revoked_refresh_tokens)?;
+    non_empty_list("revokedTenants", &raw.revoked_tenants)?;
     let refresh_tokens = raw
         .refresh_tokens
         .map(validate_refresh_tokens)
@@ -76,6 +77,7 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
             licenses: raw.revoked_licenses.into_iter().collect(),
             subjects: raw.revoked_subjects.into_iter().collect(),
             refresh_tokens: raw.revoked_refresh_tokens.into_iter().collect(),
+            tenants: raw.revoked_tenants.into_iter().collect(),
         },
         refresh_tokens,
         dpop,
@@ -538,6 +540,25 @@ pub(super) fn validate_authority(a: RawAuthority) -> Result<AuthorityConfig, Con
         }
     };
     let algorithms = parse_algorithms("authority.algorithms", a.algorithms)?;
+    let tenant_claim = a
+        .tenant_claim
+        .unwrap_or_else(|| DEFAULT_TENANT_CLAIM.to_string());
+    if tenant_claim.trim().is_empty() || tenant_claim.trim() != tenant_claim {
+        return Err(ConfigError::new(
+            "authority.tenantClaim",
+            "must be a non-empty claim name without surrounding spaces",
+        ));
+    }
+    if [
+        "sub", "iss", "aud", "exp", "nbf", "iat", "jti", "cnf", "scope", "scp",
+    ]
+    .contains(&tenant_claim.as_str())
+    {
+        return Err(ConfigError::new(
+            "authority.tenantClaim",
+            format!("{tenant_claim:?} is a registered claim with its own meaning; name the tenant claim (e.g. stellaops:tenant)"),
+        ));
+    }
     Ok(AuthorityConfig {
         issuer: a.issuer,
         audiences: a.audiences,
@@ -546,6 +567,8 @@ pub(super) fn validate_authority(a: RawAuthority) -> Result<AuthorityConfig, Con
         clock_skew_seconds,
         require_sender_constraint: a.require_sender_constraint.unwrap_or(true),
         algorithms,
+        tenant_claim,
+        require_tenant: a.require_tenant.unwrap_or(false),
     })
 }
 

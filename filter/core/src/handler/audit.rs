@@ -30,6 +30,9 @@ pub struct Audit {
     /// OpTok `client_id`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub client_id: Option<String>,
+    /// The caller's tenant (`authority.tenantClaim`), as presented, bounded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
     /// The `client_id` request parameter (query or form), bounded, control characters
     /// removed.
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -16,7 +16,7 @@
 //!   on every request, hit or miss, by the handler.
 //! - **Minted tokens** (`signing.reuseSeconds > 0` only) are keyed by SHA-256 over the
 //!   signing identity (issuer, `kid`, key thumbprint, lifetime) and what the token says
-//!   about the caller: subject, DPoP/mTLS binding, service and the granted access. An entry
+//!   about the caller: subject, DPoP/mTLS binding, tenant, service and the granted access. An entry
 //!   answers for `issued_at <= now < issued_at + reuseSeconds`.
 //!
 //! Both maps are bounded by entries *and by bytes* (Wasm memory never shrinks, so a
@@ -65,6 +65,7 @@ impl Weigh for VerifiedOpTok {
             + opt(&self.x5t_s256)
             + opt(&self.plan)
             + opt(&self.client_id)
+            + opt(&self.tenant)
             + self
                 .licenses
                 .iter()
@@ -292,6 +293,7 @@ pub fn verification_context(policy: &OpTokPolicy<'_>, keys: &KeySet) -> CacheKey
         field(&mut h, a.name().as_bytes());
     }
     h.update(policy.clock_skew_seconds.to_be_bytes());
+    field(&mut h, policy.tenant_claim.as_bytes());
     h.update((keys.len() as u64).to_be_bytes());
     for k in keys.iter() {
         field(&mut h, k.kid().unwrap_or("").as_bytes());
@@ -318,6 +320,8 @@ pub struct Binding<'a> {
     pub jkt: Option<&'a str>,
     /// `cnf.x5t#S256`.
     pub x5t_s256: Option<&'a str>,
+    /// The tenant the minted token names (its `tenant` claim).
+    pub tenant: Option<&'a str>,
 }
 
 impl<'a> From<&'a VerifiedOpTok> for Binding<'a> {
@@ -326,6 +330,7 @@ impl<'a> From<&'a VerifiedOpTok> for Binding<'a> {
             subject: &o.subject,
             jkt: o.jkt.as_deref(),
             x5t_s256: o.x5t_s256.as_deref(),
+            tenant: o.tenant.as_deref(),
         }
     }
 }
@@ -347,6 +352,9 @@ pub fn mint_key(
     field(&mut h, optok.subject.as_bytes());
     field(&mut h, optok.jkt.unwrap_or("").as_bytes());
     field(&mut h, optok.x5t_s256.unwrap_or("").as_bytes());
+    // Absent and empty differ: an empty tenant is never minted, but keep them apart.
+    h.update([u8::from(optok.tenant.is_some())]);
+    field(&mut h, optok.tenant.unwrap_or("").as_bytes());
     field(&mut h, service.as_bytes());
     h.update((granted.len() as u64).to_be_bytes());
     for s in granted {

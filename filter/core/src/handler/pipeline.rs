@@ -5,7 +5,9 @@
 //!    refresh token (the refresh grant);
 //! 2. [`verify_optok`] or [`verify_refresh`]: the credential → a [`Caller`];
 //! 3. [`sender_constraint`]: DPoP proof or client certificate, as the caller's binding says;
-//! 4. [`policy`]: revocation (licence, subject, refresh-token id), the plan, the access;
+//! 4. [`policy`]: the tenant (`authority.requireTenant`), revocation (licence, subject,
+//!    tenant, refresh-token id), the plan, the access (placeholders filled from the
+//!    caller's own tenant and subject);
 //! 5. [`mint`]: the registry token (or a reused one), a refresh token when asked, the reply.
 //!
 //! Each stage takes what the previous one produced and returns its own typed result or a
@@ -21,8 +23,9 @@ use super::reason::Reason;
 use super::reply::{deny, deny_form, quoted, Denial};
 use super::{AuthorityKeys, Context, Decision, Grant, Outcome, RequestView};
 use crate::config::Config;
+use crate::policy::plan::Placeholders;
 use crate::policy::revocation::{self, Identifiers, OnStale, Revocation, Revoked};
-use crate::policy::scope::Scope;
+use crate::policy::scope::{is_path_component, Scope};
 use crate::sender::dpop::{self, DpopError, ProofPolicy};
 use crate::sender::mtls;
 use crate::token::jws::JwtError;
@@ -38,6 +41,9 @@ pub struct Granted {
     pub plan: String,
     /// The access granted (requested ∩ allowed).
     pub access: Vec<Scope>,
+    /// The caller's tenant when it is valid (one repository path component): the minted
+    /// token's `tenant` claim.
+    pub tenant: Option<String>,
 }
 
 /// A refresh token that opened under a configured secret and is not expired.
@@ -104,6 +110,15 @@ impl Caller {
         match self {
             Caller::OpToken(o) => o.x5t_s256.as_deref(),
             Caller::Refresh(r) => r.claims.x5t_s256.as_deref(),
+        }
+    }
+
+    /// The tenant, as presented (the OpToken's `authority.tenantClaim`, or the one the
+    /// refresh token was sealed with); not yet checked against the name grammar.
+    pub fn tenant(&self) -> Option<&str> {
+        match self {
+            Caller::OpToken(o) => o.tenant.as_deref(),
+            Caller::Refresh(r) => r.claims.ten.as_deref(),
         }
     }
 
@@ -190,6 +205,7 @@ fn run(
 fn note_caller(audit: &mut Audit, caller: &Caller) {
     audit.subject = Some(audit::bounded(caller.subject()));
     audit.client_id = caller.client_id().map(audit::bounded);
+    audit.tenant = caller.tenant().map(audit::bounded);
     audit.binding = binding_text(caller);
     let licenses = caller.licenses();
     if !licenses.is_empty() {
@@ -260,6 +276,7 @@ fn verify_optok(ctx: &Context<'_>, credential: &Credential) -> Result<VerifiedOp
         required_scopes: &config.authority.required_scopes,
         algorithms: &config.authority.algorithms,
         clock_skew_seconds: config.authority.clock_skew_seconds,
+        tenant_claim: &config.authority.tenant_claim,
     };
     let token = &credential.token;
     match ctx.cache {
@@ -362,9 +379,11 @@ fn sender_constraint(
     Ok(())
 }
 
-/// Stage 4, policy: the caller is not revoked (licence, subject, refresh-token id), the
-/// plan exists under the current rules, and it grants something of what was asked
-/// (`docker login` asks nothing and gets an empty grant).
+/// Stage 4, policy: the caller has a valid tenant if `authority.requireTenant` says so,
+/// is not revoked (licence, subject, tenant, refresh-token id), the plan exists under the
+/// current rules, and it grants something of what was asked (`docker login` asks nothing
+/// and gets an empty grant). `{tenant}`/`{sub}` rules match only the caller's own valid
+/// values.
 fn policy(
     ctx: &Context<'_>,
     caller: &Caller,
@@ -372,6 +391,26 @@ fn policy(
     audit: &mut Audit,
 ) -> Result<Granted, Denial> {
     let config = ctx.config;
+    if config.authority.require_tenant {
+        match caller.tenant() {
+            None => {
+                return Err(Denial::new(
+                    Reason::MissingTenant,
+                    format!(
+                        "the credential carries no tenant ({:?}) and this realm requires one",
+                        config.authority.tenant_claim.chars().take(64).collect::<String>()
+                    ),
+                ))
+            }
+            Some(t) if !is_path_component(t) => {
+                return Err(Denial::new(
+                    Reason::InvalidTenant,
+                    "the tenant is not one repository path component (lowercase letters, digits, and the separators . _ __ -, at most 255 bytes)",
+                ))
+            }
+            Some(_) => {}
+        }
+    }
     let (max_stale, on_stale) = config
         .revocation
         .as_ref()
@@ -382,6 +421,7 @@ fn policy(
         licenses: caller.licenses(),
         subject: Some(caller.subject()),
         refresh_token_id: caller.refresh_token_id(),
+        tenant: caller.tenant(),
     };
     match revocation::check(
         &ids,
@@ -404,6 +444,12 @@ fn policy(
                 "the caller's access has been revoked",
             ))
         }
+        Revocation::Revoked(Revoked::Tenant) => {
+            return Err(Denial::new(
+                Reason::TenantRevoked,
+                "the caller's tenant has been revoked",
+            ))
+        }
         Revocation::Revoked(Revoked::RefreshToken) => {
             return Err(Denial::new(
                 Reason::RefreshTokenRevoked,
@@ -424,15 +470,19 @@ fn policy(
         ));
     };
     audit.plan = Some(audit::bounded(plan));
-    let access = config.catalogue.grant(plan, &request.scopes).map_err(|_| {
-        Denial::new(
-            Reason::UnknownPlan,
-            format!(
-                "plan {:?} is not in the catalogue",
-                plan.chars().take(64).collect::<String>()
-            ),
-        )
-    })?;
+    let vars = Placeholders::new(caller.tenant(), Some(caller.subject()));
+    let access = config
+        .catalogue
+        .grant_for(plan, &request.scopes, &vars)
+        .map_err(|_| {
+            Denial::new(
+                Reason::UnknownPlan,
+                format!(
+                    "plan {:?} is not in the catalogue",
+                    plan.chars().take(64).collect::<String>()
+                ),
+            )
+        })?;
     audit.granted = access.iter().map(audit::scope_text).collect();
     if !request.scopes.is_empty() && access.is_empty() {
         return Err(Denial::new(
@@ -443,6 +493,7 @@ fn policy(
     Ok(Granted {
         plan: plan.to_string(),
         access,
+        tenant: vars.tenant().map(str::to_string),
     })
 }
 
@@ -457,7 +508,7 @@ fn mint(
     audit: &mut Audit,
 ) -> Result<Decision, Denial> {
     let config = ctx.config;
-    let minted = mint_token(ctx, caller, &request.service, &granted.access)?;
+    let minted = mint_token(ctx, caller, &request.service, granted)?;
     let refresh_token = match (&config.refresh_tokens, caller) {
         (Some(rt), Caller::OpToken(optok)) if request.offline => {
             let jti = mint::new_jti(ctx.crypto)
@@ -470,6 +521,7 @@ fn mint(
                 cid: request.client_id.clone(),
                 jkt: optok.jkt.clone(),
                 x5t_s256: optok.x5t_s256.clone(),
+                ten: optok.tenant.clone(),
                 iat: ctx.now,
                 exp: ctx.now.saturating_add(rt.lifetime_seconds),
                 jti,
@@ -520,14 +572,17 @@ fn mint_token(
     ctx: &Context<'_>,
     caller: &Caller,
     service: &str,
-    granted: &[Scope],
+    granted: &Granted,
 ) -> Result<MintedToken, Denial> {
     let signing = &ctx.config.signing;
+    let tenant = granted.tenant.as_deref();
+    let granted = granted.access.as_slice();
     let reuse = ctx.cache.filter(|_| signing.reuse_seconds > 0).map(|c| {
         let binding = cache::Binding {
             subject: caller.subject(),
             jkt: caller.jkt(),
             x5t_s256: caller.x5t_s256(),
+            tenant,
         };
         (c, cache::mint_key(signing, &binding, service, granted))
     });
@@ -549,6 +604,7 @@ fn mint_token(
         kid: &signing.kid,
         x5c: signing.x5c.as_deref(),
         jti: &jti,
+        tenant,
     };
     let token = mint::mint(&request, &signing.key, ctx.crypto).map_err(|_| {
         Denial::new(

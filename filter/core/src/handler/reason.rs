@@ -112,9 +112,13 @@ reasons! {
     InsufficientScope = "insufficient_scope", 403, INSUFFICIENT_SCOPE,
         "The OpToken lacks a scope of `authority.requiredScopes`.";
     InvalidClaim = "invalid_claim", 401, INVALID_TOKEN,
-        "An OpToken claim the decision relies on has the wrong type (`stellaops:license`, `stellaops:plan`, `cnf`, `client_id`), or `cnf` holds an unsupported confirmation method.";
+        "An OpToken claim the decision relies on has the wrong type (`stellaops:license`, `stellaops:plan`, the tenant claim, `cnf`, `client_id`), or `cnf` holds an unsupported confirmation method.";
     MissingSubject = "missing_subject", 401, INVALID_TOKEN,
         "The OpToken has no `sub`, or an empty one.";
+    MissingTenant = "missing_tenant", 401, INVALID_TOKEN,
+        "`authority.requireTenant` is on and the OpToken (or the refresh token) carries no tenant claim (`authority.tenantClaim`).";
+    InvalidTenant = "invalid_tenant", 401, INVALID_TOKEN,
+        "`authority.requireTenant` is on and the tenant is not one repository path component (`[a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*`, at most 255 bytes).";
     // The refresh token (refresh grant).
     InvalidRefreshToken = "invalid_refresh_token", 400, INVALID_GRANT,
         "The refresh token is malformed, altered, sealed by an unknown secret, or is not a refresh token (an OpToken).";
@@ -168,6 +172,8 @@ reasons! {
         "The OpToken's licence is revoked (inline `revokedLicenses` or the remote list).";
     SubjectRevoked = "subject_revoked", 403, INSUFFICIENT_SCOPE,
         "The caller's subject is in `revokedSubjects` (inline or the remote list).";
+    TenantRevoked = "tenant_revoked", 403, INSUFFICIENT_SCOPE,
+        "The caller's tenant is in `revokedTenants` (inline or the remote list).";
     RevocationUnavailable = "revocation_unavailable", 503, None,
         "The remote revocation list is older than `revocation.maxStaleSeconds` and `onStale` is `fail`.";
     MissingPlan = "missing_plan", 403, INSUFFICIENT_SCOPE,

@@ -34,12 +34,15 @@ pub struct RevokedLists {
     pub subjects: HashSet<String>,
     /// Refresh-token ids (`revokedRefreshTokens`).
     pub refresh_tokens: HashSet<String>,
+    /// Tenants (the OpToken's `authority.tenantClaim`, or the refresh token's tenant)
+    /// refused (`revokedTenants`).
+    pub tenants: HashSet<String>,
 }
 
 impl RevokedLists {
     /// Total number of entries.
     pub fn len(&self) -> usize {
-        self.licenses.len() + self.subjects.len() + self.refresh_tokens.len()
+        self.licenses.len() + self.subjects.len() + self.refresh_tokens.len() + self.tenants.len()
     }
 
     /// No entry at all.
@@ -48,7 +51,7 @@ impl RevokedLists {
     }
 
     /// The JSON object form (`{"revokedLicenses":[..],"revokedSubjects":[..],
-    /// "revokedRefreshTokens":[..]}`, sorted), which [`parse_lists`] reads back: the glue
+    /// "revokedRefreshTokens":[..],"revokedTenants":[..]}`, sorted), which [`parse_lists`] reads back: the glue
     /// can keep the list in shared data in this form.
     pub fn to_document(&self) -> Value {
         let sorted = |set: &HashSet<String>| {
@@ -64,15 +67,22 @@ impl RevokedLists {
             "revokedLicenses": sorted(&self.licenses),
             "revokedSubjects": sorted(&self.subjects),
             "revokedRefreshTokens": sorted(&self.refresh_tokens),
+            "revokedTenants": sorted(&self.tenants),
         })
     }
 }
 
 /// The keys of the object form, in the order of [`RevokedLists`]' fields.
-const LIST_KEYS: [&str; 3] = ["revokedLicenses", "revokedSubjects", "revokedRefreshTokens"];
+const LIST_KEYS: [&str; 4] = [
+    "revokedLicenses",
+    "revokedSubjects",
+    "revokedRefreshTokens",
+    "revokedTenants",
+];
 
 /// Parses a revocation list: a JSON object with any of `revokedLicenses`,
-/// `revokedSubjects`, `revokedRefreshTokens` (arrays of strings; at least one present), a
+/// `revokedSubjects`, `revokedRefreshTokens`, `revokedTenants` (arrays of strings; at
+/// least one present), a
 /// JSON array of strings (licences), or plain text with one licence per line (`#` starts
 /// a comment).
 pub fn parse_lists(body: &[u8]) -> Result<RevokedLists, String> {
@@ -92,7 +102,7 @@ pub fn parse_lists(body: &[u8]) -> Result<RevokedLists, String> {
             Value::Object(o) => {
                 if !LIST_KEYS.iter().any(|k| o.contains_key(*k)) {
                     return Err(
-                        "revocation list object has none of revokedLicenses, revokedSubjects, revokedRefreshTokens"
+                        "revocation list object has none of revokedLicenses, revokedSubjects, revokedRefreshTokens, revokedTenants"
                             .into(),
                     );
                 }
@@ -100,6 +110,7 @@ pub fn parse_lists(body: &[u8]) -> Result<RevokedLists, String> {
                     &mut lists.licenses,
                     &mut lists.subjects,
                     &mut lists.refresh_tokens,
+                    &mut lists.tenants,
                 ];
                 for (key, set) in LIST_KEYS.iter().zip(sets) {
                     if let Some(v) = o.get(*key) {
@@ -168,6 +179,8 @@ pub struct Identifiers<'a> {
     pub subject: Option<&'a str>,
     /// The id of the refresh token presented (refresh grant only).
     pub refresh_token_id: Option<&'a str>,
+    /// The caller's tenant, as presented (compared exactly, valid or not).
+    pub tenant: Option<&'a str>,
 }
 
 /// Which list revoked the caller.
@@ -179,6 +192,8 @@ pub enum Revoked {
     Subject,
     /// The refresh token's id.
     RefreshToken,
+    /// The tenant.
+    Tenant,
 }
 
 /// The outcome of the revocation check.
@@ -198,6 +213,8 @@ fn revoked_by(lists: &RevokedLists, ids: &Identifiers<'_>) -> Option<Revoked> {
         Some(Revoked::RefreshToken)
     } else if hit(&lists.subjects, ids.subject) {
         Some(Revoked::Subject)
+    } else if hit(&lists.tenants, ids.tenant) {
+        Some(Revoked::Tenant)
     } else if ids.licenses.iter().any(|l| lists.licenses.contains(l)) {
         Some(Revoked::License)
     } else {
@@ -279,12 +296,18 @@ mod tests {
             licenses: set(&["L"]),
             subjects: set(&["S"]),
             refresh_tokens: set(&["R"]),
+            tenants: set(&["T"]),
         };
         let none = RevokedLists::default();
         let ids = |license, subject, refresh_token_id| Identifiers {
             licenses: licenses(license),
             subject,
             refresh_token_id,
+            tenant: None,
+        };
+        let tenant = |t| Identifiers {
+            tenant: Some(t),
+            ..Identifiers::default()
         };
         for (who, want) in [
             (
@@ -300,6 +323,11 @@ mod tests {
                 Revocation::Revoked(Revoked::RefreshToken),
             ),
             (ids(Some("S"), Some("L"), Some("x")), Revocation::Clear),
+            (tenant("T"), Revocation::Revoked(Revoked::Tenant)),
+            // Exact comparison: no case folding, no prefix.
+            (tenant("t"), Revocation::Clear),
+            (tenant("T2"), Revocation::Clear),
+            (ids(None, Some("T"), Some("T")), Revocation::Clear),
         ] {
             assert_eq!(
                 check(

@@ -360,6 +360,14 @@ fn validate_host(host_port: &str) -> Result<(), NameError> {
     }
 }
 
+/// Whether `value` is exactly one repository path component
+/// (`[a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*`, at most [`MAX_NAME_BYTES`]): no `/`, no
+/// `..`, no `*`, no uppercase, never empty. Tenant and subject values must be one before a
+/// plan placeholder (`{tenant}`, `{sub}`) may match them.
+pub fn is_path_component(value: &str) -> bool {
+    value.len() <= MAX_NAME_BYTES && validate_path_component(value).is_ok()
+}
+
 /// One path component: `[a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*`.
 fn validate_path_component(component: &str) -> Result<(), NameError> {
     if component.is_empty() {

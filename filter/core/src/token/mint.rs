@@ -1,6 +1,6 @@
 //! Registry token minting: the header (`alg`, `typ`, `kid`, `x5c`) and the claims registry
 //! 2.8 and 3.x check (`iss`, `sub`, `aud` as a string, `exp`, `nbf`, `iat`, `jti`,
-//! `access`), signed by the configured key through [`Crypto`].
+//! `access`) and the caller's `tenant` when it has a valid one, signed by the configured key through [`Crypto`].
 
 use serde_json::{Map, Value};
 
@@ -29,6 +29,8 @@ pub struct MintRequest<'a> {
     pub x5c: Option<&'a [String]>,
     /// `jti`: 128 random bits, base64url.
     pub jti: &'a str,
+    /// `tenant` claim, only when set (a valid tenant of the caller).
+    pub tenant: Option<&'a str>,
 }
 
 /// Signs a registry token. The header carries `alg`, `typ`, `kid` and, when set, `x5c`.
@@ -58,6 +60,9 @@ pub fn mint(
     claims.insert("nbf".into(), Value::from(req.now));
     claims.insert("iat".into(), Value::from(req.now));
     claims.insert("jti".into(), Value::from(req.jti));
+    if let Some(tenant) = req.tenant {
+        claims.insert("tenant".into(), Value::from(tenant));
+    }
     claims.insert(
         "access".into(),
         serde_json::to_value(req.access).unwrap_or(Value::Array(Vec::new())),

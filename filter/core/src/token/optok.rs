@@ -28,6 +28,8 @@ pub struct OpTokPolicy<'a> {
     pub algorithms: &'a [Alg],
     /// Skew allowed on `exp`, `nbf`, `iat`.
     pub clock_skew_seconds: u64,
+    /// The claim naming the caller's tenant (`authority.tenantClaim`).
+    pub tenant_claim: &'a str,
 }
 
 /// The verified claims of an OpTok that the decision uses.
@@ -47,6 +49,9 @@ pub struct VerifiedOpTok {
     pub licenses: Vec<String>,
     /// `client_id` (or `azp`).
     pub client_id: Option<String>,
+    /// The tenant claim (`authority.tenantClaim`), as presented: a string, not yet
+    /// checked against the repository-name grammar (the policy stage does that).
+    pub tenant: Option<String>,
 }
 
 /// Reads a NumericDate claim (integer or float seconds).
@@ -174,6 +179,11 @@ impl<'a> UntrustedOpTok<'a> {
                 .ok_or_else(|| JwtError::InvalidClaim("stellaops:license".into()))?,
             Some(_) => return Err(JwtError::InvalidClaim("stellaops:license".into())),
         };
+        let tenant = match claims.get(policy.tenant_claim) {
+            None => None,
+            Some(Value::String(t)) => Some(t.clone()),
+            Some(_) => return Err(JwtError::InvalidClaim(policy.tenant_claim.to_string())),
+        };
         let client_id = match (claims.get("client_id"), claims.get("azp")) {
             (Some(Value::String(c)), _) | (None, Some(Value::String(c))) => Some(c.clone()),
             (None, None) => None,
@@ -188,6 +198,7 @@ impl<'a> UntrustedOpTok<'a> {
             plan,
             licenses,
             client_id,
+            tenant,
         })
     }
 }

@@ -43,6 +43,11 @@ pub struct RefreshClaims {
     /// `cnf.x5t#S256` of the OpToken: a refresh grant needs that client certificate.
     #[serde(default, rename = "x5t#S256", skip_serializing_if = "Option::is_none")]
     pub x5t_s256: Option<String>,
+    /// The OpToken's tenant (`authority.tenantClaim`), as presented. Absent in tokens
+    /// sealed before tenants existed: those keep working, as a caller without a tenant
+    /// (refused `missing_tenant` when `authority.requireTenant` is on).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ten: Option<String>,
     /// Issue time, Unix seconds.
     pub iat: u64,
     /// Expiry, Unix seconds.
@@ -172,6 +177,7 @@ mod tests {
             cid: Some("docker".into()),
             jkt: None,
             x5t_s256: Some("x5t".into()),
+            ten: Some("acme".into()),
             iat: 100,
             exp: 200,
             jti: "id-1".into(),

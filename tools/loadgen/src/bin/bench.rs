@@ -7,7 +7,7 @@
 //!       [--work target/bench] [--envoy .venv/bin/envoy]
 //!       [--wasm target/wasm32-wasip1/release/registry_token_filter.wasm] [--strict]
 //!       [--probe target/wasm32-wasip1/release/registry_token_crypto_probe.wasm]
-//!       [--only ceiling,crypto,rs256,es256,dpop-rs256,dpop-es256,reuse,mtls,password,refresh,rules-10k,hostile,cheap,sweep,soak]
+//!       [--only ceiling,crypto,rs256,es256,dpop-rs256,dpop-es256,reuse,mtls,password,refresh,rules-10k,rules-10k-tenant,hostile,cheap,sweep,soak]
 //! ```
 //!
 //! Envoy runs with `--concurrency 1` pinned to CPU 0, `openssl speed` on CPU 0 too, the
@@ -252,7 +252,14 @@ struct Scenario {
     rules: usize,
     /// OpToks of the pool cycled through (0 = the whole pool).
     optoks: usize,
+    /// A placeholder-heavy catalogue: every rule holds `{tenant}` (the tenant is the
+    /// OpToks' `client_id`, `loadgen`, through `authority.tenantClaim`, so the shared
+    /// OpTok pool needs no extra claim).
+    tenant: bool,
 }
+
+/// The tenant every OpTok of the pool names (its `client_id`).
+const BENCH_TENANT: &str = "loadgen";
 
 fn scenarios() -> Vec<Scenario> {
     let s = |key, title, mode, mint, reuse_seconds, rules, optoks| Scenario {
@@ -263,6 +270,7 @@ fn scenarios() -> Vec<Scenario> {
         reuse_seconds,
         rules,
         optoks,
+        tenant: false,
     };
     vec![
         s(
@@ -346,6 +354,18 @@ fn scenarios() -> Vec<Scenario> {
             BIG_RULES,
             0,
         ),
+        Scenario {
+            tenant: true,
+            ..s(
+                "rules-10k-tenant",
+                "DPoP-bound, ES256 mint, 10,000 `{tenant}` rules (placeholder-heavy; last rule matches)",
+                Mode::Dpop,
+                Mint::Es256,
+                0,
+                BIG_RULES,
+                0,
+            )
+        },
         s(
             "hostile",
             "hostile DPoP proofs, refused (8192-bit RSA jwk with 34-bit e / e = AQAB, PS512, garbage signature; ES256 by another key; wrong ath), 200 OpToks",
@@ -374,19 +394,43 @@ fn request_path(rules: usize) -> String {
     )
 }
 
+/// The request of a scenario: [`request_path`], or for the placeholder catalogue the
+/// caller's own namespace under the last rule (an odd index).
+fn scenario_path(sc: &Scenario) -> String {
+    if !sc.tenant {
+        return request_path(sc.rules);
+    }
+    let last = sc.rules - 1 - usize::from(sc.rules % 2 == 1);
+    format!("/token?service={SERVICE}&scope=repository:tenants/{BENCH_TENANT}/r{last}/app:pull")
+}
+
 fn plugin_config(m: &Material, sc: &Scenario) -> Value {
     let (key, alg) = match sc.mint {
         Mint::Rs256 => (&m.signing_rs, "RS256"),
         Mint::Es256 => (&m.signing_es, "ES256"),
     };
     let rules: Vec<Value> = (0..sc.rules)
-        .map(|i| json!({"pattern": format!("bench/r{i}/*"), "actions": ["pull"]}))
+        .map(|i| {
+            let pattern = match (sc.tenant, i % 2) {
+                (false, _) => format!("bench/r{i}/*"),
+                // Half behind a shared `tenants/{tenant}` prefix, half with the
+                // placeholder under a distinct literal.
+                (true, 0) => format!("bench/r{i}/{{tenant}}/*"),
+                (true, _) => format!("tenants/{{tenant}}/r{i}/*"),
+            };
+            json!({"pattern": pattern, "actions": ["pull"]})
+        })
         .collect();
+    let mut authority = json!({
+        "issuer": ISSUER, "audiences": [AUDIENCE], "jwks": m.jwks,
+        "requireSenderConstraint": matches!(sc.mode.binding(), Mode::Dpop | Mode::Mtls)
+    });
+    if sc.tenant {
+        authority["tenantClaim"] = json!("client_id");
+        authority["requireTenant"] = json!(true);
+    }
     let mut config = json!({
-        "authority": {
-            "issuer": ISSUER, "audiences": [AUDIENCE], "jwks": m.jwks,
-            "requireSenderConstraint": matches!(sc.mode.binding(), Mode::Dpop | Mode::Mtls)
-        },
+        "authority": authority,
         "signing": {"keyPem": key, "algorithm": alg, "lifetimeSeconds": 300,
                     "reuseSeconds": sc.reuse_seconds},
         "registry": {"realm": REALM, "allowedServices": [SERVICE]},
@@ -419,6 +463,7 @@ fn refresh_tokens(n: usize) -> Vec<String> {
                 cid: Some("bench".into()),
                 jkt: None,
                 x5t_s256: None,
+                ten: None,
                 iat: now,
                 exp: now + 86_400,
                 jti: b64(&sha256(format!("{run}-{i}").as_bytes())[..16]),
@@ -1021,7 +1066,7 @@ fn main() {
                 &e.admin,
                 pools.get(sc.mode),
                 sc.optoks,
-                &request_path(sc.rules),
+                &scenario_path(&sc),
                 seconds,
                 None,
                 4000,
@@ -1449,6 +1494,27 @@ impl Report<'_> {
             },
             _ => Target_ {
                 name: "10,000 plan rules within 10% of 10 rules (DPoP, ES256 mint)".into(),
+                measured: "not measured".into(),
+                pass: false,
+            },
+        });
+        t.push(match (tps("rules-10k-tenant"), tps("dpop-es256")) {
+            (Some(big), Some(small)) => Target_ {
+                name:
+                    "10,000 `{tenant}` placeholder rules within 10% of 10 rules (DPoP, ES256 mint)"
+                        .into(),
+                measured: format!(
+                    "{big:.0} vs {small:.0} tokens/s = {:.2} (filter medians {} vs {})",
+                    big / small,
+                    usf(self.get("rules-10k-tenant").and_then(|m| m.filter_q(0.5))),
+                    usf(self.get("dpop-es256").and_then(|m| m.filter_q(0.5)))
+                ),
+                pass: big >= 0.9 * small,
+            },
+            _ => Target_ {
+                name:
+                    "10,000 `{tenant}` placeholder rules within 10% of 10 rules (DPoP, ES256 mint)"
+                        .into(),
                 measured: "not measured".into(),
                 pass: false,
             },

@@ -5,11 +5,16 @@
 //! segments grouped by their literal prefix and suffix, `**` as a single child), so a
 //! lookup visits only the branches a name can match, whatever the number of rules. Within
 //! a plan the first rule, in file order, whose type and pattern match decides.
+//!
+//! A pattern segment may be a placeholder, `{tenant}` or `{sub}`: it matches exactly the
+//! caller's tenant or subject, and only when that value is one valid repository path
+//! component ([`Placeholders`] checks it once per request). A placeholder is a trie child
+//! of its own, so it costs one comparison per node, never a per-request pattern.
 
 use std::collections::BTreeMap;
 use std::fmt;
 
-use crate::policy::scope::{echo, Scope};
+use crate::policy::scope::{echo, is_path_component, Scope};
 
 mod actions;
 mod pattern;
@@ -23,12 +28,53 @@ use pattern::Glob;
 pub use pattern::PatternError;
 use trie::{Trie, TrieBuilder};
 
+/// The caller's values for the plan placeholders. A value that is not exactly one
+/// repository path component (see [`is_path_component`]) is dropped here, so it can never
+/// be matched: no `/`, `..`, `*`, uppercase or empty value reaches the trie.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Placeholders<'a> {
+    tenant: Option<&'a str>,
+    subject: Option<&'a str>,
+}
+
+impl<'a> Placeholders<'a> {
+    /// The caller's tenant and subject; invalid values are dropped.
+    pub fn new(tenant: Option<&'a str>, subject: Option<&'a str>) -> Placeholders<'a> {
+        Placeholders {
+            tenant: tenant.filter(|t| is_path_component(t)),
+            subject: subject.filter(|s| is_path_component(s)),
+        }
+    }
+
+    /// No value at all: placeholder rules match nothing.
+    pub const NONE: Placeholders<'static> = Placeholders {
+        tenant: None,
+        subject: None,
+    };
+
+    /// The tenant, when it is valid.
+    pub fn tenant(&self) -> Option<&'a str> {
+        self.tenant
+    }
+
+    /// The subject, when it is valid.
+    pub fn subject(&self) -> Option<&'a str> {
+        self.subject
+    }
+
+    /// The values in `pattern::Var::index` order.
+    fn values(&self) -> [Option<&'a str>; pattern::Var::COUNT] {
+        [self.tenant, self.subject]
+    }
+}
+
 /// One rule of a plan, as configured (`plans[i].repositories[j]`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RuleSpec {
     /// `repository` (also when empty) or `registry`.
     pub resource_type: String,
-    /// `/`-separated pattern; `*` globs within a segment, a `**` segment spans segments.
+    /// `/`-separated pattern; `*` globs within a segment, a `**` segment spans segments,
+    /// a `{tenant}` or `{sub}` segment is the caller's own value.
     pub pattern: String,
     /// `pull`, `push`, `delete` or `*`; empty means `["pull"]`.
     pub actions: Vec<String>,
@@ -233,26 +279,49 @@ impl Catalogue {
 
     /// What `plan` allows on the resource `resource_type:name`: the actions of the first
     /// matching rule, or `None` when no rule matches (always for types other than
-    /// `repository` and `registry`).
+    /// `repository` and `registry`). Placeholder rules match nothing here.
     pub fn allowed(
         &self,
         plan: &str,
         resource_type: &str,
         name: &str,
     ) -> Result<Option<Allowed>, UnknownPlan> {
-        Ok(self.plan(plan)?.allowed(resource_type, name, &mut 0))
+        self.allowed_for(plan, resource_type, name, &Placeholders::NONE)
+    }
+
+    /// [`Catalogue::allowed`] for a caller with these placeholder values.
+    pub fn allowed_for(
+        &self,
+        plan: &str,
+        resource_type: &str,
+        name: &str,
+        vars: &Placeholders<'_>,
+    ) -> Result<Option<Allowed>, UnknownPlan> {
+        Ok(self.plan(plan)?.allowed(resource_type, name, vars, &mut 0))
     }
 
     /// Grants `requested` under `plan` (Docker semantics): per scope, the requested actions
     /// that are allowed, in the requested order; a requested `*` yields `*` when everything
     /// is allowed and otherwise the allowed set in the order pull, push, delete. Scopes
-    /// granting nothing are left out.
+    /// granting nothing are left out. Placeholder rules match nothing here: see
+    /// [`Catalogue::grant_for`].
     pub fn grant(&self, plan: &str, requested: &[Scope]) -> Result<Vec<Scope>, UnknownPlan> {
+        self.grant_for(plan, requested, &Placeholders::NONE)
+    }
+
+    /// [`Catalogue::grant`] for a caller with these placeholder values (`{tenant}`,
+    /// `{sub}`).
+    pub fn grant_for(
+        &self,
+        plan: &str,
+        requested: &[Scope],
+        vars: &Placeholders<'_>,
+    ) -> Result<Vec<Scope>, UnknownPlan> {
         let plan = self.plan(plan)?;
         Ok(requested
             .iter()
             .filter_map(|scope| {
-                let allowed = plan.allowed(&scope.resource_type, &scope.name, &mut 0)?;
+                let allowed = plan.allowed(&scope.resource_type, &scope.name, vars, &mut 0)?;
                 let actions = grant_actions(allowed, &scope.actions);
                 (!actions.is_empty()).then(|| Scope {
                     resource_type: scope.resource_type.clone(),
@@ -266,13 +335,19 @@ impl Catalogue {
 
 impl Plan {
     /// `steps` counts the work done, for the scaling tests.
-    fn allowed(&self, resource_type: &str, name: &str, steps: &mut usize) -> Option<Allowed> {
+    fn allowed(
+        &self,
+        resource_type: &str,
+        name: &str,
+        vars: &Placeholders<'_>,
+        steps: &mut usize,
+    ) -> Option<Allowed> {
         let trie = match resource_type {
             "repository" => &self.repository,
             "registry" => &self.registry,
             _ => return None,
         };
-        let rule = trie.first_match(name, steps)?;
+        let rule = trie.first_match(name, vars, steps)?;
         self.rules.get(rule).copied()
     }
 }
@@ -971,13 +1046,18 @@ mod tests {
         }
     }
 
-    fn naive_path(p: &[&str], n: &[&str]) -> bool {
+    fn naive_path(p: &[&str], n: &[&str], vars: &Placeholders<'_>) -> bool {
         match p.split_first() {
             None => n.is_empty(),
-            Some((&"**", rest)) => (0..=n.len()).any(|k| naive_path(rest, &n[k..])),
+            Some((&"**", rest)) => (0..=n.len()).any(|k| naive_path(rest, &n[k..], vars)),
             Some((seg, rest)) => match n.split_first() {
                 Some((first, n_rest)) => {
-                    naive_segment(seg.as_bytes(), first.as_bytes()) && naive_path(rest, n_rest)
+                    let head = match *seg {
+                        "{tenant}" => vars.tenant() == Some(*first),
+                        "{sub}" => vars.subject() == Some(*first),
+                        _ => naive_segment(seg.as_bytes(), first.as_bytes()),
+                    };
+                    head && naive_path(rest, n_rest, vars)
                 }
                 None => false,
             },
@@ -1000,10 +1080,14 @@ mod tests {
         }
 
         fn allowed(&self, name: &str) -> Option<Allowed> {
+            self.allowed_for(name, &Placeholders::NONE)
+        }
+
+        fn allowed_for(&self, name: &str, vars: &Placeholders<'_>) -> Option<Allowed> {
             let n: Vec<&str> = name.split('/').collect();
             self.rules
                 .iter()
-                .find(|(pattern, _)| naive_path(pattern, &n))
+                .find(|(pattern, _)| naive_path(pattern, &n, vars))
                 .map(|(_, r)| {
                     compile_actions(&r.actions, ResourceKind::Repository)
                         .unwrap_or(Allowed::Only(ActionSet::EMPTY))
@@ -1122,7 +1206,7 @@ mod tests {
             .iter()
             .map(|name| {
                 let mut steps = 0;
-                plan.allowed("repository", name, &mut steps);
+                plan.allowed("repository", name, &Placeholders::NONE, &mut steps);
                 steps
             })
             .max()
@@ -1168,9 +1252,326 @@ mod tests {
         let name = vec!["a"; 100].join("/");
         let plan = c.plans.first().unwrap_or_else(|| panic!("no plan"));
         let mut steps = 0;
-        assert_eq!(plan.allowed("repository", &name, &mut steps), None);
+        assert_eq!(
+            plan.allowed("repository", &name, &Placeholders::NONE, &mut steps),
+            None
+        );
         // Memoised states: at most (nodes) x (positions).
         assert!(steps <= 8 * 101, "{steps}");
         assert!(allowed(&c, &format!("{name}/z")).is_some());
+    }
+
+    // ---- placeholders ----
+
+    fn allowed_as(
+        c: &Catalogue,
+        name: &str,
+        tenant: Option<&str>,
+        sub: Option<&str>,
+    ) -> Option<Allowed> {
+        c.allowed_for("p", "repository", name, &Placeholders::new(tenant, sub))
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn tenant_placeholder_matches_only_own_namespace() {
+        let c = one_plan(vec![rule("tenants/{tenant}/**", &["pull", "push"])]);
+        let acme = Some("acme");
+        assert_eq!(
+            allowed_as(&c, "tenants/acme/x", acme, None),
+            Some(set(&["pull", "push"]))
+        );
+        assert_eq!(
+            allowed_as(&c, "tenants/acme/a/b/c", acme, None),
+            Some(set(&["pull", "push"]))
+        );
+        assert_eq!(
+            allowed_as(&c, "tenants/acme", acme, None),
+            Some(set(&["pull", "push"]))
+        );
+        assert_eq!(allowed_as(&c, "tenants/globex/x", acme, None), None);
+        assert_eq!(allowed_as(&c, "tenants/acme2/x", acme, None), None);
+        assert_eq!(allowed_as(&c, "tenants/acm/x", acme, None), None);
+        assert_eq!(allowed_as(&c, "acme/x", acme, None), None);
+        // Without a tenant, or with the subject only, nothing.
+        assert_eq!(allowed_as(&c, "tenants/acme/x", None, None), None);
+        assert_eq!(allowed_as(&c, "tenants/acme/x", None, Some("acme")), None);
+        // The placeholder-free API never fills placeholders.
+        assert_eq!(allowed(&c, "tenants/acme/x"), None);
+    }
+
+    #[test]
+    fn sub_placeholder_and_both() {
+        let c = one_plan(vec![
+            rule("users/{sub}/*", &["*"]),
+            rule("tenants/{tenant}/users/{sub}", &["delete"]),
+            rule("tenants/{tenant}/**", &["pull"]),
+        ]);
+        let (t, u) = (Some("acme"), Some("alice"));
+        assert_eq!(allowed_as(&c, "users/alice/app", t, u), Some(Allowed::All));
+        assert_eq!(allowed_as(&c, "users/alice/a/b", t, u), None);
+        assert_eq!(allowed_as(&c, "users/bob/app", t, u), None);
+        assert_eq!(
+            allowed_as(&c, "tenants/acme/users/alice", t, u),
+            Some(set(&["delete"]))
+        );
+        assert_eq!(
+            allowed_as(&c, "tenants/acme/users/bob", t, u),
+            Some(set(&["pull"]))
+        );
+        assert_eq!(allowed_as(&c, "tenants/acme/users/alice", None, u), None);
+        assert_eq!(
+            allowed_as(&c, "tenants/acme/users/alice", t, None),
+            Some(set(&["pull"]))
+        );
+    }
+
+    #[test]
+    fn placeholder_first_match_order_with_literals() {
+        // A literal rule before the placeholder wins for its own name; after it, it loses.
+        let c = one_plan(vec![
+            rule("tenants/acme/frozen", &["pull"]),
+            rule("tenants/{tenant}/*", &["*"]),
+            rule("tenants/acme/other", &["delete"]),
+            rule("tenants/*/public", &["pull"]),
+        ]);
+        let t = Some("acme");
+        assert_eq!(
+            allowed_as(&c, "tenants/acme/frozen", t, None),
+            Some(set(&["pull"]))
+        );
+        assert_eq!(
+            allowed_as(&c, "tenants/acme/other", t, None),
+            Some(Allowed::All)
+        );
+        assert_eq!(
+            allowed_as(&c, "tenants/globex/public", t, None),
+            Some(set(&["pull"]))
+        );
+        assert_eq!(
+            allowed_as(&c, "tenants/acme/other", None, None),
+            Some(set(&["delete"]))
+        );
+    }
+
+    #[test]
+    fn invalid_placeholder_values_never_match() {
+        let c = one_plan(vec![
+            rule("tenants/{tenant}/**", &["*"]),
+            rule("{tenant}", &["*"]),
+            rule("users/{sub}", &["*"]),
+        ]);
+        let long = "a".repeat(256);
+        for bad in [
+            "",
+            "ACME",
+            "Acme",
+            "a/b",
+            "..",
+            ".",
+            "*",
+            "**",
+            "a b",
+            "a\nb",
+            "-a",
+            "a-",
+            "a..b",
+            "a___b",
+            "_a",
+            "a.",
+            "{tenant}",
+            "é",
+            "a:1",
+            "a%2fb",
+            long.as_str(),
+        ] {
+            for name in [
+                format!("tenants/{bad}/x"),
+                format!("tenants/{bad}"),
+                bad.to_string(),
+                format!("users/{bad}"),
+                "tenants/x/y".to_string(),
+                "tenants/acme/x".to_string(),
+            ] {
+                assert_eq!(
+                    allowed_as(&c, &name, Some(bad), Some(bad)),
+                    None,
+                    "{bad:?} {name:?}"
+                );
+            }
+            assert_eq!(
+                Placeholders::new(Some(bad), Some(bad)),
+                Placeholders::NONE,
+                "{bad:?}"
+            );
+        }
+        let max = "a".repeat(255);
+        assert_eq!(
+            Placeholders::new(Some(&max), None).tenant(),
+            Some(max.as_str())
+        );
+        for good in [
+            "acme",
+            "a",
+            "0",
+            "a.b",
+            "a_b",
+            "a__b",
+            "a-b",
+            "a---b",
+            "acme-corp.eu_1",
+        ] {
+            assert_eq!(
+                allowed_as(&c, good, Some(good), None),
+                Some(Allowed::All),
+                "{good}"
+            );
+        }
+    }
+
+    #[test]
+    fn placeholder_pattern_errors_name_the_rule() {
+        for pattern in [
+            "a{tenant}",
+            "{tenant}b",
+            "{tenant",
+            "tenant}",
+            "{foo}",
+            "{}",
+            "{Tenant}",
+            "a/{tenant}{sub}",
+            "{{tenant}}",
+            "x/{sub}*",
+            "{tenant}/**/{sub}x",
+        ] {
+            assert_eq!(pattern_err(pattern), PatternError::Placeholder, "{pattern}");
+        }
+        let e = compile_err(&[plan("p", vec![rule("ok/*", &[]), rule("t/a{tenant}", &[])])]);
+        assert_eq!(
+            e.to_string(),
+            "plans[0].repositories[1].pattern: \"t/a{tenant}\": placeholders are \"{tenant}\" and \"{sub}\", each a whole segment"
+        );
+        // Not in registry rules.
+        assert!(Catalogue::compile(&[plan("p", vec![registry_rule("{tenant}", &[])])]).is_err());
+        // Whole-segment placeholders compile anywhere in a repository pattern.
+        for pattern in [
+            "{tenant}",
+            "{sub}",
+            "{tenant}/{sub}",
+            "a/{tenant}/**",
+            "**/{sub}",
+            "{tenant}/*-dev",
+        ] {
+            assert!(
+                Catalogue::compile(&[plan("p", vec![rule(pattern, &[])])]).is_ok(),
+                "{pattern}"
+            );
+        }
+    }
+
+    fn random_tenant(rng: &mut Rng, tenants: usize) -> String {
+        format!("t{}", rng.below(tenants))
+    }
+
+    #[test]
+    fn placeholder_index_agrees_with_linear_scan() {
+        let mut rng = Rng::new(0x7e4a);
+        let tenants = 5;
+        for round in 0..30 {
+            let mut rules = random_rules(&mut rng, 5 + round * 7, 3);
+            // Mix in placeholder rules at random positions.
+            for _ in 0..(3 + round) {
+                let at = rng.below(rules.len() + 1);
+                let pattern = match rng.below(6) {
+                    0 => "tenants/{tenant}/**".to_owned(),
+                    1 => "users/{sub}/*".to_owned(),
+                    2 => format!("org{}/{{tenant}}/*", rng.below(3)),
+                    3 => "{tenant}/{sub}".to_owned(),
+                    4 => "**/{sub}/app".to_owned(),
+                    _ => format!("tenants/{{tenant}}/{}", random_pattern_segment(&mut rng, 3)),
+                };
+                rules.insert(
+                    at,
+                    rule(&pattern, ACTION_CHOICES[rng.below(ACTION_CHOICES.len())]),
+                );
+            }
+            let catalogue = one_plan(rules.clone());
+            let naive = Naive::new(&rules);
+            for _ in 0..200 {
+                let tenant = random_tenant(&mut rng, tenants);
+                let sub = format!("u{}", rng.below(3));
+                let name = match rng.below(5) {
+                    0 => format!(
+                        "tenants/{}/{}",
+                        random_tenant(&mut rng, tenants),
+                        random_segment(&mut rng, 3)
+                    ),
+                    1 => format!("users/u{}/{}", rng.below(3), random_segment(&mut rng, 3)),
+                    2 => format!("{}/u{}", random_tenant(&mut rng, tenants), rng.below(3)),
+                    3 => format!("org{}/{}/x", rng.below(3), random_tenant(&mut rng, tenants)),
+                    _ => random_name(&mut rng, 3),
+                };
+                let t = (rng.below(4) != 0).then_some(tenant.as_str());
+                let u = (rng.below(4) != 0).then_some(sub.as_str());
+                let vars = Placeholders::new(t, u);
+                assert_eq!(
+                    catalogue
+                        .allowed_for("p", "repository", &name, &vars)
+                        .unwrap_or(None),
+                    naive.allowed_for(&name, &vars),
+                    "{name} {t:?} {u:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn placeholder_lookup_work_does_not_grow_with_rule_count() {
+        // A placeholder-heavy catalogue: every rule has one, 10 vs 10,000 rules.
+        let build = |count: usize| -> Vec<RuleSpec> {
+            (0..count)
+                .map(|i| match i % 4 {
+                    0 => rule(&format!("r{i}/{{tenant}}/**"), &["pull", "push"]),
+                    1 => rule(&format!("tenants/{{tenant}}/r{i}/*"), &[]),
+                    2 => rule(&format!("users/{{sub}}/r{i}-*"), &["*"]),
+                    _ => rule(&format!("r{i}/{{tenant}}/{{sub}}/*-dev"), &["delete"]),
+                })
+                .collect()
+        };
+        let names: Vec<String> = (0..10)
+            .flat_map(|i| {
+                [
+                    format!("r{}/acme/a/b", i * 4),
+                    format!("tenants/acme/r{}/x", i * 4 + 1),
+                    format!("users/alice/r{}-x", i * 4 + 2),
+                    format!("r{}/acme/alice/app-dev", i * 4 + 3),
+                    format!("tenants/globex/r{}/x", i * 4 + 1),
+                    format!("nomatch{i}/x"),
+                ]
+            })
+            .collect();
+        let vars = Placeholders::new(Some("acme"), Some("alice"));
+        let steps = |rules: Vec<RuleSpec>| -> usize {
+            let c = one_plan(rules);
+            let plan = c.plans.first().unwrap_or_else(|| panic!("no plan"));
+            names
+                .iter()
+                .map(|name| {
+                    let mut steps = 0;
+                    plan.allowed("repository", name, &vars, &mut steps);
+                    steps
+                })
+                .max()
+                .unwrap_or(0)
+        };
+        let small = steps(build(10));
+        let large = steps(build(10_000));
+        assert!(small > 0);
+        assert!(large <= small + 4, "small {small}, large {large}");
+        // And the large catalogue does match (the names of the first ten rules).
+        let c = one_plan(build(10_000));
+        assert!(allowed_as(&c, "r0/acme/a/b", Some("acme"), None).is_some());
+        assert!(allowed_as(&c, "tenants/acme/r9997/x", Some("acme"), None).is_some());
+        assert!(allowed_as(&c, "tenants/globex/r9997/x", Some("acme"), None).is_none());
     }
 }

@@ -23,6 +23,8 @@ pub enum PatternError {
     ColonOutsideHost,
     /// A `registry` rule whose pattern is not `catalog` or `*`.
     RegistryPattern,
+    /// A `{` or `}` that is not a whole `{tenant}` or `{sub}` segment.
+    Placeholder,
 }
 
 impl fmt::Display for PatternError {
@@ -54,6 +56,9 @@ impl fmt::Display for PatternError {
             PatternError::RegistryPattern => {
                 f.write_str("registry rules match only \"catalog\" (or \"*\")")
             }
+            PatternError::Placeholder => f.write_str(
+                "placeholders are \"{tenant}\" and \"{sub}\", each a whole segment",
+            ),
         }
     }
 }
@@ -63,6 +68,30 @@ pub(super) enum Segment {
     Literal(String),
     Glob(Glob),
     DoubleStar,
+    /// `{tenant}` or `{sub}`: exactly the caller's own value, which
+    /// [`super::Placeholders`] has checked is one repository path component.
+    Placeholder(Var),
+}
+
+/// A plan placeholder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Var {
+    /// `{tenant}`: the OpToken's tenant claim (`authority.tenantClaim`).
+    Tenant,
+    /// `{sub}`: the caller's subject.
+    Sub,
+}
+
+impl Var {
+    /// The index of the placeholder's child slot in a trie node.
+    pub(super) const COUNT: usize = 2;
+
+    pub(super) fn index(self) -> usize {
+        match self {
+            Var::Tenant => 0,
+            Var::Sub => 1,
+        }
+    }
 }
 
 /// A segment holding `*`: matches any run of characters (never `/`, since names are
@@ -158,6 +187,18 @@ pub(super) fn compile_pattern(
         if segment == "**" {
             segments.push(Segment::DoubleStar);
             continue;
+        }
+        match segment {
+            "{tenant}" => {
+                segments.push(Segment::Placeholder(Var::Tenant));
+                continue;
+            }
+            "{sub}" => {
+                segments.push(Segment::Placeholder(Var::Sub));
+                continue;
+            }
+            _ if segment.contains(['{', '}']) => return Err(PatternError::Placeholder),
+            _ => {}
         }
         if segment.contains("**") {
             return Err(PatternError::DoubleStarNotWhole);

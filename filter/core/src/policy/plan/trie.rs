@@ -2,7 +2,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::pattern::{Glob, Segment};
+use super::pattern::{Glob, Segment, Var};
+use super::Placeholders;
 
 /// One trie node. Children are node indexes in [`Trie::nodes`].
 #[derive(Debug, Clone, Default)]
@@ -13,6 +14,9 @@ struct Node {
     /// The distinct (prefix length, suffix length) pairs present in `globs`.
     glob_shapes: Vec<(usize, usize)>,
     double_star: Option<usize>,
+    /// Placeholder children, by [`Var::index`]: followed only when the segment equals the
+    /// caller's (validated) value, so one lookup per placeholder whatever the rule count.
+    vars: [Option<usize>; Var::COUNT],
     /// The first rule whose pattern ends here.
     terminal: Option<usize>,
     /// The smallest rule index in this subtree (for pruning).
@@ -56,6 +60,10 @@ impl TrieBuilder {
                     .and_then(|n| n.literal.get(text).copied()),
                 Segment::Glob(glob) => self.glob_index.get(&(current, glob.text.clone())).copied(),
                 Segment::DoubleStar => self.nodes.get(current).and_then(|n| n.double_star),
+                Segment::Placeholder(var) => self
+                    .nodes
+                    .get(current)
+                    .and_then(|n| n.vars.get(var.index()).copied().flatten()),
             };
             let child = match existing {
                 Some(child) => child,
@@ -96,6 +104,11 @@ impl TrieBuilder {
                     .push((glob.clone(), child));
             }
             Segment::DoubleStar => node.double_star = Some(child),
+            Segment::Placeholder(var) => {
+                if let Some(slot) = node.vars.get_mut(var.index()) {
+                    *slot = Some(child);
+                }
+            }
         }
     }
 
@@ -105,8 +118,14 @@ impl TrieBuilder {
 }
 
 impl Trie {
-    /// The smallest rule index whose pattern matches `name`, if any.
-    pub(super) fn first_match(&self, name: &str, steps: &mut usize) -> Option<usize> {
+    /// The smallest rule index whose pattern matches `name`, if any. A placeholder
+    /// segment matches only the caller's own value; without one it matches nothing.
+    pub(super) fn first_match(
+        &self,
+        name: &str,
+        vars: &Placeholders<'_>,
+        steps: &mut usize,
+    ) -> Option<usize> {
         if self.nodes.is_empty() {
             return None;
         }
@@ -135,6 +154,13 @@ impl Trie {
             };
             if let Some(&child) = node.literal.get(*segment) {
                 stack.push((child, pos + 1));
+            }
+            for (slot, value) in node.vars.iter().zip(vars.values()) {
+                if let (Some(child), Some(value)) = (slot, value) {
+                    if value == *segment {
+                        stack.push((*child, pos + 1));
+                    }
+                }
             }
             for &(prefix_len, suffix_len) in &node.glob_shapes {
                 let Some(suffix_start) = segment.len().checked_sub(suffix_len) else {
