@@ -88,6 +88,7 @@ pub fn record(audit: &Audit) -> Option<String> {
         MAX_TEXT_BYTES,
     );
     put(&mut obj, "plan", audit.plan.as_deref(), MAX_TEXT_BYTES);
+    put(&mut obj, "tenant", audit.tenant.as_deref(), MAX_TEXT_BYTES);
     put(
         &mut obj,
         "license",
@@ -304,11 +305,13 @@ mod tests {
         audit.request_client_id = Some("not a ledger field".into());
         audit.requested = vec!["repository:a b:pull".into(), "\u{1}".into()];
         audit.grant = "get";
+        audit.tenant = Some("acme".into());
         let text = record(&audit).unwrap_or_default();
         let v: Value = serde_json::from_str(&text).unwrap_or_default();
         assert_eq!(v["id"], "req-1");
         assert_eq!(v["decision"], "rejected");
         assert_eq!(v["subject"], "alice");
+        assert_eq!(v["tenant"], "acme", "the ledger stores the tenant");
         assert_eq!(v["requested"], json!(["repository:ab:pull"]));
         assert!(v.get("request_client_id").is_none(), "{text}");
         assert!(!text.contains('\n'));
