@@ -352,6 +352,14 @@ mod tests {
         items.iter().map(|s| s.to_string()).collect()
     }
 
+    /// Lists revoking only these licences.
+    fn licences(l: &[&str]) -> RevokedLists {
+        RevokedLists {
+            licenses: set(l),
+            ..RevokedLists::default()
+        }
+    }
+
     #[test]
     fn parses_the_three_formats() {
         assert_eq!(
@@ -384,11 +392,7 @@ mod tests {
             licenses: set(&["lic-1"]),
             ..RevokedLists::default()
         };
-        let remote = set(&["lic-2"]);
-        let remote = RevokedLists {
-            licenses: remote,
-            ..RevokedLists::default()
-        };
+        let remote = licences(&["lic-2"]);
         let known = RemoteList::Known {
             lists: &remote,
             fetched_at: 100,
@@ -409,11 +413,7 @@ mod tests {
     #[test]
     fn stale_list_policy() {
         let inline = RevokedLists::default();
-        let remote = set(&["x"]);
-        let remote = RevokedLists {
-            licenses: remote,
-            ..RevokedLists::default()
-        };
+        let remote = licences(&["x"]);
         let known = RemoteList::Known {
             lists: &remote,
             fetched_at: 100,

@@ -653,26 +653,17 @@ mod tests {
                 .unwrap()
                 .as_bytes()
         );
-        let sk = testkeys::p256_signing();
-        let from_crate = sk.verifying_key().to_public_key_der().unwrap();
-        let key = PublicKey::from_spki_der(from_crate.as_bytes()).unwrap();
-        assert_eq!(key.spki_der(), from_crate.as_bytes());
-        let sk = testkeys::p384_signing();
-        let from_crate = sk.verifying_key().to_public_key_der().unwrap();
-        assert_eq!(
-            PublicKey::from_spki_der(from_crate.as_bytes())
-                .unwrap()
-                .spki_der(),
-            from_crate.as_bytes()
-        );
-        let sk = testkeys::ed25519_signing();
-        let from_crate = sk.verifying_key().to_public_key_der().unwrap();
-        assert_eq!(
-            PublicKey::from_spki_der(from_crate.as_bytes())
-                .unwrap()
-                .spki_der(),
-            from_crate.as_bytes()
-        );
+        for from_crate in [
+            testkeys::p256_signing().verifying_key().to_public_key_der(),
+            testkeys::p384_signing().verifying_key().to_public_key_der(),
+            testkeys::ed25519_signing()
+                .verifying_key()
+                .to_public_key_der(),
+        ] {
+            let from_crate = from_crate.unwrap();
+            let key = PublicKey::from_spki_der(from_crate.as_bytes()).unwrap();
+            assert_eq!(key.spki_der(), from_crate.as_bytes());
+        }
     }
 
     #[test]
