@@ -300,7 +300,7 @@ fn token(envoy: &Envoy, optok: &str, scope: &str) -> (u16, Option<String>, Durat
 
 /// Decisions Envoy counted: issued and rejected (every reason).
 fn counted(envoy: &Envoy) -> (u64, BTreeMap<String, u64>) {
-    let issued = envoy.counter("wasmcustom.registry_token_issued_total");
+    let issued = envoy.issued();
     let reply = envoy.admin_get("/stats?format=json&filter=registry_token_rejected_total");
     let mut rejected = BTreeMap::new();
     for s in reply.json()["stats"]
