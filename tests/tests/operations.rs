@@ -31,10 +31,11 @@ const PUBLIC_PULL: &str = "repository:stella-ops/public/base:pull";
 /// The prefix of the filter's audit lines in Envoy's log.
 const AUDIT_PREFIX: &str = "registry-token-filter: audit ";
 /// The alerts of `deploy/prometheus/registry-token.rules.yaml`.
-const ALERTS: [&str; 5] = [
+const ALERTS: [&str; 6] = [
     "RegistryTokenAlarm",
     "RegistryTokenClientNoise",
     "RegistryTokenIssuanceDropped",
+    "RegistryTokenLedgerDropping",
     "RegistryTokenNothingIssued",
     "RegistryTokenRejections",
 ];
@@ -892,7 +893,7 @@ fn one_audit_line_per_decision_and_no_secret_in_the_log() {
 /// `promtool check rules` passes on the shipped rules; a real Prometheus scraping Envoy's
 /// admin `/stats/prometheus` every second sees `registry_token_issued_total` and
 /// `registry_token_rejected_total{reason="plan_denied"}` by their exact names with the
-/// values this test caused, loads the rules file (its five alerts listed by
+/// values this test caused, loads the rules file (its six alerts listed by
 /// `/api/v1/rules`), and `RegistryTokenRejections` fires for `plan_denied`.
 #[test]
 fn prometheus_scrapes_the_counters_and_loads_the_rules() {
