@@ -10,7 +10,7 @@ use registry_token_ledger::db::Db;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scenario_on_postgres() {
-    let pg = common::Postgres::start();
+    let pg = common::postgres::Postgres::start();
     common::scenario::run(&pg.url).await;
 
     // Same live schema as SQLite: table and column names.
