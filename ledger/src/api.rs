@@ -494,11 +494,7 @@ async fn list_issuances(
     if wants_csv(&headers) {
         return Ok(csv_response(&items, next.as_deref()));
     }
-    Ok((
-        [(header::CACHE_CONTROL, "no-store")],
-        Json(json!({"items": items, "next_cursor": next})),
-    )
-        .into_response())
+    Ok(no_store_json(json!({"items": items, "next_cursor": next})))
 }
 
 async fn get_issuance(
@@ -522,7 +518,7 @@ async fn get_issuance(
     if wants_csv(&headers) {
         return Ok(csv_response(std::slice::from_ref(&item), None));
     }
-    Ok(([(header::CACHE_CONTROL, "no-store")], Json(item)).into_response())
+    Ok(no_store_json(item))
 }
 
 // ---- revocations ------------------------------------------------------------------------
@@ -604,11 +600,7 @@ async fn list_revocations(
         .revocations(all)
         .await
         .map_err(|e| ApiError::internal("listing revocations", e))?;
-    Ok((
-        [(header::CACHE_CONTROL, "no-store")],
-        Json(json!({"items": items})),
-    )
-        .into_response())
+    Ok(no_store_json(json!({"items": items})))
 }
 
 async fn delete_revocation(
@@ -677,11 +669,12 @@ async fn revocation_events(
         .revocation_events(limit)
         .await
         .map_err(|e| ApiError::internal("listing revocation events", e))?;
-    Ok((
-        [(header::CACHE_CONTROL, "no-store")],
-        Json(json!({"items": items})),
-    )
-        .into_response())
+    Ok(no_store_json(json!({"items": items})))
+}
+
+/// A JSON answer that no cache may keep (every answer of this API is about live data).
+fn no_store_json(body: impl serde::Serialize) -> Response {
+    ([(header::CACHE_CONTROL, "no-store")], Json(body)).into_response()
 }
 
 async fn feed(State(state): State<Shared>, headers: HeaderMap) -> Result<Response, ApiError> {
@@ -702,11 +695,7 @@ async fn feed(State(state): State<Shared>, headers: HeaderMap) -> Result<Respons
         doc.insert(key.to_string(), json!(values));
     }
     doc.insert("generatedAt".into(), json!(db::now()));
-    Ok((
-        [(header::CACHE_CONTROL, "no-store")],
-        Json(Value::Object(doc)),
-    )
-        .into_response())
+    Ok(no_store_json(Value::Object(doc)))
 }
 
 #[cfg(test)]
