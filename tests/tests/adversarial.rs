@@ -417,3 +417,38 @@ fn a_configuration_without_allowed_services_is_refused() {
     let log = gateway_failure(&config, ConfigForm::StringValue, &keys, EnvoyOptions::new());
     assert!(log.contains("registry.allowedServices"), "{log}");
 }
+
+/// No plan at all (no `stellaops:plan`, no `defaultPlan`) and a plan not in the catalogue
+/// are two refusals with their own labels (both 403); a token naming a real plan still
+/// gets one.
+#[test]
+fn missing_and_unknown_plans_have_their_own_reasons() {
+    let g = Gateway::start(|c| {
+        c.as_object_mut().map(|o| o.remove("defaultPlan"));
+    });
+    let path = token_path(SERVICE, &[PULL]);
+    for (plan, reason) in [(None, "missing_plan"), (Some("platinum"), "unknown_plan")] {
+        let before = counter(&g.envoy, reason);
+        let token = optok(&g.keys, |s| s.plan = plan.map(str::to_owned));
+        let reply = g.get(&path, &[("authorization", &bearer(&token))]);
+        assert_eq!(reply.status, 403, "{reason}: {reply:?}");
+        assert_eq!(
+            problem_type(&reply),
+            format!("urn:registry-token-filter:error:{reason}"),
+            "{reply:?}"
+        );
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while counter(&g.envoy, reason) < before + 1.0 && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        assert_eq!(
+            counter(&g.envoy, reason),
+            before + 1.0,
+            "{reason} counted once"
+        );
+    }
+    let token = optok(&g.keys, |s| s.plan = Some("community".into()));
+    let reply = g.get(&path, &[("authorization", &bearer(&token))]);
+    assert_eq!(reply.status, 200, "{reply:?}");
+    g.assert_no_trap();
+}
