@@ -1566,8 +1566,7 @@ impl Report<'_> {
             o,
             "| ceiling | work per request | answers/s | p50 | p99 |\n|---|---|---:|---:|---:|"
         );
-        for (key, ops, what) in CRYPTO_CEILINGS {
-            let _ = ops;
+        for (key, _, what) in CRYPTO_CEILINGS {
             match self.crypto.iter().find(|(k, _)| *k == key).map(|(_, r)| r) {
                 Some(Ok(m)) => {
                     let r = &m.result;
