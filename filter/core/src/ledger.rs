@@ -192,26 +192,82 @@ pub struct Segment {
 }
 
 impl Segment {
-    /// `seq first_ms sealed` then one record per line.
+    /// `seq first_ms sealed count` then one record per line.
     pub fn to_bytes(&self) -> Vec<u8> {
-        let mut out = format!("{} {} {}", self.seq, self.first_ms, u8::from(self.sealed));
+        let head = SegmentHead {
+            seq: self.seq,
+            first_ms: self.first_ms,
+            sealed: self.sealed,
+            count: self.records.len(),
+        };
+        let mut out = head.line().into_bytes();
         for r in &self.records {
-            out.push('\n');
-            out.push_str(r);
+            out.push(b'\n');
+            out.extend_from_slice(r.as_bytes());
         }
-        out.into_bytes()
+        out
     }
 
-    /// Parses [`Segment::to_bytes`]; `None` for anything else.
+    /// Parses [`Segment::to_bytes`]; `None` for anything else (a count that is not the
+    /// number of records included).
     pub fn from_bytes(bytes: &[u8]) -> Option<Segment> {
-        let text = std::str::from_utf8(bytes).ok()?;
-        let mut lines = text.split('\n');
-        let mut head = lines.next()?.split(' ');
-        let (seq, first, sealed) = (head.next()?, head.next()?, head.next()?);
-        if head.next().is_some() {
+        let (head, body) = SegmentHead::read(bytes)?;
+        let text = std::str::from_utf8(body).ok()?;
+        let records: Vec<String> = match text.strip_prefix('\n') {
+            Some(rest) => rest.split('\n').map(str::to_string).collect(),
+            None if text.is_empty() => Vec::new(),
+            None => return None,
+        };
+        (records.len() == head.count).then_some(Segment {
+            seq: head.seq,
+            first_ms: head.first_ms,
+            sealed: head.sealed,
+            records,
+        })
+    }
+}
+
+/// The first line of a [`Segment`]'s bytes, read and rewritten without touching the
+/// records: the request path appends one record, or seals the segment, in O(1) work
+/// beyond copying the bytes (parsing and re-serialising every record of the segment on
+/// every append made the ledger cost each `/token` answer tens of microseconds).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SegmentHead {
+    /// [`Segment::seq`].
+    pub seq: u64,
+    /// [`Segment::first_ms`].
+    pub first_ms: u64,
+    /// [`Segment::sealed`].
+    pub sealed: bool,
+    /// Number of records.
+    pub count: usize,
+}
+
+impl SegmentHead {
+    /// The head line: `seq first_ms sealed count`.
+    fn line(&self) -> String {
+        format!(
+            "{} {} {} {}",
+            self.seq,
+            self.first_ms,
+            u8::from(self.sealed),
+            self.count
+        )
+    }
+
+    /// Splits a segment's bytes into its head and the rest (`\n`-prefixed records).
+    pub fn read(bytes: &[u8]) -> Option<(SegmentHead, &[u8])> {
+        let end = bytes
+            .iter()
+            .position(|&b| b == b'\n')
+            .unwrap_or(bytes.len());
+        let line = std::str::from_utf8(&bytes[..end]).ok()?;
+        let mut f = line.split(' ');
+        let (seq, first, sealed, count) = (f.next()?, f.next()?, f.next()?, f.next()?);
+        if f.next().is_some() {
             return None;
         }
-        Some(Segment {
+        let head = SegmentHead {
             seq: seq.parse().ok()?,
             first_ms: first.parse().ok()?,
             sealed: match sealed {
@@ -219,8 +275,25 @@ impl Segment {
                 "1" => true,
                 _ => return None,
             },
-            records: lines.map(str::to_string).collect(),
-        })
+            count: count.parse().ok()?,
+        };
+        // An empty segment has nothing after its head; records start with a newline.
+        ((head.count == 0) == (end == bytes.len())).then_some((head, &bytes[end..]))
+    }
+
+    /// This head followed by `records` (the rest of [`SegmentHead::read`]) and, when
+    /// given, one more record (which must not hold a newline).
+    pub fn write(&self, records: &[u8], more: Option<&str>) -> Vec<u8> {
+        let line = self.line();
+        let extra = more.map_or(0, |m| m.len() + 1);
+        let mut out = Vec::with_capacity(line.len() + records.len() + extra);
+        out.extend_from_slice(line.as_bytes());
+        out.extend_from_slice(records);
+        if let Some(m) = more {
+            out.push(b'\n');
+            out.extend_from_slice(m.as_bytes());
+        }
+        out
     }
 }
 
@@ -330,6 +403,61 @@ mod tests {
         assert_eq!(v["id"].as_str().map(str::len), Some(256));
     }
 
+    /// Appending and sealing through [`SegmentHead`] give exactly the bytes of the
+    /// parsed [`Segment`] changed the same way.
+    #[test]
+    fn head_rewrites_match_the_parsed_segment() {
+        let mut seg = Segment {
+            seq: 9,
+            first_ms: 0,
+            sealed: false,
+            records: vec![],
+        };
+        let mut bytes = seg.to_bytes();
+        for (i, record) in ["{\"id\":\"a\"}", "{}", "{\"s\":\"x y\"}"]
+            .iter()
+            .enumerate()
+        {
+            let (head, rest) = SegmentHead::read(&bytes).unwrap();
+            assert_eq!(head.count, i);
+            let next = SegmentHead {
+                count: head.count + 1,
+                first_ms: if head.count == 0 { 1000 } else { head.first_ms },
+                ..head
+            };
+            bytes = next.write(rest, Some(record));
+            seg.records.push((*record).to_string());
+            seg.first_ms = 1000;
+            assert_eq!(bytes, seg.to_bytes());
+            assert_eq!(Segment::from_bytes(&bytes).as_ref(), Some(&seg));
+        }
+        let (head, rest) = SegmentHead::read(&bytes).unwrap();
+        let sealed = SegmentHead {
+            sealed: true,
+            ..head
+        }
+        .write(rest, None);
+        seg.sealed = true;
+        assert_eq!(sealed, seg.to_bytes());
+        // A slot reused by a newer segment: a fresh head and no records.
+        let fresh = SegmentHead {
+            seq: 10,
+            first_ms: 5,
+            sealed: false,
+            count: 1,
+        }
+        .write(&[], Some("{}"));
+        assert_eq!(
+            Segment::from_bytes(&fresh),
+            Some(Segment {
+                seq: 10,
+                first_ms: 5,
+                sealed: false,
+                records: vec!["{}".into()],
+            })
+        );
+    }
+
     #[test]
     fn codecs_round_trip_and_refuse_garbage() {
         let m = Meta { head: 3, tail: 7 };
@@ -351,6 +479,11 @@ mod tests {
         };
         assert_eq!(Segment::from_bytes(b"1 0"), None);
         assert_eq!(Segment::from_bytes(&empty.to_bytes()), Some(empty));
+        // The count must be the number of records; the old three-field head is refused.
+        assert_eq!(Segment::from_bytes(b"1 0 0 2\n{}"), None);
+        assert_eq!(Segment::from_bytes(b"1 0 0 0\n{}"), None);
+        assert_eq!(Segment::from_bytes(b"1 0 0\n{}"), None);
+        assert_eq!(SegmentHead::read(b"1 0 0 1"), None);
         let l = FlushLease {
             until_ms: 5,
             failures: 2,

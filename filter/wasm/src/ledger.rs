@@ -16,7 +16,7 @@
 use std::time::Duration;
 
 use registry_token_core::config::LedgerConfig;
-use registry_token_core::ledger::{self, BufferKeys, FlushLease, Meta, Segment};
+use registry_token_core::ledger::{self, BufferKeys, FlushLease, Meta, Segment, SegmentHead};
 use registry_token_core::remote;
 
 use crate::host::{Host, SharedData, SharedError};
@@ -133,25 +133,66 @@ impl LedgerBuffer {
         }
     }
 
-    /// Appends one record (JSON text without a newline) at `now_ms`.
+    /// The bytes in the slot of segment `seq`, split as [`SegmentHead::read`] does (a
+    /// fresh empty head when the slot holds an older segment), and the slot's CAS; the
+    /// records are not parsed.
+    fn raw_segment(
+        &self,
+        host: &impl SharedData,
+        seq: u64,
+    ) -> Result<(SegmentHead, Vec<u8>, usize, u32), String> {
+        match host.get_shared(&self.keys.segment(seq % self.slots)) {
+            Ok((Some(b), Some(cas))) => {
+                let (head, rest) = SegmentHead::read(&b)
+                    .ok_or_else(|| "ledger buffer segment unreadable".to_string())?;
+                let at = b.len() - rest.len();
+                if head.seq == seq {
+                    Ok((head, b, at, cas))
+                } else if head.seq > seq {
+                    // Our bookkeeping was read before the ring moved on.
+                    Err(STALE.to_string())
+                } else {
+                    let fresh = SegmentHead {
+                        seq,
+                        first_ms: 0,
+                        sealed: false,
+                        count: 0,
+                    };
+                    let at = b.len();
+                    Ok((fresh, b, at, cas))
+                }
+            }
+            Ok(_) => Err("ledger buffer segment missing".to_string()),
+            Err(e) => Err(format!("{e:?}")),
+        }
+    }
+
+    /// Appends one record (JSON text without a newline) at `now_ms`: the tail segment's
+    /// bytes gain one line and a new head, without parsing the records already there.
     pub fn append(&self, host: &impl SharedData, record: &str, now_ms: u64) -> Append {
         for _ in 0..CAS_ATTEMPTS {
             let (meta, meta_cas) = match self.meta(host) {
                 Ok(m) => m,
                 Err(why) => return Append::Failed(why),
             };
-            let (mut seg, seg_cas) = match self.segment(host, meta.tail) {
+            let (head, bytes, at, seg_cas) = match self.raw_segment(host, meta.tail) {
                 Ok(s) => s,
                 Err(why) if why == STALE => continue,
                 Err(why) => return Append::Failed(why),
             };
+            let records = &bytes[at..];
             let key = self.keys.segment(meta.tail % self.slots);
-            if !seg.sealed && seg.records.len() < self.batch {
-                if seg.records.is_empty() {
-                    seg.first_ms = now_ms;
-                }
-                seg.records.push(record.to_string());
-                match host.set_shared(&key, &seg.to_bytes(), Some(seg_cas)) {
+            if !head.sealed && head.count < self.batch {
+                let next = SegmentHead {
+                    first_ms: if head.count == 0 {
+                        now_ms
+                    } else {
+                        head.first_ms
+                    },
+                    count: head.count + 1,
+                    ..head
+                };
+                match host.set_shared(&key, &next.write(records, Some(record)), Some(seg_cas)) {
                     Ok(()) => return Append::Queued,
                     Err(SharedError::CasMismatch) => continue,
                     Err(SharedError::Host(why)) => return Append::Failed(why),
@@ -163,9 +204,12 @@ impl LedgerBuffer {
             if meta.tail + 2 - meta.head > self.max_segments {
                 return Append::Full;
             }
-            if !seg.sealed {
-                seg.sealed = true;
-                match host.set_shared(&key, &seg.to_bytes(), Some(seg_cas)) {
+            if !head.sealed {
+                let sealed = SegmentHead {
+                    sealed: true,
+                    ..head
+                };
+                match host.set_shared(&key, &sealed.write(records, None), Some(seg_cas)) {
                     Ok(()) => {}
                     Err(SharedError::CasMismatch) => continue,
                     Err(SharedError::Host(why)) => return Append::Failed(why),
@@ -190,8 +234,8 @@ impl LedgerBuffer {
             return 0;
         };
         let len = |seq| {
-            self.segment(host, seq)
-                .map(|(s, _)| s.records.len() as u64)
+            self.raw_segment(host, seq)
+                .map(|(h, ..)| h.count as u64)
                 .unwrap_or(0)
         };
         if meta.head == meta.tail {
