@@ -206,7 +206,7 @@ load: loadgen
 # The whole comparison on this machine (about 10 minutes; the machine should be idle):
 # writes docs/PERFORMANCE.md and docs/performance-latency.png.
 # A quick look: BENCH_ARGS="--seconds 3 --soak 30 --sweep-seconds 3 --optoks 3000".
-bench: deps wasm loadgen probe
+bench: deps apt-deps wasm loadgen probe $(LEDGER)
 	@command -v gnuplot >/dev/null || { \
 	  echo "installing Debian package: gnuplot-nox"; \
 	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \

@@ -42,6 +42,9 @@ impl ForeignCall for EnvoyForeign {
     }
 }
 
+/// The shared-data key of `shared:cas`.
+const SHARED_KEY: &str = "registry-token-probe/shared";
+
 /// One piece of signature work.
 enum Op {
     Verify {
@@ -50,6 +53,13 @@ enum Op {
         signature: Vec<u8>,
     },
     Sign(Box<PrivateKey>),
+    /// `shared:cas`: one shared-data read and one compare-and-swap write of a 512-byte
+    /// value (what the ledger's append and the DPoP replay record do per request).
+    SharedCas,
+    /// `shared:get`: the read alone.
+    SharedGet,
+    /// `shared:set`: an unconditional write alone.
+    SharedSet,
 }
 
 struct Work {
@@ -72,6 +82,28 @@ impl Work {
                 Op::Sign(key) => {
                     crypto.sign(key, &self.message).map_err(|e| e.to_string())?;
                 }
+                Op::SharedGet => {
+                    proxy_wasm::hostcalls::get_shared_data(SHARED_KEY)
+                        .map_err(|s| format!("get_shared_data: {s:?}"))?;
+                }
+                Op::SharedSet => {
+                    proxy_wasm::hostcalls::set_shared_data(
+                        SHARED_KEY,
+                        Some(&self.message[..512.min(self.message.len())]),
+                        None,
+                    )
+                    .map_err(|s| format!("set_shared_data: {s:?}"))?;
+                }
+                Op::SharedCas => {
+                    let (_, cas) = proxy_wasm::hostcalls::get_shared_data(SHARED_KEY)
+                        .map_err(|s| format!("get_shared_data: {s:?}"))?;
+                    proxy_wasm::hostcalls::set_shared_data(
+                        SHARED_KEY,
+                        Some(&self.message[..512.min(self.message.len())]),
+                        cas,
+                    )
+                    .map_err(|s| format!("set_shared_data: {s:?}"))?;
+                }
             }
         }
         Ok(())
@@ -91,6 +123,16 @@ fn configure(config: &[u8], crypto: &HostCrypto<EnvoyForeign>) -> Result<Work, S
     let mut ops = Vec::new();
     for op in v["ops"].as_array().ok_or("ops is missing")? {
         let op = op.as_str().ok_or("ops: strings")?;
+        let shared = match op {
+            "shared:cas" => Some(Op::SharedCas),
+            "shared:get" => Some(Op::SharedGet),
+            "shared:set" => Some(Op::SharedSet),
+            _ => None,
+        };
+        if let Some(shared) = shared {
+            ops.push(shared);
+            continue;
+        }
         let key = match op.rsplit(':').next() {
             Some("RS256") => pem("rsaKeyPem")?,
             Some("ES256") => pem("ecKeyPem")?,

@@ -1,7 +1,8 @@
 //! A throw-away PostgreSQL cluster (Debian's PostgreSQL 15: initdb and pg_ctl in a
 //! temporary directory, as the `postgres` user when run as root, unix socket only),
 //! stopped on drop. Shared by the ledger's own tests and the e2e suite
-//! `tests/tests/ledger.rs` (which includes this file): std and `tempfile` only.
+//! `tests/tests/ledger.rs` and `make bench` (tools/loadgen, which include this file): std
+//! and `tempfile` only, and no panic outside [`Postgres::start`].
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -58,25 +59,37 @@ pub struct Postgres {
 }
 
 impl Postgres {
-    /// Starts the cluster or panics (a test that needs it must fail, not skip).
+    /// Starts the cluster for a test (fsync off) or panics: a test that needs it must fail,
+    /// not skip.
+    #[allow(dead_code, clippy::panic)]
     pub fn start() -> Postgres {
-        assert!(
-            pg_bin().join("initdb").exists(),
-            "PostgreSQL is not installed in /usr/lib/postgresql (make apt-deps installs it)"
-        );
+        Postgres::try_start(false).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Starts the cluster; `durable` keeps PostgreSQL's default `fsync` and
+    /// `full_page_writes` (a benchmark's figure), otherwise both are off (tests).
+    pub fn try_start(durable: bool) -> Result<Postgres, String> {
+        if !pg_bin().join("initdb").exists() {
+            return Err(
+                "PostgreSQL is not installed in /usr/lib/postgresql (make apt-deps installs it)"
+                    .into(),
+            );
+        }
         let dir = tempfile::Builder::new()
             .prefix("ledger-pg-")
             .tempdir()
-            .expect("tempdir");
+            .map_err(|e| format!("tempdir: {e}"))?;
         let as_postgres = is_root();
         if as_postgres {
             let ok = Command::new("chown")
                 .args(["-R", "postgres:postgres"])
                 .arg(dir.path())
                 .status()
-                .expect("chown")
+                .map_err(|e| format!("chown: {e}"))?
                 .success();
-            assert!(ok, "chown of the PostgreSQL directory failed");
+            if !ok {
+                return Err("chown of the PostgreSQL directory failed".into());
+            }
         }
         let data = dir.path().join("data");
         let out = pg_command("initdb", as_postgres, dir.path())
@@ -93,13 +106,14 @@ impl Postgres {
                 "--no-sync",
             ])
             .output()
-            .expect("run initdb");
-        assert!(
-            out.status.success(),
-            "initdb failed: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+            .map_err(|e| format!("run initdb: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "initdb failed: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
         let pg = Postgres {
             url: format!(
                 "postgres://postgres@localhost/postgres?host={}&port=5432",
@@ -109,10 +123,13 @@ impl Postgres {
             dir,
             as_postgres,
         };
-        let opts = format!(
-            "-k {} -c listen_addresses='' -p 5432 -c fsync=off -c full_page_writes=off",
+        let mut opts = format!(
+            "-k {} -c listen_addresses='' -p 5432",
             pg.dir.path().display()
         );
+        if !durable {
+            opts.push_str(" -c fsync=off -c full_page_writes=off");
+        }
         let log = pg.dir.path().join("server.log");
         let out = pg_command("pg_ctl", as_postgres, pg.dir.path())
             .arg("-D")
@@ -121,15 +138,16 @@ impl Postgres {
             .arg(&log)
             .arg("start")
             .output()
-            .expect("run pg_ctl start");
-        assert!(
-            out.status.success(),
-            "pg_ctl start failed: {}{}\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr),
-            std::fs::read_to_string(&log).unwrap_or_default()
-        );
-        pg
+            .map_err(|e| format!("run pg_ctl start: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "pg_ctl start failed: {}{}\n{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr),
+                std::fs::read_to_string(&log).unwrap_or_default()
+            ));
+        }
+        Ok(pg)
     }
 }
 

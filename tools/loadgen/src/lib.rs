@@ -6,4 +6,5 @@ pub mod args;
 pub mod envoy;
 pub mod http;
 pub mod jose;
+pub mod ledger;
 pub mod load;

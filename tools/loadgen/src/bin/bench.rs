@@ -7,7 +7,8 @@
 //!       [--work target/bench] [--envoy .venv/bin/envoy]
 //!       [--wasm target/wasm32-wasip1/release/registry_token_filter.wasm] [--strict]
 //!       [--probe target/wasm32-wasip1/release/registry_token_crypto_probe.wasm]
-//!       [--only ceiling,crypto,rs256,es256,dpop-rs256,dpop-es256,reuse,mtls,password,refresh,rules-10k,rules-10k-tenant,hostile,cheap,sweep,soak]
+//!       [--only ceiling,crypto,rs256,es256,es256-ledger,dpop-rs256,dpop-es256,reuse,mtls,password,refresh,rules-10k,rules-10k-tenant,hostile,cheap,ingest,sweep,soak]
+//!       [--ledger target/release/registry-token-ledger]
 //! ```
 //!
 //! Envoy runs with `--concurrency 1` pinned to CPU 0, `openssl speed` on CPU 0 too, the
@@ -28,6 +29,9 @@ use registry_token_loadgen::args::Args;
 use registry_token_loadgen::envoy::{pin_self, EnvoyProc};
 use registry_token_loadgen::http::{self, Target};
 use registry_token_loadgen::jose::{b64, sha256, AuthorityKey, OpTokClaims};
+use registry_token_loadgen::ledger::{
+    self as ledger_bench, postgres::Postgres, IngestResult, LedgerProc,
+};
 use registry_token_loadgen::load::{self, Mode, OpTokPool, RunResult, RunSpec, Workload};
 use serde_json::{json, Value};
 
@@ -54,12 +58,20 @@ const PROBE_TEMPLATE: &str = include_str!("../../../../bench/envoy/probe.yaml.in
 const CRYPTO_CEILING_TARGET: f64 = 0.85;
 /// Target: the refresh grant at least this many times the password grant (RS256 mint).
 const REFRESH_OVER_PASSWORD_TARGET: f64 = 1.5;
+/// Target: the gateway with the ledger on at least this fraction of without.
+const LEDGER_ON_TARGET: f64 = 0.9;
+/// The gateways' ingest secret of the bench ledger (a bench-only value).
+const LEDGER_SECRET: &str = "bench-ledger-ingest-secret-0123456789abcdef";
+/// Ingest load: concurrent POSTs (gateways, each of which has one batch in flight at a
+/// time) and records per batch (the filter's default `ledger.batchSize`).
+const INGEST_CONNECTIONS: usize = 4;
+const INGEST_BATCH: usize = 100;
 /// The refresh-token secret of the `refresh` scenario (a bench-only value).
 const REFRESH_SECRET: &str = "bench-refresh-token-secret-0123456789abcdef";
 
 /// The in-Envoy crypto ceilings: the probe module (`bench/probe`) doing only the
 /// signature work of a path through Envoy's `sign`/`verify_signature`, per request.
-const CRYPTO_CEILINGS: [(&str, &[&str], &str); 5] = [
+const CRYPTO_CEILINGS: [(&str, &[&str], &str); 6] = [
     (
         "crypto-rs",
         &["verify:RS256", "sign:RS256"],
@@ -84,6 +96,11 @@ const CRYPTO_CEILINGS: [(&str, &[&str], &str); 5] = [
         "crypto-sign-rs",
         &["sign:RS256"],
         "sign RS256 (token) only: the refresh grant (its HMAC is not signature work)",
+    ),
+    (
+        "crypto-es-shared",
+        &["verify:RS256", "sign:ES256", "shared:cas"],
+        "`crypto-es` + one shared-data read and compare-and-swap write of 512 bytes (not a ceiling: what one such pair costs, as the ledger's append or the DPoP replay record does per request)",
     ),
 ];
 
@@ -256,7 +273,12 @@ struct Scenario {
     /// OpToks' `client_id`, `loadgen`, through `authority.tenantClaim`, so the shared
     /// OpTok pool needs no extra claim).
     tenant: bool,
+    /// Every decision delivered to a real ledger (SQLite) through an Envoy cluster.
+    ledger: bool,
 }
+
+/// The Envoy cluster of the bench ledger.
+const LEDGER_CLUSTER: &str = "ledger";
 
 /// The tenant every OpTok of the pool names (its `client_id`).
 const BENCH_TENANT: &str = "loadgen";
@@ -271,6 +293,7 @@ fn scenarios() -> Vec<Scenario> {
         rules,
         optoks,
         tenant: false,
+        ledger: false,
     };
     vec![
         s(
@@ -291,6 +314,18 @@ fn scenarios() -> Vec<Scenario> {
             BASE_RULES,
             0,
         ),
+        Scenario {
+            ledger: true,
+            ..s(
+                "es256-ledger",
+                "ES256 mint (Bearer, unbound RS256 OpTok), ledger on: every decision delivered to the ledger (SQLite)",
+                Mode::Bearer,
+                Mint::Es256,
+                0,
+                BASE_RULES,
+                0,
+            )
+        },
         s(
             "dpop-rs256",
             "DPoP-bound, RS256 mint (RS256 OpTok + ES256 proof + RS256 mint)",
@@ -437,6 +472,13 @@ fn plugin_config(m: &Material, sc: &Scenario) -> Value {
         "plans": [{"name": "bench", "repositories": rules}],
         "defaultPlan": "bench"
     });
+    if sc.ledger {
+        config["ledger"] = json!({
+            "cluster": LEDGER_CLUSTER,
+            "headers": {"authorization": format!("Bearer {LEDGER_SECRET}")},
+            "gateway": "bench"
+        });
+    }
     if sc.mode == Mode::Refresh {
         config["refreshTokens"] = json!({"lifetimeSeconds": 86_400, "secrets": [REFRESH_SECRET]});
     }
@@ -538,6 +580,8 @@ struct Measured {
     before: Snapshot,
     after: Snapshot,
     live_proofs: u64,
+    /// With the ledger on: its rows, and the decisions Envoy counted (warm-up included).
+    ledger_rows: Option<(u64, u64)>,
 }
 
 impl Measured {
@@ -632,7 +676,71 @@ fn target_for(ctx: &Ctx, m: &Material, port: u16, mode: Mode) -> Result<Target, 
     Ok(t)
 }
 
-fn start_token_envoy(ctx: &Ctx, m: &Material, sc: &Scenario) -> Result<EnvoyProc, String> {
+/// A new SQLite database URL under the work directory (any older file removed).
+fn fresh_sqlite(work: &Path, name: &str) -> Result<String, String> {
+    let file = work.join(format!("ledger-{name}.db"));
+    for suffix in ["", "-wal", "-shm"] {
+        let f = PathBuf::from(format!("{}{suffix}", file.display()));
+        if f.exists() {
+            std::fs::remove_file(&f).map_err(|e| format!("{}: {e}", f.display()))?;
+        }
+    }
+    Ok(format!("sqlite://{}", file.display()))
+}
+
+/// The ledger on `database`, trusting the bench Authority's keys, on `cpu`.
+fn start_bench_ledger(
+    ctx: &Ctx,
+    m: &Material,
+    bin: &Path,
+    database: &str,
+    cpu: Option<usize>,
+) -> Result<LedgerProc, String> {
+    let bin = std::fs::canonicalize(bin).map_err(|e| {
+        format!(
+            "{}: {e} (cargo build --release -p registry-token-ledger)",
+            bin.display()
+        )
+    })?;
+    let jwks = ctx.work.join("ledger-jwks.json");
+    std::fs::write(&jwks, m.jwks.to_string()).map_err(|e| format!("{}: {e}", jwks.display()))?;
+    LedgerProc::start(&bin, database, ISSUER, &jwks, LEDGER_SECRET, cpu)
+}
+
+/// Waits (at most 30 s) until the ledger holds a row per decision Envoy counted by
+/// `after`; returns (rows, decisions).
+fn ledger_rows(l: &LedgerProc, after: &Snapshot) -> Result<(u64, u64), String> {
+    let decisions = after.issued() + after.rejected_total();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let rows = l.ingested()?;
+        if rows >= decisions || Instant::now() > deadline {
+            return Ok((rows, decisions));
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// One database's ingest run.
+struct Ingest {
+    result: IngestResult,
+    /// Records in 2xx batches, warm-up included.
+    acknowledged: u64,
+    /// `ledger_ingested_records_total` afterwards.
+    rows: u64,
+}
+
+/// The Envoy of a scenario; `ledger`: the ledger its records go to.
+fn start_token_envoy(
+    ctx: &Ctx,
+    m: &Material,
+    sc: &Scenario,
+    ledger: Option<&LedgerProc>,
+) -> Result<EnvoyProc, String> {
+    let clusters = match ledger {
+        Some(l) => format!("  clusters:\n{}", l.cluster_yaml(LEDGER_CLUSTER)),
+        None => String::new(),
+    };
     let tls = if sc.mode == Mode::Mtls {
         TLS_TEMPLATE.replace("{{DIR}}", &ctx.work.display().to_string())
     } else {
@@ -647,6 +755,7 @@ fn start_token_envoy(ctx: &Ctx, m: &Material, sc: &Scenario) -> Result<EnvoyProc
             ("WASM_PATH", ctx.wasm.display().to_string()),
             ("PLUGIN_CONFIG", plugin_config(m, sc).to_string()),
             ("TRANSPORT_SOCKET", tls),
+            ("CLUSTERS", clusters),
         ],
         ctx.envoy_cpu,
     )
@@ -724,6 +833,7 @@ fn measure(
         result,
         before,
         after,
+        ledger_rows: None,
     })
 }
 
@@ -876,6 +986,7 @@ fn main() {
         "speed-seconds",
         "only",
         "probe",
+        "ledger",
     ];
     let unknown = args.unknown(&known);
     if !unknown.is_empty() {
@@ -906,6 +1017,7 @@ fn main() {
         "probe",
         "target/wasm32-wasip1/release/registry_token_crypto_probe.wasm",
     ));
+    let ledger_bin = PathBuf::from(args.str("ledger", "target/release/registry-token-ledger"));
     let command = std::env::var("BENCH_COMMAND").unwrap_or_else(|_| {
         format!(
             "bench {}",
@@ -1015,7 +1127,7 @@ fn main() {
 
     // The in-Envoy crypto ceilings: what each path's signature work alone allows.
     let mut crypto: Vec<(&'static str, Result<Measured, String>)> = Vec::new();
-    if want("crypto") {
+    if want("crypto") || CRYPTO_CEILINGS.iter().any(|(k, ..)| want(k)) {
         step("in-Envoy crypto ceilings: the probe module, signature work only (sign/verify_signature)");
         let probe = std::fs::canonicalize(&probe).unwrap_or_else(|e| {
             die(&format!(
@@ -1024,6 +1136,9 @@ fn main() {
             ))
         });
         for (key, ops, _) in CRYPTO_CEILINGS {
+            if !want("crypto") && !want(key) {
+                continue;
+            }
             let r = (|| -> Result<Measured, String> {
                 let e = start_probe_envoy(&ctx, &material, &probe, key, ops)?;
                 let result = run_plain(&ctx, &material, e.port, pools.bearer.clone(), seconds)?;
@@ -1057,9 +1172,23 @@ fn main() {
     let mut results: Vec<(Scenario, Result<Measured, String>)> = Vec::new();
     for sc in scenarios().into_iter().filter(|s| want(s.key)) {
         let r = (|| -> Result<Measured, String> {
-            let e = start_token_envoy(&ctx, &material, &sc)?;
+            // The ledger on the load generator's CPU: a service of its own, not the
+            // gateway's work.
+            let ledger = if sc.ledger {
+                let db = fresh_sqlite(&ctx.work, sc.key)?;
+                Some(start_bench_ledger(
+                    &ctx,
+                    &material,
+                    &ledger_bin,
+                    &db,
+                    client_cpu,
+                )?)
+            } else {
+                None
+            };
+            let e = start_token_envoy(&ctx, &material, &sc, ledger.as_ref())?;
             let target = target_for(&ctx, &material, e.port, sc.mode)?;
-            measure(
+            let mut m = measure(
                 &ctx,
                 sc.mode,
                 &target,
@@ -1071,11 +1200,21 @@ fn main() {
                 None,
                 4000,
                 true,
-            )
+            )?;
+            if let Some(l) = &ledger {
+                m.ledger_rows = Some(ledger_rows(l, &m.after)?);
+            }
+            Ok(m)
         })();
         match &r {
             Ok(m) => {
                 print_line(sc.key, sc.mode, m);
+                if let Some((rows, decisions)) = m.ledger_rows {
+                    println!(
+                        "    {:<12} ledger rows {rows} for {decisions} decisions Envoy counted",
+                        ""
+                    );
+                }
                 if !m.refusals_as_expected(sc.mode) {
                     println!(
                         "    {:<12} UNEXPECTED answers: not every one a 401 {:?}",
@@ -1088,6 +1227,62 @@ fn main() {
         }
         results.push((sc, r));
     }
+    // The ledger's sustained ingest rate on each database.
+    let mut ingest: Vec<(&'static str, Result<Ingest, String>)> = Vec::new();
+    if want("ingest") {
+        step(&format!(
+            "ledger ingest: {INGEST_CONNECTIONS} connections POST batches of {INGEST_BATCH} records, {seconds} s after {WARMUP_SECONDS} s of warm-up"
+        ));
+        for db in ["SQLite", "PostgreSQL"] {
+            let r = (|| -> Result<Ingest, String> {
+                // Declared first, dropped last: the cluster outlives its ledger.
+                let mut pg: Option<Postgres> = None;
+                let url = if db == "SQLite" {
+                    fresh_sqlite(&ctx.work, "ingest")?
+                } else {
+                    let p = Postgres::try_start(true)?;
+                    let url = p.url.clone();
+                    pg = Some(p);
+                    url
+                };
+                let l = start_bench_ledger(&ctx, &material, &ledger_bin, &url, envoy_cpu)?;
+                let run = |name: &str, secs: u64| {
+                    ledger_bench::ingest_load(
+                        &l.target,
+                        LEDGER_SECRET,
+                        &format!("{name}-{db}-{}", std::process::id()),
+                        INGEST_CONNECTIONS,
+                        INGEST_BATCH,
+                        Duration::from_secs(secs),
+                    )
+                };
+                let warm = run("warm", WARMUP_SECONDS);
+                let result = run("run", seconds);
+                let rows = l.ingested()?;
+                drop(l);
+                drop(pg);
+                Ok(Ingest {
+                    acknowledged: warm.records + result.records,
+                    rows,
+                    result,
+                })
+            })();
+            match &r {
+                Ok(i) => println!(
+                    "    {db:<12} {:>8.0} records/s  batch p50 {} µs  p99 {} µs | failed batches {} | rows {} for {} acknowledged",
+                    i.result.records_per_second(),
+                    i.result.quantile(0.5).unwrap_or(0),
+                    i.result.quantile(0.99).unwrap_or(0),
+                    i.result.failed,
+                    i.rows,
+                    i.acknowledged
+                ),
+                Err(e) => println!("    {db:<12} FAILED: {e}"),
+            }
+            ingest.push((db, r));
+        }
+    }
+
     let get = |k: &str| -> Option<&Measured> {
         results
             .iter()
@@ -1105,7 +1300,7 @@ fn main() {
     if max_rate > 0.0 && want("sweep") {
         step(&format!("latency against offered load (dpop-rs256, open loop, {sweep_seconds} s per point, max {max_rate:.0}/s)"));
         let r = (|| -> Result<(), String> {
-            let e = start_token_envoy(&ctx, &material, &dpop_rs)?;
+            let e = start_token_envoy(&ctx, &material, &dpop_rs, None)?;
             let target = target_for(&ctx, &material, e.port, Mode::Dpop)?;
             for (i, fraction) in [0.1, 0.25, 0.5, 0.75, 0.9, 1.0, 1.1]
                 .into_iter()
@@ -1159,7 +1354,7 @@ fn main() {
             .find(|s| s.key == "dpop-es256")
             .unwrap_or_else(|| die("no dpop-es256"));
         let r = (|| -> Result<(), String> {
-            let e = start_token_envoy(&ctx, &material, &sc)?;
+            let e = start_token_envoy(&ctx, &material, &sc, None)?;
             let target = target_for(&ctx, &material, e.port, Mode::Dpop)?;
             let workload = Workload::new(
                 pools.dpop.clone(),
@@ -1241,6 +1436,7 @@ fn main() {
         ceiling,
         crypto: &crypto,
         results: &results,
+        ingest: &ingest,
         sweep: &sweep,
         soak_samples: &soak_samples,
         soak_result: soak_result.as_ref(),
@@ -1278,6 +1474,17 @@ fn main() {
         r.as_ref()
             .map_or(true, |m| !m.agrees() || !m.refusals_as_expected(sc.mode))
     });
+    let lost = results
+        .iter()
+        .filter_map(|(_, r)| r.as_ref().ok()?.ledger_rows)
+        .any(|(rows, decisions)| rows != decisions)
+        || ingest
+            .iter()
+            .any(|(_, r)| r.as_ref().map_or(true, |i| i.rows != i.acknowledged));
+    if lost {
+        println!("    the ledger's rows differ from the decisions or records it acknowledged (or an ingest run failed)");
+        std::process::exit(1);
+    }
     if disagree {
         println!("    some scenario failed or its Envoy counters disagree with the load generator");
         std::process::exit(1);
@@ -1368,6 +1575,7 @@ struct Report<'a> {
     ceiling: Measured,
     crypto: &'a [(&'static str, Result<Measured, String>)],
     results: &'a [(Scenario, Result<Measured, String>)],
+    ingest: &'a [(&'static str, Result<Ingest, String>)],
     sweep: &'a [SweepPoint],
     soak_samples: &'a [SoakSample],
     soak_result: Option<&'a Measured>,
@@ -1519,6 +1727,7 @@ impl Report<'_> {
                 pass: false,
             },
         });
+        t.push(self.ledger_target());
         t.push(self.hostile_target());
         t.push(self.memory_target());
         t.push(Target_ {
@@ -1531,6 +1740,137 @@ impl Report<'_> {
             pass: self.wasm_size > 0 && self.wasm_size <= WASM_LIMIT_BYTES,
         });
         t
+    }
+
+    /// The gateway with the ledger on against without, every decision in the ledger.
+    fn ledger_target(&self) -> Target_ {
+        let name = format!(
+            "ledger on ≥ {LEDGER_ON_TARGET} × off, every decision in the ledger (`es256-ledger` against `es256`)"
+        );
+        let (on, off) = (self.get("es256-ledger"), self.get("es256"));
+        match (on, off) {
+            (Some(on), Some(off)) if off.result.tokens_per_second() > 0.0 => {
+                let (a, b) = (
+                    on.result.tokens_per_second(),
+                    off.result.tokens_per_second(),
+                );
+                let (rows, decisions) = on.ledger_rows.unwrap_or((0, u64::MAX));
+                Target_ {
+                    name,
+                    measured: format!(
+                        "{a:.0} vs {b:.0} tokens/s = {:.2}; ledger rows {rows} for {decisions} decisions",
+                        a / b
+                    ),
+                    pass: a >= LEDGER_ON_TARGET * b && rows == decisions,
+                }
+            }
+            _ => Target_ {
+                name,
+                measured: "not measured".into(),
+                pass: false,
+            },
+        }
+    }
+
+    /// The ledger: the gateway with it on, and its sustained ingest rate per database.
+    fn ledger_section(&self, o: &mut String) {
+        let on = self.get("es256-ledger");
+        if on.is_none() && self.ingest.is_empty() {
+            return;
+        }
+        let _ = writeln!(
+            o,
+            "## The issuance ledger
+"
+        );
+        if let (Some(on), Some(off)) = (on, self.get("es256")) {
+            let (a, b) = (
+                on.result.tokens_per_second(),
+                off.result.tokens_per_second(),
+            );
+            let (rows, decisions) = on.ledger_rows.unwrap_or((0, 0));
+            let _ = writeln!(
+                o,
+                "`es256-ledger` is `es256` with the filter's `ledger` section on (defaults: batches of 100, \
+                 flushed every second, a 10,000-record buffer) and a real ledger (the release binary, SQLite, \
+                 pinned to the load generator's CPU: a service of its own, not the gateway's work) behind an \
+                 Envoy cluster: {a:.0} against {b:.0} tokens/s = {:.2} × without; afterwards the ledger \
+                 held {rows} rows for the {decisions} decisions Envoy counted (warm-up included){}.\n",
+                if b > 0.0 { a / b } else { 0.0 },
+                if rows == decisions { "" } else { ": NOT one row per decision" }
+            );
+        }
+        if self.ingest.is_empty() {
+            return;
+        }
+        let _ = writeln!(
+            o,
+            "Sustained ingest: {INGEST_CONNECTIONS} keep-alive connections (as {INGEST_CONNECTIONS} gateways, each with \
+             one batch in flight) POST batches of {INGEST_BATCH} new records (`POST /v1/ingest`, the gateways' \
+             secret, records shaped like the filter's) in a closed loop for {} s after {WARMUP_SECONDS} s of \
+             warm-up. The ledger (release build) is pinned to the CPU Envoy used, the load to the other; \
+             PostgreSQL 15 (a throw-away cluster, unix socket, default `fsync` and `synchronous_commit`) is \
+             not pinned. SQLite: WAL, as the ledger opens it. *rows* is the ledger's \
+             `ledger_ingested_records_total` afterwards, *acknowledged* the records of every 2xx batch \
+             (warm-up included): equal means nothing lost and nothing counted twice.\n",
+            self.seconds
+        );
+        let _ = writeln!(
+            o,
+            "| database | records/s | batches/s | batch p50 | batch p99 | failed batches | rows / acknowledged |\n|---|---:|---:|---:|---:|---:|---|"
+        );
+        for (db, r) in self.ingest {
+            match r {
+                Ok(i) => {
+                    let r = &i.result;
+                    let _ = writeln!(
+                        o,
+                        "| {db} | {:.0} | {:.0} | {} | {} | {}{} | {} / {}{} |",
+                        r.records_per_second(),
+                        if r.elapsed > 0.0 {
+                            r.batches as f64 / r.elapsed
+                        } else {
+                            0.0
+                        },
+                        us(r.quantile(0.5)),
+                        us(r.quantile(0.99)),
+                        r.failed,
+                        r.first_error.as_ref().map_or(String::new(), |e| format!(
+                            " (first: {})",
+                            e.lines().next().unwrap_or("")
+                        )),
+                        i.rows,
+                        i.acknowledged,
+                        if i.rows == i.acknowledged {
+                            ""
+                        } else {
+                            " **differ**"
+                        }
+                    );
+                }
+                Err(e) => {
+                    let _ = writeln!(
+                        o,
+                        "| {db} | not measured: {} | | | | | |",
+                        e.lines().next().unwrap_or("")
+                    );
+                }
+            }
+        }
+        let fastest = self
+            .results
+            .iter()
+            .filter_map(|(_, r)| r.as_ref().ok())
+            .map(|m| m.result.tokens_per_second())
+            .fold(0.0, f64::max);
+        if fastest > 0.0 {
+            let _ = writeln!(
+                o,
+                "\nFor scale: the fastest `/token` scenario of this run issued {fastest:.0} tokens/s on one Envoy worker.\n"
+            );
+        } else {
+            let _ = writeln!(o);
+        }
     }
 
     /// The in-Envoy crypto ceiling of a scenario: its key and rate, when measured.
@@ -2011,6 +2351,7 @@ impl Report<'_> {
              pool was exhausted and reused).\n"
         );
 
+        self.ledger_section(&mut o);
         self.refusals(&mut o);
         self.where_time_goes(&mut o);
         let _ = writeln!(o, "## Latency against offered load\n");

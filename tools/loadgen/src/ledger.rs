@@ -1,0 +1,312 @@
+//! The issuance ledger in `make bench`: its process (the release binary, optionally pinned
+//! to a CPU), a throw-away PostgreSQL cluster, and a closed-loop ingest load that POSTs
+//! batches of records the way the filter does (`POST /v1/ingest`, `{"records": [...]}`,
+//! the gateway's bearer secret), to measure the ledger's sustained ingest rate.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::envoy::free_port;
+use crate::http::{self, Target};
+
+/// A throw-away PostgreSQL cluster: the ledger tests' own harness.
+#[path = "../../../ledger/tests/common/postgres.rs"]
+pub mod postgres;
+
+/// How long the ledger gets to connect to its database and migrate it.
+const READY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A running ledger, killed on drop.
+pub struct LedgerProc {
+    child: Option<Child>,
+    /// Its HTTP port on 127.0.0.1.
+    pub port: u16,
+    /// The same, as a load target.
+    pub target: Target,
+}
+
+impl LedgerProc {
+    /// Starts `bin` on `database` with the gateway's `ingest_secret`, admin tokens verified
+    /// against `jwks_file` of `issuer`; pinned to `cpu` when given. Waits until it listens.
+    pub fn start(
+        bin: &Path,
+        database: &str,
+        issuer: &str,
+        jwks_file: &Path,
+        ingest_secret: &str,
+        cpu: Option<usize>,
+    ) -> Result<LedgerProc, String> {
+        let port = free_port()?;
+        let mut cmd = match cpu {
+            Some(c) => {
+                let mut cmd = Command::new("taskset");
+                cmd.arg("-c").arg(c.to_string()).arg(bin);
+                cmd
+            }
+            None => Command::new(bin),
+        };
+        let mut child = cmd
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .args(["--database", database, "--issuer", issuer, "--jwks-file"])
+            .arg(jwks_file)
+            .env("LEDGER_INGEST_SECRET", ingest_secret)
+            .env("LEDGER_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("cannot start {}: {e}", bin.display()))?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        if let Some(out) = child.stdout.take() {
+            let tx = tx.clone();
+            thread::spawn(move || {
+                let mut lines = BufReader::new(out).lines();
+                if let Some(Ok(line)) = lines.next() {
+                    let _ = tx.send(Ok(line));
+                }
+                for _ in lines {}
+            });
+        }
+        if let Some(err) = child.stderr.take() {
+            thread::spawn(move || {
+                let text: Vec<String> = BufReader::new(err).lines().map_while(Result::ok).collect();
+                let _ = tx.send(Err(text.join("\n")));
+            });
+        }
+        let mut proc = LedgerProc {
+            child: Some(child),
+            port,
+            target: http::plain_target(&format!("http://127.0.0.1:{port}"))?,
+        };
+        match rx.recv_timeout(READY_TIMEOUT) {
+            Ok(Ok(line)) if line.starts_with("listening on ") => Ok(proc),
+            other => {
+                proc.stop();
+                Err(format!("the ledger did not start: {other:?}"))
+            }
+        }
+    }
+
+    /// Kills the process and reaps it.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// `ledger_ingested_records_total` from its `/metrics`: rows newly stored.
+    pub fn ingested(&self) -> Result<u64, String> {
+        let (status, text) = http::get(&self.target, "/metrics")?;
+        if status != 200 {
+            return Err(format!("ledger /metrics answered {status}"));
+        }
+        metric(&text, "ledger_ingested_records_total")
+            .ok_or_else(|| "ledger /metrics has no ledger_ingested_records_total".into())
+    }
+
+    /// An Envoy static cluster (YAML list item, 4-space indent) named `name` reaching it.
+    pub fn cluster_yaml(&self, name: &str) -> String {
+        format!(
+            "  - name: {name}\n    type: STATIC\n    connect_timeout: 1s\n    load_assignment:\n      cluster_name: {name}\n      endpoints:\n      - lb_endpoints:\n        - endpoint:\n            address:\n              socket_address: {{ address: 127.0.0.1, port_value: {} }}\n",
+            self.port
+        )
+    }
+}
+
+impl Drop for LedgerProc {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// The value of an unlabelled Prometheus sample `name` in `text`.
+pub fn metric(text: &str, name: &str) -> Option<u64> {
+    text.lines().find_map(|l| {
+        let rest = l.strip_prefix(name)?.strip_prefix(' ')?;
+        rest.trim().parse::<f64>().ok().map(|v| v as u64)
+    })
+}
+
+/// One ledger record as the filter writes it for an issued token (the same fields and
+/// about the same size), with a unique `id`.
+pub fn record(run: &str, i: u64, now: i64) -> String {
+    format!(
+        concat!(
+            r#"{{"id":"{run}-{i:012}","time":{now},"decision":"issued","reason":"issued","#,
+            r#""subject":"bench-user-{sub}","client_id":"loadgen","plan":"bench","#,
+            r#""license":"lic-{sub}","service":"registry.bench","#,
+            r#""requested":["repository:bench/r9/app:pull"],"granted":["repository:bench/r9/app:pull"],"#,
+            r#""iat":{now},"exp":{exp},"kid":"a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f6","#,
+            r#""binding":"jkt:0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I","grant":"get","#,
+            r#""gateway":"bench-gw"}}"#
+        ),
+        run = run,
+        i = i,
+        now = now,
+        exp = now + 300,
+        sub = i % 1000,
+    )
+}
+
+/// What an ingest run gave.
+#[derive(Debug, Default, Clone)]
+pub struct IngestResult {
+    /// Seconds from the first POST to the last answer.
+    pub elapsed: f64,
+    /// Records in batches answered 2xx.
+    pub records: u64,
+    /// Batches answered 2xx.
+    pub batches: u64,
+    /// Batches answered otherwise, or not answered.
+    pub failed: u64,
+    /// The first failure, for the report.
+    pub first_error: Option<String>,
+    /// Latency of each 2xx batch, µs, sorted.
+    pub latencies: Vec<u32>,
+}
+
+impl IngestResult {
+    /// Records stored per second.
+    pub fn records_per_second(&self) -> f64 {
+        if self.elapsed > 0.0 {
+            self.records as f64 / self.elapsed
+        } else {
+            0.0
+        }
+    }
+
+    /// The `q` quantile of the batch latencies, µs.
+    pub fn quantile(&self, q: f64) -> Option<u32> {
+        let n = self.latencies.len();
+        (n > 0).then(|| self.latencies[((q * n as f64).ceil() as usize).clamp(1, n) - 1])
+    }
+}
+
+/// Closed loop: `connections` keep-alive connections POST batches of `batch` new records
+/// (ids `run`-numbered, never repeated) for `duration`.
+pub fn ingest_load(
+    target: &Target,
+    secret: &str,
+    run: &str,
+    connections: usize,
+    batch: usize,
+    duration: Duration,
+) -> IngestResult {
+    let stop = Arc::new(AtomicBool::new(false));
+    let started = Instant::now();
+    let workers: Vec<_> = (0..connections)
+        .map(|w| {
+            let (target, stop) = (target.clone(), stop.clone());
+            let (secret, run) = (secret.to_string(), format!("{run}-{w}"));
+            thread::spawn(move || ingest_worker(&target, &secret, &run, batch, &stop))
+        })
+        .collect();
+    thread::sleep(duration);
+    stop.store(true, Ordering::SeqCst);
+    let mut out = IngestResult::default();
+    for w in workers {
+        if let Ok(r) = w.join() {
+            out.records += r.records;
+            out.batches += r.batches;
+            out.failed += r.failed;
+            out.first_error = out.first_error.or(r.first_error);
+            out.latencies.extend(r.latencies);
+        }
+    }
+    out.elapsed = started.elapsed().as_secs_f64();
+    out.latencies.sort_unstable();
+    out
+}
+
+fn ingest_worker(
+    target: &Target,
+    secret: &str,
+    run: &str,
+    batch: usize,
+    stop: &AtomicBool,
+) -> IngestResult {
+    let mut out = IngestResult::default();
+    let mut conn: Option<Box<dyn http::Stream>> = None;
+    let mut buf = Vec::new();
+    let mut next = 0u64;
+    let fail = |out: &mut IngestResult, e: String| {
+        out.failed += 1;
+        if out.first_error.is_none() {
+            out.first_error = Some(e);
+        }
+    };
+    while !stop.load(Ordering::Relaxed) {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+        let records: Vec<String> = (0..batch as u64)
+            .map(|k| record(run, next + k, now))
+            .collect();
+        let body = format!("{{\"records\":[{}]}}", records.join(","));
+        let request = format!(
+            "POST /v1/ingest HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {secret}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            target.host,
+            body.len()
+        );
+        let stream = match conn.take() {
+            Some(s) => s,
+            None => match http::connect(target, Duration::from_secs(30)) {
+                Ok(s) => s,
+                Err(e) => {
+                    fail(&mut out, format!("connect: {e}"));
+                    thread::sleep(Duration::from_millis(100));
+                    continue;
+                }
+            },
+        };
+        let mut stream = stream;
+        let t0 = Instant::now();
+        match http::exchange(stream.as_mut(), request.as_bytes(), &mut buf) {
+            Ok(r) if (200..300).contains(&r.status) => {
+                out.batches += 1;
+                out.records += batch as u64;
+                out.latencies
+                    .push(u32::try_from(t0.elapsed().as_micros()).unwrap_or(u32::MAX));
+                next += batch as u64;
+                if !r.close {
+                    conn = Some(stream);
+                }
+            }
+            Ok(r) => {
+                let text = String::from_utf8_lossy(&buf[r.body.clone()]).into_owned();
+                fail(&mut out, format!("HTTP {}: {text}", r.status));
+                // The same ids again: the insert is idempotent, nothing counted twice.
+            }
+            Err(e) => fail(&mut out, format!("{e}")),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_record_is_json_with_a_unique_id() {
+        let a: serde_json::Value = serde_json::from_str(&record("r", 1, 1_700_000_000)).unwrap();
+        let b: serde_json::Value = serde_json::from_str(&record("r", 2, 1_700_000_000)).unwrap();
+        assert_ne!(a["id"], b["id"]);
+        assert_eq!(a["decision"], "issued");
+        assert_eq!(a["exp"], 1_700_000_300);
+    }
+
+    #[test]
+    fn metric_reads_an_unlabelled_sample() {
+        let text =
+            "# HELP x\nledger_ingested_records_total_x 9\nledger_ingested_records_total 42\n";
+        assert_eq!(metric(text, "ledger_ingested_records_total"), Some(42));
+        assert_eq!(metric(text, "absent"), None);
+    }
+}
