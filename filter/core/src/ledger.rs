@@ -12,7 +12,9 @@
 //! compare-and-swap; one VM at a time (the [`FlushLease`]) POSTs the head segment and
 //! removes it only after a 2xx.
 
-use serde_json::{json, Map, Value};
+use std::borrow::Cow;
+
+use serde::Serialize;
 
 use crate::handler::Audit;
 
@@ -24,11 +26,16 @@ pub const MAX_TEXT_BYTES: usize = 1024;
 pub const MAX_SCOPES: usize = 64;
 
 /// `text` without control characters (and, for scopes, spaces), at most `max` bytes cut at
-/// a character boundary; `None` when nothing is left.
-fn clean(text: &str, max: usize, no_space: bool) -> Option<String> {
+/// a character boundary; `None` when nothing is left. Borrowed when already clean (the
+/// usual case: no copy on the request path).
+fn clean(text: &str, max: usize, no_space: bool) -> Option<Cow<'_, str>> {
+    let bad = |c: char| c.is_control() || (no_space && c == ' ');
+    if text.len() <= max && !text.chars().any(bad) {
+        return (!text.is_empty()).then_some(Cow::Borrowed(text));
+    }
     let mut out = String::new();
     for c in text.chars() {
-        if c.is_control() || (no_space && c == ' ') {
+        if bad(c) {
             continue;
         }
         if out.len() + c.len_utf8() > max {
@@ -36,23 +43,18 @@ fn clean(text: &str, max: usize, no_space: bool) -> Option<String> {
         }
         out.push(c);
     }
-    (!out.is_empty()).then_some(out)
+    (!out.is_empty()).then_some(Cow::Owned(out))
 }
 
-fn put(obj: &mut Map<String, Value>, key: &str, value: Option<&str>, max: usize) {
-    if let Some(v) = value.and_then(|v| clean(v, max, false)) {
-        obj.insert(key.to_string(), Value::String(v));
-    }
+fn text(value: Option<&str>, max: usize) -> Option<Cow<'_, str>> {
+    value.and_then(|v| clean(v, max, false))
 }
 
-fn scopes(list: &[String]) -> Value {
-    Value::Array(
-        list.iter()
-            .filter_map(|s| clean(s, MAX_TEXT_BYTES, true))
-            .take(MAX_SCOPES)
-            .map(Value::String)
-            .collect(),
-    )
+fn scopes(list: &[String]) -> Vec<Cow<'_, str>> {
+    list.iter()
+        .filter_map(|s| clean(s, MAX_TEXT_BYTES, true))
+        .take(MAX_SCOPES)
+        .collect()
 }
 
 /// The ledger's id of a decision: the minted token's `jti`, else the audit's `id`.
@@ -60,79 +62,76 @@ pub fn record_id(audit: &Audit) -> Option<&str> {
     audit.jti.as_deref().or(audit.id.as_deref())
 }
 
+/// One ingest record: exactly the fields the ledger knows (it refuses unknown ones),
+/// serialised straight from borrowed text.
+#[derive(Serialize)]
+struct LedgerRecord<'a> {
+    id: Cow<'a, str>,
+    time: u64,
+    decision: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<Cow<'a, str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    subject: Option<Cow<'a, str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    client_id: Option<Cow<'a, str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    plan: Option<Cow<'a, str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tenant: Option<Cow<'a, str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    license: Option<Cow<'a, str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    service: Option<Cow<'a, str>>,
+    requested: Vec<Cow<'a, str>>,
+    granted: Vec<Cow<'a, str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    iat: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    exp: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    kid: Option<Cow<'a, str>>,
+    /// `jkt:<thumbprint>` and/or `x5t#S256:<thumbprint>`; the ledger reads the first kind.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    binding: Option<Cow<'a, str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    grant: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    refresh_token_id: Option<Cow<'a, str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    gateway: Option<Cow<'a, str>>,
+}
+
 /// The audit record as one ledger ingest record (JSON text), or `None` without an id.
 /// Only the fields the ledger knows are sent (it refuses unknown ones); every text is
 /// stripped of control characters and cut to the ledger's bounds.
 pub fn record(audit: &Audit) -> Option<String> {
-    let id = clean(record_id(audit)?, MAX_ID_BYTES, false)?;
-    let mut obj = Map::new();
-    obj.insert("id".into(), json!(id));
-    obj.insert("time".into(), json!(audit.time));
-    let decision = if audit.decision == "issued" {
-        "issued"
-    } else {
-        "rejected"
+    let record = LedgerRecord {
+        id: clean(record_id(audit)?, MAX_ID_BYTES, false)?,
+        time: audit.time,
+        decision: if audit.decision == "issued" {
+            "issued"
+        } else {
+            "rejected"
+        },
+        reason: text(Some(audit.reason), MAX_TEXT_BYTES),
+        subject: text(audit.subject.as_deref(), MAX_TEXT_BYTES),
+        client_id: text(audit.client_id.as_deref(), MAX_TEXT_BYTES),
+        plan: text(audit.plan.as_deref(), MAX_TEXT_BYTES),
+        tenant: text(audit.tenant.as_deref(), MAX_TEXT_BYTES),
+        license: text(audit.license.as_deref(), MAX_TEXT_BYTES),
+        service: text(audit.service.as_deref(), MAX_TEXT_BYTES),
+        requested: scopes(&audit.requested),
+        granted: scopes(&audit.granted),
+        iat: audit.iat,
+        exp: audit.exp,
+        kid: text(audit.kid.as_deref(), MAX_ID_BYTES),
+        binding: text(audit.binding.as_deref(), MAX_TEXT_BYTES),
+        grant: matches!(audit.grant, "get" | "password" | "refresh_token").then_some(audit.grant),
+        refresh_token_id: text(audit.refresh_token_id.as_deref(), MAX_ID_BYTES),
+        gateway: text(audit.gateway.as_deref(), MAX_TEXT_BYTES),
     };
-    obj.insert("decision".into(), json!(decision));
-    put(&mut obj, "reason", Some(audit.reason), MAX_TEXT_BYTES);
-    put(
-        &mut obj,
-        "subject",
-        audit.subject.as_deref(),
-        MAX_TEXT_BYTES,
-    );
-    put(
-        &mut obj,
-        "client_id",
-        audit.client_id.as_deref(),
-        MAX_TEXT_BYTES,
-    );
-    put(&mut obj, "plan", audit.plan.as_deref(), MAX_TEXT_BYTES);
-    put(&mut obj, "tenant", audit.tenant.as_deref(), MAX_TEXT_BYTES);
-    put(
-        &mut obj,
-        "license",
-        audit.license.as_deref(),
-        MAX_TEXT_BYTES,
-    );
-    put(
-        &mut obj,
-        "service",
-        audit.service.as_deref(),
-        MAX_TEXT_BYTES,
-    );
-    obj.insert("requested".into(), scopes(&audit.requested));
-    obj.insert("granted".into(), scopes(&audit.granted));
-    if let Some(iat) = audit.iat {
-        obj.insert("iat".into(), json!(iat));
-    }
-    if let Some(exp) = audit.exp {
-        obj.insert("exp".into(), json!(exp));
-    }
-    put(&mut obj, "kid", audit.kid.as_deref(), MAX_ID_BYTES);
-    // `jkt:<thumbprint>` and/or `x5t#S256:<thumbprint>`; the ledger reads the first kind.
-    put(
-        &mut obj,
-        "binding",
-        audit.binding.as_deref(),
-        MAX_TEXT_BYTES,
-    );
-    if matches!(audit.grant, "get" | "password" | "refresh_token") {
-        obj.insert("grant".into(), json!(audit.grant));
-    }
-    put(
-        &mut obj,
-        "refresh_token_id",
-        audit.refresh_token_id.as_deref(),
-        MAX_ID_BYTES,
-    );
-    put(
-        &mut obj,
-        "gateway",
-        audit.gateway.as_deref(),
-        MAX_TEXT_BYTES,
-    );
-    serde_json::to_string(&Value::Object(obj)).ok()
+    serde_json::to_string(&record).ok()
 }
 
 /// The body of `POST /v1/ingest` for records given as JSON texts.
@@ -368,6 +367,7 @@ impl BufferKeys {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::{json, Value};
 
     #[test]
     fn records_are_clean_and_carry_only_ledger_fields() {
@@ -393,6 +393,64 @@ mod tests {
         let v: Value = serde_json::from_str(&record(&audit).unwrap_or_default()).unwrap();
         assert_eq!(v["id"], "jti-9", "a minted token's jti is the id");
         assert!(record(&Audit::new(1)).is_none(), "no id, no record");
+    }
+
+    #[test]
+    fn a_full_record_names_every_ledger_field_once() {
+        let mut audit = Audit::new(1_700_000_000);
+        audit.jti = Some("j".into());
+        audit.decision = "issued";
+        audit.reason = "issued";
+        audit.grant = "password";
+        for field in [
+            &mut audit.subject,
+            &mut audit.client_id,
+            &mut audit.plan,
+            &mut audit.tenant,
+            &mut audit.license,
+            &mut audit.service,
+            &mut audit.kid,
+            &mut audit.binding,
+            &mut audit.refresh_token_id,
+            &mut audit.gateway,
+        ] {
+            *field = Some("x".into());
+        }
+        audit.requested = vec!["repository:a:pull".into()];
+        audit.granted = vec!["repository:a:pull".into()];
+        (audit.iat, audit.exp) = (Some(1), Some(2));
+        let v: Value = serde_json::from_str(&record(&audit).unwrap_or_default()).unwrap();
+        let mut keys: Vec<&str> = v
+            .as_object()
+            .map(|o| o.keys().map(String::as_str).collect())
+            .unwrap_or_default();
+        keys.sort_unstable();
+        assert_eq!(
+            keys,
+            [
+                "binding",
+                "client_id",
+                "decision",
+                "exp",
+                "gateway",
+                "grant",
+                "granted",
+                "iat",
+                "id",
+                "kid",
+                "license",
+                "plan",
+                "reason",
+                "refresh_token_id",
+                "requested",
+                "service",
+                "subject",
+                "tenant",
+                "time"
+            ]
+        );
+        assert_eq!(v["grant"], "password");
+        assert_eq!(v["exp"], 2);
     }
 
     #[test]
