@@ -32,7 +32,8 @@ pub struct LedgerProc {
 
 impl LedgerProc {
     /// Starts `bin` on `database` with the gateway's `ingest_secret`, admin tokens verified
-    /// against `jwks_file` of `issuer`; pinned to `cpu` when given. Waits until it listens.
+    /// against `jwks_file` of `issuer`; pinned to `cpu` when given, at the lowest CPU
+    /// priority (`nice -n 19`) when `yield_cpu`. Waits until it listens.
     pub fn start(
         bin: &Path,
         database: &str,
@@ -40,16 +41,19 @@ impl LedgerProc {
         jwks_file: &Path,
         ingest_secret: &str,
         cpu: Option<usize>,
+        yield_cpu: bool,
     ) -> Result<LedgerProc, String> {
         let port = free_port()?;
-        let mut cmd = match cpu {
-            Some(c) => {
-                let mut cmd = Command::new("taskset");
-                cmd.arg("-c").arg(c.to_string()).arg(bin);
-                cmd
-            }
-            None => Command::new(bin),
-        };
+        let mut argv: Vec<std::ffi::OsString> = Vec::new();
+        if let Some(c) = cpu {
+            argv.extend(["taskset".into(), "-c".into(), c.to_string().into()]);
+        }
+        if yield_cpu {
+            argv.extend(["nice".into(), "-n".into(), "19".into()]);
+        }
+        argv.push(bin.into());
+        let mut cmd = Command::new(&argv[0]);
+        cmd.args(&argv[1..]);
         let mut child = cmd
             .args(["--listen", &format!("127.0.0.1:{port}")])
             .args(["--database", database, "--issuer", issuer, "--jwks-file"])

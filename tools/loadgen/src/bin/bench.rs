@@ -688,13 +688,15 @@ fn fresh_sqlite(work: &Path, name: &str) -> Result<String, String> {
     Ok(format!("sqlite://{}", file.display()))
 }
 
-/// The ledger on `database`, trusting the bench Authority's keys, on `cpu`.
+/// The ledger on `database`, trusting the bench Authority's keys, on `cpu` (`yield_cpu`:
+/// at the lowest priority there, see [`LedgerProc::start`]).
 fn start_bench_ledger(
     ctx: &Ctx,
     m: &Material,
     bin: &Path,
     database: &str,
     cpu: Option<usize>,
+    yield_cpu: bool,
 ) -> Result<LedgerProc, String> {
     let bin = std::fs::canonicalize(bin).map_err(|e| {
         format!(
@@ -704,7 +706,7 @@ fn start_bench_ledger(
     })?;
     let jwks = ctx.work.join("ledger-jwks.json");
     std::fs::write(&jwks, m.jwks.to_string()).map_err(|e| format!("{}: {e}", jwks.display()))?;
-    LedgerProc::start(&bin, database, ISSUER, &jwks, LEDGER_SECRET, cpu)
+    LedgerProc::start(&bin, database, ISSUER, &jwks, LEDGER_SECRET, cpu, yield_cpu)
 }
 
 /// Waits (at most 30 s) until the ledger holds a row per decision Envoy counted by
@@ -1172,8 +1174,9 @@ fn main() {
     let mut results: Vec<(Scenario, Result<Measured, String>)> = Vec::new();
     for sc in scenarios().into_iter().filter(|s| want(s.key)) {
         let r = (|| -> Result<Measured, String> {
-            // The ledger on the load generator's CPU: a service of its own, not the
-            // gateway's work.
+            // The ledger on the load generator's CPU, at the lowest priority there: a
+            // service of its own (elsewhere in production), neither the gateway's work nor
+            // a thief of the load generator's time.
             let ledger = if sc.ledger {
                 let db = fresh_sqlite(&ctx.work, sc.key)?;
                 Some(start_bench_ledger(
@@ -1182,6 +1185,7 @@ fn main() {
                     &ledger_bin,
                     &db,
                     client_cpu,
+                    true,
                 )?)
             } else {
                 None
@@ -1245,7 +1249,7 @@ fn main() {
                     pg = Some(p);
                     url
                 };
-                let l = start_bench_ledger(&ctx, &material, &ledger_bin, &url, envoy_cpu)?;
+                let l = start_bench_ledger(&ctx, &material, &ledger_bin, &url, envoy_cpu, false)?;
                 let run = |name: &str, secs: u64| {
                     ledger_bench::ingest_load(
                         &l.target,
@@ -1793,7 +1797,7 @@ impl Report<'_> {
                 o,
                 "`es256-ledger` is `es256` with the filter's `ledger` section on (defaults: batches of 100, \
                  flushed every second, a 10,000-record buffer) and a real ledger (the release binary, SQLite, \
-                 pinned to the load generator's CPU: a service of its own, not the gateway's work) behind an \
+                 pinned to the load generator's CPU at `nice 19`: a service of its own, neither the gateway's work nor a thief of the load generator's time) behind an \
                  Envoy cluster: {a:.0} against {b:.0} tokens/s = {:.2} × without; afterwards the ledger \
                  held {rows} rows for the {decisions} decisions Envoy counted (warm-up included){}.\n",
                 if b > 0.0 { a / b } else { 0.0 },
