@@ -147,6 +147,18 @@ pub fn ingest_body<'a>(records: impl IntoIterator<Item = &'a str>) -> String {
     body
 }
 
+/// The body of `POST /v1/ingest` for the records of a segment as it holds them (each
+/// preceded by a newline, the rest of [`SegmentHead::read`]): the same bytes as
+/// [`ingest_body`] of those records, without splitting them into strings.
+pub fn ingest_body_from_lines(lines: &[u8]) -> Vec<u8> {
+    let records = lines.strip_prefix(b"\n").unwrap_or(lines);
+    let mut body = Vec::with_capacity(records.len() + 14);
+    body.extend_from_slice(b"{\"records\":[");
+    body.extend(records.iter().map(|&b| if b == b'\n' { b',' } else { b }));
+    body.extend_from_slice(b"]}");
+    body
+}
+
 /// The buffer's bookkeeping: segments `head..=tail` hold the records not yet acknowledged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Meta {
@@ -552,6 +564,11 @@ mod tests {
             ingest_body(["{}", "{\"b\":2}"]),
             "{\"records\":[{},{\"b\":2}]}"
         );
+        assert_eq!(
+            ingest_body_from_lines(b"\n{}\n{\"b\":2}"),
+            ingest_body(["{}", "{\"b\":2}"]).into_bytes()
+        );
+        assert_eq!(ingest_body_from_lines(b""), b"{\"records\":[]}");
     }
 
     #[test]

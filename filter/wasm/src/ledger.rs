@@ -105,34 +105,6 @@ impl LedgerBuffer {
         }
     }
 
-    /// Segment `seq` (empty when its slot holds an older one) and the slot's CAS.
-    fn segment(&self, host: &impl SharedData, seq: u64) -> Result<(Segment, u32), String> {
-        match host.get_shared(&self.keys.segment(seq % self.slots)) {
-            Ok((Some(b), Some(cas))) => {
-                let s = Segment::from_bytes(&b)
-                    .ok_or_else(|| "ledger buffer segment unreadable".to_string())?;
-                if s.seq == seq {
-                    Ok((s, cas))
-                } else if s.seq > seq {
-                    // Our bookkeeping was read before the ring moved on.
-                    Err(STALE.to_string())
-                } else {
-                    Ok((
-                        Segment {
-                            seq,
-                            first_ms: 0,
-                            sealed: false,
-                            records: Vec::new(),
-                        },
-                        cas,
-                    ))
-                }
-            }
-            Ok(_) => Err("ledger buffer segment missing".to_string()),
-            Err(e) => Err(format!("{e:?}")),
-        }
-    }
-
     /// The bytes in the slot of segment `seq`, split as [`SegmentHead::read`] does (a
     /// fresh empty head when the slot holds an older segment), and the slot's CAS; the
     /// records are not parsed.
@@ -245,23 +217,28 @@ impl LedgerBuffer {
         len(meta.head) + middle + len(meta.tail)
     }
 
-    /// Removes the first `sent` records of segment `seq` if they are still those records
-    /// (else someone already did: nothing to do). Advances `head` past an emptied segment
-    /// that is no longer the tail.
-    fn acknowledge(&self, host: &impl SharedData, seq: u64, sent: &[String]) {
+    /// Removes the first `count` records of segment `seq` if they are still the records
+    /// `sent` (their bytes as the segment holds them, each preceded by its newline); else
+    /// someone already did: nothing to do. Advances `head` past an emptied segment that is
+    /// no longer the tail.
+    fn acknowledge(&self, host: &impl SharedData, seq: u64, count: usize, sent: &[u8]) {
         for _ in 0..CAS_ATTEMPTS {
-            let Ok((mut seg, cas)) = self.segment(host, seq) else {
+            let Ok((head, bytes, at, cas)) = self.raw_segment(host, seq) else {
                 return;
             };
-            if seg.records.len() < sent.len() || seg.records[..sent.len()] != *sent {
+            let records = &bytes[at..];
+            let whole = records.len() == sent.len() || records.get(sent.len()) == Some(&b'\n');
+            if head.seq != seq || head.count < count || !records.starts_with(sent) || !whole {
                 return;
             }
-            seg.records.drain(..sent.len());
-            if seg.records.is_empty() {
-                seg.first_ms = 0;
-            }
+            let left = head.count - count;
+            let rest = SegmentHead {
+                count: left,
+                first_ms: if left == 0 { 0 } else { head.first_ms },
+                ..head
+            };
             let key = self.keys.segment(seq % self.slots);
-            match host.set_shared(&key, &seg.to_bytes(), Some(cas)) {
+            match host.set_shared(&key, &rest.write(&records[sent.len()..], None), Some(cas)) {
                 Ok(()) => break,
                 Err(SharedError::CasMismatch) => continue,
                 Err(SharedError::Host(_)) => return,
@@ -279,11 +256,11 @@ impl LedgerBuffer {
             if meta.head >= meta.tail {
                 return;
             }
-            let Ok((seg, _)) = self.segment(host, meta.head) else {
+            let Ok((seg, ..)) = self.raw_segment(host, meta.head) else {
                 return;
             };
             // Only a sealed segment takes no more records: an empty one can be left.
-            if !seg.records.is_empty() || !seg.sealed {
+            if seg.count > 0 || !seg.sealed {
                 return;
             }
             let next = Meta {
@@ -303,7 +280,10 @@ impl LedgerBuffer {
 struct InFlight {
     token: u32,
     seq: u64,
-    records: Vec<String>,
+    /// Records sent.
+    count: usize,
+    /// Their bytes as the segment held them (each preceded by its newline).
+    sent: Vec<u8>,
 }
 
 /// What one answer (or a failed dispatch) did, for the counters.
@@ -375,8 +355,8 @@ impl Shipper {
             }
         };
         let (meta, _) = self.buffer.meta(host).ok()?;
-        let (seg, _) = self.buffer.segment(host, meta.head).ok()?;
-        if seg.records.is_empty() {
+        let (seg, bytes, at, _) = self.buffer.raw_segment(host, meta.head).ok()?;
+        if seg.count == 0 {
             // An emptied head segment left behind (e.g. a partial acknowledgement raced
             // with it filling up): step over it.
             if meta.head < meta.tail {
@@ -386,12 +366,13 @@ impl Shipper {
         }
         let due = meta.head < meta.tail
             || seg.sealed
-            || seg.records.len() >= self.buffer.batch
+            || seg.count >= self.buffer.batch
             || now.saturating_sub(seg.first_ms) >= self.flush_ms;
         if !due || !self.take_lease(host, now) {
             return None;
         }
-        let body = ledger::ingest_body(seg.records.iter().map(String::as_str));
+        let sent = bytes[at..].to_vec();
+        let body = ledger::ingest_body_from_lines(&sent);
         let mut headers: Vec<(&str, &str)> = vec![
             (":method", "POST"),
             (":path", &self.path),
@@ -404,14 +385,15 @@ impl Shipper {
         match host.dispatch(
             &self.cluster,
             &headers,
-            Some(body.as_bytes()),
+            Some(&body),
             Duration::from_millis(self.timeout_ms),
         ) {
             Ok(token) => {
                 self.in_flight = Some(InFlight {
                     token,
                     seq: seg.seq,
-                    records: seg.records,
+                    count: seg.count,
+                    sent,
                 });
                 None
             }
@@ -436,10 +418,11 @@ impl Shipper {
         let flight = self.in_flight.take()?;
         let now = now_ms(host).unwrap_or(0);
         let (status, body) = host.call_response(body_size, ANSWER_LIMIT);
-        let n = flight.records.len() as u64;
+        let n = flight.count as u64;
         let code: u16 = status.parse().unwrap_or(0);
         if (200..300).contains(&code) {
-            self.buffer.acknowledge(host, flight.seq, &flight.records);
+            self.buffer
+                .acknowledge(host, flight.seq, flight.count, &flight.sent);
             self.release(host, now, true);
             return Some(Shipped::Sent(n));
         }
@@ -449,7 +432,8 @@ impl Shipper {
                 "registry-token-filter: the ledger refused a batch of {n} record(s) as invalid \
                  (HTTP {code}: {detail}); they are dropped, since retrying cannot succeed"
             );
-            self.buffer.acknowledge(host, flight.seq, &flight.records);
+            self.buffer
+                .acknowledge(host, flight.seq, flight.count, &flight.sent);
             self.release(host, now, true);
             return Some(Shipped::Rejected(n));
         }
