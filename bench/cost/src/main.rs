@@ -240,7 +240,11 @@ fn main() {
             let decision = handler::handle_token(&view, &ctx);
             assert_eq!(decision.status, 200, "{}", decision.body);
             // What the glue does with it: the audit line (log and filter state).
-            let line = decision.audit.as_ref().map(|a| a.to_line()).unwrap_or_default();
+            let line = decision
+                .audit
+                .as_ref()
+                .map(|a| a.to_line())
+                .unwrap_or_default();
             bytes += decision.body.len() + line.len();
         }
         rounds.push(started.elapsed().as_secs_f64() * 1e6 / n as f64);
@@ -295,7 +299,9 @@ fn time_parts(
         tenant_claim: &config.authority.tenant_claim,
     };
     println!("parts ({} requests):", requests.len());
-    each("Jws::parse(OpToken)", requests, |r| Jws::parse(bearer(r)).map(|j| j.claims.len()));
+    each("Jws::parse(OpToken)", requests, |r| {
+        Jws::parse(bearer(r)).map(|j| j.claims.len())
+    });
     each("verify_optok (no signature work)", requests, |r| {
         optok::verify_optok(bearer(r), &policy, keys, &NoCrypto, now).is_ok()
     });
@@ -310,7 +316,11 @@ fn time_parts(
     });
     let proofs: Vec<&str> = requests
         .iter()
-        .filter_map(|r| r.2.iter().find(|(k, _)| k == "dpop").map(|(_, v)| v.as_str()))
+        .filter_map(|r| {
+            r.2.iter()
+                .find(|(k, _)| k == "dpop")
+                .map(|(_, v)| v.as_str())
+        })
         .collect();
     if !proofs.is_empty() {
         each("Jws::parse(proof)", requests, |r| {
@@ -349,8 +359,8 @@ fn time_parts(
         i += 1;
         decisions[i - 1].audit.as_ref().map(|a| a.to_line())
     });
-    let access = registry_token_core::policy::scope::parse_scope("repository:bench/r5/app:pull")
-        .unwrap();
+    let access =
+        registry_token_core::policy::scope::parse_scope("repository:bench/r5/app:pull").unwrap();
     let access = [access];
     each("mint::mint (no signature work)", requests, |_| {
         registry_token_core::token::mint::mint(
