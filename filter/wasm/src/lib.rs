@@ -99,6 +99,13 @@ fn vm_memory_bytes() -> u64 {
 #[derive(Default)]
 struct Metrics {
     ids: RefCell<HashMap<String, u32>>,
+    /// The ids of the counters every request moves, looked up once at configure time
+    /// (no name formatting nor map lookup per request): issued per [`Grant::ALL`].
+    issued: Vec<Option<u32>>,
+    /// Rejected per [`Reason::ALL`].
+    rejected: Vec<Option<u32>>,
+    /// OpTok cache hits, misses, mint reused.
+    cache: [Option<u32>; 3],
     histogram: Option<u32>,
     memory: Option<u32>,
     backlog: Option<u32>,
@@ -120,7 +127,7 @@ impl Metrics {
     /// Defines every counter series up front, one per [`Grant`] and per [`Reason`] label, so a
     /// dashboard or alert sees zeros before the first refusal.
     fn new() -> Metrics {
-        let metrics = Metrics {
+        let mut metrics = Metrics {
             histogram: define(MetricType::Histogram, DECISION_HISTOGRAM),
             memory: define(MetricType::Gauge, VM_MEMORY_GAUGE),
             backlog: define(MetricType::Gauge, LEDGER_BACKLOG),
@@ -149,6 +156,20 @@ impl Metrics {
         for name in names {
             metrics.add(&name, 0);
         }
+        let id = |m: &Metrics, name: &str| m.ids.borrow().get(name).copied();
+        metrics.issued = Grant::ALL
+            .iter()
+            .map(|g| id(&metrics, &format!("{ISSUED_METRIC_PREFIX}{}", g.label())))
+            .collect();
+        metrics.rejected = Reason::ALL
+            .iter()
+            .map(|r| id(&metrics, &format!("{REJECTED_METRIC_PREFIX}{}", r.label())))
+            .collect();
+        metrics.cache = [
+            id(&metrics, OPTOK_CACHE_HITS),
+            id(&metrics, OPTOK_CACHE_MISSES),
+            id(&metrics, MINT_REUSED),
+        ];
         metrics
     }
 
@@ -177,22 +198,18 @@ impl Metrics {
     /// Adds the cache counts since the last call to the cache counters.
     fn note_cache(&self, now: CacheStats) {
         let seen = self.cache_seen.replace(now);
-        for (name, delta) in [
-            (
-                OPTOK_CACHE_HITS,
-                now.optok_hits.saturating_sub(seen.optok_hits),
-            ),
-            (
-                OPTOK_CACHE_MISSES,
-                now.optok_misses.saturating_sub(seen.optok_misses),
-            ),
-            (
-                MINT_REUSED,
-                now.mint_reused.saturating_sub(seen.mint_reused),
-            ),
-        ] {
+        let deltas = [
+            now.optok_hits.saturating_sub(seen.optok_hits),
+            now.optok_misses.saturating_sub(seen.optok_misses),
+            now.mint_reused.saturating_sub(seen.mint_reused),
+        ];
+        for ((name, id), delta) in [OPTOK_CACHE_HITS, OPTOK_CACHE_MISSES, MINT_REUSED]
+            .into_iter()
+            .zip(self.cache)
+            .zip(deltas)
+        {
             if delta > 0 {
-                self.add(name, delta);
+                self.add_known(id, delta, || name.to_string());
             }
         }
     }
@@ -223,6 +240,18 @@ impl Metrics {
         self.add(name, 1);
     }
 
+    /// [`Metrics::add`] with the id when it was looked up at configure time (by name, made
+    /// only when it was not).
+    fn add_known(&self, id: Option<u32>, delta: u64, name: impl FnOnce() -> String) {
+        match id {
+            Some(id) => {
+                let _ =
+                    proxy_wasm::hostcalls::increment_metric(id, i64::try_from(delta).unwrap_or(0));
+            }
+            None => self.add(&name(), delta),
+        }
+    }
+
     fn add(&self, name: &str, delta: u64) {
         let id = {
             let ids = self.ids.borrow();
@@ -247,10 +276,20 @@ impl Metrics {
     fn record(&self, outcome: &Outcome) {
         match outcome {
             Outcome::Issued(grant) => {
-                self.increment(&format!("{ISSUED_METRIC_PREFIX}{}", grant.label()))
+                let id = Grant::ALL.iter().position(|g| g == grant);
+                self.add_known(
+                    id.and_then(|i| self.issued.get(i).copied().flatten()),
+                    1,
+                    || format!("{ISSUED_METRIC_PREFIX}{}", grant.label()),
+                );
             }
             Outcome::Rejected(reason) => {
-                self.increment(&format!("{REJECTED_METRIC_PREFIX}{}", reason.label()))
+                let id = Reason::ALL.iter().position(|r| r == reason);
+                self.add_known(
+                    id.and_then(|i| self.rejected.get(i).copied().flatten()),
+                    1,
+                    || format!("{REJECTED_METRIC_PREFIX}{}", reason.label()),
+                );
             }
             Outcome::Other => {}
         }

@@ -89,8 +89,21 @@ impl Audit {
     /// escape, and caller-supplied text is bounded.
     pub fn to_line(&self) -> String {
         let json = serde_json::to_string(self).unwrap_or_default();
-        escape_line_breakers(&json)
+        if may_break_lines(&json) {
+            escape_line_breakers(&json)
+        } else {
+            json
+        }
     }
+}
+
+/// Whether `json` may hold a character [`escape_line_breakers`] rewrites: a byte scan
+/// that over-approximates (any C0 byte, DEL, and every character starting with the bytes
+/// 0xC2 or 0xE2, among them C1 and U+2028/U+2029), so that the usual all-ASCII record is
+/// returned as written, without a character-by-character copy.
+fn may_break_lines(json: &str) -> bool {
+    json.bytes()
+        .any(|b| b < 0x20 || b == 0x7f || b == 0xc2 || b == 0xe2)
 }
 
 /// Escapes what serde_json leaves raw but line-oriented tools treat as a line end or
@@ -159,6 +172,18 @@ mod tests {
             line.contains("\\u2028") && line.contains("\\u0085"),
             "{line}"
         );
+    }
+
+    #[test]
+    fn the_fast_path_misses_no_character_the_escape_rewrites() {
+        let mut buf = [0u8; 4];
+        for c in (0..=0x10ffff).filter_map(char::from_u32) {
+            let s = c.encode_utf8(&mut buf);
+            if escape_line_breakers(s) != *s {
+                assert!(may_break_lines(s), "{c:?}");
+            }
+        }
+        assert!(!may_break_lines(r#"{"subject":"alice","time":1}"#));
     }
 
     #[test]

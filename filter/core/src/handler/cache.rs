@@ -5,7 +5,8 @@
 //!
 //! - **Verified OpToks** are keyed by SHA-256 over the verification context (the OpTok
 //!   policy: issuer, audiences, required scopes, algorithms, skew; and the key set: every
-//!   key's `kid`, RFC 7638 thumbprint and `alg` pin) and the OpTok itself. A hit therefore
+//!   key's `kid`, RFC 7638 thumbprint and `alg` pin) and the OpTok's own SHA-256 (the hash
+//!   a DPoP proof's `ath` carries, so the OpToken is hashed once per request). A hit therefore
 //!   means "this exact token was verified under exactly these rules and keys"; a key-set
 //!   change (JWKS refresh, rotation) or a configuration change makes every earlier entry
 //!   unreachable. An entry answers only for `inserted_at <= now < exp`, the interval on
@@ -260,6 +261,7 @@ pub struct Caches {
     optoks: RefCell<Bounded<VerifiedOpTok>>,
     minted: RefCell<Bounded<MintedToken>>,
     stats: Cell<CacheStats>,
+    context: RefCell<ContextMemo>,
 }
 
 impl Default for Caches {
@@ -277,37 +279,74 @@ fn field(h: &mut Sha256, bytes: &[u8]) {
 /// SHA-256 over the OpTok policy and the key set: what a verification depends on besides
 /// the token and the time.
 pub fn verification_context(policy: &OpTokPolicy<'_>, keys: &KeySet) -> CacheKey {
-    let mut h = Sha256::new();
-    field(&mut h, b"optok-v1");
-    field(&mut h, policy.issuer.as_bytes());
-    h.update((policy.audiences.len() as u64).to_be_bytes());
+    let mut input = Vec::new();
+    verification_context_input(policy, keys, &mut input);
+    Sha256::digest(&input).into()
+}
+
+/// What [`verification_context`] hashes (length-prefixed fields), written into `out`.
+fn verification_context_input(policy: &OpTokPolicy<'_>, keys: &KeySet, out: &mut Vec<u8>) {
+    fn field(out: &mut Vec<u8>, bytes: &[u8]) {
+        out.extend_from_slice(&(bytes.len() as u64).to_be_bytes());
+        out.extend_from_slice(bytes);
+    }
+    out.clear();
+    field(out, b"optok-v1");
+    field(out, policy.issuer.as_bytes());
+    out.extend_from_slice(&(policy.audiences.len() as u64).to_be_bytes());
     for a in policy.audiences {
-        field(&mut h, a.as_bytes());
+        field(out, a.as_bytes());
     }
-    h.update((policy.required_scopes.len() as u64).to_be_bytes());
+    out.extend_from_slice(&(policy.required_scopes.len() as u64).to_be_bytes());
     for s in policy.required_scopes {
-        field(&mut h, s.as_bytes());
+        field(out, s.as_bytes());
     }
-    h.update((policy.algorithms.len() as u64).to_be_bytes());
+    out.extend_from_slice(&(policy.algorithms.len() as u64).to_be_bytes());
     for a in policy.algorithms {
-        field(&mut h, a.name().as_bytes());
+        field(out, a.name().as_bytes());
     }
-    h.update(policy.clock_skew_seconds.to_be_bytes());
-    field(&mut h, policy.tenant_claim.as_bytes());
-    h.update((keys.len() as u64).to_be_bytes());
+    out.extend_from_slice(&policy.clock_skew_seconds.to_be_bytes());
+    field(out, policy.tenant_claim.as_bytes());
+    out.extend_from_slice(&(keys.len() as u64).to_be_bytes());
     for k in keys.iter() {
-        field(&mut h, k.kid().unwrap_or("").as_bytes());
-        field(&mut h, k.thumbprint().as_bytes());
-        field(&mut h, k.alg().map_or("", |a| a.name()).as_bytes());
+        field(out, k.kid().unwrap_or("").as_bytes());
+        field(out, k.thumbprint().as_bytes());
+        field(out, k.alg().map_or("", |a| a.name()).as_bytes());
     }
-    h.finalize().into()
+}
+
+/// The last verification context computed, with its input: the next request under the
+/// same policy and keys (every request, but after a key refresh) reuses the digest after
+/// comparing the input bytes, instead of hashing them again.
+#[derive(Default)]
+struct ContextMemo {
+    input: Vec<u8>,
+    digest: CacheKey,
+    scratch: Vec<u8>,
+}
+
+impl ContextMemo {
+    fn context(&mut self, policy: &OpTokPolicy<'_>, keys: &KeySet) -> CacheKey {
+        verification_context_input(policy, keys, &mut self.scratch);
+        if self.scratch.is_empty() || self.scratch != self.input {
+            self.digest = Sha256::digest(&self.scratch).into();
+            std::mem::swap(&mut self.input, &mut self.scratch);
+        }
+        self.digest
+    }
 }
 
 /// The cache key of an OpTok under a verification context.
 pub fn optok_key(context: &CacheKey, token: &str) -> CacheKey {
+    optok_key_for_hash(context, &Sha256::digest(token.as_bytes()).into())
+}
+
+/// [`optok_key`] from the OpTok's SHA-256: SHA-256 over the context and that hash (the
+/// pipeline hashes the OpToken once, for this key and for a DPoP proof's `ath`).
+pub fn optok_key_for_hash(context: &CacheKey, token_sha256: &[u8; 32]) -> CacheKey {
     let mut h = Sha256::new();
     h.update(context);
-    h.update(token.as_bytes());
+    h.update(token_sha256);
     h.finalize().into()
 }
 
@@ -375,6 +414,7 @@ impl Caches {
             optoks: RefCell::new(Bounded::with_budget(optok_capacity, OPTOK_BUDGET_BYTES)),
             minted: RefCell::new(Bounded::with_budget(mint_capacity, MINT_BUDGET_BYTES)),
             stats: Cell::new(CacheStats::default()),
+            context: RefCell::default(),
         }
     }
 
@@ -409,7 +449,22 @@ impl Caches {
         crypto: &dyn Crypto,
         now: u64,
     ) -> Result<VerifiedOpTok, JwtError> {
-        let key = optok_key(&verification_context(policy, keys), token);
+        let hash = Sha256::digest(token.as_bytes()).into();
+        self.verify_optok_for_hash(token, &hash, policy, keys, crypto, now)
+    }
+
+    /// [`Caches::verify_optok`] with the token's SHA-256 already computed.
+    pub fn verify_optok_for_hash(
+        &self,
+        token: &str,
+        token_sha256: &[u8; 32],
+        policy: &OpTokPolicy<'_>,
+        keys: &KeySet,
+        crypto: &dyn Crypto,
+        now: u64,
+    ) -> Result<VerifiedOpTok, JwtError> {
+        let context = self.context.borrow_mut().context(policy, keys);
+        let key = optok_key_for_hash(&context, token_sha256);
         let hit = self.optoks.borrow_mut().get(&key, now);
         if let Some(optok) = hit {
             self.bump(|s| s.optok_hits += 1);
@@ -485,6 +540,93 @@ mod tests {
         assert_eq!(one.bytes(), first);
         one.clear();
         assert_eq!(one.bytes(), 0);
+    }
+
+    /// The streaming form the byte-buffer input replaced: the digests must not change.
+    fn streamed_context(policy: &OpTokPolicy<'_>, keys: &KeySet) -> CacheKey {
+        let mut h = Sha256::new();
+        field(&mut h, b"optok-v1");
+        field(&mut h, policy.issuer.as_bytes());
+        h.update((policy.audiences.len() as u64).to_be_bytes());
+        for a in policy.audiences {
+            field(&mut h, a.as_bytes());
+        }
+        h.update((policy.required_scopes.len() as u64).to_be_bytes());
+        for s in policy.required_scopes {
+            field(&mut h, s.as_bytes());
+        }
+        h.update((policy.algorithms.len() as u64).to_be_bytes());
+        for a in policy.algorithms {
+            field(&mut h, a.name().as_bytes());
+        }
+        h.update(policy.clock_skew_seconds.to_be_bytes());
+        field(&mut h, policy.tenant_claim.as_bytes());
+        h.update((keys.len() as u64).to_be_bytes());
+        for k in keys.iter() {
+            field(&mut h, k.kid().unwrap_or("").as_bytes());
+            field(&mut h, k.thumbprint().as_bytes());
+            field(&mut h, k.alg().map_or("", |a| a.name()).as_bytes());
+        }
+        h.finalize().into()
+    }
+
+    #[test]
+    fn the_context_memo_answers_what_hashing_again_would() {
+        use crate::token::alg::Alg;
+        use crate::token::keys::testkeys;
+        let one = KeySet::from_keys(vec![testkeys::rsa_private().public().clone()]);
+        let two = KeySet::from_keys(vec![
+            testkeys::rsa_private()
+                .public()
+                .clone()
+                .with_kid("a".into()),
+            testkeys::p256_private().public().clone(),
+        ]);
+        let audiences = ["registry-token".to_string()];
+        let other_audiences = ["registry-token".to_string(), "x".to_string()];
+        let scopes = ["registry.token.issue".to_string()];
+        let algorithms = [Alg::Rs256, Alg::Es256];
+        let policy = OpTokPolicy {
+            issuer: "https://authority.example",
+            audiences: &audiences,
+            required_scopes: &scopes,
+            algorithms: &algorithms,
+            clock_skew_seconds: 30,
+            tenant_claim: "tenant",
+        };
+        let policies = [
+            policy.clone(),
+            OpTokPolicy {
+                audiences: &other_audiences,
+                ..policy.clone()
+            },
+            OpTokPolicy {
+                clock_skew_seconds: 31,
+                ..policy.clone()
+            },
+            OpTokPolicy {
+                algorithms: &algorithms[..1],
+                ..policy.clone()
+            },
+        ];
+        let mut memo = ContextMemo::default();
+        let mut seen = std::collections::HashSet::new();
+        for round in 0..3 {
+            for p in &policies {
+                for keys in [&one, &two, &one] {
+                    let expected = streamed_context(p, keys);
+                    assert_eq!(verification_context(p, keys), expected);
+                    assert_eq!(memo.context(p, keys), expected, "round {round}");
+                    assert_eq!(memo.context(p, keys), expected, "again, round {round}");
+                    seen.insert(expected);
+                }
+            }
+        }
+        assert_eq!(
+            seen.len(),
+            policies.len() * 2,
+            "every policy and key set differs"
+        );
     }
 
     fn k(n: u32) -> CacheKey {

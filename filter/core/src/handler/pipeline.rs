@@ -14,8 +14,6 @@
 //! [`Denial`]; the audit record is filled in as the stages learn things. Every grant runs
 //! the same stages 3–5 on the same [`Caller`].
 
-use serde_json::json;
-
 use super::audit::{self, Audit};
 use super::cache::{self, MintedToken};
 use super::credentials::{self, Credential, CredentialScheme, Presented, TokenRequest};
@@ -28,11 +26,12 @@ use crate::policy::revocation::{self, Identifiers, OnStale, Revocation, Revoked}
 use crate::policy::scope::{is_path_component, Scope};
 use crate::sender::dpop::{self, DpopError, ProofPolicy};
 use crate::sender::mtls;
+use crate::token::alg::sha256;
 use crate::token::jws::JwtError;
 use crate::token::mint;
 use crate::token::optok::{self, OpTokPolicy, VerifiedOpTok};
 use crate::token::refresh::{self, RefreshClaims, RefreshError};
-use crate::wire::time;
+use crate::wire::{json, time};
 
 /// What the policy stage granted.
 #[derive(Debug, Clone)]
@@ -175,31 +174,47 @@ fn run(
     let (request, presented) = credentials::read_request(req, ctx.config, audit)?;
     let caller = match presented {
         Presented::OpToken(credential) => {
-            let optok = verify_optok(ctx, &credential).inspect_err(|d| {
+            let token = Hashed::new(&credential.token);
+            let optok = verify_optok(ctx, &credential, &token).inspect_err(|d| {
                 *unknown_kid = d.reason == Reason::UnknownKey;
             })?;
             let caller = Caller::OpToken(optok);
             note_caller(audit, &caller);
-            sender_constraint(
-                req,
-                ctx,
-                Some(credential.scheme),
-                &credential.token,
-                &caller,
-            )?;
+            sender_constraint(req, ctx, Some(credential.scheme), &token, &caller)?;
             caller
         }
         Presented::RefreshToken(token) => {
             let caller = Caller::Refresh(verify_refresh(ctx, token)?);
             note_caller(audit, &caller);
             if let Caller::Refresh(r) = &caller {
-                sender_constraint(req, ctx, None, &r.token, &caller)?;
+                sender_constraint(req, ctx, None, &Hashed::new(&r.token), &caller)?;
             }
             caller
         }
     };
     let granted = policy(ctx, &caller, &request, audit)?;
     Ok((request, caller, granted))
+}
+
+/// A presented token and its SHA-256, computed at most once, when a stage needs it (the
+/// OpTok cache key, then a DPoP proof's `ath`): a bound OpToken is hashed once per request,
+/// not twice, and a request refused before either stage is not hashed at all.
+struct Hashed<'a> {
+    token: &'a str,
+    sha256: std::cell::OnceCell<[u8; 32]>,
+}
+
+impl<'a> Hashed<'a> {
+    fn new(token: &'a str) -> Hashed<'a> {
+        Hashed {
+            token,
+            sha256: std::cell::OnceCell::new(),
+        }
+    }
+
+    fn sha256(&self) -> &[u8; 32] {
+        self.sha256.get_or_init(|| sha256(self.token.as_bytes()))
+    }
 }
 
 fn note_caller(audit: &mut Audit, caller: &Caller) {
@@ -241,7 +256,12 @@ fn verify_refresh(ctx: &Context<'_>, token: String) -> Result<VerifiedRefresh, D
 }
 
 /// Stage 2: the OpToken, verified against the Authority's keys (through the cache).
-fn verify_optok(ctx: &Context<'_>, credential: &Credential) -> Result<VerifiedOpTok, Denial> {
+/// `hashed` is `credential.token`, hashed when the cache needs it.
+fn verify_optok(
+    ctx: &Context<'_>,
+    credential: &Credential,
+    hashed: &Hashed<'_>,
+) -> Result<VerifiedOpTok, Denial> {
     let config = ctx.config;
     if refresh::is_refresh_token(&credential.token) {
         return Err(Denial::new(
@@ -280,7 +300,9 @@ fn verify_optok(ctx: &Context<'_>, credential: &Credential) -> Result<VerifiedOp
     };
     let token = &credential.token;
     match ctx.cache {
-        Some(c) => c.verify_optok(token, &policy, keys, ctx.crypto, ctx.now),
+        Some(c) => {
+            c.verify_optok_for_hash(token, hashed.sha256(), &policy, keys, ctx.crypto, ctx.now)
+        }
         None => optok::verify_optok(token, &policy, keys, ctx.crypto, ctx.now),
     }
     .map_err(|e: JwtError| Denial::new(Reason::from(&e), e.to_string()))
@@ -325,7 +347,7 @@ fn sender_constraint(
     req: &RequestView<'_>,
     ctx: &Context<'_>,
     scheme: Option<CredentialScheme>,
-    token: &str,
+    token: &Hashed<'_>,
     caller: &Caller,
 ) -> Result<(), Denial> {
     let config = ctx.config;
@@ -337,8 +359,15 @@ fn sender_constraint(
             iat_window_seconds: config.dpop.iat_window_seconds,
             nonce: config.dpop.nonce.as_ref(),
         };
-        dpop::verify_proof(
-            &proofs, req.method, token, jkt, &policy, ctx.crypto, ctx.replay, ctx.now,
+        dpop::verify_proof_for_hash(
+            &proofs,
+            req.method,
+            token.sha256(),
+            jkt,
+            &policy,
+            ctx.crypto,
+            ctx.replay,
+            ctx.now,
         )
         .map_err(|e| dpop_denial(config, &e, ctx.now))?;
     } else if scheme == Some(CredentialScheme::DPoP) {
@@ -531,19 +560,12 @@ fn mint(
         }
         _ => None,
     };
-    let mut body = json!({
-        "token": minted.token,
-        "access_token": minted.token,
-        "expires_in": minted.expires_at.saturating_sub(ctx.now),
-        "issued_at": time::rfc3339(minted.issued_at),
-    });
-    if request.grant != Grant::Get {
-        body["token_type"] = json!("Bearer");
-        body["scope"] = json!(audit.granted.join(" "));
-    }
-    if let Some(rt) = refresh_token {
-        body["refresh_token"] = json!(rt);
-    }
+    let body = token_body(
+        &minted,
+        ctx.now,
+        refresh_token.as_deref(),
+        (request.grant != Grant::Get).then(|| audit.granted.join(" ")),
+    );
     let mut headers = vec![
         ("content-type".to_string(), "application/json".to_string()),
         ("cache-control".to_string(), "no-store".to_string()),
@@ -561,11 +583,39 @@ fn mint(
     Ok(Decision {
         status: 200,
         headers,
-        body: body.to_string(),
+        body,
         outcome: Outcome::Issued(request.grant),
         audit: Some(std::mem::take(audit)),
         unknown_kid: false,
     })
+}
+
+/// The token reply's body: `token` and `access_token`, `expires_in`, `issued_at`, and
+/// `refresh_token` when one was sealed; a `POST` (`scope` given) adds `token_type` and
+/// `scope` (RFC 6749 §5.1). Written directly, keys sorted as `serde_json` writes them.
+fn token_body(
+    minted: &MintedToken,
+    now: u64,
+    refresh_token: Option<&str>,
+    scope: Option<String>,
+) -> String {
+    let mut out = String::with_capacity(2 * minted.token.len() + 160);
+    let mut o = json::Object::begin(&mut out);
+    o.str("access_token", &minted.token)
+        .u64("expires_in", minted.expires_at.saturating_sub(now))
+        .str("issued_at", &time::rfc3339(minted.issued_at));
+    if let Some(rt) = refresh_token {
+        o.str("refresh_token", rt);
+    }
+    if let Some(scope) = &scope {
+        o.str("scope", scope);
+    }
+    o.str("token", &minted.token);
+    if scope.is_some() {
+        o.str("token_type", "Bearer");
+    }
+    o.end();
+    out
 }
 
 fn mint_token(
@@ -622,4 +672,42 @@ fn mint_token(
         c.remember_mint(key, &m, signing.reuse_seconds);
     }
     Ok(m)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn token_body_is_what_serde_json_wrote() {
+        let minted = MintedToken {
+            token: "eyJh.eyJi.c2ln".into(),
+            jti: "j".into(),
+            issued_at: 1_800_000_000,
+            expires_at: 1_800_000_300,
+        };
+        for (rt, scope) in [
+            (None, None),
+            (Some("rtr1.x"), None),
+            (None, Some("repository:a/b:pull registry:catalog:*")),
+            (Some("rtr1.\"y"), Some("")),
+        ] {
+            let mut v = json!({
+                "token": minted.token,
+                "access_token": minted.token,
+                "expires_in": 300,
+                "issued_at": time::rfc3339(minted.issued_at),
+            });
+            if let Some(s) = scope {
+                v["token_type"] = json!("Bearer");
+                v["scope"] = json!(s);
+            }
+            if let Some(rt) = rt {
+                v["refresh_token"] = json!(rt);
+            }
+            let body = token_body(&minted, 1_800_000_000, rt, scope.map(str::to_string));
+            assert_eq!(body, v.to_string());
+        }
+    }
 }

@@ -2,11 +2,9 @@
 //! 2.8 and 3.x check (`iss`, `sub`, `aud` as a string, `exp`, `nbf`, `iat`, `jti`,
 //! `access`) and the caller's `tenant` when it has a valid one, signed by the configured key through [`Crypto`].
 
-use serde_json::{Map, Value};
-
 use crate::token::crypto::Crypto;
 use crate::token::keys::PrivateKey;
-use crate::wire::b64;
+use crate::wire::{b64, json};
 
 /// Everything a minted registry token says.
 #[derive(Debug, Clone)]
@@ -34,42 +32,20 @@ pub struct MintRequest<'a> {
 }
 
 /// Signs a registry token. The header carries `alg`, `typ`, `kid` and, when set, `x5c`.
+///
+/// Header and claims are written straight to JSON ([`crate::wire::json`]) with the bytes
+/// `serde_json` would write for the same objects (keys sorted), without a `Value` tree:
+/// this runs once per request.
 pub fn mint(
     req: &MintRequest<'_>,
     key: &PrivateKey,
     crypto: &dyn Crypto,
 ) -> Result<String, crate::token::crypto::CryptoError> {
-    let mut header = Map::new();
-    header.insert("alg".into(), Value::from(key.alg().name()));
-    header.insert("typ".into(), Value::from("JWT"));
-    header.insert("kid".into(), Value::from(req.kid));
-    if let Some(chain) = req.x5c {
-        header.insert(
-            "x5c".into(),
-            Value::Array(chain.iter().map(|c| Value::from(c.as_str())).collect()),
-        );
-    }
-    let mut claims = Map::new();
-    claims.insert("iss".into(), Value::from(req.issuer));
-    claims.insert("sub".into(), Value::from(req.subject));
-    claims.insert("aud".into(), Value::from(req.audience));
-    claims.insert(
-        "exp".into(),
-        Value::from(req.now.saturating_add(req.lifetime_seconds)),
+    let header_json = header_json(req, key);
+    let claims_json = claims_json(req);
+    let mut token = String::with_capacity(
+        (header_json.len() + claims_json.len()) * 4 / 3 + key.signature_len() * 4 / 3 + 8,
     );
-    claims.insert("nbf".into(), Value::from(req.now));
-    claims.insert("iat".into(), Value::from(req.now));
-    claims.insert("jti".into(), Value::from(req.jti));
-    if let Some(tenant) = req.tenant {
-        claims.insert("tenant".into(), Value::from(tenant));
-    }
-    claims.insert(
-        "access".into(),
-        serde_json::to_value(req.access).unwrap_or(Value::Array(Vec::new())),
-    );
-    let header_json = Value::Object(header).to_string();
-    let claims_json = Value::Object(claims).to_string();
-    let mut token = String::with_capacity(1024);
     token.push_str(&b64::url_encode(header_json.as_bytes()));
     token.push('.');
     token.push_str(&b64::url_encode(claims_json.as_bytes()));
@@ -79,9 +55,142 @@ pub fn mint(
     Ok(token)
 }
 
+/// `{"alg","kid","typ"[,"x5c"]}`, keys sorted.
+fn header_json(req: &MintRequest<'_>, key: &PrivateKey) -> String {
+    let mut out = String::with_capacity(64 + req.kid.len());
+    let mut h = json::Object::begin(&mut out);
+    h.str("alg", key.alg().name())
+        .str("kid", req.kid)
+        .str("typ", "JWT");
+    if let Some(chain) = req.x5c {
+        h.strs("x5c", chain.iter().map(String::as_str));
+    }
+    h.end();
+    out
+}
+
+/// `{"access","aud","exp","iat","iss","jti","nbf","sub"[,"tenant"]}`, keys sorted; each
+/// `access` entry `{"actions","name","type"}`.
+fn claims_json(req: &MintRequest<'_>) -> String {
+    let mut out = String::with_capacity(256);
+    let mut c = json::Object::begin(&mut out);
+    let access = c.key("access");
+    access.push('[');
+    for (i, scope) in req.access.iter().enumerate() {
+        if i > 0 {
+            access.push(',');
+        }
+        let mut entry = json::Object::begin(access);
+        entry
+            .strs("actions", scope.actions.iter().map(String::as_str))
+            .str("name", &scope.name)
+            .str("type", &scope.resource_type);
+        entry.end();
+    }
+    access.push(']');
+    c.str("aud", req.audience)
+        .u64("exp", req.now.saturating_add(req.lifetime_seconds))
+        .u64("iat", req.now)
+        .str("iss", req.issuer)
+        .str("jti", req.jti)
+        .u64("nbf", req.now)
+        .str("sub", req.subject);
+    if let Some(tenant) = req.tenant {
+        c.str("tenant", tenant);
+    }
+    c.end();
+    out
+}
+
 /// A fresh `jti`: 128 random bits, base64url.
 pub fn new_jti(crypto: &dyn Crypto) -> Result<String, crate::token::crypto::CryptoError> {
     let mut bytes = [0u8; 16];
     crypto.fill_random(&mut bytes)?;
     Ok(b64::url_encode(&bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::scope::parse_scope;
+    use serde_json::{Map, Value};
+
+    /// The `Value`-tree form the direct writer replaced.
+    fn by_value(req: &MintRequest<'_>, alg: &str) -> (String, String) {
+        let mut header = Map::new();
+        header.insert("alg".into(), Value::from(alg));
+        header.insert("typ".into(), Value::from("JWT"));
+        header.insert("kid".into(), Value::from(req.kid));
+        if let Some(chain) = req.x5c {
+            header.insert(
+                "x5c".into(),
+                Value::Array(chain.iter().map(|c| Value::from(c.as_str())).collect()),
+            );
+        }
+        let mut claims = Map::new();
+        claims.insert("iss".into(), Value::from(req.issuer));
+        claims.insert("sub".into(), Value::from(req.subject));
+        claims.insert("aud".into(), Value::from(req.audience));
+        claims.insert(
+            "exp".into(),
+            Value::from(req.now.saturating_add(req.lifetime_seconds)),
+        );
+        claims.insert("nbf".into(), Value::from(req.now));
+        claims.insert("iat".into(), Value::from(req.now));
+        claims.insert("jti".into(), Value::from(req.jti));
+        if let Some(tenant) = req.tenant {
+            claims.insert("tenant".into(), Value::from(tenant));
+        }
+        claims.insert(
+            "access".into(),
+            serde_json::to_value(req.access).unwrap_or(Value::Array(Vec::new())),
+        );
+        (
+            Value::Object(header).to_string(),
+            Value::Object(claims).to_string(),
+        )
+    }
+
+    #[test]
+    fn header_and_claims_are_the_bytes_serde_json_writes() {
+        let ec = crate::token::keys::testkeys::p256_private();
+        let rsa = crate::token::keys::testkeys::rsa_private();
+        let access = [
+            parse_scope("repository:team/app:pull,push").unwrap(),
+            parse_scope("registry:catalog:*").unwrap(),
+        ];
+        let chain = vec!["MIIB+/==".to_string(), "MIIC\\".to_string()];
+        let base = MintRequest {
+            issuer: "registry-token-service",
+            subject: "alice \"quoted\" \u{1} é \u{2028}",
+            audience: "registry.example",
+            access: &access,
+            now: 1_800_000_000,
+            lifetime_seconds: u64::MAX,
+            kid: "k\\1",
+            x5c: None,
+            jti: "AAAAAAAAAAAAAAAAAAAAAA",
+            tenant: None,
+        };
+        let variants = [
+            base.clone(),
+            MintRequest {
+                x5c: Some(&chain),
+                tenant: Some("acme"),
+                ..base.clone()
+            },
+            MintRequest {
+                access: &[],
+                lifetime_seconds: 300,
+                ..base.clone()
+            },
+        ];
+        for key in [&ec, rsa] {
+            for req in &variants {
+                let (header, claims) = by_value(req, key.alg().name());
+                assert_eq!(header_json(req, key), header);
+                assert_eq!(claims_json(req), claims);
+            }
+        }
+    }
 }

@@ -6,6 +6,7 @@ pub mod b64;
 pub mod der;
 pub mod envoy_crypto;
 pub mod form;
+pub mod json;
 pub mod protobuf;
 pub mod query;
 pub mod structpb;
