@@ -60,7 +60,8 @@ fn histogram_cache_counters_memory_gauge_and_mint_reuse() {
         .unwrap_or_else(|e| panic!("{}: {e}", template_path.display()));
     let opts = EnvoyOptions::default()
         .var("PLUGIN_CONFIG", plugin.to_string())
-        .var("TRANSPORT_SOCKET", "");
+        .var("TRANSPORT_SOCKET", "")
+        .var("CLUSTERS", "");
     let envoy = Envoy::start(&template, opts).unwrap_or_else(|e| panic!("{e}"));
 
     let optok = OpTokSpec {
