@@ -258,7 +258,7 @@ fn ingest_worker(
             target.host,
             body.len()
         );
-        let stream = match conn.take() {
+        let mut stream = match conn.take() {
             Some(s) => s,
             None => match http::connect(target, Duration::from_secs(30)) {
                 Ok(s) => s,
@@ -269,7 +269,6 @@ fn ingest_worker(
                 }
             },
         };
-        let mut stream = stream;
         let t0 = Instant::now();
         match http::exchange(stream.as_mut(), request.as_bytes(), &mut buf) {
             Ok(r) if (200..300).contains(&r.status) => {
