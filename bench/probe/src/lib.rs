@@ -26,7 +26,7 @@ use serde_json::Value;
 const MESSAGE_BYTES: usize = 700;
 
 proxy_wasm::main! {{
-    proxy_wasm::set_log_level(LogLevel::Warn);
+    proxy_wasm::set_log_level(LogLevel::Info);
     proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root::default()) });
 }}
 
@@ -60,10 +60,38 @@ enum Op {
     SharedGet,
     /// `shared:set`: an unconditional write alone.
     SharedSet,
+    /// `host:<call>`: one of the filter's other per-request hostcalls, to weigh it against
+    /// the ceiling (see [`HostOp`]).
+    Host(HostOp),
+}
+
+/// The filter's per-request hostcalls other than crypto and shared data.
+#[derive(Clone, Copy)]
+enum HostOp {
+    /// `host:headers`: every request header (the filter's request view).
+    Headers,
+    /// `host:header`: one request header (`:path`).
+    Header,
+    /// `host:property`: `connection.sha256_peer_certificate_digest` (mTLS binding).
+    Property,
+    /// `host:set-property`: a 700-byte filter-state value (the audit record).
+    SetProperty,
+    /// `host:log`: an info line of 700 bytes (the audit line).
+    Log,
+    /// `host:time`: the host clock.
+    Time,
+    /// `host:counter`: one counter increment.
+    Counter,
+    /// `host:histogram`: one histogram sample.
+    Histogram,
+    /// `host:random`: 16 random bytes (the token's `jti`).
+    Random,
 }
 
 struct Work {
     ops: Vec<Op>,
+    counter: Option<u32>,
+    histogram: Option<u32>,
     message: Vec<u8>,
     body: String,
 }
@@ -94,6 +122,7 @@ impl Work {
                     )
                     .map_err(|s| format!("set_shared_data: {s:?}"))?;
                 }
+                Op::Host(op) => self.host(*op)?,
                 Op::SharedCas => {
                     let (_, cas) = proxy_wasm::hostcalls::get_shared_data(SHARED_KEY)
                         .map_err(|s| format!("get_shared_data: {s:?}"))?;
@@ -104,6 +133,55 @@ impl Work {
                     )
                     .map_err(|s| format!("set_shared_data: {s:?}"))?;
                 }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Work {
+    fn host(&self, op: HostOp) -> Result<(), String> {
+        use proxy_wasm::hostcalls as h;
+        fn err(what: &'static str) -> impl Fn(proxy_wasm::types::Status) -> String {
+            move |s| format!("{what}: {s:?}")
+        }
+        match op {
+            HostOp::Headers => {
+                h::get_map(proxy_wasm::types::MapType::HttpRequestHeaders)
+                    .map_err(err("get_map"))?;
+            }
+            HostOp::Header => {
+                h::get_map_value(proxy_wasm::types::MapType::HttpRequestHeaders, ":path")
+                    .map_err(err("get_map_value"))?;
+            }
+            HostOp::Property => {
+                h::get_property(vec!["connection", "sha256_peer_certificate_digest"])
+                    .map_err(err("get_property"))?;
+            }
+            HostOp::SetProperty => {
+                h::set_property(vec!["probe_audit"], Some(&self.message))
+                    .map_err(err("set_property"))?;
+            }
+            HostOp::Log => {
+                let line = String::from_utf8_lossy(&self.message);
+                h::log(LogLevel::Info, &line).map_err(err("log"))?;
+            }
+            HostOp::Time => {
+                h::get_current_time().map_err(err("get_current_time"))?;
+            }
+            HostOp::Counter => {
+                if let Some(id) = self.counter {
+                    h::increment_metric(id, 1).map_err(err("increment_metric"))?;
+                }
+            }
+            HostOp::Histogram => {
+                if let Some(id) = self.histogram {
+                    h::record_metric(id, 170).map_err(err("record_metric"))?;
+                }
+            }
+            HostOp::Random => {
+                let mut buf = [0u8; 16];
+                getrandom::getrandom(&mut buf).map_err(|e| format!("random: {e}"))?;
             }
         }
         Ok(())
@@ -133,6 +211,21 @@ fn configure(config: &[u8], crypto: &HostCrypto<EnvoyForeign>) -> Result<Work, S
             ops.push(shared);
             continue;
         }
+        if let Some(call) = op.strip_prefix("host:") {
+            ops.push(Op::Host(match call {
+                "headers" => HostOp::Headers,
+                "header" => HostOp::Header,
+                "property" => HostOp::Property,
+                "set-property" => HostOp::SetProperty,
+                "log" => HostOp::Log,
+                "time" => HostOp::Time,
+                "counter" => HostOp::Counter,
+                "histogram" => HostOp::Histogram,
+                "random" => HostOp::Random,
+                _ => return Err(format!("ops: unknown {op:?}")),
+            }));
+            continue;
+        }
         let key = match op.rsplit(':').next() {
             Some("RS256") => pem("rsaKeyPem")?,
             Some("ES256") => pem("ecKeyPem")?,
@@ -155,7 +248,23 @@ fn configure(config: &[u8], crypto: &HostCrypto<EnvoyForeign>) -> Result<Work, S
     }
     let body_bytes = v["bodyBytes"].as_u64().unwrap_or(900);
     let body = "x".repeat(usize::try_from(body_bytes).unwrap_or(900));
-    Ok(Work { ops, message, body })
+    let counter = proxy_wasm::hostcalls::define_metric(
+        proxy_wasm::types::MetricType::Counter,
+        "probe_counter_total",
+    )
+    .ok();
+    let histogram = proxy_wasm::hostcalls::define_metric(
+        proxy_wasm::types::MetricType::Histogram,
+        "probe_histogram_us",
+    )
+    .ok();
+    Ok(Work {
+        ops,
+        counter,
+        histogram,
+        message,
+        body,
+    })
 }
 
 #[derive(Default)]
