@@ -234,7 +234,7 @@ fn main() {
                 method,
                 path,
                 headers,
-                peer_certificate_sha256_hex: None,
+                peer_certificate: registry_token_core::handler::PeerCertificate::Known(None),
                 body: body.as_deref(),
             };
             let decision = handler::handle_token(&view, &ctx);
@@ -349,7 +349,7 @@ fn time_parts(
             method: &r.0,
             path: &r.1,
             headers: &r.2,
-            peer_certificate_sha256_hex: None,
+            peer_certificate: registry_token_core::handler::PeerCertificate::Known(None),
             body: r.3.as_deref(),
         };
         decisions.push(handler::handle_token(&view, &ctx));

@@ -44,7 +44,7 @@ fn run(
         method: "GET",
         path: &path,
         headers: &headers,
-        peer_certificate_sha256_hex: peer_cert,
+        peer_certificate: registry_token_core::handler::PeerCertificate::Known(peer_cert),
         body: None,
     };
     let keys = match &config.authority.keys {

@@ -856,7 +856,7 @@ fn keys_unavailable_is_503_with_retry_after() {
         method: "GET",
         path: &path,
         headers: &headers,
-        peer_certificate_sha256_hex: None,
+        peer_certificate: registry_token_core::handler::PeerCertificate::Known(None),
         body: None,
     };
     let crypto = registry_token_core::token::crypto::RustCrypto;

@@ -691,6 +691,60 @@ fn certificate_bound_token_needs_that_certificate() {
     }
 }
 
+/// The glue hands the certificate digest as a lookup (a hostcall): asked only when the
+/// credential is certificate-bound, and its answer is what the binding is checked against.
+#[test]
+fn peer_certificate_is_looked_up_only_for_certificate_bound_credentials() {
+    use registry_token_core::handler::{self, Context, PeerCertificate, RequestView};
+    let config = strict_config();
+    let cert = cert_digest_hex("client-cert-der");
+    let keys = match &config.authority.keys {
+        registry_token_core::config::KeySource::Inline(k) => Some(k),
+        _ => None,
+    };
+    let crypto = registry_token_core::token::crypto::RustCrypto;
+    let decide = |token: &str, answer: Option<&str>| {
+        let asked = std::cell::Cell::new(0);
+        let lookup = || {
+            asked.set(asked.get() + 1);
+            answer.map(str::to_string)
+        };
+        let headers = vec![("authorization".to_string(), bearer(token))];
+        let path = format!("/token?{Q}");
+        let view = RequestView {
+            method: "GET",
+            path: &path,
+            headers: &headers,
+            peer_certificate: PeerCertificate::Lookup(&lookup),
+            body: None,
+        };
+        let ctx = Context {
+            config: &config,
+            keys: keys.into(),
+            crypto: &crypto,
+            now: NOW,
+            replay: replay_cache(),
+            cache: None,
+            revocation: registry_token_core::policy::revocation::RemoteList::NotConfigured,
+        };
+        let d = handler::handle_token(&view, &ctx);
+        (d, asked.get())
+    };
+    let bound = mtls_optok(&cert);
+    let (d, asked) = decide(&bound, Some(&cert));
+    assert_eq!((d.status, asked), (200, 1), "{}", d.body);
+    let (d, asked) = decide(&bound, Some(&cert_digest_hex("another-cert")));
+    assert_eq!((reason(&d), asked), ("mtls_mismatch", 1));
+    let (d, asked) = decide(&bound, Some(""));
+    assert_eq!((reason(&d), asked), ("mtls_no_certificate", 1));
+    let (d, asked) = decide(&bound, None);
+    assert_eq!((reason(&d), asked), ("mtls_no_certificate", 1));
+    // An unbound credential never needs the certificate (here refused for that, as the
+    // configuration requires a sender constraint).
+    let (d, asked) = decide(&optok(&default_claims()), Some(&cert));
+    assert_eq!((reason(&d), asked), ("unbound_token", 0), "{}", d.body);
+}
+
 #[test]
 fn x5t_conversion_from_envoy_hex() {
     use registry_token_core::sender::mtls::x5t_from_hex_digest;

@@ -312,7 +312,7 @@ fn post_with_list(config: &Config, form: &str, lists: &RevokedLists) -> Decision
         method: "POST",
         path: "/token",
         headers: &headers,
-        peer_certificate_sha256_hex: None,
+        peer_certificate: registry_token_core::handler::PeerCertificate::Known(None),
         body: Some(form.as_bytes()),
     };
     let keys = match &config.authority.keys {

@@ -40,7 +40,7 @@ fn decide_with(
         method: "GET",
         path: &path,
         headers: &headers,
-        peer_certificate_sha256_hex: None,
+        peer_certificate: registry_token_core::handler::PeerCertificate::Known(None),
         body: None,
     };
     let keys = match &config.authority.keys {

@@ -295,7 +295,7 @@ fn decide_with_list(
         method,
         path: &path,
         headers: &headers,
-        peer_certificate_sha256_hex: None,
+        peer_certificate: registry_token_core::handler::PeerCertificate::Known(None),
         body: form.map(str::as_bytes),
     };
     let keys = match &config.authority.keys {

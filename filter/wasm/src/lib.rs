@@ -26,7 +26,9 @@ use proxy_wasm::types::{Action, ContextType, LogLevel, MetricType};
 
 use registry_token_core::config::Config;
 use registry_token_core::handler::cache::CacheStats;
-use registry_token_core::handler::{self, Decision, Grant, Outcome, Reason, RequestView, Route};
+use registry_token_core::handler::{
+    self, Decision, Grant, Outcome, PeerCertificate, Reason, RequestView, Route,
+};
 use registry_token_core::token::crypto::host::{self as hostproto, HostCrypto};
 use registry_token_core::token::crypto::{Crypto, RustCrypto};
 use registry_token_core::wire::form::MAX_FORM_BYTES;
@@ -313,6 +315,34 @@ impl hostproto::ForeignCall for EnvoyForeign {
 struct Filter {
     state: State<EnvoyHost>,
     metrics: Metrics,
+    log_gate: LogGate,
+}
+
+/// Whether Envoy logs this module's info lines, asked of the host at most once a second
+/// (Envoy's level can change at runtime through its admin `/logging`): at the default
+/// `warn` the audit line is not handed to a host that would drop it (a hostcall per
+/// request saved).
+#[derive(Default)]
+struct LogGate {
+    /// Host time (ns) of the last question; 0: never asked.
+    asked_ns: Cell<u64>,
+    info: Cell<bool>,
+}
+
+impl LogGate {
+    const RECHECK_NS: u64 = 1_000_000_000;
+
+    fn info_enabled(&self, now_ns: u64) -> bool {
+        let asked = self.asked_ns.get();
+        if asked == 0 || now_ns.saturating_sub(asked) >= Self::RECHECK_NS || now_ns < asked {
+            // A host that cannot say gets the line (as before the gate existed).
+            let info = proxy_wasm::hostcalls::get_log_level()
+                .map_or(true, |level| level as u32 <= LogLevel::Info as u32);
+            self.info.set(info);
+            self.asked_ns.set(now_ns.max(1));
+        }
+        self.info.get()
+    }
 }
 
 #[derive(Default)]
@@ -362,6 +392,7 @@ impl Root {
         let filter = Filter {
             state,
             metrics: Metrics::new(),
+            log_gate: LogGate::default(),
         };
         Ok((filter, fetcher, shipper))
     }
@@ -477,7 +508,6 @@ struct TokenRequestHead {
     method: String,
     path: String,
     headers: Vec<(String, String)>,
-    peer_certificate_digest: Option<String>,
 }
 
 impl Stream {
@@ -497,10 +527,9 @@ impl Stream {
             method: &head.method,
             path: &head.path,
             headers: &head.headers,
-            peer_certificate_sha256_hex: head
-                .peer_certificate_digest
-                .as_deref()
-                .filter(|d| !d.is_empty()),
+            peer_certificate: PeerCertificate::Lookup(&|| {
+                host::property_string(&["connection", "sha256_peer_certificate_digest"])
+            }),
             body,
         };
         let (decision, recorded) = state.decide_recorded(&view);
@@ -510,7 +539,9 @@ impl Stream {
         metrics.record(&decision.outcome);
         if let Some(audit) = &decision.audit {
             let line = audit.to_line();
-            log::info!("registry-token-filter: audit {line}");
+            if filter.log_gate.info_enabled(head.started) {
+                log::info!("registry-token-filter: audit {line}");
+            }
             // Filter state `wasm.registry_token_audit`, so an access log can carry the
             // record: %FILTER_STATE(wasm.registry_token_audit:PLAIN)%.
             let _ =
@@ -543,15 +574,19 @@ impl HttpContext for Stream {
                 Action::Pause
             }
             Route::Token => {
+                let started = now_nanos();
+                // One hostcall for every header; `:method` is among them.
+                let headers = host::request_headers();
+                let method = headers
+                    .iter()
+                    .find(|(k, _)| k == ":method")
+                    .map(|(_, v)| v.clone())
+                    .unwrap_or_default();
                 let head = TokenRequestHead {
-                    started: now_nanos(),
-                    method: host::request_header(":method").unwrap_or_default(),
+                    started,
+                    method,
                     path,
-                    headers: host::request_headers(),
-                    peer_certificate_digest: host::property_string(&[
-                        "connection",
-                        "sha256_peer_certificate_digest",
-                    ]),
+                    headers,
                 };
                 if head.method.eq_ignore_ascii_case("POST") && !end_of_stream {
                     // The OAuth2 form comes in the body: wait for it (bounded below).

@@ -120,7 +120,7 @@ impl Vm {
             method: "GET",
             path: "/token?service=registry.example&scope=repository:stella-ops/public/base:pull",
             headers: &headers,
-            peer_certificate_sha256_hex: None,
+            peer_certificate: registry_token_core::handler::PeerCertificate::Known(None),
             body: None,
         };
         self.state.decide(&view)
@@ -735,7 +735,7 @@ mod ledger {
                 path:
                     "/token?service=registry.example&scope=repository:stella-ops/public/base:pull",
                 headers: &headers,
-                peer_certificate_sha256_hex: None,
+                peer_certificate: registry_token_core::handler::PeerCertificate::Known(None),
                 body: None,
             };
             self.state.decide_recorded(&view)

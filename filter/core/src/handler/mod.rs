@@ -41,12 +41,44 @@ pub struct RequestView<'a> {
     pub path: &'a str,
     /// Request headers, names lowercase, in arrival order (repeats kept).
     pub headers: &'a [(String, String)],
-    /// Lowercase hex SHA-256 of the client certificate's DER, when the downstream
-    /// connection is TLS with a client certificate.
-    pub peer_certificate_sha256_hex: Option<&'a str>,
+    /// The client certificate of the downstream connection (its digest is read only when
+    /// a certificate-bound credential needs it).
+    pub peer_certificate: PeerCertificate<'a>,
     /// The buffered request body (`POST` only; `None` otherwise, or when the glue did not
     /// buffer one, which reads as an empty body). The core checks its length itself.
     pub body: Option<&'a [u8]>,
+}
+
+/// The downstream connection's client certificate, as the glue can give it.
+#[derive(Clone, Copy)]
+pub enum PeerCertificate<'a> {
+    /// Known up front: the lowercase hex SHA-256 of the certificate's DER, or `None` (no
+    /// TLS, or no client certificate).
+    Known(Option<&'a str>),
+    /// Asked of the host when a certificate-bound credential needs it, so that the other
+    /// requests do not pay the hostcall.
+    Lookup(&'a dyn Fn() -> Option<String>),
+}
+
+impl PeerCertificate<'_> {
+    /// The lowercase hex SHA-256 of the certificate's DER (an empty answer is none).
+    pub fn sha256_hex(&self) -> Option<std::borrow::Cow<'_, str>> {
+        use std::borrow::Cow;
+        let digest = match self {
+            PeerCertificate::Known(d) => d.map(Cow::Borrowed),
+            PeerCertificate::Lookup(ask) => ask().map(Cow::Owned),
+        };
+        digest.filter(|d| !d.is_empty())
+    }
+}
+
+impl std::fmt::Debug for PeerCertificate<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PeerCertificate::Known(d) => f.debug_tuple("Known").field(d).finish(),
+            PeerCertificate::Lookup(_) => f.write_str("Lookup(..)"),
+        }
+    }
 }
 
 impl<'a> RequestView<'a> {

@@ -378,8 +378,9 @@ fn sender_constraint(
     }
     if let Some(x5t) = caller.x5t_s256() {
         let presented = req
-            .peer_certificate_sha256_hex
-            .and_then(mtls::x5t_from_hex_digest);
+            .peer_certificate
+            .sha256_hex()
+            .and_then(|d| mtls::x5t_from_hex_digest(&d));
         match presented {
             None => {
                 return Err(Denial::new(

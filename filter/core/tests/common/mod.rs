@@ -233,7 +233,7 @@ pub fn decide_full(
         method,
         path: &path,
         headers: &headers,
-        peer_certificate_sha256_hex: peer_cert,
+        peer_certificate: registry_token_core::handler::PeerCertificate::Known(peer_cert),
         body,
     };
     let keys = match &config.authority.keys {
