@@ -203,9 +203,10 @@ probe: wasm-target
 load: loadgen
 	$(LOADGEN) $(LOAD_ARGS)
 
-# The whole comparison on this machine (about 10 minutes; the machine should be idle):
+# The whole comparison on this machine (about 25 minutes: ceilings and scenarios in 3 alternating
+# rounds, medians reported; the machine should be idle):
 # writes docs/PERFORMANCE.md and docs/performance-latency.png.
-# A quick look: BENCH_ARGS="--seconds 3 --soak 30 --sweep-seconds 3 --optoks 3000".
+# A quick look: BENCH_ARGS="--seconds 3 --soak 30 --sweep-seconds 3 --optoks 3000 --rounds 1".
 bench: deps apt-deps wasm loadgen probe $(LEDGER)
 	@command -v gnuplot >/dev/null || { \
 	  echo "installing Debian package: gnuplot-nox"; \

@@ -8,7 +8,7 @@
 //!       [--wasm target/wasm32-wasip1/release/registry_token_filter.wasm] [--strict]
 //!       [--probe target/wasm32-wasip1/release/registry_token_crypto_probe.wasm]
 //!       [--only ceiling,crypto,rs256,es256,es256-ledger,dpop-rs256,dpop-es256,reuse,mtls,password,refresh,rules-10k,rules-10k-tenant,hostile,cheap,ingest,sweep,soak]
-//!       [--ledger target/release/registry-token-ledger]
+//!       [--ledger target/release/registry-token-ledger] [--rounds 3]
 //! ```
 //!
 //! Envoy runs with `--concurrency 1` pinned to CPU 0, `openssl speed` on CPU 0 too, the
@@ -573,9 +573,31 @@ impl Pools {
     }
 }
 
+/// The round of median throughput (the upper one of an even count), carrying every
+/// round's rate; the first error when a round failed.
+fn median_round(all: Vec<Result<Measured, String>>) -> Result<Measured, String> {
+    let mut ok = Vec::with_capacity(all.len());
+    for r in all {
+        ok.push(r?);
+    }
+    let rates: Vec<f64> = ok.iter().map(|m| m.result.tokens_per_second()).collect();
+    ok.sort_by(|a, b| {
+        a.result
+            .tokens_per_second()
+            .total_cmp(&b.result.tokens_per_second())
+    });
+    let mid = ok.len() / 2;
+    let mut m = ok.into_iter().nth(mid).ok_or("no round was measured")?;
+    m.rounds = rates;
+    Ok(m)
+}
+
 /// What one measured run gave.
 #[derive(Clone, Default)]
 struct Measured {
+    /// Every round's rate (answers or tokens per second), in the order measured; this run
+    /// is the median one.
+    rounds: Vec<f64>,
     result: RunResult,
     before: Snapshot,
     after: Snapshot,
@@ -836,6 +858,7 @@ fn measure(
         before,
         after,
         ledger_rows: None,
+        rounds: Vec::new(),
     })
 }
 
@@ -989,6 +1012,7 @@ fn main() {
         "only",
         "probe",
         "ledger",
+        "rounds",
     ];
     let unknown = args.unknown(&known);
     if !unknown.is_empty() {
@@ -1001,6 +1025,7 @@ fn main() {
     let sweep_seconds = num("sweep-seconds", 8).clamp(1, 120);
     let optoks = num("optoks", 20_000).clamp(100, 200_000) as usize;
     let speed_seconds = num("speed-seconds", 3).clamp(1, 10);
+    let rounds = num("rounds", 3).clamp(1, 9);
     // --only ceiling,dpop-es256,sweep,soak: a part of the run (the report marks the rest
     // not measured).
     let only: Option<Vec<String>> = args
@@ -1127,110 +1152,138 @@ fn main() {
         );
     }
 
-    // The in-Envoy crypto ceilings: what each path's signature work alone allows.
-    let mut crypto: Vec<(&'static str, Result<Measured, String>)> = Vec::new();
-    if want("crypto") || CRYPTO_CEILINGS.iter().any(|(k, ..)| want(k)) {
-        step("in-Envoy crypto ceilings: the probe module, signature work only (sign/verify_signature)");
-        let probe = std::fs::canonicalize(&probe).unwrap_or_else(|e| {
+    // The in-Envoy crypto ceilings (what each path's signature work alone allows) and the
+    // /token scenarios, in `rounds` alternating rounds: every figure below is the median
+    // round, so that a slow minute of this shared machine moves a ratio less.
+    let mut crypto_rounds: Vec<(&'static str, Vec<Result<Measured, String>>)> = Vec::new();
+    let mut scenario_rounds: Vec<(Scenario, Vec<Result<Measured, String>>)> = Vec::new();
+    let want_crypto = want("crypto") || CRYPTO_CEILINGS.iter().any(|(k, ..)| want(k));
+    let probe = if want_crypto {
+        Some(std::fs::canonicalize(&probe).unwrap_or_else(|e| {
             die(&format!(
                 "{}: {e} (cargo build --release --target wasm32-wasip1 -p registry-token-crypto-probe)",
                 probe.display()
             ))
-        });
-        for (key, ops, _) in CRYPTO_CEILINGS {
-            if !want("crypto") && !want(key) {
-                continue;
-            }
-            let r = (|| -> Result<Measured, String> {
-                let e = start_probe_envoy(&ctx, &material, &probe, key, ops)?;
-                let result = run_plain(&ctx, &material, e.port, pools.bearer.clone(), seconds)?;
-                if result.ok() < result.responses() {
-                    return Err(format!(
-                        "the probe answered {} of {} requests with an error (see {}/{key}.log)",
-                        result.responses() - result.ok(),
-                        result.responses(),
-                        ctx.work.display()
-                    ));
+        }))
+    } else {
+        None
+    };
+    for round in 1..=rounds {
+        let of_rounds = if rounds > 1 {
+            format!(" (round {round} of {rounds})")
+        } else {
+            String::new()
+        };
+        if let Some(probe) = &probe {
+            step(&format!("in-Envoy crypto ceilings: the probe module, signature work only (sign/verify_signature){of_rounds}"));
+            for (key, ops, _) in CRYPTO_CEILINGS {
+                if !want("crypto") && !want(key) {
+                    continue;
                 }
-                Ok(Measured {
-                    result,
-                    ..Measured::default()
-                })
+                let r = (|| -> Result<Measured, String> {
+                    let e = start_probe_envoy(&ctx, &material, &probe, key, ops)?;
+                    let result = run_plain(&ctx, &material, e.port, pools.bearer.clone(), seconds)?;
+                    if result.ok() < result.responses() {
+                        return Err(format!(
+                            "the probe answered {} of {} requests with an error (see {}/{key}.log)",
+                            result.responses() - result.ok(),
+                            result.responses(),
+                            ctx.work.display()
+                        ));
+                    }
+                    Ok(Measured {
+                        result,
+                        ..Measured::default()
+                    })
+                })();
+                match &r {
+                    Ok(m) => println!(
+                        "    {key:<15} {:>8.0} answers/s  p50 {} µs  p99 {} µs",
+                        m.result.tokens_per_second(),
+                        m.result.quantile(0.5).unwrap_or(0),
+                        m.result.quantile(0.99).unwrap_or(0)
+                    ),
+                    Err(e) => println!("    {key:<15} FAILED: {e}"),
+                }
+                match crypto_rounds.iter_mut().find(|(k, _)| *k == key) {
+                    Some((_, all)) => all.push(r),
+                    None => crypto_rounds.push((key, vec![r])),
+                }
+            }
+        }
+
+        step(&format!("/token scenarios, {seconds} s each after {WARMUP_SECONDS} s of warm-up, {connections} connections, closed loop{of_rounds}"));
+        for sc in scenarios().into_iter().filter(|s| want(s.key)) {
+            let r = (|| -> Result<Measured, String> {
+                // The ledger on the load generator's CPU, at the lowest priority there: a
+                // service of its own (elsewhere in production), neither the gateway's work nor
+                // a thief of the load generator's time.
+                let ledger = if sc.ledger {
+                    let db = fresh_sqlite(&ctx.work, sc.key)?;
+                    Some(start_bench_ledger(
+                        &ctx,
+                        &material,
+                        &ledger_bin,
+                        &db,
+                        client_cpu,
+                        true,
+                    )?)
+                } else {
+                    None
+                };
+                let e = start_token_envoy(&ctx, &material, &sc, ledger.as_ref())?;
+                let target = target_for(&ctx, &material, e.port, sc.mode)?;
+                let mut m = measure(
+                    &ctx,
+                    sc.mode,
+                    &target,
+                    &e.admin,
+                    pools.get(sc.mode),
+                    sc.optoks,
+                    &scenario_path(&sc),
+                    seconds,
+                    None,
+                    4000,
+                    true,
+                )?;
+                if let Some(l) = &ledger {
+                    m.ledger_rows = Some(ledger_rows(l, &m.after)?);
+                }
+                Ok(m)
             })();
             match &r {
-                Ok(m) => println!(
-                    "    {key:<15} {:>8.0} answers/s  p50 {} µs  p99 {} µs",
-                    m.result.tokens_per_second(),
-                    m.result.quantile(0.5).unwrap_or(0),
-                    m.result.quantile(0.99).unwrap_or(0)
-                ),
-                Err(e) => println!("    {key:<15} FAILED: {e}"),
+                Ok(m) => {
+                    print_line(sc.key, sc.mode, m);
+                    if let Some((rows, decisions)) = m.ledger_rows {
+                        println!(
+                            "    {:<12} ledger rows {rows} for {decisions} decisions Envoy counted",
+                            ""
+                        );
+                    }
+                    if !m.refusals_as_expected(sc.mode) {
+                        println!(
+                            "    {:<12} UNEXPECTED answers: not every one a 401 {:?}",
+                            sc.key,
+                            sc.mode.expected_refusals().unwrap_or_default()
+                        );
+                    }
+                }
+                Err(e) => println!("    {:<12} FAILED: {e}", sc.key),
             }
-            crypto.push((key, r));
+            match scenario_rounds.iter_mut().find(|(s, _)| s.key == sc.key) {
+                Some((_, all)) => all.push(r),
+                None => scenario_rounds.push((sc, vec![r])),
+            }
         }
     }
-
-    step(&format!("/token scenarios, {seconds} s each after {WARMUP_SECONDS} s of warm-up, {connections} connections, closed loop"));
-    let mut results: Vec<(Scenario, Result<Measured, String>)> = Vec::new();
-    for sc in scenarios().into_iter().filter(|s| want(s.key)) {
-        let r = (|| -> Result<Measured, String> {
-            // The ledger on the load generator's CPU, at the lowest priority there: a
-            // service of its own (elsewhere in production), neither the gateway's work nor
-            // a thief of the load generator's time.
-            let ledger = if sc.ledger {
-                let db = fresh_sqlite(&ctx.work, sc.key)?;
-                Some(start_bench_ledger(
-                    &ctx,
-                    &material,
-                    &ledger_bin,
-                    &db,
-                    client_cpu,
-                    true,
-                )?)
-            } else {
-                None
-            };
-            let e = start_token_envoy(&ctx, &material, &sc, ledger.as_ref())?;
-            let target = target_for(&ctx, &material, e.port, sc.mode)?;
-            let mut m = measure(
-                &ctx,
-                sc.mode,
-                &target,
-                &e.admin,
-                pools.get(sc.mode),
-                sc.optoks,
-                &scenario_path(&sc),
-                seconds,
-                None,
-                4000,
-                true,
-            )?;
-            if let Some(l) = &ledger {
-                m.ledger_rows = Some(ledger_rows(l, &m.after)?);
-            }
-            Ok(m)
-        })();
-        match &r {
-            Ok(m) => {
-                print_line(sc.key, sc.mode, m);
-                if let Some((rows, decisions)) = m.ledger_rows {
-                    println!(
-                        "    {:<12} ledger rows {rows} for {decisions} decisions Envoy counted",
-                        ""
-                    );
-                }
-                if !m.refusals_as_expected(sc.mode) {
-                    println!(
-                        "    {:<12} UNEXPECTED answers: not every one a 401 {:?}",
-                        sc.key,
-                        sc.mode.expected_refusals().unwrap_or_default()
-                    );
-                }
-            }
-            Err(e) => println!("    {:<12} FAILED: {e}", sc.key),
-        }
-        results.push((sc, r));
-    }
+    let crypto: Vec<(&'static str, Result<Measured, String>)> = crypto_rounds
+        .into_iter()
+        .map(|(k, all)| (k, median_round(all)))
+        .collect();
+    let results: Vec<(Scenario, Result<Measured, String>)> = scenario_rounds
+        .into_iter()
+        .map(|(sc, all)| (sc, median_round(all)))
+        .collect();
     // The ledger's sustained ingest rate on each database.
     let mut ingest: Vec<(&'static str, Result<Ingest, String>)> = Vec::new();
     if want("ingest") {
@@ -1593,6 +1646,18 @@ struct Report<'a> {
     out_path: &'a Path,
 }
 
+/// Every round's rate, `a · b · c` (empty for a single round).
+fn rounds_text(m: &Measured) -> String {
+    if m.rounds.len() < 2 {
+        return String::new();
+    }
+    m.rounds
+        .iter()
+        .map(|r| format!("{r:.0}"))
+        .collect::<Vec<_>>()
+        .join(" · ")
+}
+
 fn first_line(cmd: &mut Command) -> String {
     cmd.output()
         .ok()
@@ -1908,7 +1973,7 @@ impl Report<'_> {
         );
         let _ = writeln!(
             o,
-            "| ceiling | work per request | answers/s | p50 | p99 |\n|---|---|---:|---:|---:|"
+            "| ceiling | work per request | answers/s | rounds | p50 | p99 |\n|---|---|---:|---|---:|---:|"
         );
         for (key, _, what) in CRYPTO_CEILINGS {
             match self.crypto.iter().find(|(k, _)| *k == key).map(|(_, r)| r) {
@@ -1916,8 +1981,9 @@ impl Report<'_> {
                     let r = &m.result;
                     let _ = writeln!(
                         o,
-                        "| `{key}` | {what} | {:.0} | {} | {} |",
+                        "| `{key}` | {what} | {:.0} | {} | {} | {} |",
                         r.tokens_per_second(),
+                        rounds_text(m),
                         us(r.quantile(0.5)),
                         us(r.quantile(0.99))
                     );
@@ -1925,7 +1991,7 @@ impl Report<'_> {
                 Some(Err(e)) => {
                     let _ = writeln!(
                         o,
-                        "| `{key}` | {what} | not measured: {} | | |",
+                        "| `{key}` | {what} | not measured: {} | | | |",
                         e.lines().next().unwrap_or("")
                     );
                 }
@@ -2305,7 +2371,7 @@ impl Report<'_> {
         let _ = writeln!(o, "## `/token` scenarios (one Envoy worker each)\n");
         let _ = writeln!(
             o,
-            "| scenario | tokens/s | × crypto ceiling | × RSA sign/s | × ceiling | p50 | p99 | p99.9 | filter p50 | filter p99 | OpTok cache hits | mint reused | non-200 | Envoy counters |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
+            "| scenario | tokens/s | rounds | × crypto ceiling | × RSA sign/s | × ceiling | p50 | p99 | p99.9 | filter p50 | filter p99 | OpTok cache hits | mint reused | non-200 | Envoy counters |\n|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
         );
         let ceiling = c.tokens_per_second();
         for (sc, r) in self
@@ -2319,8 +2385,8 @@ impl Report<'_> {
                     let v = r.tokens_per_second();
                     let _ = writeln!(
                         o,
-                        "| `{}` {} | {:.0} | {} | {:.2} | {:.2} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
-                        sc.key, sc.title, v,
+                        "| `{}` {} | {:.0} | {} | {} | {:.2} | {:.2} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                        sc.key, sc.title, v, rounds_text(m),
                         self.crypto_ceiling(sc).map_or("-".into(), |(_, c)| format!("{:.2}", v / c)),
                         v / self.speed.rsa_sign,
                         if ceiling > 0.0 { v / ceiling } else { 0.0 },
@@ -2336,7 +2402,7 @@ impl Report<'_> {
                 Err(e) => {
                     let _ = writeln!(
                         o,
-                        "| `{}` {} | not measured: {} | | | | | | | | | | | | |",
+                        "| `{}` {} | not measured: {} | | | | | | | | | | | | | |",
                         sc.key,
                         sc.title,
                         e.lines().next().unwrap_or("")
@@ -2349,7 +2415,9 @@ impl Report<'_> {
             "\nLatencies are client-side (send to full answer, over loopback); *filter* columns come \
              from the filter's own histogram `registry_token_decision_us` (time from the request \
              headers to the local reply inside the Wasm VM, Envoy host clock), interpolated in its \
-             buckets. *OpTok cache hits* and *mint reused* come from the filter's counters. The \
+             buckets. *rounds* lists the rate of every round in the order measured (ceilings and \
+             scenarios alternate round by round); each row is the median round, and the targets \
+             compare medians. *OpTok cache hits* and *mint reused* come from the filter's counters. The \
              `reuse` scenario cycles 100 clients (OpTokens) so tokens are reused; the others use \
              every OpToken once, so the OpTok cache cannot help them (a hit rate above 0 means the \
              pool was exhausted and reused).\n"
@@ -2452,8 +2520,8 @@ impl Report<'_> {
         let _ = writeln!(o, "## How to read and reproduce\n");
         let _ = writeln!(
             o,
-            "- `make bench` (defaults: `--seconds 10 --connections 8 --soak 300 --sweep-seconds 8 --optoks 20000`, about 10 minutes); \
-             `make bench BENCH_ARGS=\"--seconds 3 --soak 30 --sweep-seconds 3 --optoks 3000\"` for a quick look. \
+            "- `make bench` (defaults: `--seconds 10 --connections 8 --soak 300 --sweep-seconds 8 --optoks 20000 --rounds 3`, about 25 minutes); \
+             `make bench BENCH_ARGS=\"--seconds 3 --soak 30 --sweep-seconds 3 --optoks 3000 --rounds 1\"` for a quick look. \
              It installs what it needs (gnuplot-nox), builds the module and the load generator, makes throw-away keys under `target/bench/`, \
              and overwrites this file and `docs/performance-latency.png`.\n\
              - The machine must be otherwise idle: the load generator shares it with Envoy, and other work on it lowers every figure.\n\
