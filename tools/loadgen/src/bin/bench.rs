@@ -1181,7 +1181,7 @@ fn main() {
                     continue;
                 }
                 let r = (|| -> Result<Measured, String> {
-                    let e = start_probe_envoy(&ctx, &material, &probe, key, ops)?;
+                    let e = start_probe_envoy(&ctx, &material, probe, key, ops)?;
                     let result = run_plain(&ctx, &material, e.port, pools.bearer.clone(), seconds)?;
                     if result.ok() < result.responses() {
                         return Err(format!(
