@@ -2,13 +2,15 @@
 //! [`Host`] traits so that it runs natively against the fake host in tests.
 //!
 //! - [`LedgerBuffer`]: the bounded buffer, one per Envoy process (Envoy shared data of the
-//!   `vm_id`): a ring of segments of at most `batchSize` records (see
-//!   [`registry_token_core::ledger`]). The request path appends with compare-and-swap
-//!   ([`LedgerBuffer::append`]); when every segment is full the append answers
-//!   [`Append::Full`] and `onBacklogFull` decides.
+//!   `vm_id`): a ring of segments of at most [`SEGMENT_RECORDS`] records (or `batchSize`,
+//!   when smaller; see [`registry_token_core::ledger`]). The request path appends with
+//!   compare-and-swap ([`LedgerBuffer::append`]), which copies the tail segment in and out
+//!   of shared data: small segments keep that copy short whatever the batch size. When
+//!   every segment is full the append answers [`Append::Full`] and `onBacklogFull` decides.
 //! - [`Shipper`] (one per VM, driven by the root context's tick and its HTTP call
-//!   answers): takes the process-wide flush lease, POSTs the oldest segment to the ledger's
-//!   cluster, and removes exactly the records it sent only after a 2xx. A failure keeps the
+//!   answers): takes the process-wide flush lease, POSTs the oldest segments (up to
+//!   `batchSize` records) to the ledger's cluster, and removes exactly the records it sent
+//!   only after a 2xx. A failure keeps the
 //!   records and backs off (doubling, shared by every VM through the lease). So delivery is
 //!   at-least-once, in order, and a ledger that is down, slow or failing costs requests
 //!   nothing while the buffer has room.
@@ -28,6 +30,10 @@ const CAS_ATTEMPTS: usize = 64;
 const LEASE_MARGIN_MS: u64 = 2000;
 /// Most bytes of an ingest answer read (it is a small JSON object).
 const ANSWER_LIMIT: usize = 4096;
+/// Most records in one segment. Every append copies its tail segment out of shared data
+/// and back: at 16 records of about 600 bytes that is about 10 KB at most, where a
+/// segment of a whole default batch (100) would be 60 KB per request.
+pub const SEGMENT_RECORDS: usize = 16;
 /// [`LedgerBuffer::segment`] of a sequence number whose slot holds a newer segment.
 const STALE: &str = "stale";
 
@@ -46,7 +52,10 @@ pub enum Append {
 #[derive(Debug, Clone)]
 pub struct LedgerBuffer {
     keys: BufferKeys,
+    /// Records per POST (`batchSize`).
     batch: usize,
+    /// Records per segment: `batch`, at most [`SEGMENT_RECORDS`].
+    segment_records: usize,
     /// Segments that may hold records at once.
     max_segments: u64,
     /// Ring slots (one more than `max_segments`, so a slot is reused only once its
@@ -64,11 +73,13 @@ impl LedgerBuffer {
     /// left alone: every VM of the process shares them).
     pub fn new(host: &impl SharedData, config: &LedgerConfig) -> LedgerBuffer {
         let batch = config.batch_size.max(1);
-        let max_segments =
-            u64::try_from(config.buffer_records.div_ceil(batch).max(1)).unwrap_or(u64::MAX / 2);
+        let segment_records = batch.min(SEGMENT_RECORDS);
+        let max_segments = u64::try_from(config.buffer_records.div_ceil(segment_records).max(1))
+            .unwrap_or(u64::MAX / 2);
         let buffer = LedgerBuffer {
             keys: BufferKeys::new(remote::SHARED_PREFIX, &config.cluster, &config.path, batch),
             batch,
+            segment_records,
             max_segments,
             slots: max_segments + 1,
         };
@@ -92,7 +103,7 @@ impl LedgerBuffer {
     /// Capacity in records.
     pub fn capacity(&self) -> u64 {
         self.max_segments
-            .saturating_mul(u64::try_from(self.batch).unwrap_or(u64::MAX))
+            .saturating_mul(u64::try_from(self.segment_records).unwrap_or(u64::MAX))
     }
 
     fn meta(&self, host: &impl SharedData) -> Result<(Meta, u32), String> {
@@ -154,7 +165,7 @@ impl LedgerBuffer {
             };
             let records = &bytes[at..];
             let key = self.keys.segment(meta.tail % self.slots);
-            if !head.sealed && head.count < self.batch {
+            if !head.sealed && head.count < self.segment_records {
                 let next = SegmentHead {
                     first_ms: if head.count == 0 {
                         now_ms
@@ -213,7 +224,7 @@ impl LedgerBuffer {
         if meta.head == meta.tail {
             return len(meta.head);
         }
-        let middle = (meta.tail - meta.head - 1).saturating_mul(self.batch as u64);
+        let middle = (meta.tail - meta.head - 1).saturating_mul(self.segment_records as u64);
         len(meta.head) + middle + len(meta.tail)
     }
 
@@ -276,15 +287,35 @@ impl LedgerBuffer {
     }
 }
 
-/// A POST waiting for its answer.
+/// The records of one segment in a POST.
 #[derive(Debug, Clone)]
-struct InFlight {
-    token: u32,
+struct SentPart {
     seq: u64,
     /// Records sent.
     count: usize,
     /// Their bytes as the segment held them (each preceded by its newline).
     sent: Vec<u8>,
+}
+
+/// A POST waiting for its answer.
+#[derive(Debug, Clone)]
+struct InFlight {
+    token: u32,
+    /// The segments it carries, oldest first.
+    parts: Vec<SentPart>,
+}
+
+impl InFlight {
+    fn count(&self) -> usize {
+        self.parts.iter().map(|p| p.count).sum()
+    }
+
+    /// Acknowledges every part (in order: each may advance the head past its segment).
+    fn acknowledge(&self, buffer: &LedgerBuffer, host: &impl SharedData) {
+        for p in &self.parts {
+            buffer.acknowledge(host, p.seq, p.count, &p.sent);
+        }
+    }
 }
 
 /// What one answer (or a failed dispatch) did, for the counters.
@@ -341,8 +372,8 @@ impl Shipper {
         self.in_flight.is_some()
     }
 
-    /// On every tick: POSTs the oldest records when a batch is due (a full segment, or
-    /// records older than `flushMillis`) and this VM takes the lease. A dispatch that
+    /// On every tick: POSTs the oldest records when a batch is due (`batchSize` records
+    /// waiting, or records older than `flushMillis`) and this VM takes the lease. A dispatch that
     /// fails is a failure like any other ([`Shipped::Failed`]).
     pub fn tick(&mut self, host: &impl Host) -> Option<Shipped> {
         if self.in_flight.is_some() {
@@ -356,24 +387,45 @@ impl Shipper {
             }
         };
         let (meta, _) = self.buffer.meta(host).ok()?;
-        let (seg, bytes, at, _) = self.buffer.raw_segment(host, meta.head).ok()?;
-        if seg.count == 0 {
-            // An emptied head segment left behind (e.g. a partial acknowledgement raced
-            // with it filling up): step over it.
-            if meta.head < meta.tail {
-                self.buffer.advance_head(host);
+        // The oldest segments, up to a batch of records.
+        let mut parts: Vec<SentPart> = Vec::new();
+        let mut total = 0;
+        let mut oldest_ms = u64::MAX;
+        let mut more = false;
+        for seq in meta.head..=meta.tail {
+            let (seg, bytes, at, _) = self.buffer.raw_segment(host, seq).ok()?;
+            if seg.count == 0 {
+                if seq == meta.head && meta.head < meta.tail {
+                    // An emptied head segment left behind (e.g. a partial acknowledgement
+                    // raced with it filling up): step over it.
+                    self.buffer.advance_head(host);
+                    return None;
+                }
+                break;
             }
+            if total + seg.count > self.buffer.batch {
+                more = true;
+                break;
+            }
+            total += seg.count;
+            oldest_ms = oldest_ms.min(seg.first_ms);
+            let sent = bytes.get(at..).unwrap_or_default().to_vec();
+            parts.push(SentPart {
+                seq,
+                count: seg.count,
+                sent,
+            });
+        }
+        if parts.is_empty() {
             return None;
         }
-        let due = meta.head < meta.tail
-            || seg.sealed
-            || seg.count >= self.buffer.batch
-            || now.saturating_sub(seg.first_ms) >= self.flush_ms;
+        let due =
+            more || total >= self.buffer.batch || now.saturating_sub(oldest_ms) >= self.flush_ms;
         if !due || !self.take_lease(host, now) {
             return None;
         }
-        let sent = bytes[at..].to_vec();
-        let body = ledger::ingest_body_from_lines(&sent);
+        let lines: Vec<u8> = parts.iter().flat_map(|p| p.sent.iter().copied()).collect();
+        let body = ledger::ingest_body_from_lines(&lines);
         let mut headers: Vec<(&str, &str)> = vec![
             (":method", "POST"),
             (":path", &self.path),
@@ -390,12 +442,7 @@ impl Shipper {
             Duration::from_millis(self.timeout_ms),
         ) {
             Ok(token) => {
-                self.in_flight = Some(InFlight {
-                    token,
-                    seq: seg.seq,
-                    count: seg.count,
-                    sent,
-                });
+                self.in_flight = Some(InFlight { token, parts });
                 None
             }
             Err(why) => {
@@ -419,11 +466,10 @@ impl Shipper {
         let flight = self.in_flight.take()?;
         let now = now_ms(host).unwrap_or(0);
         let (status, body) = host.call_response(body_size, ANSWER_LIMIT);
-        let n = flight.count as u64;
+        let n = flight.count() as u64;
         let code: u16 = status.parse().unwrap_or(0);
         if (200..300).contains(&code) {
-            self.buffer
-                .acknowledge(host, flight.seq, flight.count, &flight.sent);
+            flight.acknowledge(&self.buffer, host);
             self.release(host, now, true);
             return Some(Shipped::Sent(n));
         }
@@ -433,8 +479,7 @@ impl Shipper {
                 "registry-token-filter: the ledger refused a batch of {n} record(s) as invalid \
                  (HTTP {code}: {detail}); they are dropped, since retrying cannot succeed"
             );
-            self.buffer
-                .acknowledge(host, flight.seq, flight.count, &flight.sent);
+            flight.acknowledge(&self.buffer, host);
             self.release(host, now, true);
             return Some(Shipped::Rejected(n));
         }

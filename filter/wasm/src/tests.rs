@@ -841,6 +841,94 @@ mod ledger {
         assert_eq!(world.calls().len(), 2);
     }
 
+    /// A batch larger than a segment ([`crate::ledger::SEGMENT_RECORDS`]) is sent in one
+    /// POST gathered from consecutive segments, in order; records appended while it is out
+    /// (into the tail segment it carried part of) stay for the next one; nothing twice.
+    #[test]
+    fn a_batch_spans_segments_in_one_post_and_only_what_was_sent_is_removed() {
+        use crate::ledger::SEGMENT_RECORDS;
+        let world = World::new(T0);
+        let batch = 2 * SEGMENT_RECORDS + 5;
+        let cfg = ledger_config(json!({"cluster": "ledger", "batchSize": batch,
+            "flushMillis": 200, "bufferRecords": 4 * batch}));
+        let mut a = gw(&world, 1, &cfg);
+        assert_eq!(
+            a.shipper.buffer().capacity(),
+            u64::try_from((4 * batch).div_ceil(SEGMENT_RECORDS) * SEGMENT_RECORDS).unwrap()
+        );
+        let mut expected = Vec::new();
+        for i in 0..batch - 1 {
+            let (d, rec) = a.request(if i % 3 == 0 { None } else { Some("alice") });
+            assert_eq!(rec, Recorded::Queued);
+            expected.push(id_of(&d));
+        }
+        assert_eq!(a.backlog(), u64::try_from(batch - 1).unwrap());
+        // Filled segment by segment: the tail is the third one (two full, one partial).
+        let keys = registry_token_core::ledger::BufferKeys::new(
+            registry_token_core::remote::SHARED_PREFIX,
+            "ledger",
+            &cfg.ledger.as_ref().unwrap().path,
+            batch,
+        );
+        let (meta, _) = crate::host::SharedData::get_shared(&a.host, &keys.meta).unwrap();
+        let meta = registry_token_core::ledger::Meta::from_bytes(&meta.unwrap()).unwrap();
+        assert_eq!((meta.head, meta.tail), (0, 2));
+        assert_eq!(a.tick(), None);
+        assert!(
+            world.calls().is_empty(),
+            "one record short of a batch, not old"
+        );
+        let (d, _) = a.request(Some("bob"));
+        expected.push(id_of(&d));
+        a.tick();
+        let call = last_call(&world);
+        assert_eq!(
+            ids_in(&call),
+            expected,
+            "one POST, the whole batch, in order"
+        );
+        // Records arriving while it is out land in the tail segment it carried part of.
+        let mut later = Vec::new();
+        for _ in 0..3 {
+            later.push(id_of(&a.request(Some("carol")).0));
+        }
+        assert_eq!(a.tick(), None);
+        assert_eq!(world.calls().len(), 1, "one POST in flight at a time");
+        assert_eq!(
+            a.answer(&call, "200"),
+            Some(Shipped::Sent(u64::try_from(batch).unwrap()))
+        );
+        assert_eq!(a.backlog(), 3);
+        world.advance_ms(250);
+        a.tick();
+        let call = last_call(&world);
+        assert_eq!(ids_in(&call), later);
+        assert_eq!(a.answer(&call, "200"), Some(Shipped::Sent(3)));
+        assert_eq!(a.backlog(), 0);
+        // More than a batch waiting: full batches first, at the ledger's pace.
+        let mut all = Vec::new();
+        for _ in 0..batch + 7 {
+            all.push(id_of(&a.request(Some("dave")).0));
+        }
+        a.tick();
+        let call = last_call(&world);
+        let first = ids_in(&call);
+        assert!(
+            first.len() <= batch && first.len() > batch - SEGMENT_RECORDS,
+            "{} records",
+            first.len()
+        );
+        a.answer(&call, "200");
+        world.advance_ms(250);
+        a.tick();
+        let call = last_call(&world);
+        let mut got = first;
+        got.extend(ids_in(&call));
+        a.answer(&call, "200");
+        assert_eq!(got, all, "everything once, in order");
+        assert_eq!(a.backlog(), 0);
+    }
+
     #[test]
     fn failures_keep_the_batch_and_retry_it_with_backoff_nothing_lost_nothing_twice() {
         let world = World::new(T0);

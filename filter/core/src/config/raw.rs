@@ -74,7 +74,7 @@ pub struct RawLedger {
     #[serde(default)]
     pub flush_millis: Option<u64>,
     /// Records the per-process buffer holds (default 10000, batchSize..=1000000; rounded up
-    /// to a multiple of batchSize).
+    /// to whole segments of min(batchSize, 16) records).
     #[serde(default)]
     pub buffer_records: Option<u64>,
     /// `drop` (default) or `refuse` when the buffer is full.
