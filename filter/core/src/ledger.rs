@@ -360,9 +360,17 @@ pub struct BufferKeys {
 
 impl BufferKeys {
     /// The keys under `prefix` for a ledger reached through `cluster` at `path`, with
-    /// segments of `batch` records.
-    pub fn new(prefix: &str, cluster: &str, path: &str, batch: usize) -> BufferKeys {
-        let base = format!("{prefix}ledger/{cluster}{path}/batch-{batch}/");
+    /// batches of `batch` records and segments of `segment` records. Both are in the keys:
+    /// a configuration (or a module) with another layout starts a buffer of its own rather
+    /// than misreading the slots of the old one (whose waiting records then stay there).
+    pub fn new(
+        prefix: &str,
+        cluster: &str,
+        path: &str,
+        batch: usize,
+        segment: usize,
+    ) -> BufferKeys {
+        let base = format!("{prefix}ledger/{cluster}{path}/batch-{batch}-segment-{segment}/");
         BufferKeys {
             meta: format!("{base}meta"),
             lease: format!("{base}lease"),

@@ -77,7 +77,13 @@ impl LedgerBuffer {
         let max_segments = u64::try_from(config.buffer_records.div_ceil(segment_records).max(1))
             .unwrap_or(u64::MAX / 2);
         let buffer = LedgerBuffer {
-            keys: BufferKeys::new(remote::SHARED_PREFIX, &config.cluster, &config.path, batch),
+            keys: BufferKeys::new(
+                remote::SHARED_PREFIX,
+                &config.cluster,
+                &config.path,
+                batch,
+                segment_records,
+            ),
             batch,
             segment_records,
             max_segments,

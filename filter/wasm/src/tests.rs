@@ -869,6 +869,7 @@ mod ledger {
             "ledger",
             &cfg.ledger.as_ref().unwrap().path,
             batch,
+            SEGMENT_RECORDS,
         );
         let (meta, _) = crate::host::SharedData::get_shared(&a.host, &keys.meta).unwrap();
         let meta = registry_token_core::ledger::Meta::from_bytes(&meta.unwrap()).unwrap();
