@@ -1742,7 +1742,6 @@ impl Report<'_> {
 
     fn targets(&self) -> Vec<Target_> {
         let mut t = Vec::new();
-        let tps = |k: &str| self.get(k).map(|m| m.result.tokens_per_second());
         for key in [
             "rs256",
             "password",
@@ -1756,14 +1755,8 @@ impl Report<'_> {
                 continue;
             };
             let name = format!("`{key}` ≥ {CRYPTO_CEILING_TARGET} × its in-Envoy crypto ceiling");
-            let ceiling = crypto_ceiling_of(sc).and_then(|ck| {
-                self.crypto
-                    .iter()
-                    .find(|(k, _)| *k == ck)
-                    .and_then(|(k, r)| r.as_ref().ok().map(|m| (*k, m)))
-            });
-            t.push(match (self.get(key), ceiling) {
-                (Some(m), Some((ck, c))) if c.result.tokens_per_second() > 0.0 => {
+            t.push(match (self.get(key), self.crypto_ceiling(sc)) {
+                (Some(m), Some((ck, c))) => {
                     let (ratio, rounds) = paired_ratio(m, c);
                     Target_ {
                         name,
@@ -1822,55 +1815,14 @@ impl Report<'_> {
                 pass: false,
             },
         });
-        let paired = |k: &str| {
-            self.get(k)
-                .zip(self.get("dpop-es256"))
-                .map(|(a, b)| paired_ratio(a, b))
-        };
-        t.push(
-            match (tps("rules-10k"), tps("dpop-es256"), paired("rules-10k")) {
-                (Some(big), Some(small), Some((ratio, rounds))) => Target_ {
-                    name: "10,000 plan rules within 10% of 10 rules (DPoP, ES256 mint)".into(),
-                    measured: format!(
-                        "{big:.0} vs {small:.0} tokens/s = {ratio:.2}{} (filter medians {} vs {})",
-                        per_round(&rounds),
-                        usf(self.get("rules-10k").and_then(|m| m.filter_q(0.5))),
-                        usf(self.get("dpop-es256").and_then(|m| m.filter_q(0.5)))
-                    ),
-                    pass: ratio >= 0.9,
-                },
-                _ => Target_ {
-                    name: "10,000 plan rules within 10% of 10 rules (DPoP, ES256 mint)".into(),
-                    measured: "not measured".into(),
-                    pass: false,
-                },
-            },
-        );
-        t.push(match (
-            tps("rules-10k-tenant"),
-            tps("dpop-es256"),
-            paired("rules-10k-tenant"),
-        ) {
-            (Some(big), Some(small), Some((ratio, rounds))) => Target_ {
-                name:
-                    "10,000 `{tenant}` placeholder rules within 10% of 10 rules (DPoP, ES256 mint)"
-                        .into(),
-                measured: format!(
-                    "{big:.0} vs {small:.0} tokens/s = {ratio:.2}{} (filter medians {} vs {})",
-                    per_round(&rounds),
-                    usf(self.get("rules-10k-tenant").and_then(|m| m.filter_q(0.5))),
-                    usf(self.get("dpop-es256").and_then(|m| m.filter_q(0.5)))
-                ),
-                pass: ratio >= 0.9,
-            },
-            _ => Target_ {
-                name:
-                    "10,000 `{tenant}` placeholder rules within 10% of 10 rules (DPoP, ES256 mint)"
-                        .into(),
-                measured: "not measured".into(),
-                pass: false,
-            },
-        });
+        t.push(self.rules_target(
+            "rules-10k",
+            "10,000 plan rules within 10% of 10 rules (DPoP, ES256 mint)",
+        ));
+        t.push(self.rules_target(
+            "rules-10k-tenant",
+            "10,000 `{tenant}` placeholder rules within 10% of 10 rules (DPoP, ES256 mint)",
+        ));
         t.push(self.ledger_target());
         t.push(self.hostile_target());
         t.push(self.memory_target());
@@ -1884,6 +1836,33 @@ impl Report<'_> {
             pass: self.wasm_size > 0 && self.wasm_size <= WASM_LIMIT_BYTES,
         });
         t
+    }
+
+    /// A 10,000-rule scenario within 10% of the same path with 10 rules (`dpop-es256`).
+    fn rules_target(&self, key: &str, name: &str) -> Target_ {
+        let name = name.to_string();
+        match (self.get(key), self.get("dpop-es256")) {
+            (Some(big), Some(small)) => {
+                let (ratio, rounds) = paired_ratio(big, small);
+                Target_ {
+                    name,
+                    measured: format!(
+                        "{:.0} vs {:.0} tokens/s = {ratio:.2}{} (filter medians {} vs {})",
+                        big.result.tokens_per_second(),
+                        small.result.tokens_per_second(),
+                        per_round(&rounds),
+                        usf(big.filter_q(0.5)),
+                        usf(small.filter_q(0.5))
+                    ),
+                    pass: ratio >= 0.9,
+                }
+            }
+            _ => Target_ {
+                name,
+                measured: "not measured".into(),
+                pass: false,
+            },
+        }
     }
 
     /// The gateway with the ledger on against without, every decision in the ledger.
@@ -1934,16 +1913,20 @@ impl Report<'_> {
                 off.result.tokens_per_second(),
             );
             let (rows, decisions) = on.ledger_rows.unwrap_or((0, 0));
+            let (ratio, rounds) = paired_ratio(on, off);
+            let rounds = if rounds.is_empty() {
+                rounds
+            } else {
+                format!(": {rounds}")
+            };
             let _ = writeln!(
                 o,
                 "`es256-ledger` is `es256` with the filter's `ledger` section on (defaults: batches of 100, \
                  flushed every second, a 10,000-record buffer) and a real ledger (the release binary, SQLite, \
                  pinned to the load generator's CPU at `nice 19`: a service of its own, neither the gateway's work nor a thief of the load generator's time) behind an \
-                 Envoy cluster: {a:.0} against {b:.0} tokens/s (median rounds), {:.2} × without (median of the \
-                 rounds' ratios{}); afterwards the ledger held {rows} rows for the {decisions} decisions Envoy \
+                 Envoy cluster: {a:.0} against {b:.0} tokens/s (median rounds), {ratio:.2} × without (median of the \
+                 rounds' ratios{rounds}); afterwards the ledger held {rows} rows for the {decisions} decisions Envoy \
                  counted (warm-up included; every round checked){}.\n",
-                paired_ratio(on, off).0,
-                per_round(&paired_ratio(on, off).1).replacen(';', ":", 1),
                 if rows == decisions { "" } else { ": NOT one row per decision" }
             );
         }
@@ -2021,13 +2004,14 @@ impl Report<'_> {
     }
 
     /// The in-Envoy crypto ceiling of a scenario: its key and rate, when measured.
-    fn crypto_ceiling(&self, sc: &Scenario) -> Option<(&'static str, f64)> {
+    /// The crypto ceiling of a scenario, when it was measured (and answered at all).
+    fn crypto_ceiling(&self, sc: &Scenario) -> Option<(&'static str, &Measured)> {
         let key = crypto_ceiling_of(sc)?;
         self.crypto
             .iter()
             .find(|(k, _)| *k == key)
-            .and_then(|(k, r)| r.as_ref().ok().map(|m| (*k, m.result.tokens_per_second())))
-            .filter(|(_, v)| *v > 0.0)
+            .and_then(|(k, r)| r.as_ref().ok().map(|m| (*k, m)))
+            .filter(|(_, m)| m.result.tokens_per_second() > 0.0)
     }
 
     /// The table of in-Envoy crypto ceilings.
@@ -2482,7 +2466,7 @@ impl Report<'_> {
                         o,
                         "| `{}` {} | {:.0} | {} | {} | {:.2} | {:.2} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
                         sc.key, sc.title, v, rounds_text(m),
-                        self.crypto_ceiling(sc).map_or("-".into(), |(_, c)| format!("{:.2}", v / c)),
+                        self.crypto_ceiling(sc).map_or("-".into(), |(_, c)| format!("{:.2}", paired_ratio(m, c).0)),
                         v / self.speed.rsa_sign,
                         if ceiling > 0.0 { v / ceiling } else { 0.0 },
                         us(r.quantile(0.5)), us(r.quantile(0.99)), us(r.quantile(0.999)),
@@ -2511,9 +2495,10 @@ impl Report<'_> {
              from the filter's own histogram `registry_token_decision_us` (time from the request \
              headers to the local reply inside the Wasm VM, Envoy host clock), interpolated in its \
              buckets. *rounds* lists the rate of every round in the order measured (ceilings and \
-             scenarios alternate round by round); each row is the median round. A target that \
-             compares two figures takes the median of their per-round ratios (a scenario against \
-             its ceiling measured minutes from it in the same round), listed in *Targets*. *OpTok cache hits* and *mint reused* come from the filter's counters. The \
+             scenarios alternate round by round); each row is the median round. *× crypto ceiling*, \
+             like every target that compares two figures, is the median of the per-round ratios \
+             (a scenario against its ceiling measured minutes from it in the same round), listed \
+             in *Targets*. *OpTok cache hits* and *mint reused* come from the filter's counters. The \
              `reuse` scenario cycles 100 clients (OpTokens) so tokens are reused; the others use \
              every OpToken once, so the OpTok cache cannot help them (a hit rate above 0 means the \
              pool was exhausted and reused).\n"
