@@ -10,10 +10,9 @@
 //! - [`Shipper`] (one per VM, driven by the root context's tick and its HTTP call
 //!   answers): takes the process-wide flush lease, POSTs the oldest segments (up to
 //!   `batchSize` records) to the ledger's cluster, and removes exactly the records it sent
-//!   only after a 2xx. A failure keeps the
-//!   records and backs off (doubling, shared by every VM through the lease). So delivery is
-//!   at-least-once, in order, and a ledger that is down, slow or failing costs requests
-//!   nothing while the buffer has room.
+//!   only after a 2xx. A failure keeps the records and backs off (doubling, shared by every
+//!   VM through the lease). So delivery is at-least-once, in order, and a ledger that is
+//!   down, slow or failing costs requests nothing while the buffer has room.
 
 use std::time::Duration;
 
