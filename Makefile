@@ -203,7 +203,7 @@ probe: wasm-target
 load: loadgen
 	$(LOADGEN) $(LOAD_ARGS)
 
-# The whole comparison on this machine (about 25 minutes: ceilings and scenarios in 3 alternating
+# The whole comparison on this machine (about 27 minutes: ceilings, scenarios and the ledger's side-by-side cost in 3 alternating
 # rounds, medians reported; the machine should be idle):
 # writes docs/PERFORMANCE.md and docs/performance-latency.png.
 # A quick look: BENCH_ARGS="--seconds 3 --soak 30 --sweep-seconds 3 --optoks 3000 --rounds 1".

@@ -120,6 +120,32 @@ impl EnvoyProc {
         self.child.as_ref().map(Child::id)
     }
 
+    /// CPU time every thread of the process has run so far, nanoseconds, and the part of
+    /// it run by the worker threads (`wrk:…`), from Linux's `/proc/PID/task/*/schedstat`:
+    /// Envoy's threads live as long as the process, so none of its time leaves the sum
+    /// with an ended thread.
+    pub fn cpu_ns(&self) -> Result<(u64, u64), String> {
+        let dir = format!("/proc/{}/task", self.pid().ok_or("Envoy is not running")?);
+        let (mut total, mut workers) = (0, 0);
+        for task in std::fs::read_dir(&dir).map_err(|e| format!("{dir}: {e}"))? {
+            let task = task.map_err(|e| format!("{dir}: {e}"))?.path();
+            let file = task.join("schedstat");
+            let text =
+                std::fs::read_to_string(&file).map_err(|e| format!("{}: {e}", file.display()))?;
+            let ns = text
+                .split_whitespace()
+                .next()
+                .and_then(|ns| ns.parse::<u64>().ok())
+                .ok_or_else(|| format!("{}: unreadable: {text:?}", file.display()))?;
+            total += ns;
+            let comm = std::fs::read_to_string(task.join("comm")).unwrap_or_default();
+            if comm.starts_with("wrk:") {
+                workers += ns;
+            }
+        }
+        Ok((total, workers))
+    }
+
     /// Resident set size of the process, bytes (Linux `/proc`).
     pub fn rss_bytes(&self) -> Option<u64> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()?)).ok()?;
