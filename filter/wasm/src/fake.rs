@@ -31,6 +31,8 @@ pub struct World {
     calls: RefCell<Vec<Call>>,
     /// Shared-data writes that failed on a CAS mismatch.
     pub cas_mismatches: Cell<usize>,
+    /// The key of every shared-data read and write, in order (`get ` or `set ` first).
+    pub shared_calls: RefCell<Vec<String>>,
     /// Every dispatch fails (the cluster is unknown, say).
     pub dispatch_fails: Cell<bool>,
     /// Clock offset in milliseconds within the current second.
@@ -149,6 +151,7 @@ impl Default for World {
             next_token: Cell::new(0),
             calls: RefCell::default(),
             cas_mismatches: Cell::new(0),
+            shared_calls: RefCell::default(),
             dispatch_fails: Cell::new(false),
             millis: Cell::new(0),
             before_cas_write: RefCell::new(None),
@@ -166,6 +169,10 @@ impl FakeHost {
 
 impl SharedData for FakeHost {
     fn get_shared(&self, key: &str) -> Result<(Option<Vec<u8>>, Option<u32>), SharedError> {
+        self.world
+            .shared_calls
+            .borrow_mut()
+            .push(format!("get {key}"));
         Ok(match self.world.shared.borrow().get(key) {
             Some((v, cas)) => (Some(v.clone()), Some(*cas)),
             None => (None, None),
@@ -173,6 +180,10 @@ impl SharedData for FakeHost {
     }
 
     fn set_shared(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), SharedError> {
+        self.world
+            .shared_calls
+            .borrow_mut()
+            .push(format!("set {key}"));
         self.world.set(key, value, cas)
     }
 }
