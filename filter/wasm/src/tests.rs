@@ -999,7 +999,7 @@ mod ledger {
         let mut b = gw(&world, 2, &cfg);
         let mut expected = Vec::new();
         let mut got = Vec::new();
-        let mut ship = |gw: &mut Gw, got: &mut Vec<String>| {
+        let ship = |gw: &mut Gw, got: &mut Vec<String>| {
             world.advance_ms(250);
             gw.tick();
             let call = last_call(&world);
