@@ -9,6 +9,7 @@
 //!       [--probe target/wasm32-wasip1/release/registry_token_crypto_probe.wasm]
 //!       [--only ceiling,crypto,rs256,es256,es256-ledger,dpop-rs256,dpop-es256,reuse,mtls,password,refresh,rules-10k,rules-10k-tenant,hostile,cheap,ingest,sweep,soak]
 //!       [--ledger target/release/registry-token-ledger] [--rounds 3]
+//!       [--compare-wasm OLD.wasm [--compare rs256,es256,dpop-es256]]
 //! ```
 //!
 //! Envoy runs with `--concurrency 1` pinned to CPU 0, `openssl speed` on CPU 0 too, the
@@ -18,8 +19,9 @@
 //!
 //! With `es256-ledger`, every round also measures the ledger's cost side by side: an
 //! `es256` and an `es256-ledger` Envoy on the same CPU, loaded at once, compared by CPU
-//! time per decision ([`LedgerPair`]); the ledger target is that ratio, since two runs one
-//! after the other differ by more than the ledger costs.
+//! time per decision ([`Pair`]); the ledger target is that ratio, since two runs one
+//! after the other differ by more than the ledger costs. `--compare-wasm` measures this
+//! module against another build the same way, on the `--compare` scenarios.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -758,18 +760,19 @@ fn ledger_rows(l: &LedgerProc, after: &Snapshot) -> Result<(u64, u64), String> {
     }
 }
 
-/// The ledger's cost to the gateway, measured side by side: an `es256` Envoy and an
-/// `es256-ledger` Envoy pinned to the same CPU and loaded at the same time, each by its own
-/// connections. Whatever slows the machine in those seconds (this VM's CPU time moves
-/// ±20 % from one second to the next) weighs on both alike, so the ratio of their CPU per
-/// decision is what the ledger costs; one after the other, the same two scenarios differ
-/// by more than that (0.82 and 1.11 in two rounds of one run).
+/// Two Envoys measured side by side: pinned to the same CPU and loaded at the same time,
+/// each by its own connections, compared by CPU time per decision. Whatever slows the
+/// machine in those seconds (this VM's CPU time moves ±20 % from one second to the next)
+/// weighs on both alike; one after the other, the same two scenarios differ by more than
+/// the costs compared here (0.82 and 1.11 in two rounds of one run). Used for the ledger's
+/// cost (`es256` against `es256-ledger`) and for this build against another
+/// (`--compare-wasm`).
 #[derive(Clone, Copy, Default)]
-struct LedgerPair {
-    off: PairSide,
-    on: PairSide,
-    /// The ledger's rows, and the decisions the `es256-ledger` Envoy counted.
-    ledger_rows: (u64, u64),
+struct Pair {
+    base: PairSide,
+    test: PairSide,
+    /// With a ledger behind `test`: its rows, and the decisions that Envoy counted.
+    ledger_rows: Option<(u64, u64)>,
 }
 
 #[derive(Clone, Copy, Default)]
@@ -794,28 +797,68 @@ impl PairSide {
     }
 }
 
-impl LedgerPair {
-    /// Decisions per CPU second with the ledger on, against without.
+impl Pair {
+    /// Decisions per CPU second of `test`, against `base`.
     fn ratio(&self) -> f64 {
-        let on = self.on.cpu_us_per_decision();
-        if on > 0.0 {
-            self.off.cpu_us_per_decision() / on
+        let test = self.test.cpu_us_per_decision();
+        if test > 0.0 {
+            self.base.cpu_us_per_decision() / test
         } else {
             0.0
         }
     }
+
+    /// Whether the ledger (if any) held one row per decision.
+    fn whole(&self) -> bool {
+        self.ledger_rows
+            .is_none_or(|(rows, decisions)| rows == decisions)
+    }
 }
 
-/// One Envoy's counters and CPU (all threads, workers) at the start of the window.
-struct Mark {
-    counters: Snapshot,
-    cpu: (u64, u64),
+/// The median of side-by-side rounds (by ratio; the upper one of an even count), the
+/// rounds' ratios as text (empty for one round), and whether every round's ledger held
+/// one row per decision; the first error when a round failed.
+fn median_pair(rounds: &[Result<Pair, String>]) -> Result<(Pair, String, bool), String> {
+    let mut pairs = Vec::new();
+    for p in rounds {
+        pairs.push(p.clone()?);
+    }
+    let text = if pairs.len() > 1 {
+        pairs
+            .iter()
+            .map(|p| format!("{:.2}", p.ratio()))
+            .collect::<Vec<_>>()
+            .join(" · ")
+    } else {
+        String::new()
+    };
+    let whole = pairs.iter().all(Pair::whole);
+    pairs.sort_by(|a, b| a.ratio().total_cmp(&b.ratio()));
+    let median = *pairs.get(pairs.len() / 2).ok_or("no round was measured")?;
+    Ok((median, text, whole))
 }
 
-/// Measures a [`LedgerPair`]: both Envoys warmed up at once, then loaded at once for
-/// `seconds`; each one's CPU is read when the ledger holds the records of every decision
-/// before that point, so the shipping of the measured decisions is inside the window and
-/// none of the warm-up's is.
+/// Every round of one side-by-side measurement.
+type PairRounds = Vec<Result<Pair, String>>;
+
+/// One side of [`side_by_side`]: a scenario (under a key of its own: it names the Envoy's
+/// files), the module, and the ledger its records go to.
+struct SideSpec<'a> {
+    scenario: Scenario,
+    wasm: &'a Path,
+    ledger: Option<&'a LedgerProc>,
+}
+
+/// Scenario `key` under the name `renamed`.
+fn scenario_as(key: &str, renamed: &'static str) -> Result<Scenario, String> {
+    scenarios()
+        .into_iter()
+        .find(|s| s.key == key)
+        .map(|s| Scenario { key: renamed, ..s })
+        .ok_or_else(|| format!("no scenario {key}"))
+}
+
+/// The ledger's cost: `es256` against `es256-ledger` (its own fresh ledger), side by side.
 fn ledger_pair(
     ctx: &Ctx,
     m: &Material,
@@ -823,36 +866,92 @@ fn ledger_pair(
     ledger_bin: &Path,
     ledger_cpu: Option<usize>,
     seconds: u64,
-) -> Result<LedgerPair, String> {
-    let all = scenarios();
-    let pick = |key: &str, renamed: &'static str| {
-        all.iter()
-            .find(|s| s.key == key)
-            .map(|s| Scenario {
-                key: renamed,
-                ..s.clone()
-            })
-            .ok_or_else(|| format!("no scenario {key}"))
+) -> Result<Pair, String> {
+    let test = scenario_as("es256-ledger", "pair-es256-ledger")?;
+    let db = fresh_sqlite(&ctx.work, test.key)?;
+    let ledger = start_bench_ledger(ctx, m, ledger_bin, &db, ledger_cpu, true)?;
+    let base = SideSpec {
+        scenario: scenario_as("es256", "pair-es256")?,
+        wasm: &ctx.wasm,
+        ledger: None,
     };
-    let sides = [
-        pick("es256", "pair-es256")?,
-        pick("es256-ledger", "pair-es256-ledger")?,
-    ];
-    let ledger = start_bench_ledger(
-        ctx,
-        m,
-        ledger_bin,
-        &fresh_sqlite(&ctx.work, sides[1].key)?,
-        ledger_cpu,
-        true,
-    )?;
-    let envoys = [
-        start_token_envoy(ctx, m, &sides[0], None)?,
-        start_token_envoy(ctx, m, &sides[1], Some(&ledger))?,
-    ];
+    let test = SideSpec {
+        scenario: test,
+        wasm: &ctx.wasm,
+        ledger: Some(&ledger),
+    };
+    side_by_side(ctx, m, pools, seconds, base, test)
+}
+
+/// This module (`test`) against the module `old` (`base`) on scenario `key`, side by side.
+fn compare_pair(
+    ctx: &Ctx,
+    m: &Material,
+    pools: &Pools,
+    old: &Path,
+    key: &str,
+    seconds: u64,
+) -> Result<Pair, String> {
+    let base = SideSpec {
+        scenario: scenario_as(key, "compare-old")?,
+        wasm: old,
+        ledger: None,
+    };
+    let test = SideSpec {
+        scenario: scenario_as(key, "compare-new")?,
+        wasm: &ctx.wasm,
+        ledger: None,
+    };
+    side_by_side(ctx, m, pools, seconds, base, test)
+}
+
+/// One side-by-side round's line.
+fn print_pair(label: &str, r: &Result<Pair, String>) {
+    match r {
+        Ok(p) => println!(
+            "    {label:<15} {:.0} vs {:.0} µs of Envoy CPU per decision (worker {:.0} vs {:.0}; {:.0} and {:.0} tokens/s at once) = {:.2}{}",
+            p.base.cpu_us_per_decision(),
+            p.test.cpu_us_per_decision(),
+            p.base.worker_us_per_decision(),
+            p.test.worker_us_per_decision(),
+            p.base.rate(),
+            p.test.rate(),
+            p.ratio(),
+            p.ledger_rows.map_or(String::new(), |(rows, decisions)| format!(
+                " | ledger rows {rows} for {decisions} decisions"
+            ))
+        ),
+        Err(e) => println!("    {label:<15} FAILED: {e}"),
+    }
+}
+
+/// Measures a [`Pair`]: both Envoys warmed up at once, then loaded at once for
+/// `seconds`. With a ledger behind `test`, each Envoy's CPU is read when the ledger holds
+/// the records of every decision before that point, so the shipping of the measured
+/// decisions is inside the window and none of the warm-up's is.
+fn side_by_side(
+    ctx: &Ctx,
+    m: &Material,
+    pools: &Pools,
+    seconds: u64,
+    base: SideSpec<'_>,
+    test: SideSpec<'_>,
+) -> Result<Pair, String> {
+    let ledger = test.ledger;
+    let mut envoys = Vec::new();
+    for side in [&base, &test] {
+        envoys.push(start_token_envoy_with(
+            ctx,
+            m,
+            &side.scenario,
+            side.ledger,
+            side.wasm,
+        )?);
+    }
+    let sides = [&base.scenario, &test.scenario];
     let mut specs = Vec::new();
     let mut workloads = Vec::new();
-    for (e, sc) in envoys.iter().zip(&sides) {
+    for (e, sc) in envoys.iter().zip(sides) {
         specs.push(RunSpec {
             target: target_for(ctx, m, e.port, sc.mode)?,
             connections: ctx.connections,
@@ -874,11 +973,8 @@ fn ledger_pair(
             4000,
         )?);
     }
-    // Counters from before the warm-up, so that `settle` can wait for its answers.
-    let snap0 = [
-        admin::snapshot(&envoys[0].admin)?,
-        admin::snapshot(&envoys[1].admin)?,
-    ];
+    // `test`'s counters from before the warm-up, so that `settle` can wait for its answers.
+    let snap0 = admin::snapshot(&envoys[1].admin)?;
     let warm_answers = std::sync::Mutex::new([0u64; 2]);
     let barrier = std::sync::Barrier::new(3);
     std::thread::scope(|s| {
@@ -897,52 +993,65 @@ fn ledger_pair(
                         duration: Duration::from_secs(seconds),
                         ..specs[i].clone()
                     };
-                    load::run(&spec, &workloads[i]).responses()
+                    let r = load::run(&spec, &workloads[i]);
+                    (r.responses(), r.ok())
                 })
             })
             .collect();
         barrier.wait();
-        let marks = (|| -> Result<Vec<Mark>, String> {
-            let warm = *warm_answers.lock().map_err(|e| e.to_string())?;
-            let mut counters = Vec::new();
-            for (i, e) in envoys.iter().enumerate() {
-                counters.push(settle(&e.admin, &snap0[i], warm[i])?);
+        // With a ledger: the start mark once it holds the warm-up's records (every
+        // answer counted first, so that the count to wait for is known).
+        let marks = (|| -> Result<Vec<(u64, u64)>, String> {
+            if let Some(ledger) = ledger {
+                let warm = warm_answers.lock().map_err(|e| e.to_string())?[1];
+                ledger_rows(ledger, &settle(&envoys[1].admin, &snap0, warm)?)?;
             }
-            ledger_rows(&ledger, &counters[1])?;
-            let mut marks = Vec::new();
-            for (counters, e) in counters.into_iter().zip(&envoys) {
-                marks.push(Mark {
-                    counters,
-                    cpu: e.cpu_ns()?,
-                });
-            }
-            Ok(marks)
+            envoys.iter().map(EnvoyProc::cpu_ns).collect()
         })();
         // Released whatever happened, so that the load threads end.
         barrier.wait();
         let started = Instant::now();
-        let answers: Vec<u64> = loads.into_iter().map(|h| h.join().unwrap_or(0)).collect();
+        let runs: Vec<(u64, u64)> = loads
+            .into_iter()
+            .map(|h| h.join().unwrap_or((0, 0)))
+            .collect();
         let seconds = started.elapsed().as_secs_f64();
         let marks = marks?;
-        let mut afters = Vec::new();
-        for ((e, mark), n) in envoys.iter().zip(&marks).zip(&answers) {
-            afters.push(settle(&e.admin, &mark.counters, *n)?);
+        // Both sides issue tokens: a side that refused would be measured cheap.
+        for ((responses, ok), side) in runs.iter().zip(sides) {
+            if responses != ok || *ok == 0 {
+                return Err(format!(
+                    "{}: {ok} of {responses} answers were 200s",
+                    side.key
+                ));
+            }
         }
-        let ledger_rows = ledger_rows(&ledger, &afters[1])?;
-        let decided = |s: &Snapshot| s.issued() + s.rejected_total();
-        let mut sides = [PairSide::default(); 2];
-        for (i, ((e, mark), after)) in envoys.iter().zip(&marks).zip(&afters).enumerate() {
+        // With a ledger: the end mark once it holds the record of every decision Envoy
+        // counted.
+        let ledger_rows = match ledger {
+            Some(ledger) => {
+                let total = warm_answers.lock().map_err(|e| e.to_string())?[1] + runs[1].0;
+                Some(ledger_rows(
+                    ledger,
+                    &settle(&envoys[1].admin, &snap0, total)?,
+                )?)
+            }
+            None => None,
+        };
+        let mut measured = [PairSide::default(); 2];
+        for (i, (e, mark)) in envoys.iter().zip(&marks).enumerate() {
             let cpu = e.cpu_ns()?;
-            sides[i] = PairSide {
-                decisions: decided(after).saturating_sub(decided(&mark.counters)),
-                cpu_ns: cpu.0.saturating_sub(mark.cpu.0),
-                worker_ns: cpu.1.saturating_sub(mark.cpu.1),
+            measured[i] = PairSide {
+                // Every answer a 200 (above): one decision each.
+                decisions: runs[i].0,
+                cpu_ns: cpu.0.saturating_sub(mark.0),
+                worker_ns: cpu.1.saturating_sub(mark.1),
                 seconds,
             };
         }
-        Ok(LedgerPair {
-            off: sides[0],
-            on: sides[1],
+        Ok(Pair {
+            base: measured[0],
+            test: measured[1],
             ledger_rows,
         })
     })
@@ -964,6 +1073,17 @@ fn start_token_envoy(
     sc: &Scenario,
     ledger: Option<&LedgerProc>,
 ) -> Result<EnvoyProc, String> {
+    start_token_envoy_with(ctx, m, sc, ledger, &ctx.wasm)
+}
+
+/// [`start_token_envoy`] with the module `wasm`.
+fn start_token_envoy_with(
+    ctx: &Ctx,
+    m: &Material,
+    sc: &Scenario,
+    ledger: Option<&LedgerProc>,
+    wasm: &Path,
+) -> Result<EnvoyProc, String> {
     let clusters = match ledger {
         Some(l) => format!("  clusters:\n{}", l.cluster_yaml(LEDGER_CLUSTER)),
         None => String::new(),
@@ -979,7 +1099,7 @@ fn start_token_envoy(
         sc.key,
         TOKEN_TEMPLATE,
         &[
-            ("WASM_PATH", ctx.wasm.display().to_string()),
+            ("WASM_PATH", wasm.display().to_string()),
             ("PLUGIN_CONFIG", plugin_config(m, sc).to_string()),
             ("TRANSPORT_SOCKET", tls),
             ("CLUSTERS", clusters),
@@ -1216,6 +1336,8 @@ fn main() {
         "probe",
         "ledger",
         "rounds",
+        "compare-wasm",
+        "compare",
     ];
     let unknown = args.unknown(&known);
     if !unknown.is_empty() {
@@ -1248,6 +1370,25 @@ fn main() {
         "target/wasm32-wasip1/release/registry_token_crypto_probe.wasm",
     ));
     let ledger_bin = PathBuf::from(args.str("ledger", "target/release/registry-token-ledger"));
+    // --compare-wasm OLD.wasm [--compare rs256,es256,dpop-es256]: this module against
+    // another build, side by side, on those scenarios (ledger-less ones).
+    let compare_wasm = args.opt("compare-wasm").map(|p| {
+        std::fs::canonicalize(&p).unwrap_or_else(|e| die(&format!("--compare-wasm {p}: {e}")))
+    });
+    let mut compared: Vec<(&'static str, PairRounds)> = Vec::new();
+    if compare_wasm.is_some() {
+        for key in args.str("compare", "rs256,es256,dpop-es256").split(',') {
+            match scenarios()
+                .into_iter()
+                .find(|s| s.key == key.trim() && !s.ledger)
+            {
+                Some(sc) => compared.push((sc.key, Vec::new())),
+                None => die(&format!(
+                    "--compare: {key} is not a scenario without the ledger"
+                )),
+            }
+        }
+    }
     let command = std::env::var("BENCH_COMMAND").unwrap_or_else(|_| {
         format!(
             "bench {}",
@@ -1360,7 +1501,7 @@ fn main() {
     // round, so that a slow minute of this shared machine moves a ratio less.
     let mut crypto_rounds: Vec<(&'static str, Vec<Result<Measured, String>>)> = Vec::new();
     let mut scenario_rounds: Vec<(Scenario, Vec<Result<Measured, String>>)> = Vec::new();
-    let mut ledger_pairs: Vec<Result<LedgerPair, String>> = Vec::new();
+    let mut ledger_pairs: PairRounds = Vec::new();
     let want_crypto = want("crypto") || CRYPTO_CEILINGS.iter().any(|(k, ..)| want(k));
     let probe = if want_crypto {
         Some(std::fs::canonicalize(&probe).unwrap_or_else(|e| {
@@ -1482,23 +1623,19 @@ fn main() {
         if want("es256-ledger") {
             step(&format!("the ledger's cost: `es256` and `es256-ledger` side by side on one CPU, {seconds} s after {WARMUP_SECONDS} s of warm-up{of_rounds}"));
             let r = ledger_pair(&ctx, &material, &pools, &ledger_bin, client_cpu, seconds);
-            match &r {
-                Ok(p) => println!(
-                    "    {:<15} {:.0} vs {:.0} µs of Envoy CPU per decision (worker {:.0} vs {:.0}; {:.0} and {:.0} tokens/s at once) = {:.2} | ledger rows {} for {} decisions",
-                    "ledger-pair",
-                    p.off.cpu_us_per_decision(),
-                    p.on.cpu_us_per_decision(),
-                    p.off.worker_us_per_decision(),
-                    p.on.worker_us_per_decision(),
-                    p.off.rate(),
-                    p.on.rate(),
-                    p.ratio(),
-                    p.ledger_rows.0,
-                    p.ledger_rows.1
-                ),
-                Err(e) => println!("    {:<15} FAILED: {e}", "ledger-pair"),
-            }
+            print_pair("ledger-pair", &r);
             ledger_pairs.push(r);
+        }
+        if let Some(old) = &compare_wasm {
+            step(&format!(
+                "this module against {}, side by side on one CPU, {seconds} s after {WARMUP_SECONDS} s of warm-up{of_rounds}",
+                old.display()
+            ));
+            for (key, rounds) in compared.iter_mut() {
+                let r = compare_pair(&ctx, &material, &pools, old, key, seconds);
+                print_pair(key, &r);
+                rounds.push(r);
+            }
         }
     }
     let crypto: Vec<(&'static str, Result<Measured, String>)> = crypto_rounds
@@ -1719,6 +1856,7 @@ fn main() {
         crypto: &crypto,
         results: &results,
         ledger_pairs: &ledger_pairs,
+        compared: compare_wasm.as_deref().map(|p| (p, compared.as_slice())),
         ingest: &ingest,
         sweep: &sweep,
         soak_samples: &soak_samples,
@@ -1763,7 +1901,7 @@ fn main() {
         .any(|(rows, decisions)| rows != decisions)
         || ledger_pairs.iter().any(|p| {
             p.as_ref()
-                .map_or(true, |p| p.ledger_rows.0 != p.ledger_rows.1)
+                .map_or(true, |p| !p.whole() || p.ledger_rows.is_none())
         })
         || ingest
             .iter()
@@ -1863,7 +2001,9 @@ struct Report<'a> {
     crypto: &'a [(&'static str, Result<Measured, String>)],
     results: &'a [(Scenario, Result<Measured, String>)],
     /// Every round's side-by-side measurement of the ledger's cost.
-    ledger_pairs: &'a [Result<LedgerPair, String>],
+    ledger_pairs: &'a [Result<Pair, String>],
+    /// `--compare-wasm`: the other module, and every round of each scenario compared.
+    compared: Option<(&'a Path, &'a [(&'static str, PairRounds)])>,
     ingest: &'a [(&'static str, Result<Ingest, String>)],
     sweep: &'a [SweepPoint],
     soak_samples: &'a [SoakSample],
@@ -1901,6 +2041,40 @@ fn paired_ratio(a: &Measured, b: &Measured) -> (f64, String) {
     }
     let (x, y) = (a.result.tokens_per_second(), b.result.tokens_per_second());
     (if y > 0.0 { x / y } else { 0.0 }, String::new())
+}
+
+/// The rounds of a side-by-side measurement as a table; `names`: what `base` and `test`
+/// are called in the headers.
+fn pair_table(o: &mut String, (base, test): (&str, &str), rounds: &[Result<Pair, String>]) {
+    let _ = writeln!(
+        o,
+        "| round | Envoy CPU per decision, {base} (worker) | {test} (worker) | tokens/s at once, {base} · {test} | {test} / {base} | ledger rows / decisions |\n|---|---:|---:|---:|---:|---|"
+    );
+    for (i, p) in rounds.iter().enumerate() {
+        let _ = match p {
+            Ok(p) => writeln!(
+                o,
+                "| {} | {:.0} µs ({:.0}) | {:.0} µs ({:.0}) | {:.0} · {:.0} | {:.2} | {} |",
+                i + 1,
+                p.base.cpu_us_per_decision(),
+                p.base.worker_us_per_decision(),
+                p.test.cpu_us_per_decision(),
+                p.test.worker_us_per_decision(),
+                p.base.rate(),
+                p.test.rate(),
+                p.ratio(),
+                p.ledger_rows
+                    .map_or("-".to_string(), |(r, d)| format!("{r} / {d}"))
+            ),
+            Err(e) => writeln!(
+                o,
+                "| {} | failed: {} | | | | |",
+                i + 1,
+                e.lines().next().unwrap_or("").replace('|', "/")
+            ),
+        };
+    }
+    let _ = writeln!(o);
 }
 
 /// `; per round …` for a target line (empty without rounds).
@@ -2089,33 +2263,10 @@ impl Report<'_> {
         }
     }
 
-    /// The side-by-side rounds of the ledger's cost: the median round (by ratio), the
-    /// rounds' ratios as text, and whether every round's ledger held one row per decision;
-    /// the first error when a round failed, `None` when not measured.
-    fn ledger_pair(&self) -> Option<Result<(LedgerPair, String, bool), String>> {
-        if self.ledger_pairs.is_empty() {
-            return None;
-        }
-        let mut pairs = Vec::new();
-        for p in self.ledger_pairs {
-            match p {
-                Ok(p) => pairs.push(*p),
-                Err(e) => return Some(Err(e.clone())),
-            }
-        }
-        let text = pairs
-            .iter()
-            .map(|p| format!("{:.2}", p.ratio()))
-            .collect::<Vec<_>>()
-            .join(" · ");
-        let whole = pairs.iter().all(|p| p.ledger_rows.0 == p.ledger_rows.1);
-        pairs.sort_by(|a, b| a.ratio().total_cmp(&b.ratio()));
-        let median = pairs[pairs.len() / 2];
-        Some(Ok((
-            median,
-            if pairs.len() > 1 { text } else { String::new() },
-            whole,
-        )))
+    /// The side-by-side rounds of the ledger's cost ([`median_pair`]); `None` when not
+    /// measured.
+    fn ledger_pair(&self) -> Option<Result<(Pair, String, bool), String>> {
+        (!self.ledger_pairs.is_empty()).then(|| median_pair(self.ledger_pairs))
     }
 
     /// The gateway with the ledger on against without (side by side), every decision in
@@ -2129,15 +2280,15 @@ impl Report<'_> {
             .map(|m| m.ledger_rows.unwrap_or((0, u64::MAX)));
         match self.ledger_pair() {
             Some(Ok((p, rounds, whole))) => {
-                let (rows, decisions) = p.ledger_rows;
+                let (rows, decisions) = p.ledger_rows.unwrap_or((0, u64::MAX));
                 let ratio = p.ratio();
                 let sequential_whole = sequential.is_none_or(|(r, d)| r == d);
                 Target_ {
                     name,
                     measured: format!(
                         "{:.0} vs {:.0} µs of Envoy CPU per decision = {ratio:.2}{}; ledger rows {rows} for {decisions} decisions{}{}",
-                        p.on.cpu_us_per_decision(),
-                        p.off.cpu_us_per_decision(),
+                        p.test.cpu_us_per_decision(),
+                        p.base.cpu_us_per_decision(),
                         per_round(&rounds),
                         if whole { "" } else { " (a round missed some)" },
                         match sequential {
@@ -2158,6 +2309,46 @@ impl Report<'_> {
                 measured: "not measured".into(),
                 pass: false,
             },
+        }
+    }
+
+    /// `--compare-wasm`: this module against another build, side by side.
+    fn compare_section(&self, o: &mut String) {
+        let Some((old, compared)) = self.compared else {
+            return;
+        };
+        let _ = writeln!(
+            o,
+            "## This module against another build, side by side\n\n\
+             `--compare-wasm {}`: for each scenario, an Envoy with that module (*old*) and one with \
+             this run's module (*new*), pinned to the same CPU and loaded at the same time, {} \
+             connections each, for {} s after {WARMUP_SECONDS} s of warm-up, once per round; each \
+             Envoy's CPU is the time all its threads ran, divided by the decisions it counted (as \
+             for the ledger's cost above). *new / old* above 1 means this module does more \
+             decisions per CPU second.\n",
+            old.display(),
+            self.connections,
+            self.seconds
+        );
+        for (key, rounds) in compared {
+            match median_pair(rounds) {
+                Ok((median, text, _)) => {
+                    let _ = writeln!(
+                        o,
+                        "`{key}`: new / old {:.2} in the median round{}.\n",
+                        median.ratio(),
+                        if text.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" (rounds: {text})")
+                        }
+                    );
+                }
+                Err(e) => {
+                    let _ = writeln!(o, "`{key}`: failed: {e}\n");
+                }
+            }
+            pair_table(o, ("old", "new"), rounds);
         }
     }
 
@@ -2213,35 +2404,7 @@ impl Report<'_> {
                      against off, {:.2} in the median round:\n",
                     self.connections, self.seconds, median.ratio()
                 );
-                let _ = writeln!(
-                    o,
-                    "| round | Envoy CPU per decision, off (worker) | on (worker) | tokens/s at once, off · on | on / off | ledger rows / decisions |\n|---|---:|---:|---:|---:|---|"
-                );
-                for (i, p) in self.ledger_pairs.iter().enumerate() {
-                    let _ = match p {
-                        Ok(p) => writeln!(
-                            o,
-                            "| {} | {:.0} µs ({:.0}) | {:.0} µs ({:.0}) | {:.0} · {:.0} | {:.2} | {} / {} |",
-                            i + 1,
-                            p.off.cpu_us_per_decision(),
-                            p.off.worker_us_per_decision(),
-                            p.on.cpu_us_per_decision(),
-                            p.on.worker_us_per_decision(),
-                            p.off.rate(),
-                            p.on.rate(),
-                            p.ratio(),
-                            p.ledger_rows.0,
-                            p.ledger_rows.1
-                        ),
-                        Err(e) => writeln!(
-                            o,
-                            "| {} | failed: {} | | | | |",
-                            i + 1,
-                            e.lines().next().unwrap_or("").replace('|', "/")
-                        ),
-                    };
-                }
-                let _ = writeln!(o);
+                pair_table(o, ("off", "on"), self.ledger_pairs);
             }
             Some(Err(e)) => {
                 let _ = writeln!(
@@ -2826,6 +2989,7 @@ impl Report<'_> {
         );
 
         self.ledger_section(&mut o);
+        self.compare_section(&mut o);
         self.refusals(&mut o);
         self.where_time_goes(&mut o);
         let _ = writeln!(o, "## Latency against offered load\n");
