@@ -2326,7 +2326,11 @@ impl Report<'_> {
              Envoy's CPU is the time all its threads ran, divided by the decisions it counted (as \
              for the ledger's cost above). *new / old* above 1 means this module does more \
              decisions per CPU second.\n",
-            old.display(),
+            std::env::current_dir()
+                .ok()
+                .and_then(|d| old.strip_prefix(d).ok())
+                .unwrap_or(old)
+                .display(),
             self.connections,
             self.seconds
         );
