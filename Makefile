@@ -207,6 +207,8 @@ load: loadgen
 # rounds, medians reported; the machine should be idle):
 # writes docs/PERFORMANCE.md and docs/performance-latency.png.
 # A quick look: BENCH_ARGS="--seconds 3 --soak 30 --sweep-seconds 3 --optoks 3000 --rounds 1".
+# Against another build, side by side (e.g. a change's parent): BENCH_ARGS="--compare-wasm OLD.wasm"
+# (about 3 minutes more; scenarios with --compare rs256,es256,dpop-es256).
 bench: deps apt-deps wasm loadgen probe $(LEDGER)
 	@command -v gnuplot >/dev/null || { \
 	  echo "installing Debian package: gnuplot-nox"; \
