@@ -823,15 +823,7 @@ fn median_pair(rounds: &[Result<Pair, String>]) -> Result<(Pair, String, bool), 
     for p in rounds {
         pairs.push(p.clone()?);
     }
-    let text = if pairs.len() > 1 {
-        pairs
-            .iter()
-            .map(|p| format!("{:.2}", p.ratio()))
-            .collect::<Vec<_>>()
-            .join(" · ")
-    } else {
-        String::new()
-    };
+    let text = ratios_text(&pairs.iter().map(Pair::ratio).collect::<Vec<_>>());
     let whole = pairs.iter().all(Pair::whole);
     pairs.sort_by(|a, b| a.ratio().total_cmp(&b.ratio()));
     let median = *pairs.get(pairs.len() / 2).ok_or("no round was measured")?;
@@ -1987,6 +1979,17 @@ struct Target_ {
     pass: bool,
 }
 
+impl Target_ {
+    /// A target whose figures were not measured in this run (not met).
+    fn not_measured(name: String) -> Target_ {
+        Target_ {
+            name,
+            measured: "not measured".into(),
+            pass: false,
+        }
+    }
+}
+
 struct Report<'a> {
     command: String,
     seconds: u64,
@@ -2031,11 +2034,7 @@ fn paired_ratio(a: &Measured, b: &Measured) -> (f64, String) {
             .zip(&b.rounds)
             .map(|(x, y)| if *y > 0.0 { x / y } else { 0.0 })
             .collect();
-        let text = r
-            .iter()
-            .map(|x| format!("{x:.2}"))
-            .collect::<Vec<_>>()
-            .join(" · ");
+        let text = ratios_text(&r);
         r.sort_by(f64::total_cmp);
         return (r[r.len() / 2], text);
     }
@@ -2075,6 +2074,18 @@ fn pair_table(o: &mut String, (base, test): (&str, &str), rounds: &[Result<Pair,
         };
     }
     let _ = writeln!(o);
+}
+
+/// Per-round ratios as `0.81 · 0.98 · 0.97` (empty for a single round).
+fn ratios_text(ratios: &[f64]) -> String {
+    if ratios.len() < 2 {
+        return String::new();
+    }
+    ratios
+        .iter()
+        .map(|x| format!("{x:.2}"))
+        .collect::<Vec<_>>()
+        .join(" · ")
 }
 
 /// `; per round …` for a target line (empty without rounds).
@@ -2167,11 +2178,7 @@ impl Report<'_> {
                         pass: ratio >= CRYPTO_CEILING_TARGET,
                     }
                 }
-                _ => Target_ {
-                    name,
-                    measured: "not measured".into(),
-                    pass: false,
-                },
+                _ => Target_::not_measured(name),
             });
         }
         let name = format!(
@@ -2191,27 +2198,20 @@ impl Report<'_> {
                     pass: ratio >= REFRESH_OVER_PASSWORD_TARGET,
                 }
             }
-            _ => Target_ {
-                name,
-                measured: "not measured".into(),
-                pass: false,
-            },
+            _ => Target_::not_measured(name),
         });
         let half = self.sweep.iter().find(|p| (p.fraction - 0.5).abs() < 1e-9);
+        let name = "p99 ≤ 5 ms at half of the maximum rate (DPoP, RS256 mint)".to_string();
         t.push(match half {
             Some(p) => {
                 let p99 = p.m.result.quantile(0.99).unwrap_or(u32::MAX);
                 Target_ {
-                    name: "p99 ≤ 5 ms at half of the maximum rate (DPoP, RS256 mint)".into(),
+                    name,
                     measured: format!("p99 {} at {:.0}/s offered", us(Some(p99)), p.offered),
                     pass: p99 <= 5_000,
                 }
             }
-            None => Target_ {
-                name: "p99 ≤ 5 ms at half of the maximum rate (DPoP, RS256 mint)".into(),
-                measured: "not measured".into(),
-                pass: false,
-            },
+            None => Target_::not_measured(name),
         });
         t.push(self.rules_target(
             "rules-10k",
@@ -2255,11 +2255,7 @@ impl Report<'_> {
                     pass: ratio >= 0.9,
                 }
             }
-            _ => Target_ {
-                name,
-                measured: "not measured".into(),
-                pass: false,
-            },
+            _ => Target_::not_measured(name),
         }
     }
 
@@ -2304,11 +2300,7 @@ impl Report<'_> {
                 measured: format!("failed: {e}"),
                 pass: false,
             },
-            None => Target_ {
-                name,
-                measured: "not measured".into(),
-                pass: false,
-            },
+            None => Target_::not_measured(name),
         }
     }
 
@@ -2579,11 +2571,7 @@ impl Report<'_> {
             self.get_with_mode("cheap"),
             self.hostile_ratio(),
         ) else {
-            return Target_ {
-                name,
-                measured: "not measured".into(),
-                pass: false,
-            };
+            return Target_::not_measured(name);
         };
         let expected = h.refusals_as_expected(hm) && c.refusals_as_expected(cm);
         Target_ {
@@ -2671,29 +2659,17 @@ impl Report<'_> {
         );
         let s = self.soak_samples;
         if s.len() < 3 {
-            return Target_ {
-                name,
-                measured: "not measured".into(),
-                pass: false,
-            };
+            return Target_::not_measured(name);
         }
         // Reference: the first sample at or after two thirds of the run. Every structure is
         // bounded but some fill first: the OpTok cache (10,000 entries) within seconds, the
         // DPoP replay record in shared data over its three 60-second slots (180 s).
         let ref_t = self.soak * 2 / 3;
         let Some(r) = s.iter().find(|x| x.t >= ref_t && x.t > 0) else {
-            return Target_ {
-                name,
-                measured: "not measured".into(),
-                pass: false,
-            };
+            return Target_::not_measured(name);
         };
         let Some(last) = s.last() else {
-            return Target_ {
-                name,
-                measured: "not measured".into(),
-                pass: false,
-            };
+            return Target_::not_measured(name);
         };
         let vm_ok = last.vm <= r.vm;
         let rss_ok = (last.rss as f64) <= r.rss as f64 * 1.05 + 2.0 * 1_048_576.0;
