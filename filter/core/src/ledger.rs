@@ -473,6 +473,50 @@ mod tests {
         assert_eq!(v["exp"], 2);
     }
 
+    /// The exact bytes of a full record: the ledger's database holds records sent this
+    /// way and older gateways keep sending them, so field order and spelling are fixed.
+    #[test]
+    fn a_full_record_has_pinned_bytes() {
+        let mut audit = Audit::new(1_700_000_000);
+        audit.jti = Some("jti-1".into());
+        audit.id = Some("req-1".into());
+        audit.decision = "issued";
+        audit.reason = "issued";
+        audit.grant = "refresh_token";
+        audit.subject = Some("alice".into());
+        audit.client_id = Some("cli".into());
+        audit.plan = Some("gold".into());
+        audit.tenant = Some("acme".into());
+        audit.license = Some("lic-1 lic-2".into());
+        audit.service = Some("registry.example".into());
+        audit.requested = vec!["repository:a/b:pull,push".into()];
+        audit.granted = vec!["repository:a/b:pull".into()];
+        (audit.iat, audit.exp) = (Some(1_700_000_000), Some(1_700_000_300));
+        audit.kid = Some("k1".into());
+        audit.binding = Some("jkt:abc".into());
+        audit.refresh_token_id = Some("rt-1".into());
+        audit.gateway = Some("gw-1".into());
+        assert_eq!(
+            record(&audit).as_deref(),
+            Some(concat!(
+                r#"{"id":"jti-1","time":1700000000,"decision":"issued","reason":"issued","#,
+                r#""subject":"alice","client_id":"cli","plan":"gold","tenant":"acme","#,
+                r#""license":"lic-1 lic-2","service":"registry.example","#,
+                r#""requested":["repository:a/b:pull,push"],"granted":["repository:a/b:pull"],"#,
+                r#""iat":1700000000,"exp":1700000300,"kid":"k1","binding":"jkt:abc","#,
+                r#""grant":"refresh_token","refresh_token_id":"rt-1","gateway":"gw-1"}"#
+            ))
+        );
+        let minimal = Audit {
+            id: Some("req-2".into()),
+            ..Audit::new(5)
+        };
+        assert_eq!(
+            record(&minimal).as_deref(),
+            Some(r#"{"id":"req-2","time":5,"decision":"rejected","requested":[],"granted":[]}"#)
+        );
+    }
+
     #[test]
     fn long_text_is_cut_at_a_character_boundary() {
         let mut audit = Audit::new(1);
