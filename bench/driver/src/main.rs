@@ -57,10 +57,10 @@ const BASE_RULES: usize = 10;
 const BIG_RULES: usize = 10_000;
 const WASM_LIMIT_BYTES: u64 = 1_500_000;
 
-const TOKEN_TEMPLATE: &str = include_str!("../../../../bench/envoy/token.yaml.in");
-const TLS_TEMPLATE: &str = include_str!("../../../../bench/envoy/tls.yaml.in");
-const CEILING_TEMPLATE: &str = include_str!("../../../../bench/envoy/ceiling.yaml.in");
-const PROBE_TEMPLATE: &str = include_str!("../../../../bench/envoy/probe.yaml.in");
+const TOKEN_TEMPLATE: &str = include_str!("../../envoy/token.yaml.in");
+const TLS_TEMPLATE: &str = include_str!("../../envoy/tls.yaml.in");
+const CEILING_TEMPLATE: &str = include_str!("../../envoy/ceiling.yaml.in");
+const PROBE_TEMPLATE: &str = include_str!("../../envoy/probe.yaml.in");
 /// Target: every grant at least this fraction of its in-Envoy crypto ceiling.
 const CRYPTO_CEILING_TARGET: f64 = 0.85;
 /// Target: the refresh grant at least this many times the password grant (RS256 mint).
