@@ -188,10 +188,14 @@ BENCHBIN  := target/release/bench
 LOAD_ARGS ?=
 BENCH_ARGS ?=
 
-.PHONY: loadgen load bench probe
+.PHONY: loadgen load bench bench-driver probe
 
 loadgen:
 	cargo build --release -q -p registry-token-loadgen
+
+# make bench's program (bench/driver): BENCHBIN.
+bench-driver:
+	cargo build --release -q -p registry-token-bench
 
 # The in-Envoy crypto ceiling module of make bench (bench/probe, docs/PERFORMANCE.md).
 probe: wasm-target
@@ -209,7 +213,7 @@ load: loadgen
 # A quick look: BENCH_ARGS="--seconds 3 --soak 30 --sweep-seconds 3 --optoks 3000 --rounds 1".
 # Against another build, side by side (e.g. a change's parent): BENCH_ARGS="--compare-wasm OLD.wasm"
 # (about 3 minutes more; scenarios with --compare rs256,es256,dpop-es256).
-bench: deps apt-deps wasm loadgen probe $(LEDGER)
+bench: deps apt-deps wasm bench-driver probe $(LEDGER)
 	@command -v gnuplot >/dev/null || { \
 	  echo "installing Debian package: gnuplot-nox"; \
 	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
