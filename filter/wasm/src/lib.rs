@@ -6,15 +6,7 @@
 //! Nothing here may panic: a panic traps the VM and every later request on that worker
 //! fails. Hostcalls are used through their `Result`-returning forms.
 
-#[cfg(test)]
-mod fake;
-pub mod fetch;
-pub mod host;
-pub mod ledger;
-pub mod replay;
-pub mod state;
-#[cfg(test)]
-mod tests;
+pub mod envoy;
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -32,11 +24,11 @@ use registry_token_core::handler::{
 use registry_token_core::token::crypto::host::{self as hostproto, HostCrypto};
 use registry_token_core::token::crypto::{Crypto, RustCrypto};
 use registry_token_core::wire::form::MAX_FORM_BYTES;
+use registry_token_host::fetch::Fetcher;
+use registry_token_host::ledger::{self, Shipper};
+use registry_token_host::state::{self, State};
 
-use fetch::Fetcher;
-use host::EnvoyHost;
-use ledger::Shipper;
-use state::State;
+use envoy::{EnvoyForeign, EnvoyHost};
 
 /// Filter-state property holding the decision's audit record (as `wasm.<name>`).
 pub const AUDIT_PROPERTY: &str = "registry_token_audit";
@@ -76,9 +68,9 @@ proxy_wasm::main! {{
 }}
 
 /// Host wall clock in nanoseconds, for the decision histogram only (0 when the host
-/// cannot answer; decisions read the clock through [`host::Clock`]).
+/// cannot answer; decisions read the clock through [`registry_token_host::host::Clock`]).
 fn now_nanos() -> u64 {
-    host::current_time()
+    envoy::current_time()
         .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
         .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
         .unwrap_or(0)
@@ -298,19 +290,6 @@ impl Metrics {
     }
 }
 
-/// The host's foreign functions.
-struct EnvoyForeign;
-
-impl hostproto::ForeignCall for EnvoyForeign {
-    fn call(&self, function: &str, args: &[u8]) -> Result<Vec<u8>, String> {
-        match proxy_wasm::hostcalls::call_foreign_function(function, Some(args)) {
-            Ok(Some(bytes)) => Ok(bytes),
-            Ok(None) => Ok(Vec::new()),
-            Err(status) => Err(format!("foreign function {function}: {status:?}")),
-        }
-    }
-}
-
 /// Everything a configuration builds: the decision state and this VM's counters.
 struct Filter {
     state: State<EnvoyHost>,
@@ -383,7 +362,7 @@ impl Root {
         let mut state = State::new(EnvoyHost, config, crypto);
         if state.gateway.is_none() {
             // `ledger.gateway` unset: Envoy's node id, when it has one.
-            state.gateway = host::property_string(&["node", "id"]).filter(|id| !id.is_empty());
+            state.gateway = envoy::property_string(&["node", "id"]).filter(|id| !id.is_empty());
         }
         let shipper = match (state.ledger_buffer(), &state.config.ledger) {
             (Some(buffer), Some(l)) => Some(Shipper::new(buffer.clone(), l)),
@@ -517,7 +496,7 @@ impl Stream {
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect();
-        host::send_local_response(decision.status, &headers, decision.body.as_bytes());
+        envoy::send_local_response(decision.status, &headers, decision.body.as_bytes());
     }
 
     /// Decides a token request, counts, audits and replies.
@@ -528,7 +507,7 @@ impl Stream {
             path: &head.path,
             headers: &head.headers,
             peer_certificate: PeerCertificate::Lookup(&|| {
-                host::property_string(&["connection", "sha256_peer_certificate_digest"])
+                envoy::property_string(&["connection", "sha256_peer_certificate_digest"])
             }),
             body,
         };
@@ -561,7 +540,7 @@ impl HttpContext for Stream {
         let Some(filter) = self.filter.clone() else {
             return Action::Continue;
         };
-        let path = host::request_header(":path").unwrap_or_default();
+        let path = envoy::request_header(":path").unwrap_or_default();
         let path_only = path.split(['?', '#']).next().unwrap_or("");
         match handler::route(&filter.state.config, path_only) {
             Route::PassThrough => Action::Continue,
@@ -576,7 +555,7 @@ impl HttpContext for Stream {
             Route::Token => {
                 let started = now_nanos();
                 // One hostcall for every header; `:method` is among them.
-                let headers = host::request_headers();
+                let headers = envoy::request_headers();
                 let method = headers
                     .iter()
                     .find(|(k, _)| k == ":method")

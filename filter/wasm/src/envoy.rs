@@ -1,61 +1,14 @@
-//! The host, behind small traits ([`SharedData`], [`HttpCalls`], [`Clock`]; [`Host`] is
-//! all three) so that the fetch schedule and the replay cache run natively against a fake
-//! host in tests; [`EnvoyHost`] is the real one. Also thin, panic-free wrappers over the
-//! hostcalls the request path uses.
+//! The Envoy side of the host: [`EnvoyHost`] implements the host traits of
+//! `registry-token-host` with proxy-wasm hostcalls, and thin, panic-free wrappers cover
+//! the hostcalls the request path uses (headers, properties, the local reply, the host
+//! crypto's foreign functions).
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use proxy_wasm::types::{BufferType, MapType, Status};
 
-/// Why a shared-data write was refused.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SharedError {
-    /// The compare-and-swap value no longer matches: someone wrote in between.
-    CasMismatch,
-    /// Any other host failure.
-    Host(String),
-}
-
-/// Envoy shared data: process-wide per `vm_id`, with compare-and-swap, no expiry.
-pub trait SharedData {
-    /// The value and its CAS (`None` for both when the key does not exist).
-    fn get_shared(&self, key: &str) -> Result<(Option<Vec<u8>>, Option<u32>), SharedError>;
-    /// Writes `value`. With `cas` `None` or `Some(0)` the write is unconditional (Envoy
-    /// semantics); otherwise it fails with [`SharedError::CasMismatch`] when the key's CAS
-    /// differs.
-    fn set_shared(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), SharedError>;
-}
-
-/// Outgoing HTTP calls through a cluster.
-pub trait HttpCalls {
-    /// Dispatches a call (with `body`, when given); the token identifies the answer.
-    fn dispatch(
-        &self,
-        cluster: &str,
-        headers: &[(&str, &str)],
-        body: Option<&[u8]>,
-        timeout: Duration,
-    ) -> Result<u32, String>;
-    /// While an answer is being delivered: its `:status` (empty when absent) and at most
-    /// `limit` bytes of its body (`body_size` is what the host announced).
-    fn call_response(&self, body_size: usize, limit: usize) -> (String, Vec<u8>);
-}
-
-/// The host's wall clock, which may fail.
-pub trait Clock {
-    /// Time since the Unix epoch.
-    fn now(&self) -> Result<Duration, String>;
-
-    /// Unix seconds.
-    fn now_unix(&self) -> Result<u64, String> {
-        self.now().map(|d| d.as_secs())
-    }
-}
-
-/// Everything the fetch schedule and the replay cache need.
-pub trait Host: SharedData + HttpCalls + Clock {}
-
-impl<T: SharedData + HttpCalls + Clock> Host for T {}
+use registry_token_core::token::crypto::host as hostproto;
+use registry_token_host::host::{Clock, HttpCalls, SharedData, SharedError};
 
 /// The real host: hostcalls, never panicking.
 #[derive(Debug, Clone, Copy, Default)]
@@ -112,6 +65,19 @@ impl Clock for EnvoyHost {
             .map_err(|s| format!("the host clock failed: {s:?}"))?
             .duration_since(UNIX_EPOCH)
             .map_err(|_| "the host clock is before 1970".to_string())
+    }
+}
+
+/// The host's foreign functions.
+pub struct EnvoyForeign;
+
+impl hostproto::ForeignCall for EnvoyForeign {
+    fn call(&self, function: &str, args: &[u8]) -> Result<Vec<u8>, String> {
+        match proxy_wasm::hostcalls::call_foreign_function(function, Some(args)) {
+            Ok(Some(bytes)) => Ok(bytes),
+            Ok(None) => Ok(Vec::new()),
+            Err(status) => Err(format!("foreign function {function}: {status:?}")),
+        }
     }
 }
 
