@@ -1,12 +1,9 @@
 //! `registry-token bundle`: determinism, the configuration forms and environment overrides,
 //! the policy, and every refusal leaving no file behind.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
-mod common;
 
 use std::fs;
 
-use common::*;
+use crate::common::*;
 use registry_token_core::token::jws::Jws;
 use serde_json::{json, Value};
 

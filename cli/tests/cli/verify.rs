@@ -1,13 +1,10 @@
 //! `registry-token verify-bundle`: every kind of tampering fails, naming the first bad file;
 //! an untouched bundle passes.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
-mod common;
 
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use common::*;
+use crate::common::*;
 use registry_token_cli::{bundle, canonical, source};
 use registry_token_core::token::crypto::{sha256, RustCrypto};
 use serde_json::{json, Value};

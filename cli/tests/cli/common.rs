@@ -1,6 +1,6 @@
 //! Shared fixtures of the `registry-token` tests: keys made by `openssl`, a plugin
 //! configuration, requests, and runs of the built binary.
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(dead_code)]
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -43,7 +43,8 @@ pub enum Kind {
     Ec,
 }
 
-/// A private key PEM of `kind` in `dir/name.pem`.
+/// A private key PEM of `kind` in `dir/name.pem` (a new key every call: tests compare
+/// bundles of different keys).
 pub fn key(dir: &Path, name: &str, kind: Kind) -> String {
     let file = format!("{name}.pem");
     match kind {

@@ -1,0 +1,7 @@
+//! The `registry-token` command's integration tests, one binary: `bundle` (determinism,
+//! configuration forms, policy, refusals), `verify` (tampering), and their fixtures.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod bundle;
+mod common;
+mod verify;
