@@ -1,7 +1,8 @@
 //! The filter's side of the issuance ledger (`ledger/`, docs/LEDGER.md), without I/O:
 //!
-//! - [`record`]: an [`Audit`] as one record of `POST /v1/ingest`, cleaned so that the
-//!   ledger never refuses it (a refused record would refuse its whole batch);
+//! - [`record`]: an [`Audit`] as one record of `POST /v1/ingest` (the wire type of
+//!   `registry_token_ledger_wire`, which the ledger parses), cleaned so that the ledger
+//!   never refuses it (a refused record would refuse its whole batch);
 //! - [`ingest_body`]: a batch of records as the POST body;
 //! - the process-wide buffer's shared-data values ([`Meta`], [`Segment`], [`FlushLease`])
 //!   and the retry [`backoff`]. The glue (`filter/wasm/src/ledger.rs`) drives them.
@@ -14,16 +15,22 @@
 
 use std::borrow::Cow;
 
-use serde::Serialize;
+use registry_token_ledger_wire::{
+    self as wire, BindingKind, Decision, MAX_ID_BYTES, MAX_SCOPES, MAX_SECONDS, MAX_TEXT_BYTES,
+};
 
-use crate::handler::Audit;
+use crate::handler::{Audit, Grant};
 
-/// Longest identifier the ledger accepts (`id`, `kid`, `refresh_token_id`), bytes.
-pub const MAX_ID_BYTES: usize = 256;
-/// Longest free text the ledger accepts, bytes.
-pub const MAX_TEXT_BYTES: usize = 1024;
-/// Most scopes per list the ledger accepts.
-pub const MAX_SCOPES: usize = 64;
+/// The core's grants are the wire's, word for word (a test checks the labels).
+impl From<Grant> for wire::Grant {
+    fn from(g: Grant) -> wire::Grant {
+        match g {
+            Grant::Get => wire::Grant::Get,
+            Grant::Password => wire::Grant::Password,
+            Grant::RefreshToken => wire::Grant::RefreshToken,
+        }
+    }
+}
 
 /// `text` without control characters (and, for scopes, spaces), at most `max` bytes cut at
 /// a character boundary; `None` when nothing is left. Borrowed when already clean (the
@@ -62,58 +69,33 @@ pub fn record_id(audit: &Audit) -> Option<&str> {
     audit.jti.as_deref().or(audit.id.as_deref())
 }
 
-/// One ingest record: exactly the fields the ledger knows (it refuses unknown ones),
-/// serialised straight from borrowed text.
-#[derive(Serialize)]
-struct LedgerRecord<'a> {
-    id: Cow<'a, str>,
-    time: u64,
-    decision: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    reason: Option<Cow<'a, str>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    subject: Option<Cow<'a, str>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    client_id: Option<Cow<'a, str>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    plan: Option<Cow<'a, str>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    tenant: Option<Cow<'a, str>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    license: Option<Cow<'a, str>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    service: Option<Cow<'a, str>>,
-    requested: Vec<Cow<'a, str>>,
-    granted: Vec<Cow<'a, str>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    iat: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    exp: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    kid: Option<Cow<'a, str>>,
-    /// `jkt:<thumbprint>` and/or `x5t#S256:<thumbprint>`; the ledger reads the first kind.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    binding: Option<Cow<'a, str>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    grant: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    refresh_token_id: Option<Cow<'a, str>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    gateway: Option<Cow<'a, str>>,
+/// The audit's decision and grant words as the wire's: anything but `issued` is a
+/// refusal; a grant word the core does not know is left out.
+fn words(audit: &Audit) -> (Decision, Option<wire::Grant>) {
+    let decision = if audit.decision == Decision::Issued.as_str() {
+        Decision::Issued
+    } else {
+        Decision::Rejected
+    };
+    let grant = Grant::ALL
+        .iter()
+        .find(|g| g.label() == audit.grant)
+        .map(|&g| wire::Grant::from(g));
+    (decision, grant)
 }
 
-/// The audit record as one ledger ingest record (JSON text), or `None` without an id.
-/// Only the fields the ledger knows are sent (it refuses unknown ones); every text is
-/// stripped of control characters and cut to the ledger's bounds.
-pub fn record(audit: &Audit) -> Option<String> {
-    let record = LedgerRecord {
+/// The audit record as a ledger ingest record, or `None` without an id. Only the fields
+/// the ledger knows are kept (it refuses unknown ones); every text is stripped of control
+/// characters and cut to the ledger's bounds, times are capped at its range, and a
+/// binding of a kind it does not know is left out: the result always passes
+/// [`wire::Record::validate`].
+pub fn wire_record(audit: &Audit) -> Option<wire::Record<'_>> {
+    let (decision, grant) = words(audit);
+    let seconds = |t: u64| t.min(MAX_SECONDS);
+    Some(wire::Record {
         id: clean(record_id(audit)?, MAX_ID_BYTES, false)?,
-        time: audit.time,
-        decision: if audit.decision == "issued" {
-            "issued"
-        } else {
-            "rejected"
-        },
+        time: seconds(audit.time),
+        decision,
         reason: text(Some(audit.reason), MAX_TEXT_BYTES),
         subject: text(audit.subject.as_deref(), MAX_TEXT_BYTES),
         client_id: text(audit.client_id.as_deref(), MAX_TEXT_BYTES),
@@ -123,15 +105,21 @@ pub fn record(audit: &Audit) -> Option<String> {
         service: text(audit.service.as_deref(), MAX_TEXT_BYTES),
         requested: scopes(&audit.requested),
         granted: scopes(&audit.granted),
-        iat: audit.iat,
-        exp: audit.exp,
+        iat: audit.iat.map(seconds),
+        exp: audit.exp.map(seconds),
         kid: text(audit.kid.as_deref(), MAX_ID_BYTES),
-        binding: text(audit.binding.as_deref(), MAX_TEXT_BYTES),
-        grant: matches!(audit.grant, "get" | "password" | "refresh_token").then_some(audit.grant),
+        binding: text(audit.binding.as_deref(), MAX_TEXT_BYTES)
+            .filter(|b| BindingKind::of(b).is_some()),
+        grant,
         refresh_token_id: text(audit.refresh_token_id.as_deref(), MAX_ID_BYTES),
         gateway: text(audit.gateway.as_deref(), MAX_TEXT_BYTES),
-    };
-    serde_json::to_string(&record).ok()
+    })
+}
+
+/// The audit record as one ledger ingest record (JSON text: [`wire_record`] serialised),
+/// or `None` without an id.
+pub fn record(audit: &Audit) -> Option<String> {
+    wire_record(audit)?.to_json()
 }
 
 /// The body of `POST /v1/ingest` for records given as JSON texts.
@@ -436,6 +424,8 @@ mod tests {
         ] {
             *field = Some("x".into());
         }
+        // A binding the ledger takes names its kind (a bare "x" would be left out).
+        audit.binding = Some("jkt:x".into());
         audit.requested = vec!["repository:a:pull".into()];
         audit.granted = vec!["repository:a:pull".into()];
         (audit.iat, audit.exp) = (Some(1), Some(2));
@@ -515,6 +505,35 @@ mod tests {
             record(&minimal).as_deref(),
             Some(r#"{"id":"req-2","time":5,"decision":"rejected","requested":[],"granted":[]}"#)
         );
+    }
+
+    #[test]
+    fn grants_map_word_for_word_and_odd_values_are_dropped() {
+        for &g in Grant::ALL {
+            assert_eq!(wire::Grant::from(g).as_str(), g.label());
+            let audit = Audit {
+                id: Some("a".into()),
+                grant: g.label(),
+                ..Audit::new(1)
+            };
+            assert_eq!(wire_record(&audit).and_then(|r| r.grant), Some(g.into()));
+        }
+        let audit = Audit {
+            id: Some("a".into()),
+            grant: "implicit",
+            decision: "maybe",
+            binding: Some("mtls:abc".into()),
+            time: u64::MAX,
+            iat: Some(u64::MAX),
+            ..Audit::new(1)
+        };
+        let r = wire_record(&audit).unwrap();
+        assert_eq!(
+            (r.grant, r.decision, r.binding.clone()),
+            (None, Decision::Rejected, None)
+        );
+        assert_eq!((r.time, r.iat), (MAX_SECONDS, Some(MAX_SECONDS)));
+        assert_eq!(r.validate(), Ok(()));
     }
 
     #[test]
