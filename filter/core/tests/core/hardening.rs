@@ -3,11 +3,9 @@
 //! `jsonwebtoken`'s primitives, not the filter's code.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
-
 use std::cell::Cell;
 
-use common::*;
+use crate::common::*;
 use jsonwebtoken::{Algorithm, EncodingKey};
 use registry_token_core::handler::{Decision, Outcome};
 use registry_token_core::sender::dpop::{verify_proof, DpopError, ProofPolicy};

@@ -106,6 +106,18 @@ pub fn signing_ec() -> &'static EcFixture {
     K.get_or_init(EcFixture::generate)
 }
 
+/// The DPoP proof key: a P-256 key apart from the Authority's and the signing key.
+pub fn proof_ec() -> &'static EcFixture {
+    static K: OnceLock<EcFixture> = OnceLock::new();
+    K.get_or_init(EcFixture::generate)
+}
+
+/// A second proof key, for proofs signed by a key other than the bound one.
+pub fn other_proof_ec() -> &'static EcFixture {
+    static K: OnceLock<EcFixture> = OnceLock::new();
+    K.get_or_init(EcFixture::generate)
+}
+
 pub const AUTH_KID: &str = "authority-rsa";
 pub const AUTH_EC_KID: &str = "authority-ec";
 

@@ -2,9 +2,7 @@
 //! minted tokens checked by `jsonwebtoken`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use jsonwebtoken::Algorithm;
 use registry_token_core::handler::{Grant, Outcome};
 use serde_json::{json, Value};
@@ -671,7 +669,7 @@ fn too_many_scopes_or_a_huge_query_is_400() {
 }
 
 /// Hardening: the allow-list is required; `[]` no longer means "any" (it is a
-/// configuration error, see tests/config.rs); `["*"]` is the explicit opt-out.
+/// configuration error, see tests/core/config.rs); `["*"]` is the explicit opt-out.
 #[test]
 fn unknown_service_is_403_and_any_service_only_with_an_explicit_star() {
     let config = cfg();

@@ -1,9 +1,7 @@
 //! The remote licence revocation list in the decision, and its configuration.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use registry_token_core::handler::{self, Context, Decision, Outcome, RequestView};
 use registry_token_core::policy::revocation::{OnStale, RemoteList, RevokedLists};
 use registry_token_core::token::crypto::RustCrypto;

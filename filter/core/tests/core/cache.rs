@@ -3,9 +3,7 @@
 //! decisions identical with and without the cache.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use jsonwebtoken::{Algorithm, EncodingKey};
 use registry_token_core::config::{Config, KeySource};
 use registry_token_core::handler::cache::{CacheStats, Caches};
@@ -273,24 +271,8 @@ fn a_policy_change_invalidates_entries() {
 // Sender constraints are per request.
 // ---------------------------------------------------------------------------------------
 
-fn proof_key() -> &'static EcFixture {
-    static K: std::sync::OnceLock<EcFixture> = std::sync::OnceLock::new();
-    K.get_or_init(|| {
-        use p256::elliptic_curve::sec1::ToEncodedPoint;
-        use p256::pkcs8::{EncodePrivateKey, LineEnding};
-        let key = p256::SecretKey::random(&mut rand_core::OsRng);
-        let point = key.public_key().to_encoded_point(false);
-        EcFixture {
-            pkcs8_pem: key.to_pkcs8_pem(LineEnding::LF).unwrap().to_string(),
-            sec1_pem: key.to_sec1_pem(LineEnding::LF).unwrap().to_string(),
-            x: b64(point.x().unwrap()),
-            y: b64(point.y().unwrap()),
-        }
-    })
-}
-
 fn jkt() -> String {
-    let k = proof_key();
+    let k = proof_ec();
     let canonical = format!(
         r#"{{"crv":"P-256","kty":"EC","x":"{}","y":"{}"}}"#,
         k.x, k.y
@@ -299,7 +281,7 @@ fn jkt() -> String {
 }
 
 fn proof(token: &str, jti: &str) -> String {
-    let k = proof_key();
+    let k = proof_ec();
     let header = json!({"typ": "dpop+jwt", "alg": "ES256",
         "jwk": {"kty": "EC", "crv": "P-256", "x": k.x, "y": k.y}});
     let claims = json!({"jti": jti, "htm": "GET", "htu": REALM, "iat": NOW,

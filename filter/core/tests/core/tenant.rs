@@ -4,9 +4,7 @@
 //! value widens a grant beyond its own literal namespace.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use proptest::prelude::*;
 use registry_token_core::config::Config;
 use registry_token_core::handler::{self, Context, Decision, Outcome, RequestView};

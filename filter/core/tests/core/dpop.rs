@@ -2,9 +2,7 @@
 //! Proofs are signed with `jsonwebtoken`'s primitives, not the filter's code.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use jsonwebtoken::{Algorithm, EncodingKey};
 use registry_token_core::handler::{Decision, Outcome};
 use serde_json::{json, Value};
@@ -18,12 +16,6 @@ fn reason(d: &Decision) -> &'static str {
         Outcome::Issued(_) => "issued",
         Outcome::Other => "other",
     }
-}
-
-/// The proof key: a P-256 key (separate from the Authority's).
-fn proof_key() -> &'static EcFixture {
-    static K: std::sync::OnceLock<EcFixture> = std::sync::OnceLock::new();
-    K.get_or_init(EcFixture::generate)
 }
 
 fn jkt_of(k: &EcFixture) -> String {
@@ -68,16 +60,12 @@ fn proof_claims(token: &str) -> Value {
 }
 
 fn proof(token: &str) -> String {
-    sign_es256(
-        &proof_header(proof_key()),
-        &proof_claims(token),
-        proof_key(),
-    )
+    sign_es256(&proof_header(proof_ec()), &proof_claims(token), proof_ec())
 }
 
 fn bound_optok() -> String {
     let mut c = default_claims();
-    c["cnf"] = json!({"jkt": jkt_of(proof_key())});
+    c["cnf"] = json!({"jkt": jkt_of(proof_ec())});
     optok(&c)
 }
 
@@ -123,7 +111,7 @@ fn valid_proof_under_dpop_scheme_is_accepted_and_replay_refused() {
     let audit = d.audit.unwrap();
     assert_eq!(
         audit.binding.unwrap(),
-        format!("jkt:{}", jkt_of(proof_key()))
+        format!("jkt:{}", jkt_of(proof_ec()))
     );
     let again = dpop_call(&config, &token, &[&p]);
     assert_invalid_proof(&again, "dpop_replay");
@@ -177,8 +165,8 @@ fn dpop_scheme_with_an_unbound_token_is_refused() {
 fn each_check_violated_on_purpose() {
     let config = strict_config();
     let token = bound_optok();
-    let k = proof_key();
-    let other = EcFixture::generate();
+    let k = proof_ec();
+    let other = other_proof_ec();
     type Case = (&'static str, Box<dyn Fn() -> Vec<String>>);
     let t = token.clone();
     let cases: Vec<Case> = vec![
@@ -276,10 +264,9 @@ fn each_check_violated_on_purpose() {
             "dpop_signature",
             Box::new({
                 let t = t.clone();
-                let other = other.clone_fixture();
                 move || {
                     // Header names key k, signed by another key.
-                    vec![sign_es256(&proof_header(k), &proof_claims(&t), &other)]
+                    vec![sign_es256(&proof_header(k), &proof_claims(&t), other)]
                 }
             }),
         ),
@@ -386,8 +373,7 @@ fn each_check_violated_on_purpose() {
             "dpop_jkt_mismatch",
             Box::new({
                 let t = t.clone();
-                let other = other.clone_fixture();
-                move || vec![sign_es256(&proof_header(&other), &proof_claims(&t), &other)]
+                move || vec![sign_es256(&proof_header(other), &proof_claims(&t), other)]
             }),
         ),
         (
@@ -417,20 +403,6 @@ fn each_check_violated_on_purpose() {
     }
 }
 
-trait CloneFixture {
-    fn clone_fixture(&self) -> EcFixture;
-}
-impl CloneFixture for EcFixture {
-    fn clone_fixture(&self) -> EcFixture {
-        EcFixture {
-            pkcs8_pem: self.pkcs8_pem.clone(),
-            sec1_pem: self.sec1_pem.clone(),
-            x: self.x.clone(),
-            y: self.y.clone(),
-        }
-    }
-}
-
 #[test]
 fn htu_is_compared_after_normalization_and_without_query() {
     let config = strict_config();
@@ -442,7 +414,7 @@ fn htu_is_compared_after_normalization_and_without_query() {
     ] {
         let mut c = proof_claims(&token);
         c["htu"] = json!(htu);
-        let p = sign_es256(&proof_header(proof_key()), &c, proof_key());
+        let p = sign_es256(&proof_header(proof_ec()), &c, proof_ec());
         let d = dpop_call(&config, &token, &[&p]);
         assert_eq!(d.status, 200, "{htu}: {}", d.body);
     }
@@ -460,11 +432,7 @@ fn iat_window_is_configurable() {
     let d = dpop_call(
         &config,
         &token,
-        &[&sign_es256(
-            &proof_header(proof_key()),
-            &claims,
-            proof_key(),
-        )],
+        &[&sign_es256(&proof_header(proof_ec()), &claims, proof_ec())],
     );
     assert_invalid_proof(&d, "dpop_iat");
     claims["iat"] = json!(NOW - 5);
@@ -472,11 +440,7 @@ fn iat_window_is_configurable() {
     let d = dpop_call(
         &config,
         &token,
-        &[&sign_es256(
-            &proof_header(proof_key()),
-            &claims,
-            proof_key(),
-        )],
+        &[&sign_es256(&proof_header(proof_ec()), &claims, proof_ec())],
     );
     assert_eq!(d.status, 200, "{}", d.body);
 }
@@ -550,11 +514,7 @@ fn nonce_mode_asks_for_a_nonce_then_accepts_it() {
     let d = dpop_call(
         &config,
         &token,
-        &[&sign_es256(
-            &proof_header(proof_key()),
-            &claims,
-            proof_key(),
-        )],
+        &[&sign_es256(&proof_header(proof_ec()), &claims, proof_ec())],
     );
     assert_eq!(d.status, 200, "{}", d.body);
     assert!(
@@ -596,11 +556,7 @@ fn stale_nonce_is_refused_with_a_new_one() {
     let d = dpop_call(
         &config,
         &token,
-        &[&sign_es256(
-            &proof_header(proof_key()),
-            &claims,
-            proof_key(),
-        )],
+        &[&sign_es256(&proof_header(proof_ec()), &claims, proof_ec())],
     );
     assert_eq!(reason(&d), "dpop_nonce");
     assert_ne!(header(&d, "dpop-nonce").unwrap(), old);

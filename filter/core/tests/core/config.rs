@@ -1,9 +1,7 @@
 //! Configuration: parse, env overrides, validation errors that name the field.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use registry_token_core::config::{apply_env_overrides, env_name, Config, KeySource};
 use serde_json::{json, Value};
 

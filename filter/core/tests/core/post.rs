@@ -2,9 +2,7 @@
 //! to end in native code.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use jsonwebtoken::{Algorithm, EncodingKey};
 use registry_token_core::config::Config;
 use registry_token_core::handler::{self, Context, Decision, Grant, Outcome, RequestView};
@@ -596,10 +594,10 @@ fn proof(key: &EcFixture, method: &str, token: &str) -> String {
 #[test]
 fn dpop_bound_password_and_refresh_grants_need_a_proof_from_the_same_key() {
     let config = rt_config();
-    let key = EcFixture::generate();
-    let other = EcFixture::generate();
+    let key = proof_ec();
+    let other = other_proof_ec();
     let mut claims = default_claims();
-    claims["cnf"] = json!({"jkt": jkt_of(&key)});
+    claims["cnf"] = json!({"jkt": jkt_of(key)});
     let tok = optok(&claims);
     let form = password_form(&tok, "&access_type=offline");
     // Password grant: the proof is for POST, its ath the OpToken's hash.
@@ -609,14 +607,14 @@ fn dpop_bound_password_and_refresh_grants_need_a_proof_from_the_same_key() {
         "invalid_dpop_proof",
         "dpop_missing",
     );
-    let get_proof = proof(&key, "GET", &tok);
+    let get_proof = proof(key, "GET", &tok);
     assert_oauth_error(
         &decide_post(&config, &form, &[("dpop", &get_proof)], None, NOW),
         400,
         "invalid_dpop_proof",
         "dpop_htm",
     );
-    let p = proof(&key, "POST", &tok);
+    let p = proof(key, "POST", &tok);
     let d = decide_post(&config, &form, &[("dpop", &p)], None, NOW);
     assert_eq!(d.status, 200, "{}", d.body);
     let rt = body(&d)["refresh_token"].as_str().unwrap().to_string();
@@ -628,27 +626,27 @@ fn dpop_bound_password_and_refresh_grants_need_a_proof_from_the_same_key() {
         "invalid_dpop_proof",
         "dpop_missing",
     );
-    let wrong_key = proof(&other, "POST", &rt);
+    let wrong_key = proof(other, "POST", &rt);
     assert_oauth_error(
         &decide_post(&config, &rform, &[("dpop", &wrong_key)], None, NOW),
         400,
         "invalid_dpop_proof",
         "dpop_jkt_mismatch",
     );
-    let wrong_ath = proof(&key, "POST", &tok);
+    let wrong_ath = proof(key, "POST", &tok);
     assert_oauth_error(
         &decide_post(&config, &rform, &[("dpop", &wrong_ath)], None, NOW),
         400,
         "invalid_dpop_proof",
         "dpop_ath",
     );
-    let good = proof(&key, "POST", &rt);
+    let good = proof(key, "POST", &rt);
     let d = decide_post(&config, &rform, &[("dpop", &good)], None, NOW);
     assert_eq!(d.status, 200, "{}", d.body);
     assert_eq!(d.outcome, Outcome::Issued(Grant::RefreshToken));
     assert_eq!(
         d.audit.unwrap().binding,
-        Some(format!("jkt:{}", jkt_of(&key)))
+        Some(format!("jkt:{}", jkt_of(key)))
     );
     // Replayed proof.
     assert_oauth_error(

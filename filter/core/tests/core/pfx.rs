@@ -1,16 +1,18 @@
 //! PKCS#12 decoding against files that the `openssl` CLI (OpenSSL 3) writes at run time.
 //!
-//! No key or PFX file is stored in the repository: every test generates its keys,
-//! certificates and PFX files in a temporary directory. The `-legacy` cases need OpenSSL's
-//! legacy provider; without it they fail (never skip) and say so.
+//! No key or PFX file is stored in the repository: keys are generated once per run, and
+//! every test writes them, its certificates and PFX files into a temporary directory. The
+//! `-legacy` cases need OpenSSL's legacy provider; without it they fail (never skip) and
+//! say so.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
-
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, PoisonError};
 
+use crate::common;
 use registry_token_core::token::keys::pfx::{self, PfxError, MAX_PFX_BYTES};
 use registry_token_core::token::keys::{certificate_spki, PrivateKey, PublicKey};
 use registry_token_core::wire::der::{self, tag};
@@ -72,23 +74,33 @@ fn openssl(dir: &TempDir, args: &[&str]) -> Vec<u8> {
     out.stdout
 }
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum KeyType {
     Rsa2048,
     P256,
 }
 
-/// Generate `<name>.key` (PEM PKCS#8); its DER PKCS#8 as `openssl pkcs8 -topk8` writes it.
+/// Write `<name>.key` (PEM PKCS#8) into `dir`; its DER PKCS#8 as `openssl pkcs8 -topk8`
+/// writes it. Each name and type is one `openssl genpkey` key, generated once per run (RSA
+/// generation is the slow part) and written into every directory that asks for it.
 fn gen_key(dir: &TempDir, name: &str, kind: KeyType) -> Vec<u8> {
+    static KEYS: Mutex<BTreeMap<(String, KeyType), Vec<u8>>> = Mutex::new(BTreeMap::new());
     let key = format!("{name}.key");
-    let algorithm: &[&str] = match kind {
-        KeyType::Rsa2048 => &["-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048"],
-        KeyType::P256 => &["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256"],
+    let pem = {
+        let mut keys = KEYS.lock().unwrap_or_else(PoisonError::into_inner);
+        keys.entry((name.to_owned(), kind))
+            .or_insert_with(|| {
+                let algorithm: &[&str] = match kind {
+                    KeyType::Rsa2048 => &["-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048"],
+                    KeyType::P256 => &["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256"],
+                };
+                let mut args = vec!["genpkey"];
+                args.extend_from_slice(algorithm);
+                openssl(dir, &args)
+            })
+            .clone()
     };
-    let mut args = vec!["genpkey"];
-    args.extend_from_slice(algorithm);
-    args.extend_from_slice(&["-out", &key]);
-    openssl(dir, &args);
+    std::fs::write(dir.path().join(&key), pem).unwrap();
     openssl(
         dir,
         &[

@@ -1,6 +1,7 @@
 //! docs/CONFIGURATION.md lists every refusal from the one source, [`Reason::ALL`]: this test
 //! fails when the table and the type disagree. `UPDATE_DOCS=1 cargo test -p
-//! registry-token-core --test docs` rewrites the table.
+//! registry-token-core --test core docs::` rewrites the table. (The marker still names
+//! this module's old path, `filter/core/tests/docs.rs`: it is part of the document.)
 
 use registry_token_core::handler::{AlertClass, Reason};
 
@@ -44,7 +45,7 @@ fn configuration_doc_lists_every_reason() {
         } else {
             panic!(
                 "docs/CONFIGURATION.md's reason table is out of step with handler::Reason; \
-                 run UPDATE_DOCS=1 cargo test -p registry-token-core --test docs\n{wanted}"
+                 run UPDATE_DOCS=1 cargo test -p registry-token-core --test core docs::\n{wanted}"
             );
         }
     }
