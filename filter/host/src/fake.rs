@@ -1,12 +1,13 @@
 //! A fake host for native tests: one [`World`] (the Envoy process: shared data with CAS
-//! counters, a clock, the calls dispatched) seen by several [`FakeHost`]s (the VMs).
+//! counters, a clock, the calls dispatched, the metrics) seen by several [`FakeHost`]s
+//! (the VMs).
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::Duration;
 
-use crate::host::{Clock, HttpCalls, SharedData, SharedError};
+use crate::host::{Clock, HttpCalls, MetricKind, SharedData, SharedError, Stats};
 
 /// One call a VM dispatched.
 #[derive(Debug, Clone)]
@@ -19,6 +20,15 @@ pub struct Call {
     pub method: String,
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
+}
+
+/// One metric the process keeps.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Metric {
+    pub kind: MetricKind,
+    pub name: String,
+    /// A counter's sum, a gauge's value, a histogram's last sample.
+    pub value: i64,
 }
 
 /// The process: what every VM shares.
@@ -40,6 +50,12 @@ pub struct World {
     /// Before each conditional write: a hook that may write first (contention).
     #[allow(clippy::type_complexity)]
     before_cas_write: RefCell<Option<Box<dyn FnMut(&World, &str)>>>,
+    /// The metrics, their id the index.
+    metrics: RefCell<Vec<Metric>>,
+    /// Calls to `define_metric`, successful or not.
+    pub metric_defines: Cell<usize>,
+    /// Every `define_metric` fails.
+    pub define_fails: Cell<bool>,
 }
 
 impl World {
@@ -121,6 +137,20 @@ impl World {
     pub fn clear_hook(&self) {
         *self.before_cas_write.borrow_mut() = None;
     }
+
+    /// Every metric defined so far.
+    pub fn metrics(&self) -> Vec<Metric> {
+        self.metrics.borrow().clone()
+    }
+
+    /// The value of the metric `name`, if defined.
+    pub fn metric(&self, name: &str) -> Option<i64> {
+        self.metrics
+            .borrow()
+            .iter()
+            .find(|m| m.name == name)
+            .map(|m| m.value)
+    }
 }
 
 /// The answer a VM reads during `on_http_call_response`: status and body.
@@ -155,6 +185,9 @@ impl Default for World {
             dispatch_fails: Cell::new(false),
             millis: Cell::new(0),
             before_cas_write: RefCell::new(None),
+            metrics: RefCell::default(),
+            metric_defines: Cell::new(0),
+            define_fails: Cell::new(false),
         }
     }
 }
@@ -238,5 +271,47 @@ impl Clock for FakeHost {
             .get()
             .map(|s| Duration::from_secs(s) + Duration::from_millis(self.world.millis.get()))
             .ok_or_else(|| "fake clock failure".to_string())
+    }
+}
+
+impl Stats for FakeHost {
+    /// Envoy's: defining a name again gives the same metric.
+    fn define_metric(&self, kind: MetricKind, name: &str) -> Result<u32, String> {
+        let world = &self.world;
+        world.metric_defines.set(world.metric_defines.get() + 1);
+        if world.define_fails.get() {
+            return Err("fake define failure".to_string());
+        }
+        let mut metrics = world.metrics.borrow_mut();
+        let index = match metrics.iter().position(|m| m.name == name) {
+            Some(i) => i,
+            None => {
+                metrics.push(Metric {
+                    kind,
+                    name: name.to_string(),
+                    value: 0,
+                });
+                metrics.len() - 1
+            }
+        };
+        u32::try_from(index).map_err(|e| e.to_string())
+    }
+
+    fn increment_metric(&self, id: u32, delta: i64) {
+        let mut metrics = self.world.metrics.borrow_mut();
+        let m = &mut metrics[id as usize];
+        assert_eq!(m.kind, MetricKind::Counter, "{} incremented", m.name);
+        m.value += delta;
+    }
+
+    fn record_metric(&self, id: u32, value: u64) {
+        let mut metrics = self.world.metrics.borrow_mut();
+        let m = &mut metrics[id as usize];
+        assert_ne!(m.kind, MetricKind::Counter, "{} recorded", m.name);
+        m.value = i64::try_from(value).unwrap_or(i64::MAX);
+    }
+
+    fn get_metric(&self, id: u32) -> u64 {
+        u64::try_from(self.world.metrics.borrow()[id as usize].value).unwrap_or(0)
     }
 }

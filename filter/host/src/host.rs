@@ -53,3 +53,27 @@ pub trait Clock {
 pub trait Host: SharedData + HttpCalls + Clock {}
 
 impl<T: SharedData + HttpCalls + Clock> Host for T {}
+
+/// The kind of a metric the host keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricKind {
+    /// Only ever incremented.
+    Counter,
+    /// Set to a value.
+    Gauge,
+    /// Samples of a distribution.
+    Histogram,
+}
+
+/// The host's metrics (Envoy stats), for [`crate::metrics::Metrics`]. Writes cannot fail
+/// visibly: a metric that cannot be moved is not worth refusing a request for.
+pub trait Stats {
+    /// Defines a metric (or finds the one of that name); its id.
+    fn define_metric(&self, kind: MetricKind, name: &str) -> Result<u32, String>;
+    /// Adds `delta` to a counter.
+    fn increment_metric(&self, id: u32, delta: i64);
+    /// Sets a gauge, or records a histogram sample.
+    fn record_metric(&self, id: u32, value: u64);
+    /// A metric's current value (0 when the host cannot say).
+    fn get_metric(&self, id: u32) -> u64;
+}

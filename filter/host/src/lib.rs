@@ -17,7 +17,9 @@ mod fake;
 pub mod fetch;
 pub mod host;
 pub mod ledger;
+pub mod metrics;
 pub mod replay;
+pub mod request;
 pub mod state;
 #[cfg(test)]
 mod tests;

@@ -5,10 +5,10 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use proxy_wasm::types::{BufferType, MapType, Status};
+use proxy_wasm::types::{BufferType, LogLevel, MapType, MetricType, Status};
 
 use registry_token_core::token::crypto::host as hostproto;
-use registry_token_host::host::{Clock, HttpCalls, SharedData, SharedError};
+use registry_token_host::host::{Clock, HttpCalls, MetricKind, SharedData, SharedError, Stats};
 
 /// The real host: hostcalls, never panicking.
 #[derive(Debug, Clone, Copy, Default)]
@@ -68,6 +68,29 @@ impl Clock for EnvoyHost {
     }
 }
 
+impl Stats for EnvoyHost {
+    fn define_metric(&self, kind: MetricKind, name: &str) -> Result<u32, String> {
+        let kind = match kind {
+            MetricKind::Counter => MetricType::Counter,
+            MetricKind::Gauge => MetricType::Gauge,
+            MetricKind::Histogram => MetricType::Histogram,
+        };
+        proxy_wasm::hostcalls::define_metric(kind, name).map_err(|s| format!("{s:?}"))
+    }
+
+    fn increment_metric(&self, id: u32, delta: i64) {
+        let _ = proxy_wasm::hostcalls::increment_metric(id, delta);
+    }
+
+    fn record_metric(&self, id: u32, value: u64) {
+        let _ = proxy_wasm::hostcalls::record_metric(id, value);
+    }
+
+    fn get_metric(&self, id: u32) -> u64 {
+        proxy_wasm::hostcalls::get_metric(id).unwrap_or(0)
+    }
+}
+
 /// The host's foreign functions.
 pub struct EnvoyForeign;
 
@@ -85,6 +108,12 @@ impl hostproto::ForeignCall for EnvoyForeign {
 /// when the host cannot answer.
 pub fn current_time() -> Option<SystemTime> {
     proxy_wasm::hostcalls::get_current_time().ok()
+}
+
+/// Whether Envoy shows this module's info lines (true when it cannot say).
+pub fn info_logged() -> bool {
+    proxy_wasm::hostcalls::get_log_level()
+        .map_or(true, |level| level as u32 <= LogLevel::Info as u32)
 }
 
 /// One request header (pseudo-headers included).

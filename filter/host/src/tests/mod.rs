@@ -180,4 +180,6 @@ const SOME_JWT: &str = "eyJhbGciOiJFUzI1NiIsImtpZCI6ImF1dGhvcml0eSJ9.e30.AAAA";
 
 mod fetch;
 mod ledger;
+mod metrics;
 mod replay;
+mod request;
