@@ -1,8 +1,10 @@
 //! The host-driven logic of the registry token filter, written against small host traits
-//! ([`host::SharedData`], [`host::HttpCalls`], [`host::Clock`]) instead of proxy-wasm: what
-//! one configuration builds and the `/token` decision against shared state ([`state`]),
-//! the remote documents' fetch schedule ([`fetch`]), the issuance ledger's buffer and
-//! shipper ([`ledger`]) and the DPoP replay record ([`replay`]) in Envoy shared data.
+//! ([`host::SharedData`], [`host::HttpCalls`], [`host::Clock`], [`host::Stats`]) instead of
+//! proxy-wasm: what one configuration builds and the `/token` decision against shared state
+//! ([`state`]), the remote documents' fetch schedule ([`fetch`]), the issuance ledger's
+//! buffer and shipper ([`ledger`]), the DPoP replay record ([`replay`]) in Envoy shared
+//! data, the counters ([`metrics`]) and the request path's host-independent pieces
+//! ([`request`]).
 //!
 //! Every decision is `registry-token-core`'s; this crate adds what needs a host (shared
 //! data, HTTP calls, a clock) and runs natively against a fake host in its tests. The
