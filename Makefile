@@ -77,9 +77,9 @@ apt-e2e:
 deps: wasm-target envoy
 
 # The test Authority (npm oidc-provider) and client tooling for the sender-constraint e2e
-# tests: `npm ci` from tests/authority/package-lock.json, skipped while node_modules is
+# tests: `npm ci` from tests/e2e/authority/package-lock.json, skipped while node_modules is
 # newer than the lockfile. Needs Node.js >= 20.19 and npm.
-AUTHORITY_DIR   := tests/authority
+AUTHORITY_DIR   := tests/e2e/authority
 AUTHORITY_STAMP := $(AUTHORITY_DIR)/node_modules/.npm-ci-stamp
 
 .PHONY: authority-deps
@@ -104,7 +104,7 @@ cli:
 	cargo build --release -p registry-token-cli
 	@echo "registry-token: target/release/registry-token"
 
-$(DEVTOK): $(shell find tests/src -name '*.rs') tests/Cargo.toml
+$(DEVTOK): $(shell find tests/e2e/src -name '*.rs') tests/e2e/Cargo.toml
 	cargo build --release -q -p registry-token-e2e --bin devtok
 
 $(LEDGER): $(shell find ledger/src ledger/migrations -type f) ledger/Cargo.toml

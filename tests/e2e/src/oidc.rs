@@ -1,5 +1,5 @@
 //! A real Authority and real OAuth clients for the end-to-end tests: npm's `oidc-provider`
-//! served over HTTPS by `tests/authority/authority.mjs`, and `tests/authority/client.mjs`,
+//! served over HTTPS by `tests/e2e/authority/authority.mjs`, and `tests/e2e/authority/client.mjs`,
 //! which obtains OpToks with `oauth4webapi` and makes DPoP proofs with `dpop` / `jose`.
 //! None of it shares code with the filter, so a passing test proves interoperability.
 //!
@@ -28,7 +28,7 @@
 //! assert_eq!(reply.status, 200);
 //! ```
 //!
-//! `make authority-deps` installs the node modules (`npm ci` in `tests/authority`).
+//! `make authority-deps` installs the node modules (`npm ci` in `tests/e2e/authority`).
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -69,9 +69,9 @@ pub const JWKS_TIMEOUT: Duration = Duration::from_secs(45);
 // Node.
 // ---------------------------------------------------------------------------------------
 
-/// `tests/authority`.
+/// `tests/e2e/authority`.
 pub fn authority_dir() -> PathBuf {
-    repo_root().join("tests/authority")
+    repo_root().join("tests/e2e/authority")
 }
 
 /// The node binary: `$NODE`, else `node` on the PATH.
@@ -82,7 +82,7 @@ pub fn node_bin() -> PathBuf {
     }
 }
 
-/// Errors unless `tests/authority/node_modules` holds the pinned packages.
+/// Errors unless `tests/e2e/authority/node_modules` holds the pinned packages.
 pub fn check_node_modules() -> Result<(), String> {
     let dir = authority_dir();
     for module in ["oidc-provider", "oauth4webapi", "dpop", "jose"] {
@@ -94,7 +94,7 @@ pub fn check_node_modules() -> Result<(), String> {
         {
             return Err(format!(
                 "{}/node_modules/{module} is missing: run `make authority-deps` \
-                 (npm ci in tests/authority) first",
+                 (npm ci in tests/e2e/authority) first",
                 dir.display()
             ));
         }
@@ -806,7 +806,7 @@ fn substitute(text: &str, from: &str, to: &str, count: usize) -> String {
     let found = text.matches(from).count();
     assert_eq!(
         found, count,
-        "envoy/gateway.yaml holds {from:?} {found} time(s), tests/src/oidc.rs expects {count}: \
+        "envoy/gateway.yaml holds {from:?} {found} time(s), tests/e2e/src/oidc.rs expects {count}: \
          update gateway_yaml() to the file's new shape"
     );
     text.replace(from, to)

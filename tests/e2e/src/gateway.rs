@@ -698,7 +698,7 @@ fn replace_once(text: &str, from: &str, to: &str) -> String {
     if n != 1 {
         panic!(
             "envoy/quickstart.yaml: expected exactly one {from:?}, found {n}; \
-             update tests/src/gateway.rs to the new shape of the file"
+             update tests/e2e/src/gateway.rs to the new shape of the file"
         );
     }
     text.replacen(from, to, 1)
@@ -866,7 +866,7 @@ fn derive_gateway_yaml(quickstart: &str, spec: &GatewaySpec) -> String {
         panic!(
             "envoy/quickstart.yaml: expected a configuration: block ({seen_config}), \
              host_env_keys: ({seen_env}) and static_resources: ({seen_static}); update \
-             tests/src/gateway.rs to the new shape of the file"
+             tests/e2e/src/gateway.rs to the new shape of the file"
         );
     }
     let mut yaml = out.join("\n");

@@ -7,7 +7,7 @@ use std::time::Duration;
 use registry_token_e2e::{free_port, get, prom_value, repo_root, try_request, Envoy, EnvoyOptions};
 
 fn smoke_yaml() -> String {
-    let path = repo_root().join("tests/fixtures/harness-smoke.yaml");
+    let path = repo_root().join("tests/e2e/fixtures/harness-smoke.yaml");
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 

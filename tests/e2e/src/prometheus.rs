@@ -26,9 +26,9 @@ use crate::{free_port, percent_encode, render_template, repo_root, tail, STOP_GR
 /// How long [`Prometheus::start`] waits for `GET /-/ready` to answer 200.
 pub const PROMETHEUS_READY_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// The scrape configuration template: `tests/fixtures/operations-prometheus.yml`.
+/// The scrape configuration template: `tests/e2e/fixtures/operations-prometheus.yml`.
 pub fn scrape_config_template_path() -> PathBuf {
-    repo_root().join("tests/fixtures/operations-prometheus.yml")
+    repo_root().join("tests/e2e/fixtures/operations-prometheus.yml")
 }
 
 /// The `prometheus` binary: `$PROMETHEUS_BIN`, else `prometheus` on the `PATH`.

@@ -6,7 +6,7 @@
 //! ```no_run
 //! use registry_token_e2e::{Envoy, EnvoyOptions};
 //!
-//! let yaml = std::fs::read_to_string(registry_token_e2e::repo_root().join("tests/fixtures/harness-smoke.yaml"))
+//! let yaml = std::fs::read_to_string(registry_token_e2e::repo_root().join("tests/e2e/fixtures/harness-smoke.yaml"))
 //!     .unwrap();
 //! let envoy = Envoy::start(&yaml, EnvoyOptions::default()).unwrap_or_else(|e| panic!("{e}"));
 //! let reply = envoy.get("/hello", &[]);
@@ -53,12 +53,9 @@ pub const LOG_TAIL_LINES: usize = 200;
 // Paths and ports.
 // ---------------------------------------------------------------------------------------
 
-/// The repository root (the parent of the `tests/` package).
+/// The repository root (this package lives in `tests/e2e/`).
 pub fn repo_root() -> PathBuf {
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-    manifest
-        .parent()
-        .map_or_else(|| manifest.to_path_buf(), Path::to_path_buf)
+    registry_token_testkit::repo_root()
 }
 
 /// The Envoy binary: `$ENVOY_BIN`, else `<root>/.venv/bin/envoy`.
@@ -1131,7 +1128,7 @@ nan_metric NaN
     #[test]
     fn paths() {
         assert!(repo_root().join("Cargo.toml").is_file());
-        assert!(repo_root().join("tests/Cargo.toml").is_file());
+        assert!(repo_root().join("tests/e2e/Cargo.toml").is_file());
         assert!(envoy_bin().ends_with("envoy"));
     }
 }

@@ -23,6 +23,7 @@ use registry_token_e2e::gateway::{
     bearer, filter_config, optok, token_path, ConfigForm, GatewaySpec, TestKeys,
 };
 use registry_token_e2e::{free_port, get, post, request, Envoy, EnvoyOptions};
+use registry_token_testkit::Postgres;
 use serde_json::{json, Value};
 
 const INGEST_SECRET: &str = "e2e-ingest-secret-0123456789abcdef0123456789";
@@ -232,7 +233,7 @@ fn setup_on(db: Db, ledger_section: Value) -> Setup {
             format!("sqlite://{}", dir.path().join("ledger.db").display()),
         ),
         Db::Postgres => {
-            let pg = Postgres::start();
+            let pg = Postgres::try_start(false).unwrap_or_else(|e| panic!("{e}"));
             let url = pg.url.clone();
             (Some(pg), url)
         }
@@ -819,8 +820,3 @@ fn a_revocation_posted_to_the_ledger_is_enforced_within_one_refresh_and_lifted_t
         .full_log()
         .contains("revocation list fetch answered HTTP 401"));
 }
-
-// A throw-away PostgreSQL cluster: the ledger's own test harness, one file for both.
-#[path = "../../ledger/tests/common/postgres.rs"]
-mod postgres;
-use postgres::Postgres;
