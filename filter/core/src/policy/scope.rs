@@ -4,44 +4,20 @@
 //! raw `scope` query parameter values, splits them on spaces, enforces [`MAX_SCOPES`] and
 //! merges scopes that name the same resource. Every error message names the offending
 //! scope (shortened, control characters masked) because it is returned to the client as
-//! the `detail` of a 400 response.
+//! the `detail` of a 400 response. A parsed scope is a [`Scope`], the minted token's
+//! `access` entry (defined in [`crate::token::access`], re-exported here).
 
 use std::fmt;
 
-use serde::Serialize;
+// The parsed form is the token's `access` claim entry, defined where the token is.
+pub use crate::token::access::Scope;
+use crate::wire::echo;
 
 /// Most scopes accepted in one token request (counted before merging).
 pub const MAX_SCOPES: usize = 32;
 
 /// Longest resource name accepted, in bytes (Docker's `NameTotalLengthMax`).
 pub const MAX_NAME_BYTES: usize = 255;
-
-/// Longest piece of untrusted input echoed back in an error message, in characters.
-const ECHO_MAX_CHARS: usize = 64;
-
-/// One requested (or granted) resource: exactly the Docker `access` claim entry.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Scope {
-    /// Resource type without class, e.g. `repository` or `registry`.
-    #[serde(rename = "type")]
-    pub resource_type: String,
-    /// Resource name, e.g. `library/alpine` or `catalog`.
-    pub name: String,
-    /// Actions, deduplicated, in the order first seen.
-    pub actions: Vec<String>,
-}
-
-impl fmt::Display for Scope {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}:{}:{}",
-            self.resource_type,
-            self.name,
-            self.actions.join(",")
-        )
-    }
-}
 
 /// Why a repository name is not a valid Docker repository name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -178,28 +154,6 @@ impl fmt::Display for ScopeError {
 }
 
 impl std::error::Error for ScopeError {}
-
-/// Makes untrusted text safe to place between double quotes in an error or log message:
-/// at most 64 characters (then `...`), anything but printable ASCII becomes `?`, and `"`
-/// and `\` are backslash-escaped.
-pub(crate) fn echo(input: &str) -> String {
-    let mut out = String::new();
-    for (count, c) in input.chars().enumerate() {
-        if count == ECHO_MAX_CHARS {
-            out.push_str("...");
-            break;
-        }
-        match c {
-            '"' | '\\' => {
-                out.push('\\');
-                out.push(c);
-            }
-            ' '..='~' => out.push(c),
-            _ => out.push('?'),
-        }
-    }
-    out
-}
 
 /// Parses one scope `type[(class)]:name:action[,action…]`.
 ///
@@ -451,6 +405,7 @@ fn is_valid_other_name(name: &str) -> bool {
 pub(crate) mod tests {
     use super::*;
 
+    use crate::wire::query::{parse_query, QueryError};
     use crate::wire::testrng::Rng;
 
     fn ok(s: &str) -> Scope {
@@ -866,15 +821,6 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn echo_masks_and_escapes() {
-        assert_eq!(echo("a\"b\\c"), "a\\\"b\\\\c");
-        assert_eq!(echo("é\u{202e}\n"), "???");
-        assert_eq!(echo(&"x".repeat(64)), "x".repeat(64));
-        assert_eq!(echo(&"x".repeat(65)), format!("{}...", "x".repeat(64)));
-        assert_eq!(echo(""), "");
-    }
-
-    #[test]
     fn name_error_display() {
         assert_eq!(NameError::TooLong.to_string(), "longer than 255 bytes");
         assert_eq!(NameError::InvalidPort.to_string(), "invalid registry port");
@@ -1044,5 +990,94 @@ pub(crate) mod tests {
             let s: String = (0..len).map(|_| *rng.pick(&alphabet)).collect();
             let _ = parse_scopes([s]);
         }
+    }
+
+    // ---- fed by the query string (wire::query) ----
+
+    #[test]
+    fn query_feeds_parse_scopes() {
+        let q = parse_query(
+            "service=r&scope=repository%3Aa%3Apull+repository%3Ab%3Apush&scope=repository:a:push",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let scopes = parse_scopes(&q.scopes).unwrap_or_default();
+        assert_eq!(
+            scopes,
+            vec![
+                Scope {
+                    resource_type: "repository".into(),
+                    name: "a".into(),
+                    actions: vec!["pull".into(), "push".into()],
+                },
+                Scope {
+                    resource_type: "repository".into(),
+                    name: "b".into(),
+                    actions: vec!["push".into()],
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn query_garbage_never_panics() {
+        let pieces = [
+            "scope",
+            "service",
+            "account",
+            "client_id",
+            "offline_token",
+            "=",
+            "&",
+            "%",
+            "%2",
+            "%3A",
+            "%2F",
+            "%FF",
+            "%C3",
+            "%A9",
+            "%00",
+            "+",
+            "repository",
+            ":",
+            "/",
+            "a",
+            "pull",
+            ",",
+            "*",
+            "é",
+            "\u{0}",
+            " ",
+            "%zz",
+            "registry",
+            "catalog",
+            "localhost",
+            "5000",
+        ];
+        let mut rng = Rng::new(42);
+        for _ in 0..20_000 {
+            let n = rng.below(24);
+            let raw: String = (0..n).map(|_| *rng.pick(&pieces)).collect();
+            match parse_query(&raw) {
+                Ok(q) => {
+                    if let Err(e) = parse_scopes(&q.scopes) {
+                        assert!(!e.to_string().chars().any(char::is_control));
+                    }
+                }
+                Err(e) => assert!(!e.to_string().chars().any(char::is_control)),
+            }
+        }
+        for _ in 0..2_000 {
+            let n = rng.below(64);
+            let raw: String = (0..n)
+                .map(|_| char::from_u32(rng.below(0x1_0000) as u32).unwrap_or('?'))
+                .collect();
+            let _ = parse_query(&raw);
+        }
+        // Oversized input is refused before any work.
+        let huge = "scope=repository:a:pull&".repeat(10_000);
+        assert!(matches!(
+            parse_query(&huge),
+            Err(QueryError::TooLong { .. })
+        ));
     }
 }

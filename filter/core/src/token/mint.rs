@@ -2,6 +2,7 @@
 //! 2.8 and 3.x check (`iss`, `sub`, `aud` as a string, `exp`, `nbf`, `iat`, `jti`,
 //! `access`) and the caller's `tenant` when it has a valid one, signed by the configured key through [`Crypto`].
 
+use crate::token::access::Scope;
 use crate::token::crypto::Crypto;
 use crate::token::keys::PrivateKey;
 use crate::wire::{b64, json};
@@ -16,7 +17,7 @@ pub struct MintRequest<'a> {
     /// `aud` (the `service`), a string as registry 2.8 requires.
     pub audience: &'a str,
     /// `access` claim entries.
-    pub access: &'a [crate::policy::scope::Scope],
+    pub access: &'a [Scope],
     /// `iat` and `nbf`.
     pub now: u64,
     /// `exp - iat`.
@@ -112,7 +113,6 @@ pub fn new_jti(crypto: &dyn Crypto) -> Result<String, crate::token::crypto::Cryp
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::scope::parse_scope;
     use serde_json::{Map, Value};
 
     /// The `Value`-tree form the direct writer replaced.
@@ -155,9 +155,16 @@ mod tests {
     fn header_and_claims_are_the_bytes_serde_json_writes() {
         let ec = crate::token::keys::testkeys::p256_private();
         let rsa = crate::token::keys::testkeys::rsa_private();
+        let scope = |resource_type: &str, name: &str, actions: &[&str]| Scope {
+            resource_type: resource_type.to_owned(),
+            name: name.to_owned(),
+            actions: actions.iter().map(|a| (*a).to_owned()).collect(),
+        };
+        // What `parse_scope` gives for `repository:team/app:pull,push` and
+        // `registry:catalog:*`.
         let access = [
-            parse_scope("repository:team/app:pull,push").unwrap(),
-            parse_scope("registry:catalog:*").unwrap(),
+            scope("repository", "team/app", &["pull", "push"]),
+            scope("registry", "catalog", &["*"]),
         ];
         let chain = vec!["MIIB+/==".to_string(), "MIIC\\".to_string()];
         let base = MintRequest {

@@ -2,6 +2,7 @@
 //! functions), compact JWS, OpToken verification, registry token minting and the opaque
 //! refresh tokens.
 
+pub mod access;
 pub mod alg;
 pub mod crypto;
 pub mod jws;

@@ -4,6 +4,7 @@
 
 pub mod b64;
 pub mod der;
+mod echo;
 pub mod envoy_crypto;
 pub mod form;
 pub mod json;
@@ -14,3 +15,5 @@ pub mod structpb;
 pub(crate) mod testrng;
 pub mod time;
 pub mod url;
+
+pub(crate) use echo::echo;

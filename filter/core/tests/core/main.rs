@@ -13,6 +13,7 @@ mod docs;
 mod dpop;
 mod fuzz_props;
 mod hardening;
+mod layers;
 mod pfx;
 mod post;
 mod revocation;

@@ -14,7 +14,8 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use crate::policy::scope::{echo, is_path_component, Scope};
+use crate::policy::scope::{is_path_component, Scope};
+use crate::wire::echo;
 
 mod actions;
 mod pattern;
