@@ -1,6 +1,6 @@
 //! Tokens: algorithms, keys, the crypto implementations (pure Rust and Envoy's host
-//! functions), compact JWS, OpToken verification, registry token minting and the opaque
-//! refresh tokens.
+//! functions), compact JWS, OpToken verification, the `access` claim entry, registry token
+//! minting and the opaque refresh tokens.
 
 pub mod access;
 pub mod alg;
