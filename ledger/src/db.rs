@@ -9,7 +9,9 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::{AnyPool, Row};
 
-use crate::model::{Issuance, Record, Revocation, ISSUANCE_COLUMNS, REVOCATION_KINDS};
+use registry_token_ledger_wire::{Decision, Feed, Grant, Record, RevocationKind};
+
+use crate::model::{Issuance, Revocation, ISSUANCE_COLUMNS};
 
 /// Which database is behind the pool.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -125,8 +127,8 @@ pub struct IssuanceFilter {
     pub service: Option<String>,
     /// Repository named in a requested or granted scope.
     pub repository: Option<String>,
-    /// `issued` or `rejected`.
-    pub decision: Option<String>,
+    /// The decision.
+    pub decision: Option<Decision>,
     /// `time >= since`.
     pub since: Option<i64>,
     /// `time < until`.
@@ -152,13 +154,6 @@ impl From<DbError> for CreateError {
     }
 }
 
-/// The active revocations by feed key.
-#[derive(Debug, Clone, Default)]
-pub struct Feed {
-    /// `(kind, values)` in `REVOCATION_KINDS` order, values sorted.
-    pub lists: Vec<(&'static str, Vec<String>)>,
-}
-
 const SELECT_ISSUANCE: &str = "SELECT id, time, decision, reason, subject, client_id, plan, \
      license, tenant, service, requested, granted, iat, exp, kid, binding, \"grant\", \
      refresh_token_id, gateway, received_at FROM issuances";
@@ -166,34 +161,63 @@ const SELECT_ISSUANCE: &str = "SELECT id, time, decision, reason, subject, clien
 const SELECT_REVOCATION: &str = "SELECT id, kind, value, reason, created_at, created_by, \
      deleted_at, deleted_by FROM revocations";
 
+/// Unix seconds as a database column (`BIGINT`): the wire's `u64`, at most
+/// `MAX_SECONDS` once validated.
+fn to_column(seconds: u64) -> Result<i64, DbError> {
+    i64::try_from(seconds).map_err(|e| sqlx::Error::Encode(Box::new(e)))
+}
+
+fn decode_error(what: String) -> DbError {
+    sqlx::Error::Decode(what.into())
+}
+
 fn issuance_from_row(row: &AnyRow) -> Result<Issuance, DbError> {
-    let scopes = |col: &str| -> Result<Vec<String>, DbError> {
+    let scopes = |col: &str| -> Result<Vec<Cow<'static, str>>, DbError> {
         let text: String = row.try_get(col)?;
         serde_json::from_str(&text).map_err(|e| sqlx::Error::Decode(Box::new(e)))
     };
+    let text = |col: &str| -> Result<Option<Cow<'static, str>>, DbError> {
+        Ok(row.try_get::<Option<String>, _>(col)?.map(Cow::Owned))
+    };
+    let seconds = |col: &str| -> Result<Option<u64>, DbError> {
+        row.try_get::<Option<i64>, _>(col)?
+            .map(|v| u64::try_from(v).map_err(|e| sqlx::Error::Decode(Box::new(e))))
+            .transpose()
+    };
+    let required = |col: &str| -> Result<u64, DbError> {
+        seconds(col)?.ok_or_else(|| decode_error(format!("issuances.{col} is NULL")))
+    };
+    let decision: String = row.try_get("decision")?;
+    let grant: Option<String> = row.try_get("grant")?;
     Ok(Issuance {
         record: Record {
-            id: row.try_get("id")?,
-            time: row.try_get("time")?,
-            decision: row.try_get("decision")?,
-            reason: row.try_get("reason")?,
-            subject: row.try_get("subject")?,
-            client_id: row.try_get("client_id")?,
-            plan: row.try_get("plan")?,
-            license: row.try_get("license")?,
-            tenant: row.try_get("tenant")?,
-            service: row.try_get("service")?,
+            id: Cow::Owned(row.try_get("id")?),
+            time: required("time")?,
+            decision: Decision::from_word(&decision)
+                .ok_or_else(|| decode_error(format!("issuances.decision {decision:?}")))?,
+            reason: text("reason")?,
+            subject: text("subject")?,
+            client_id: text("client_id")?,
+            plan: text("plan")?,
+            license: text("license")?,
+            tenant: text("tenant")?,
+            service: text("service")?,
             requested: scopes("requested")?,
             granted: scopes("granted")?,
-            iat: row.try_get("iat")?,
-            exp: row.try_get("exp")?,
-            kid: row.try_get("kid")?,
-            binding: row.try_get("binding")?,
-            grant: row.try_get("grant")?,
-            refresh_token_id: row.try_get("refresh_token_id")?,
-            gateway: row.try_get("gateway")?,
+            iat: seconds("iat")?,
+            exp: seconds("exp")?,
+            kid: text("kid")?,
+            binding: text("binding")?,
+            grant: grant
+                .map(|g| {
+                    Grant::from_word(&g)
+                        .ok_or_else(|| decode_error(format!("issuances.grant {g:?}")))
+                })
+                .transpose()?,
+            refresh_token_id: text("refresh_token_id")?,
+            gateway: text("gateway")?,
         },
-        received_at: row.try_get("received_at")?,
+        received_at: required("received_at")?,
     })
 }
 
@@ -296,11 +320,15 @@ impl Db {
 
     /// Stores a batch in one transaction; records whose id is already stored (or repeated
     /// in the batch) are skipped. Returns how many were stored.
-    pub async fn insert_batch(&self, records: &[Record], received_at: i64) -> Result<u64, DbError> {
+    pub async fn insert_batch(
+        &self,
+        records: &[Record<'_>],
+        received_at: i64,
+    ) -> Result<u64, DbError> {
         let mut seen = HashSet::with_capacity(records.len());
-        let unique: Vec<&Record> = records
+        let unique: Vec<&Record<'_>> = records
             .iter()
-            .filter(|r| seen.insert(r.id.as_str()))
+            .filter(|r| seen.insert(r.id.as_ref()))
             .collect();
         let columns: Vec<String> = ISSUANCE_COLUMNS
             .iter()
@@ -335,26 +363,28 @@ impl Db {
                     .map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
                 let granted = serde_json::to_string(&r.granted)
                     .map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+                let text = |v: &Option<Cow<'_, str>>| v.as_deref().map(str::to_string);
+                let seconds = |v: Option<u64>| v.map(to_column).transpose();
                 q = q
-                    .bind(r.id.clone())
-                    .bind(r.time)
-                    .bind(r.decision.clone())
-                    .bind(r.reason.clone())
-                    .bind(r.subject.clone())
-                    .bind(r.client_id.clone())
-                    .bind(r.plan.clone())
-                    .bind(r.license.clone())
-                    .bind(r.tenant.clone())
-                    .bind(r.service.clone())
+                    .bind(r.id.to_string())
+                    .bind(to_column(r.time)?)
+                    .bind(r.decision.as_str())
+                    .bind(text(&r.reason))
+                    .bind(text(&r.subject))
+                    .bind(text(&r.client_id))
+                    .bind(text(&r.plan))
+                    .bind(text(&r.license))
+                    .bind(text(&r.tenant))
+                    .bind(text(&r.service))
                     .bind(requested)
                     .bind(granted)
-                    .bind(r.iat)
-                    .bind(r.exp)
-                    .bind(r.kid.clone())
-                    .bind(r.binding.clone())
-                    .bind(r.grant.clone())
-                    .bind(r.refresh_token_id.clone())
-                    .bind(r.gateway.clone())
+                    .bind(seconds(r.iat)?)
+                    .bind(seconds(r.exp)?)
+                    .bind(text(&r.kid))
+                    .bind(text(&r.binding))
+                    .bind(r.grant.map(Grant::as_str))
+                    .bind(text(&r.refresh_token_id))
+                    .bind(text(&r.gateway))
                     .bind(received_at);
             }
             accepted += q.execute(&mut *tx).await?.rows_affected();
@@ -376,11 +406,12 @@ impl Db {
         }
         let mut clauses: Vec<String> = Vec::new();
         let mut binds: Vec<Bind> = Vec::new();
+        let decision = filter.decision.map(|d| d.as_str().to_string());
         for (column, value) in [
             ("subject", &filter.subject),
             ("license", &filter.license),
             ("service", &filter.service),
-            ("decision", &filter.decision),
+            ("decision", &decision),
         ] {
             if let Some(v) = value {
                 let p = param(Bind::Text(v.clone()), &mut binds);
@@ -599,28 +630,26 @@ impl Db {
             .collect()
     }
 
-    /// The active revocations grouped by kind.
+    /// The active revocations grouped by kind, each list sorted (`generated_at` left 0
+    /// for the caller to set).
     pub async fn feed(&self) -> Result<Feed, DbError> {
         let rows = sqlx::query(
             "SELECT kind, value FROM revocations WHERE deleted_at IS NULL ORDER BY kind, value",
         )
         .fetch_all(&self.pool)
         .await?;
-        let mut lists: Vec<(&'static str, Vec<String>)> = REVOCATION_KINDS
-            .iter()
-            .map(|(k, _)| (*k, Vec::new()))
-            .collect();
+        let mut feed = Feed::default();
         for row in &rows {
             let kind: String = row.try_get("kind")?;
             let value: String = row.try_get("value")?;
-            if let Some((_, list)) = lists.iter_mut().find(|(k, _)| *k == kind) {
-                list.push(value);
+            if let Some(kind) = RevocationKind::from_word(&kind) {
+                feed.list_mut(kind).push(value);
             }
         }
-        for (_, list) in &mut lists {
-            list.sort();
+        for kind in RevocationKind::ALL {
+            feed.list_mut(kind).sort();
         }
-        Ok(Feed { lists })
+        Ok(feed)
     }
 
     /// How many revocations are active.

@@ -1,222 +1,26 @@
-//! The records a gateway sends, their validation, and the rows the API returns.
+//! The service's own data: a stored issuance as the API and the CSV export return it, and
+//! the revocations the security team manages. The record a gateway sends, its
+//! vocabularies, limits and checks are the wire contract (`registry_token_ledger_wire`,
+//! built by the filter's `registry_token_core::ledger::record`).
 
-use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use std::borrow::Cow;
 
-/// Most records in one ingest batch.
-pub const MAX_BATCH_RECORDS: usize = 1_000;
-/// Largest ingest body, bytes.
-pub const MAX_BATCH_BYTES: usize = 4 * 1024 * 1024;
-/// Longest identifier (`id`, `kid`, `refresh_token_id`, …) accepted.
-pub const MAX_ID_LEN: usize = 256;
-/// Longest free-text field (`subject`, `reason`, a scope, …) accepted.
-pub const MAX_TEXT_LEN: usize = 1024;
-/// Most scopes in `requested` or `granted`.
-pub const MAX_SCOPES: usize = 64;
+use registry_token_ledger_wire::{
+    check_text, FieldError, Record, RevocationKind, MAX_REVOCATION_VALUE_BYTES, MAX_TEXT_BYTES,
+};
+use serde::ser::SerializeMap;
+use serde::{Deserialize, Serialize, Serializer};
 
-/// One decision of a gateway, as sent to `POST /v1/ingest` and stored in `issuances`.
-///
-/// Field names follow the filter's audit record (`filter/core/src/handler.rs::Audit`) where it
-/// has them; `jti` is accepted as an alias of `id`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Record {
-    /// The minted token's `jti`, or a request id for a refusal. Unique: the idempotency key.
-    #[serde(alias = "jti")]
-    pub id: String,
-    /// Decision time, unix seconds.
-    pub time: i64,
-    /// `issued` or `rejected`.
-    pub decision: String,
-    /// Reason label (`issued` on success).
-    #[serde(default)]
-    pub reason: Option<String>,
-    /// OpTok subject.
-    #[serde(default)]
-    pub subject: Option<String>,
-    /// OpTok `client_id`.
-    #[serde(default)]
-    pub client_id: Option<String>,
-    /// Plan applied.
-    #[serde(default)]
-    pub plan: Option<String>,
-    /// `stellaops:license` of the caller.
-    #[serde(default)]
-    pub license: Option<String>,
-    /// Tenant of the caller.
-    #[serde(default)]
-    pub tenant: Option<String>,
-    /// Requested registry `service`.
-    #[serde(default)]
-    pub service: Option<String>,
-    /// Requested scopes, `type:name:actions`.
-    #[serde(default)]
-    pub requested: Vec<String>,
-    /// Granted scopes, `type:name:actions`.
-    #[serde(default)]
-    pub granted: Vec<String>,
-    /// Minted token `iat`.
-    #[serde(default)]
-    pub iat: Option<i64>,
-    /// Minted token `exp`.
-    #[serde(default)]
-    pub exp: Option<i64>,
-    /// `kid` of the signing key.
-    #[serde(default)]
-    pub kid: Option<String>,
-    /// Sender constraint: `jkt`, `x5t#S256` or `none`, optionally followed by `:<thumbprint>`
-    /// (the filter's audit record writes `jkt:<thumbprint>`).
-    #[serde(default)]
-    pub binding: Option<String>,
-    /// How the token was asked for: `get`, `password` or `refresh_token`.
-    #[serde(default)]
-    pub grant: Option<String>,
-    /// Identifier of the refresh token used or issued (never the token itself).
-    #[serde(default)]
-    pub refresh_token_id: Option<String>,
-    /// Gateway instance that decided.
-    #[serde(default)]
-    pub gateway: Option<String>,
-}
-
-/// Why a record was refused: the field and what is wrong with it.
+/// A stored issuance: the record as received, plus when the ledger stored it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FieldError {
-    /// JSON field name (or path, for a malformed document).
-    pub field: String,
-    /// What is wrong.
-    pub message: String,
-}
-
-fn err(field: &str, message: impl Into<String>) -> FieldError {
-    FieldError {
-        field: field.to_string(),
-        message: message.into(),
-    }
-}
-
-fn check_text(field: &str, value: &str, max: usize) -> Result<(), FieldError> {
-    if value.is_empty() {
-        return Err(err(field, "must not be empty"));
-    }
-    if value.len() > max {
-        return Err(err(field, format!("longer than {max} bytes")));
-    }
-    if value.chars().any(char::is_control) {
-        return Err(err(field, "holds a control character"));
-    }
-    Ok(())
-}
-
-fn check_opt(field: &str, value: &Option<String>, max: usize) -> Result<(), FieldError> {
-    match value {
-        Some(v) => check_text(field, v, max),
-        None => Ok(()),
-    }
-}
-
-fn check_scopes(field: &str, scopes: &[String]) -> Result<(), FieldError> {
-    if scopes.len() > MAX_SCOPES {
-        return Err(err(field, format!("more than {MAX_SCOPES} scopes")));
-    }
-    for s in scopes {
-        check_text(field, s, MAX_TEXT_LEN)?;
-        if s.contains(' ') {
-            return Err(err(field, "a scope holds a space"));
-        }
-    }
-    Ok(())
-}
-
-impl Record {
-    /// Parses one record of a batch, naming the offending field.
-    pub fn from_value(value: Value) -> Result<Record, FieldError> {
-        // serde would also take a struct from a JSON array, by position.
-        if !value.is_object() {
-            return Err(err(".", "a record must be a JSON object"));
-        }
-        let record: Record = serde_path_to_error::deserialize(value).map_err(|e| {
-            let path = e.path().to_string();
-            let inner = e.into_inner().to_string();
-            // serde names the missing or unknown field in the message, not the path.
-            let field = if path == "." {
-                field_in_message(&inner).unwrap_or_else(|| ".".to_string())
-            } else {
-                path
-            };
-            FieldError {
-                field,
-                message: inner,
-            }
-        })?;
-        record.validate()?;
-        Ok(record)
-    }
-
-    /// Checks the values' ranges and vocabularies.
-    pub fn validate(&self) -> Result<(), FieldError> {
-        check_text("id", &self.id, MAX_ID_LEN)?;
-        if self.time < 0 {
-            return Err(err("time", "must be unix seconds, not negative"));
-        }
-        if self.decision != "issued" && self.decision != "rejected" {
-            return Err(err("decision", "must be issued or rejected"));
-        }
-        check_opt("reason", &self.reason, MAX_TEXT_LEN)?;
-        check_opt("subject", &self.subject, MAX_TEXT_LEN)?;
-        check_opt("client_id", &self.client_id, MAX_TEXT_LEN)?;
-        check_opt("plan", &self.plan, MAX_TEXT_LEN)?;
-        check_opt("license", &self.license, MAX_TEXT_LEN)?;
-        check_opt("tenant", &self.tenant, MAX_TEXT_LEN)?;
-        check_opt("service", &self.service, MAX_TEXT_LEN)?;
-        check_scopes("requested", &self.requested)?;
-        check_scopes("granted", &self.granted)?;
-        if self.iat.is_some_and(|v| v < 0) {
-            return Err(err("iat", "must be unix seconds, not negative"));
-        }
-        if self.exp.is_some_and(|v| v < 0) {
-            return Err(err("exp", "must be unix seconds, not negative"));
-        }
-        check_opt("kid", &self.kid, MAX_ID_LEN)?;
-        check_opt("binding", &self.binding, MAX_TEXT_LEN)?;
-        if let Some(b) = &self.binding {
-            let kind = b.split(':').next().unwrap_or("");
-            if !matches!(kind, "jkt" | "x5t#S256" | "none") {
-                return Err(err(
-                    "binding",
-                    "must be jkt, x5t#S256 or none (optionally :thumbprint)",
-                ));
-            }
-        }
-        if let Some(g) = &self.grant {
-            if !matches!(g.as_str(), "get" | "password" | "refresh_token") {
-                return Err(err("grant", "must be get, password or refresh_token"));
-            }
-        }
-        check_opt("refresh_token_id", &self.refresh_token_id, MAX_ID_LEN)?;
-        check_opt("gateway", &self.gateway, MAX_TEXT_LEN)?;
-        Ok(())
-    }
-}
-
-/// Pulls the field name out of serde's "missing field `x`" / "unknown field `x`" messages.
-fn field_in_message(message: &str) -> Option<String> {
-    let start = message.find('`')? + 1;
-    let len = message[start..].find('`')?;
-    Some(message[start..start + len].to_string())
-}
-
-/// A stored issuance as the API returns it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Issuance {
-    /// See [`Record`]; every field of the record, plus `received_at`.
-    #[serde(flatten)]
-    pub record: Record,
+    /// The record (owning its text).
+    pub record: Record<'static>,
     /// When the ledger stored it, unix seconds.
-    pub received_at: i64,
+    pub received_at: u64,
 }
 
-/// Columns of `issuances` in the order the API and the CSV export use.
+/// Columns of `issuances` in the order the API, the CSV export and the inserts use.
 pub const ISSUANCE_COLUMNS: [&str; 20] = [
     "id",
     "time",
@@ -240,22 +44,76 @@ pub const ISSUANCE_COLUMNS: [&str; 20] = [
     "received_at",
 ];
 
-/// Revocation kinds and the feed key each one fills.
-pub const REVOCATION_KINDS: [(&str, &str); 4] = [
-    ("license", "revokedLicenses"),
-    ("subject", "revokedSubjects"),
-    ("refreshToken", "revokedRefreshTokens"),
-    ("tenant", "revokedTenants"),
-];
+/// One value of an issuance row, as the API's JSON and the CSV export write it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cell<'r> {
+    /// Text; absent is `null` (JSON) or empty (CSV).
+    Text(Option<&'r str>),
+    /// Unix seconds; absent is `null` or empty.
+    Seconds(Option<u64>),
+    /// Scopes: a JSON array, or one CSV field joined by spaces.
+    Scopes(&'r [Cow<'static, str>]),
+}
 
-/// Longest revocation value (the filter refuses longer licence entries).
-pub const MAX_REVOCATION_VALUE: usize = 256;
+impl Issuance {
+    /// The row's values, in [`ISSUANCE_COLUMNS`] order.
+    pub fn cells(&self) -> [Cell<'_>; ISSUANCE_COLUMNS.len()] {
+        fn t<'a>(v: &'a Option<Cow<'static, str>>) -> Cell<'a> {
+            Cell::Text(v.as_deref())
+        }
+        let r = &self.record;
+        [
+            Cell::Text(Some(&r.id)),
+            Cell::Seconds(Some(r.time)),
+            Cell::Text(Some(r.decision.as_str())),
+            t(&r.reason),
+            t(&r.subject),
+            t(&r.client_id),
+            t(&r.plan),
+            t(&r.license),
+            t(&r.tenant),
+            t(&r.service),
+            Cell::Scopes(&r.requested),
+            Cell::Scopes(&r.granted),
+            Cell::Seconds(r.iat),
+            Cell::Seconds(r.exp),
+            t(&r.kid),
+            t(&r.binding),
+            Cell::Text(r.grant.map(|g| g.as_str())),
+            t(&r.refresh_token_id),
+            t(&r.gateway),
+            Cell::Seconds(Some(self.received_at)),
+        ]
+    }
+}
+
+impl Serialize for Cell<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Cell::Text(v) => v.serialize(s),
+            Cell::Seconds(v) => v.serialize(s),
+            Cell::Scopes(v) => v.serialize(s),
+        }
+    }
+}
+
+/// Every column in [`ISSUANCE_COLUMNS`] order, absent values as `null` (unlike the
+/// ingest record, which omits them).
+impl Serialize for Issuance {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(Some(ISSUANCE_COLUMNS.len()))?;
+        for (name, cell) in ISSUANCE_COLUMNS.iter().zip(self.cells()) {
+            map.serialize_entry(name, &cell)?;
+        }
+        map.end()
+    }
+}
 
 /// Body of `POST /v1/revocations`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NewRevocation {
-    /// `license`, `subject`, `refreshToken` or `tenant`.
+    /// A [`RevocationKind`] word.
     pub kind: String,
     /// The revoked value.
     pub value: String,
@@ -266,24 +124,24 @@ pub struct NewRevocation {
 impl NewRevocation {
     /// Checks kind, value and reason.
     pub fn validate(&self) -> Result<(), FieldError> {
-        if !REVOCATION_KINDS.iter().any(|(k, _)| *k == self.kind) {
-            return Err(err(
-                "kind",
-                "must be license, subject, refreshToken or tenant",
+        let Some(kind) = RevocationKind::from_word(&self.kind) else {
+            return Err(FieldError::new("kind", RevocationKind::EXPECTED));
+        };
+        if self.value.trim() != self.value {
+            return Err(FieldError::new(
+                "value",
+                "has leading or trailing whitespace",
             ));
         }
-        if self.value.trim() != self.value {
-            return Err(err("value", "has leading or trailing whitespace"));
-        }
-        check_text("value", &self.value, MAX_REVOCATION_VALUE)?;
-        if self.value.contains('#') && self.kind == "license" {
+        check_text("value", &self.value, MAX_REVOCATION_VALUE_BYTES)?;
+        if self.value.contains('#') && kind == RevocationKind::License {
             // The filter's plain-text list format treats `#` as a comment.
-            return Err(err("value", "a licence must not contain #"));
+            return Err(FieldError::new("value", "a licence must not contain #"));
         }
         if self.reason.trim().is_empty() {
-            return Err(err("reason", "must not be empty"));
+            return Err(FieldError::new("reason", "must not be empty"));
         }
-        check_text("reason", &self.reason, MAX_TEXT_LEN)?;
+        check_text("reason", &self.reason, MAX_TEXT_BYTES)?;
         Ok(())
     }
 }
@@ -320,52 +178,8 @@ pub fn scope_repository(scope: &str) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use registry_token_ledger_wire::{Decision, Grant};
     use serde_json::json;
-
-    #[test]
-    fn parses_a_filter_audit_record() {
-        let r = Record::from_value(json!({
-            "jti": "abc", "time": 10, "decision": "issued", "reason": "issued",
-            "subject": "alice", "binding": "jkt:0123", "requested": ["repository:a/b:pull"],
-            "granted": ["repository:a/b:pull"], "exp": 310
-        }))
-        .unwrap();
-        assert_eq!(r.id, "abc");
-        assert_eq!(r.binding.as_deref(), Some("jkt:0123"));
-    }
-
-    #[test]
-    fn names_the_bad_field() {
-        let bad = |v: Value| Record::from_value(v).unwrap_err().field;
-        assert_eq!(bad(json!({"time": 1, "decision": "issued"})), "id");
-        assert_eq!(bad(json!({"id": "a", "decision": "issued"})), "time");
-        assert_eq!(bad(json!({"id": "a", "time": 1})), "decision");
-        assert_eq!(
-            bad(json!({"id": "a", "time": 1, "decision": "maybe"})),
-            "decision"
-        );
-        assert_eq!(
-            bad(json!({"id": "a", "time": "x", "decision": "issued"})),
-            "time"
-        );
-        assert_eq!(
-            bad(json!({"id": "", "time": 1, "decision": "issued"})),
-            "id"
-        );
-        assert_eq!(
-            bad(json!({"id": "a", "time": 1, "decision": "issued", "token": "x"})),
-            "token"
-        );
-        assert_eq!(
-            bad(json!({"id": "a", "time": 1, "decision": "issued", "grant": "implicit"})),
-            "grant"
-        );
-        assert_eq!(
-            bad(json!({"id": "a", "time": 1, "decision": "issued", "requested": [1]})),
-            "requested[0]"
-        );
-        assert_eq!(bad(json!(["a", 1, "issued"])), ".");
-    }
 
     #[test]
     fn repository_of_a_scope() {
@@ -392,5 +206,38 @@ mod tests {
         assert!(r("license", &"x".repeat(257), "fraud").is_err());
         assert!(r("license", "lic-1", " ").is_err());
         assert!(r("subject", "a\nb", "x").is_err());
+        assert!(r("license", "a#b", "x").is_err());
+        assert!(r("subject", "a#b", "x").is_ok());
+        assert_eq!(
+            r("LICENSE", "a", "x").unwrap_err().message,
+            "must be license, subject, refreshToken or tenant"
+        );
+    }
+
+    /// The API writes every column, in column order, absent ones as `null`.
+    #[test]
+    fn an_issuance_is_every_column_in_order() {
+        let record: Record<'static> = serde_json::from_value(json!({
+            "id": "a", "time": 10, "decision": "issued", "tenant": "t", "license": "l",
+            "requested": ["repository:x:pull"], "grant": "get", "exp": 310
+        }))
+        .unwrap();
+        assert_eq!(record.decision, Decision::Issued);
+        assert_eq!(record.grant, Some(Grant::Get));
+        let i = Issuance {
+            record,
+            received_at: 11,
+        };
+        let text = serde_json::to_string(&i).unwrap();
+        assert_eq!(
+            text,
+            concat!(
+                r#"{"id":"a","time":10,"decision":"issued","reason":null,"subject":null,"#,
+                r#""client_id":null,"plan":null,"license":"l","tenant":"t","service":null,"#,
+                r#""requested":["repository:x:pull"],"granted":[],"iat":null,"exp":310,"#,
+                r#""kid":null,"binding":null,"grant":"get","refresh_token_id":null,"#,
+                r#""gateway":null,"received_at":11}"#
+            )
+        );
     }
 }

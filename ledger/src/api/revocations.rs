@@ -1,0 +1,167 @@
+//! The security team's revocations (admin token): `POST /v1/revocations` (create),
+//! `GET /v1/revocations` (active, or `?all=true`), `DELETE /v1/revocations/{id}` (lift,
+//! optional `?reason=`) and `GET /v1/revocations/events` (the audit trail).
+
+use axum::extract::{Path, Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use registry_token_ledger_wire::MAX_TEXT_BYTES;
+use serde_json::{json, Value};
+
+use super::extract::Params;
+use super::{bad_param, no_store_json, read_body, ApiError, Shared, DEFAULT_LIMIT, MAX_LIMIT};
+use crate::auth::Admin;
+use crate::db::{self, CreateError};
+use crate::model::NewRevocation;
+
+/// Largest revocation request body.
+const MAX_ADMIN_BODY: usize = 64 * 1024;
+
+/// Creates a revocation: `201` with it and its `Location`; `409 already_revoked` when the
+/// same kind and value is active.
+pub async fn create(
+    State(state): State<Shared>,
+    who: Admin,
+    req: Request,
+) -> Result<Response, ApiError> {
+    let body = read_body(req, MAX_ADMIN_BODY).await?;
+    // Parsed as a value first: serde would also accept a struct as a JSON array.
+    let doc: Value = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad("invalid_request", format!("the body is not JSON: {e}")))?;
+    if !doc.is_object() {
+        return Err(ApiError::bad(
+            "invalid_request",
+            "the body must be a JSON object",
+        ));
+    }
+    let new: NewRevocation = serde_json::from_value(doc)
+        .map_err(|e| ApiError::bad("invalid_request", format!("invalid revocation: {e}")))?;
+    new.validate().map_err(|e| {
+        ApiError::bad("invalid_request", format!("{}: {}", e.field, e.message))
+            .with("field", json!(e.field))
+    })?;
+    let created = state
+        .db
+        .create_revocation(&new.kind, &new.value, &new.reason, &who.subject, db::now())
+        .await;
+    match created {
+        Ok(rev) => {
+            tracing::info!(
+                "revocation {} created by {}: {} {}",
+                rev.id,
+                who.subject,
+                rev.kind,
+                rev.value
+            );
+            let location = format!("/v1/revocations/{}", rev.id);
+            let mut resp = (StatusCode::CREATED, Json(rev)).into_response();
+            if let Ok(v) = HeaderValue::from_str(&location) {
+                resp.headers_mut().insert(header::LOCATION, v);
+            }
+            Ok(resp)
+        }
+        Err(CreateError::Conflict(id)) => {
+            let mut e = ApiError::new(
+                StatusCode::CONFLICT,
+                "already_revoked",
+                format!("{} {} is already revoked", new.kind, new.value),
+            );
+            if !id.is_empty() {
+                e = e.with("id", json!(id));
+            }
+            Err(e)
+        }
+        Err(CreateError::Db(e)) => Err(ApiError::internal("creating a revocation", e)),
+    }
+}
+
+/// The active revocations, or all of them with `?all=true`.
+pub async fn list(
+    State(state): State<Shared>,
+    _admin: Admin,
+    Params(params): Params,
+) -> Result<Response, ApiError> {
+    let mut all = false;
+    for (name, value) in params {
+        match (name.as_str(), value.as_str()) {
+            ("all", "true") => all = true,
+            ("all", "false") => all = false,
+            ("all", _) => return Err(bad_param("all", "all must be true or false")),
+            _ => return Err(bad_param(&name, format!("unknown parameter {name}"))),
+        }
+    }
+    let items = state
+        .db
+        .revocations(all)
+        .await
+        .map_err(|e| ApiError::internal("listing revocations", e))?;
+    Ok(no_store_json(json!({"items": items})))
+}
+
+/// Lifts an active revocation (`204`; `404` if unknown or already lifted).
+pub async fn lift(
+    State(state): State<Shared>,
+    Path(id): Path<String>,
+    who: Admin,
+    Params(params): Params,
+) -> Result<Response, ApiError> {
+    let mut reason = None;
+    for (name, value) in params {
+        match name.as_str() {
+            "reason" if !value.trim().is_empty() && value.len() <= MAX_TEXT_BYTES => {
+                reason = Some(value)
+            }
+            "reason" => {
+                return Err(bad_param(
+                    "reason",
+                    format!("reason must be 1..={MAX_TEXT_BYTES} bytes"),
+                ))
+            }
+            _ => return Err(bad_param(&name, format!("unknown parameter {name}"))),
+        }
+    }
+    let deleted = state
+        .db
+        .delete_revocation(&id, &who.subject, reason.as_deref(), db::now())
+        .await
+        .map_err(|e| ApiError::internal("deleting a revocation", e))?;
+    if !deleted {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "no active revocation with this id",
+        ));
+    }
+    tracing::info!("revocation {id} lifted by {}", who.subject);
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// The change history, newest first (`?limit=`).
+pub async fn events(
+    State(state): State<Shared>,
+    _admin: Admin,
+    Params(params): Params,
+) -> Result<Response, ApiError> {
+    let mut limit = DEFAULT_LIMIT;
+    for (name, value) in params {
+        match name.as_str() {
+            "limit" => {
+                limit = value
+                    .parse()
+                    .ok()
+                    .filter(|n| (1..=MAX_LIMIT).contains(n))
+                    .ok_or_else(|| {
+                        bad_param("limit", format!("limit must be within 1..={MAX_LIMIT}"))
+                    })?
+            }
+            _ => return Err(bad_param(&name, format!("unknown parameter {name}"))),
+        }
+    }
+    let items = state
+        .db
+        .revocation_events(limit)
+        .await
+        .map_err(|e| ApiError::internal("listing revocation events", e))?;
+    Ok(no_store_json(json!({"items": items})))
+}
