@@ -1,17 +1,12 @@
 //! The whole scenario against a real PostgreSQL 15 started for the test (it fails, never
 //! skips, when PostgreSQL cannot start).
 
-// Test harness code (helpers outside #[test] functions) may panic on a broken setup.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
-mod common;
-
 use registry_token_ledger::db::Db;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scenario_on_postgres() {
-    let pg = common::postgres::Postgres::start();
-    common::scenario::run(&pg.url).await;
+    let pg = crate::postgres::Postgres::start();
+    crate::scenario::run(&pg.url).await;
 
     // Same live schema as SQLite: table and column names.
     let dir = tempfile::tempdir().unwrap();

@@ -1,10 +1,5 @@
-//! Test harness: the real ledger binary on an ephemeral port, admin keys made at run time,
-//! and a throw-away PostgreSQL 15 cluster.
-
-#![allow(dead_code)]
-
-pub mod postgres;
-pub mod scenario;
+//! Test harness: the real ledger binary on an ephemeral port, and admin keys made once
+//! per test binary (`OnceLock`).
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};

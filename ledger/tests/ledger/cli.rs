@@ -1,8 +1,5 @@
 //! Bad configuration: exit status 2 and one line on standard error.
 
-// Test harness code (helpers outside #[test] functions) may panic on a broken setup.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
 use std::process::Command;
 
 const BIN: &str = env!("CARGO_BIN_EXE_registry-token-ledger");

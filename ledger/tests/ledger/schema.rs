@@ -1,8 +1,5 @@
 //! The two migration dialects stay equivalent: same files, tables, columns and indexes.
 
-// Test harness code (helpers outside #[test] functions) may panic on a broken setup.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
 use std::collections::BTreeMap;
 use std::path::Path;
 

@@ -3,7 +3,11 @@
 use reqwest::{Client, StatusCode};
 use serde_json::{json, Value};
 
-use super::*;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+
+use crate::harness::*;
 
 const BASE_OFFSET: i64 = 100_000;
 const SUBJECTS: [&str; 3] = ["alice", "bob", "carol"];

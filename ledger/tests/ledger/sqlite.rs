@@ -1,16 +1,11 @@
 //! The whole scenario against a SQLite file in a temporary directory.
 
-// Test harness code (helpers outside #[test] functions) may panic on a broken setup.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
-mod common;
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scenario_on_sqlite() {
     let dir = tempfile::tempdir().unwrap();
     // A directory that does not exist yet: the ledger creates it and the file.
     let db = dir.path().join("nested/ledger.db");
-    common::scenario::run(&format!("sqlite://{}", db.display())).await;
+    crate::scenario::run(&format!("sqlite://{}", db.display())).await;
     assert!(db.exists());
 }
 
@@ -21,20 +16,20 @@ async fn data_survives_a_restart() {
     let client = reqwest::Client::new();
     let batch = serde_json::json!({"records": [{"id": "keep-1", "time": 5, "decision": "rejected", "reason": "no_token"}]});
     {
-        let s = common::Server::start(&url);
+        let s = crate::harness::Server::start(&url);
         let r = client
             .post(s.url("/v1/ingest"))
-            .bearer_auth(common::INGEST_SECRET)
+            .bearer_auth(crate::harness::INGEST_SECRET)
             .json(&batch)
             .send()
             .await
             .unwrap();
         assert_eq!(r.status(), 200);
     }
-    let s = common::Server::start(&url);
+    let s = crate::harness::Server::start(&url);
     let r = client
         .post(s.url("/v1/ingest"))
-        .bearer_auth(common::INGEST_SECRET)
+        .bearer_auth(crate::harness::INGEST_SECRET)
         .json(&batch)
         .send()
         .await
@@ -43,7 +38,7 @@ async fn data_survives_a_restart() {
     assert_eq!(body, serde_json::json!({"accepted": 0, "duplicates": 1}));
     let r = client
         .get(s.url("/v1/issuances/keep-1"))
-        .bearer_auth(common::admin_token())
+        .bearer_auth(crate::harness::admin_token())
         .send()
         .await
         .unwrap();
@@ -53,7 +48,7 @@ async fn data_survives_a_restart() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admin_keys_from_a_jwks_url() {
     use axum::routing::get;
-    let jwks = serde_json::json!({"keys": [common::admin_key().jwk]});
+    let jwks = serde_json::json!({"keys": [crate::harness::admin_key().jwk]});
     let app = axum::Router::new().route("/jwks", get(move || async move { axum::Json(jwks) }));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -62,17 +57,17 @@ async fn admin_keys_from_a_jwks_url() {
     let dir = tempfile::tempdir().unwrap();
     let db = format!("sqlite://{}", dir.path().join("l.db").display());
     let url = format!("http://{addr}/jwks");
-    let s = common::Server::start_with(&db, &["--jwks-url", &url], dir);
+    let s = crate::harness::Server::start_with(&db, &["--jwks-url", &url], dir);
     let client = reqwest::Client::new();
     let ok = client
         .get(s.url("/v1/revocations"))
-        .bearer_auth(common::admin_token())
+        .bearer_auth(crate::harness::admin_token())
         .send()
         .await
         .unwrap();
     assert_eq!(ok.status(), 200);
-    let rogue = common::token_with(
-        common::rogue_key(),
+    let rogue = crate::harness::token_with(
+        crate::harness::rogue_key(),
         jsonwebtoken::Algorithm::RS256,
         serde_json::json!({}),
     );
@@ -88,7 +83,8 @@ async fn admin_keys_from_a_jwks_url() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn batch_size_limits() {
     let dir = tempfile::tempdir().unwrap();
-    let s = common::Server::start(&format!("sqlite://{}", dir.path().join("l.db").display()));
+    let s =
+        crate::harness::Server::start(&format!("sqlite://{}", dir.path().join("l.db").display()));
     let client = reqwest::Client::new();
     let long = "s".repeat(1000);
     let big = |n: usize, prefix: &str| {
@@ -107,7 +103,7 @@ async fn batch_size_limits() {
     assert!(body.len() > 5 * 512 * 1024 && body.len() < 4 * 1024 * 1024);
     let r = client
         .post(s.url("/v1/ingest"))
-        .bearer_auth(common::INGEST_SECRET)
+        .bearer_auth(crate::harness::INGEST_SECRET)
         .header("content-type", "application/json")
         .body(body)
         .send()
@@ -123,7 +119,7 @@ async fn batch_size_limits() {
     );
     let r = client
         .post(s.url("/v1/ingest"))
-        .bearer_auth(common::INGEST_SECRET)
+        .bearer_auth(crate::harness::INGEST_SECRET)
         .header("content-type", "application/json")
         .body(body)
         .send()
