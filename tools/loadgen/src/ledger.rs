@@ -3,6 +3,7 @@
 //! batches of records the way the filter does (`POST /v1/ingest`, `{"records": [...]}`,
 //! the gateway's bearer secret), to measure the ledger's sustained ingest rate.
 
+use std::borrow::Cow;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -10,6 +11,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
+
+use registry_token_ledger_wire as wire;
 
 use crate::envoy::free_port;
 use crate::http::{self, Target};
@@ -138,24 +141,33 @@ pub fn metric(text: &str, name: &str) -> Option<u64> {
 }
 
 /// One ledger record as the filter writes it for an issued token (the same fields and
-/// about the same size), with a unique `id`.
-pub fn record(run: &str, i: u64, now: i64) -> String {
-    format!(
-        concat!(
-            r#"{{"id":"{run}-{i:012}","time":{now},"decision":"issued","reason":"issued","#,
-            r#""subject":"bench-user-{sub}","client_id":"loadgen","plan":"bench","#,
-            r#""license":"lic-{sub}","service":"registry.bench","#,
-            r#""requested":["repository:bench/r9/app:pull"],"granted":["repository:bench/r9/app:pull"],"#,
-            r#""iat":{now},"exp":{exp},"kid":"a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f6","#,
-            r#""binding":"jkt:0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I","grant":"get","#,
-            r#""gateway":"bench-gw"}}"#
-        ),
-        run = run,
-        i = i,
-        now = now,
-        exp = now + 300,
-        sub = i % 1000,
-    )
+/// about the same size, built and serialised by the wire crate), with a unique `id`.
+pub fn record(run: &str, i: u64, now: u64) -> String {
+    let sub = i % 1000;
+    let scope = Cow::Borrowed("repository:bench/r9/app:pull");
+    let text = |s: &'static str| Some(Cow::Borrowed(s));
+    let r = wire::Record {
+        id: Cow::Owned(format!("{run}-{i:012}")),
+        time: now,
+        decision: wire::Decision::Issued,
+        reason: text("issued"),
+        subject: Some(Cow::Owned(format!("bench-user-{sub}"))),
+        client_id: text("loadgen"),
+        plan: text("bench"),
+        tenant: None,
+        license: Some(Cow::Owned(format!("lic-{sub}"))),
+        service: text("registry.bench"),
+        requested: vec![scope.clone()],
+        granted: vec![scope],
+        iat: Some(now),
+        exp: Some(now + 300),
+        kid: text("a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f6"),
+        binding: text("jkt:0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"),
+        grant: Some(wire::Grant::Get),
+        refresh_token_id: None,
+        gateway: text("bench-gw"),
+    };
+    r.to_json().unwrap_or_default()
 }
 
 /// What an ingest run gave.
@@ -248,13 +260,14 @@ fn ingest_worker(
     while !stop.load(Ordering::Relaxed) {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+            .map_or(0, |d| d.as_secs());
         let records: Vec<String> = (0..batch as u64)
             .map(|k| record(run, next + k, now))
             .collect();
         let body = format!("{{\"records\":[{}]}}", records.join(","));
         let request = format!(
-            "POST /v1/ingest HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {secret}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            "POST {} HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {secret}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            wire::INGEST_PATH,
             target.host,
             body.len()
         );
@@ -303,6 +316,11 @@ mod tests {
         assert_ne!(a["id"], b["id"]);
         assert_eq!(a["decision"], "issued");
         assert_eq!(a["exp"], 1_700_000_300);
+        // The ledger takes it as it is.
+        let parsed: wire::Record<'static> =
+            serde_json::from_str(&record("r", 1, 1_700_000_000)).unwrap();
+        assert_eq!(parsed.validate(), Ok(()));
+        assert_eq!(parsed.grant, Some(wire::Grant::Get));
     }
 
     #[test]
