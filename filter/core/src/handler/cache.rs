@@ -59,19 +59,7 @@ pub trait Weigh {
 
 impl Weigh for VerifiedOpTok {
     fn weight(&self) -> usize {
-        let opt = |s: &Option<String>| s.as_ref().map_or(0, String::capacity);
-        std::mem::size_of::<VerifiedOpTok>()
-            + self.subject.capacity()
-            + opt(&self.jkt)
-            + opt(&self.x5t_s256)
-            + opt(&self.plan)
-            + opt(&self.client_id)
-            + opt(&self.tenant)
-            + self
-                .licenses
-                .iter()
-                .map(|l| l.capacity() + std::mem::size_of::<String>())
-                .sum::<usize>()
+        std::mem::size_of::<VerifiedOpTok>() + self.heap_bytes()
     }
 }
 
@@ -366,10 +354,10 @@ pub struct Binding<'a> {
 impl<'a> From<&'a VerifiedOpTok> for Binding<'a> {
     fn from(o: &'a VerifiedOpTok) -> Binding<'a> {
         Binding {
-            subject: &o.subject,
-            jkt: o.jkt.as_deref(),
-            x5t_s256: o.x5t_s256.as_deref(),
-            tenant: o.tenant.as_deref(),
+            subject: o.subject(),
+            jkt: o.jkt(),
+            x5t_s256: o.x5t_s256(),
+            tenant: o.tenant(),
         }
     }
 }
@@ -474,7 +462,7 @@ impl Caches {
         let optok = optok::verify_optok(token, policy, keys, crypto, now)?;
         self.optoks
             .borrow_mut()
-            .insert(key, optok.clone(), now, optok.expires_at);
+            .insert(key, optok.clone(), now, optok.expires_at());
         Ok(optok)
     }
 

@@ -67,7 +67,7 @@ impl Caller {
     /// The subject.
     pub fn subject(&self) -> &str {
         match self {
-            Caller::OpToken(o) => &o.subject,
+            Caller::OpToken(o) => o.subject(),
             Caller::Refresh(r) => &r.claims.sub,
         }
     }
@@ -75,7 +75,7 @@ impl Caller {
     /// The plan it names (a refresh token names the plan resolved when it was issued).
     pub fn plan(&self) -> Option<&str> {
         match self {
-            Caller::OpToken(o) => o.plan.as_deref(),
+            Caller::OpToken(o) => o.plan(),
             Caller::Refresh(r) => Some(&r.claims.plan),
         }
     }
@@ -83,7 +83,7 @@ impl Caller {
     /// `stellaops:license`: every licence the caller holds.
     pub fn licenses(&self) -> &[String] {
         match self {
-            Caller::OpToken(o) => &o.licenses,
+            Caller::OpToken(o) => o.licenses(),
             Caller::Refresh(r) => &r.claims.lic,
         }
     }
@@ -91,7 +91,7 @@ impl Caller {
     /// The OpToken's `client_id`.
     pub fn client_id(&self) -> Option<&str> {
         match self {
-            Caller::OpToken(o) => o.client_id.as_deref(),
+            Caller::OpToken(o) => o.client_id(),
             Caller::Refresh(r) => r.claims.azp.as_deref(),
         }
     }
@@ -99,7 +99,7 @@ impl Caller {
     /// The DPoP key binding (`cnf.jkt`).
     pub fn jkt(&self) -> Option<&str> {
         match self {
-            Caller::OpToken(o) => o.jkt.as_deref(),
+            Caller::OpToken(o) => o.jkt(),
             Caller::Refresh(r) => r.claims.jkt.as_deref(),
         }
     }
@@ -107,7 +107,7 @@ impl Caller {
     /// The certificate binding (`cnf.x5t#S256`).
     pub fn x5t_s256(&self) -> Option<&str> {
         match self {
-            Caller::OpToken(o) => o.x5t_s256.as_deref(),
+            Caller::OpToken(o) => o.x5t_s256(),
             Caller::Refresh(r) => r.claims.x5t_s256.as_deref(),
         }
     }
@@ -116,7 +116,7 @@ impl Caller {
     /// refresh token was sealed with); not yet checked against the name grammar.
     pub fn tenant(&self) -> Option<&str> {
         match self {
-            Caller::OpToken(o) => o.tenant.as_deref(),
+            Caller::OpToken(o) => o.tenant(),
             Caller::Refresh(r) => r.claims.ten.as_deref(),
         }
     }
@@ -544,14 +544,14 @@ fn mint(
             let jti = mint::new_jti(ctx.crypto)
                 .map_err(|_| Denial::new(Reason::InternalError, "could not draw random bits"))?;
             let claims = RefreshClaims {
-                sub: optok.subject.clone(),
+                sub: optok.subject().to_owned(),
                 plan: granted.plan.clone(),
-                lic: optok.licenses.clone(),
-                azp: optok.client_id.clone(),
+                lic: optok.licenses().to_vec(),
+                azp: optok.client_id().map(str::to_owned),
                 cid: request.client_id.clone(),
-                jkt: optok.jkt.clone(),
-                x5t_s256: optok.x5t_s256.clone(),
-                ten: optok.tenant.clone(),
+                jkt: optok.jkt().map(str::to_owned),
+                x5t_s256: optok.x5t_s256().map(str::to_owned),
+                ten: optok.tenant().map(str::to_owned),
                 iat: ctx.now,
                 exp: ctx.now.saturating_add(rt.lifetime_seconds),
                 jti,

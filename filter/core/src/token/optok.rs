@@ -33,25 +33,93 @@ pub struct OpTokPolicy<'a> {
 }
 
 /// The verified claims of an OpTok that the decision uses.
+///
+/// Only [`UntrustedOpTok::verify`] makes one: the fields are private, so no other code
+/// (in this crate or outside it) can write a value that claims to be verified. A clone is
+/// as verified as its original; the per-VM memo (`handler::cache`) hands out clones.
+///
+/// ```compile_fail,E0451
+/// // Outside `token::optok`, a verified token cannot be written by hand.
+/// let forged = registry_token_core::token::optok::VerifiedOpTok {
+///     subject: "admin".into(),
+///     expires_at: u64::MAX,
+///     jkt: None,
+///     x5t_s256: None,
+///     plan: None,
+///     licenses: Vec::new(),
+///     client_id: None,
+///     tenant: None,
+/// };
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VerifiedOpTok {
+    subject: String,
+    expires_at: u64,
+    jkt: Option<String>,
+    x5t_s256: Option<String>,
+    plan: Option<String>,
+    licenses: Vec<String>,
+    client_id: Option<String>,
+    tenant: Option<String>,
+}
+
+impl VerifiedOpTok {
     /// `sub`: a non-empty string (required).
-    pub subject: String,
+    pub fn subject(&self) -> &str {
+        &self.subject
+    }
+
     /// `exp`.
-    pub expires_at: u64,
+    pub fn expires_at(&self) -> u64 {
+        self.expires_at
+    }
+
     /// `cnf.jkt`, if DPoP-bound.
-    pub jkt: Option<String>,
+    pub fn jkt(&self) -> Option<&str> {
+        self.jkt.as_deref()
+    }
+
     /// `cnf.x5t#S256`, if certificate-bound.
-    pub x5t_s256: Option<String>,
+    pub fn x5t_s256(&self) -> Option<&str> {
+        self.x5t_s256.as_deref()
+    }
+
     /// `stellaops:plan`.
-    pub plan: Option<String>,
+    pub fn plan(&self) -> Option<&str> {
+        self.plan.as_deref()
+    }
+
     /// `stellaops:license`: one string, or a list of strings (every one is checked).
-    pub licenses: Vec<String>,
+    pub fn licenses(&self) -> &[String] {
+        &self.licenses
+    }
+
     /// `client_id` (or `azp`).
-    pub client_id: Option<String>,
+    pub fn client_id(&self) -> Option<&str> {
+        self.client_id.as_deref()
+    }
+
     /// The tenant claim (`authority.tenantClaim`), as presented: a string, not yet
     /// checked against the repository-name grammar (the policy stage does that).
-    pub tenant: Option<String>,
+    pub fn tenant(&self) -> Option<&str> {
+        self.tenant.as_deref()
+    }
+
+    /// The bytes its strings hold on the heap (their capacities), for the memo's budget.
+    pub(crate) fn heap_bytes(&self) -> usize {
+        let opt = |s: &Option<String>| s.as_ref().map_or(0, String::capacity);
+        self.subject.capacity()
+            + opt(&self.jkt)
+            + opt(&self.x5t_s256)
+            + opt(&self.plan)
+            + opt(&self.client_id)
+            + opt(&self.tenant)
+            + self
+                .licenses
+                .iter()
+                .map(|l| l.capacity() + std::mem::size_of::<String>())
+                .sum::<usize>()
+    }
 }
 
 /// Reads a NumericDate claim (integer or float seconds).
