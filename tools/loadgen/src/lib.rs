@@ -1,5 +1,7 @@
-//! Load generator (`make load`) and benchmark driver (`make bench`) for the registry token
-//! filter. Everything here talks to loopback addresses only.
+//! Load generator (`make load`) and the load library of the benchmark driver
+//! (`bench/driver`, `make bench`) for the registry token filter: requests and their
+//! OpToks, the load engine, Envoy's admin, and the Envoy and ledger processes. Everything
+//! here talks to loopback addresses only.
 
 pub mod admin;
 pub mod args;
