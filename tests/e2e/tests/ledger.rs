@@ -11,9 +11,7 @@
 //! paused or down in the middle of them.
 
 use std::collections::{BTreeMap, HashSet};
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -22,8 +20,8 @@ use std::time::{Duration, Instant};
 use registry_token_e2e::gateway::{
     bearer, filter_config, optok, token_path, ConfigForm, GatewaySpec, TestKeys,
 };
-use registry_token_e2e::{free_port, get, post, request, Envoy, EnvoyOptions};
-use registry_token_testkit::Postgres;
+use registry_token_e2e::{get, post, request, Envoy, EnvoyOptions};
+use registry_token_testkit::{Ledger, LedgerOptions, Postgres};
 use serde_json::{json, Value};
 
 const INGEST_SECRET: &str = "e2e-ingest-secret-0123456789abcdef0123456789";
@@ -40,127 +38,17 @@ fn env_u64(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
-fn ledger_bin() -> PathBuf {
-    if let Some(p) = std::env::var_os("LEDGER_BIN").filter(|p| !p.is_empty()) {
-        return PathBuf::from(p);
-    }
-    // target/<profile>/deps/ledger-<hash> → target/<profile>/registry-token-ledger
-    let exe = std::env::current_exe().expect("current_exe");
-    let profile = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("the test binary's profile directory");
-    let bin = profile.join("registry-token-ledger");
-    assert!(
-        bin.exists(),
-        "{} is missing: run `cargo build -p registry-token-ledger` first (or set LEDGER_BIN)",
-        bin.display()
-    );
-    bin
-}
-
-/// The ledger process, on a fixed port (so that a restart is reached by the same cluster)
-/// and a database that outlives it.
-struct Ledger {
-    child: Option<Child>,
-    port: u16,
-    database: String,
-    jwks: PathBuf,
-}
-
-impl Ledger {
-    fn start(dir: &Path, keys: &TestKeys, database: String) -> Ledger {
-        let jwks = dir.join("admin-jwks.json");
-        std::fs::write(&jwks, keys.authority_jwks().to_string()).expect("write jwks");
-        let mut ledger = Ledger {
-            child: None,
-            port: free_port(),
-            database,
-            jwks,
-        };
-        ledger.spawn();
-        ledger
-    }
-
-    fn spawn(&mut self) {
-        let mut child = Command::new(ledger_bin())
-            .args([
-                "--listen",
-                &format!("127.0.0.1:{}", self.port),
-                "--database",
-                &self.database,
-                "--issuer",
-                "https://authority.example",
-                "--jwks-file",
-            ])
-            .arg(&self.jwks)
-            .env("LEDGER_INGEST_SECRET", INGEST_SECRET)
-            .env("LEDGER_FEED_SECRET", FEED_SECRET)
-            .env("LEDGER_LOG", "warn")
-            .env_remove("LEDGER_ADMIN_SCOPE")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start the ledger binary");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = std::sync::mpsc::channel();
-        thread::spawn(move || {
-            let mut lines = BufReader::new(stdout).lines();
-            if let Some(Ok(line)) = lines.next() {
-                let _ = tx.send(line);
-            }
-            for _ in lines {}
-        });
-        match rx.recv_timeout(Duration::from_secs(60)) {
-            Ok(line) if line.starts_with("listening on ") => {}
-            other => {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("the ledger did not start: {other:?}");
-            }
-        }
-        self.child = Some(child);
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.as_ref().expect("running").id()
-    }
-
-    fn signal(&self, sig: &str) {
-        let ok = Command::new("kill")
-            .args([sig, &self.pid().to_string()])
-            .status()
-            .map(|s| s.success())
-            .unwrap_or(false);
-        assert!(ok, "kill {sig} failed");
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = Command::new("kill")
-                .args(["-CONT", &c.id().to_string()])
-                .status();
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
-    }
-
-    fn cluster_yaml(&self) -> String {
-        format!(
-            "- name: ledger_e2e\n  type: STATIC\n  connect_timeout: 1s\n  load_assignment:\n    cluster_name: ledger_e2e\n    endpoints:\n    - lb_endpoints:\n      - endpoint:\n          address:\n            socket_address: {{ address: 127.0.0.1, port_value: {} }}\n",
-            self.port
-        )
-    }
-}
-
-impl Drop for Ledger {
-    fn drop(&mut self) {
-        self.kill();
-    }
+/// The ledger on `database` with the gateways' secrets, admin tokens of the test
+/// Authority (its JWKS written into `dir`), on a fixed port (a restart is reached by the
+/// same cluster) and a database that outlives the process.
+fn start_ledger(dir: &Path, keys: &TestKeys, database: &str) -> Ledger {
+    let jwks = dir.join("admin-jwks.json");
+    std::fs::write(&jwks, keys.authority_jwks().to_string()).expect("write jwks");
+    let opts = LedgerOptions::new(database, "https://authority.example", &jwks)
+        .ingest_secret(INGEST_SECRET)
+        .feed_secret(FEED_SECRET)
+        .env_remove("LEDGER_ADMIN_SCOPE");
+    Ledger::start(opts).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// An admin token of the ledger: the test Authority's key, the admin scope.
@@ -238,11 +126,11 @@ fn setup_on(db: Db, ledger_section: Value) -> Setup {
             (Some(pg), url)
         }
     };
-    let ledger = Ledger::start(dir.path(), &keys, database);
+    let ledger = start_ledger(dir.path(), &keys, &database);
     let mut config = filter_config(&keys, "http://127.0.0.1:{{LISTEN_PORT}}/token");
     let mut section = json!({
         "cluster": "ledger_e2e",
-        "authority": format!("127.0.0.1:{}", ledger.port),
+        "authority": format!("127.0.0.1:{}", ledger.port()),
         "flushMillis": 200,
         "timeoutMillis": 2000,
         "initialBackoffMillis": 200,
@@ -264,7 +152,7 @@ fn setup_on(db: Db, ledger_section: Value) -> Setup {
     });
     let envoy = GatewaySpec::new(&config)
         .form(ConfigForm::StringValue)
-        .extra_clusters(&ledger.cluster_yaml())
+        .extra_clusters(&ledger.cluster_yaml("ledger_e2e", 0))
         .start(
             &keys,
             EnvoyOptions::new()
@@ -499,7 +387,10 @@ fn load_through(db: Db, outage: Outage) {
     }
     during.store(true, Ordering::SeqCst);
     match outage {
-        Outage::Pause => s.ledger.signal("-STOP"),
+        Outage::Pause => s
+            .ledger
+            .signal(libc::SIGSTOP)
+            .unwrap_or_else(|e| panic!("{e}")),
         Outage::Restart => s.ledger.kill(),
     }
     let away = Instant::now();
@@ -509,8 +400,11 @@ fn load_through(db: Db, outage: Outage) {
         .envoy
         .counter("wasmcustom.registry_token_ledger_batches_failed_total");
     match outage {
-        Outage::Pause => s.ledger.signal("-CONT"),
-        Outage::Restart => s.ledger.spawn(),
+        Outage::Pause => s
+            .ledger
+            .signal(libc::SIGCONT)
+            .unwrap_or_else(|e| panic!("{e}")),
+        Outage::Restart => s.ledger.restart().unwrap_or_else(|e| panic!("{e}")),
     }
     during.store(false, Ordering::SeqCst);
     eprintln!(
@@ -603,7 +497,9 @@ fn refuse_with_a_tiny_buffer_never_issues_an_unrecorded_token() {
     let (status, jti, _) = token(&s.envoy, &op, PULL);
     assert_eq!(status, 200);
     issued.push(jti.unwrap());
-    s.ledger.signal("-STOP");
+    s.ledger
+        .signal(libc::SIGSTOP)
+        .unwrap_or_else(|e| panic!("{e}"));
     let mut refused = 0;
     for _ in 0..20 {
         let reply = s.envoy.get(
@@ -637,7 +533,9 @@ fn refuse_with_a_tiny_buffer_never_issues_an_unrecorded_token() {
             .counter("wasmcustom.registry_token_rejected_total.reason.ledger_backlog_full"),
         refused
     );
-    s.ledger.signal("-CONT");
+    s.ledger
+        .signal(libc::SIGCONT)
+        .unwrap_or_else(|e| panic!("{e}"));
     // Room again once the ledger took the backlog.
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
