@@ -210,10 +210,12 @@ fn the_documented_examples_parse_with_the_wire_types() {
     assert_eq!(records[1].id, "req-77");
     let feed_line = doc
         .lines()
-        .find(|l| l.starts_with("# {\"revokedLicenses\""))
+        .find(|l| l.starts_with("# {\"generatedAt\""))
         .unwrap();
     let feed: Feed = serde_json::from_str(&feed_line[2..]).unwrap();
     assert_eq!(feed.revoked_licenses, ["lic-9"]);
+    // Written in the bytes the ledger serves.
+    assert_eq!(serde_json::to_string(&feed).unwrap(), feed_line[2..]);
 }
 
 /// docs/LEDGER.md's table of `issuances` names every column, and the columns are the wire
