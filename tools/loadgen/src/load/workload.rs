@@ -148,56 +148,9 @@ impl Workload {
             live: AtomicU64::new(0),
             rng,
         };
-        match mode {
-            Mode::Bearer | Mode::Mtls => {
-                w.static_requests = (0..used)
-                    .map(|i| {
-                        format!(
-                            "{}Authorization: Bearer {}\r\n\r\n",
-                            w.prefix, pool.tokens[i]
-                        )
-                        .into_bytes()
-                    })
-                    .collect();
-                return Ok(w);
-            }
-            Mode::Password | Mode::Refresh => {
-                let (post_path, query) = path.split_once('?').unwrap_or((path, ""));
-                w.static_requests = (0..used)
-                    .map(|i| {
-                        let grant = if mode == Mode::Password {
-                            format!(
-                                "grant_type=password&username=bench&password={}",
-                                pool.tokens[i]
-                            )
-                        } else {
-                            format!("grant_type=refresh_token&refresh_token={}", pool.tokens[i])
-                        };
-                        let body = format!("{grant}&client_id=bench&{query}");
-                        format!(
-                            "POST {post_path} HTTP/1.1\r\nHost: {host}\r\n\
-                             Content-Type: application/x-www-form-urlencoded\r\n\
-                             Content-Length: {}\r\n\r\n{body}",
-                            body.len()
-                        )
-                        .into_bytes()
-                    })
-                    .collect();
-                return Ok(w);
-            }
-            Mode::MalformedDpop => {
-                w.static_requests = (0..used)
-                    .map(|i| {
-                        format!(
-                            "{}Authorization: DPoP {}\r\nDPoP: x\r\n\r\n",
-                            w.prefix, pool.tokens[i]
-                        )
-                        .into_bytes()
-                    })
-                    .collect();
-                return Ok(w);
-            }
-            Mode::Dpop | Mode::HostileDpop => {}
+        if let Some(requests) = static_requests(mode, &pool, used, &w.prefix, host, path) {
+            w.static_requests = requests;
+            return Ok(w);
         }
         // expect_rate 0: every proof is signed on the fly (long soaks).
         let epochs = if expect_rate == 0 {
@@ -205,9 +158,6 @@ impl Workload {
         } else {
             duration.div_ceil(PROOF_EPOCH_SECONDS).max(1)
         };
-        let threads = thread::available_parallelism()
-            .map_or(1, |n| n.get())
-            .max(1);
         for e in 0..epochs {
             let span = (duration - e * PROOF_EPOCH_SECONDS).min(PROOF_EPOCH_SECONDS);
             let mut count = (expect_rate.saturating_mul(span) * 11 / 10).max(16) as usize;
@@ -216,39 +166,48 @@ impl Workload {
                     .min(used * HOSTILE_KINDS.len())
                     .max(HOSTILE_KINDS.len());
             }
-            let iat = w.epoch_base + e * PROOF_EPOCH_SECONDS + PROOF_EPOCH_SECONDS / 2;
-            let start = e as usize * 1_000_003;
-            let parts: Vec<Result<Vec<Vec<u8>>, String>> = thread::scope(|s| {
-                let w = &w;
-                let handles: Vec<_> = (0..threads)
-                    .map(|t| {
-                        s.spawn(move || {
-                            let rng = SystemRandom::new();
-                            (t..count)
-                                .step_by(threads)
-                                .map(|i| w.request(start + i, iat, &rng))
-                                .collect()
-                        })
-                    })
-                    .collect();
-                handles
-                    .into_iter()
-                    .map(|h| {
-                        h.join()
-                            .unwrap_or_else(|_| Err("generator panicked".into()))
-                    })
-                    .collect()
-            });
-            let mut requests = Vec::with_capacity(count);
-            for p in parts {
-                requests.extend(p?);
-            }
+            let requests = w.sign_epoch(e, count)?;
             w.epochs.push(Epoch {
                 requests,
                 next: AtomicUsize::new(0),
             });
         }
         Ok(w)
+    }
+
+    /// The first `count` requests of DPoP epoch `e`, their proofs issued in the middle of
+    /// it, signed on all cores.
+    fn sign_epoch(&self, e: u64, count: usize) -> Result<Vec<Vec<u8>>, String> {
+        let threads = thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .max(1);
+        let iat = self.epoch_base + e * PROOF_EPOCH_SECONDS + PROOF_EPOCH_SECONDS / 2;
+        let start = e as usize * 1_000_003;
+        let parts: Vec<Result<Vec<Vec<u8>>, String>> = thread::scope(|s| {
+            let handles: Vec<_> = (0..threads)
+                .map(|t| {
+                    s.spawn(move || {
+                        let rng = SystemRandom::new();
+                        (t..count)
+                            .step_by(threads)
+                            .map(|i| self.request(start + i, iat, &rng))
+                            .collect()
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| Err("generator panicked".into()))
+                })
+                .collect()
+        });
+        let mut requests = Vec::with_capacity(count);
+        for p in parts {
+            requests.extend(p?);
+        }
+        Ok(requests)
     }
 
     /// Request number `n` of a DPoP mode, its proof issued at `iat`.
@@ -340,6 +299,50 @@ impl Workload {
         self.live.fetch_add(1, Ordering::Relaxed);
         let n = self.next.fetch_add(1, Ordering::Relaxed);
         Cow::Owned(self.request(n, now, &self.rng).unwrap_or_default())
+    }
+}
+
+/// The requests of a mode that needs no proof signed per request, one per OpTok in use
+/// (`prefix`: the GET request line and `Host`); `None` for the DPoP modes that sign.
+fn static_requests(
+    mode: Mode,
+    pool: &OpTokPool,
+    used: usize,
+    prefix: &str,
+    host: &str,
+    path: &str,
+) -> Option<Vec<Vec<u8>>> {
+    let each = |f: &dyn Fn(&str) -> String| -> Vec<Vec<u8>> {
+        pool.tokens[..used]
+            .iter()
+            .map(|t| f(t).into_bytes())
+            .collect()
+    };
+    match mode {
+        Mode::Bearer | Mode::Mtls => Some(each(&|t| {
+            format!("{prefix}Authorization: Bearer {t}\r\n\r\n")
+        })),
+        Mode::Password | Mode::Refresh => {
+            let (post_path, query) = path.split_once('?').unwrap_or((path, ""));
+            Some(each(&|t| {
+                let grant = if mode == Mode::Password {
+                    format!("grant_type=password&username=bench&password={t}")
+                } else {
+                    format!("grant_type=refresh_token&refresh_token={t}")
+                };
+                let body = format!("{grant}&client_id=bench&{query}");
+                format!(
+                    "POST {post_path} HTTP/1.1\r\nHost: {host}\r\n\
+                     Content-Type: application/x-www-form-urlencoded\r\n\
+                     Content-Length: {}\r\n\r\n{body}",
+                    body.len()
+                )
+            }))
+        }
+        Mode::MalformedDpop => Some(each(&|t| {
+            format!("{prefix}Authorization: DPoP {t}\r\nDPoP: x\r\n\r\n")
+        })),
+        Mode::Dpop | Mode::HostileDpop => None,
     }
 }
 
