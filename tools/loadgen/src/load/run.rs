@@ -336,7 +336,7 @@ mod tests {
                 let mut r = BufReader::new(conn);
                 let mut n = 0;
                 let mut line = String::new();
-                while r.read_line(&mut line).map_or(false, |k| k > 0) {
+                while r.read_line(&mut line).is_ok_and(|k| k > 0) {
                     if line == "\r\n" {
                         n += 1;
                         let (status, body) = if n < 4 {
