@@ -204,7 +204,7 @@ fn the_documented_examples_parse_with_the_wire_types() {
     let doc = ledger_md();
     let start = doc.find("-d '{\"records\":[").unwrap() + 4;
     let end = start + doc[start..].find('\'').unwrap();
-    let records = parse_batch(doc[start..end].as_bytes()).unwrap();
+    let records = parse_batch(&doc.as_bytes()[start..end]).unwrap();
     assert_eq!(records.len(), 2);
     assert_eq!(records[0].decision, Decision::Issued);
     assert_eq!(records[1].id, "req-77");
