@@ -1,0 +1,215 @@
+//! The report's closing sections: where the time of a request goes, latency against
+//! offered load, memory over a long run, how to reproduce.
+
+use std::fmt::Write as _;
+
+use super::fmt::{mib, us, usf};
+use super::{out, PlotLink};
+use crate::results::Results;
+
+/// Per-request cost breakdown from this run's figures, and what it implies for the ratio
+/// targets.
+pub fn where_time_goes(o: &mut String, r: &Results) {
+    let p50 = |k: &str| r.scenario(k).and_then(|m| m.filter_p50_us);
+    let per = |k: &str| {
+        r.scenario(k)
+            .map(|m| m.tokens_per_second())
+            .filter(|v| *v > 0.0)
+            .map(|v| 1e6 / v)
+    };
+    let ceiling = r.ceiling.as_ref().map_or(0.0, |c| c.tokens_per_second());
+    let speed = &r.speed;
+    if ceiling <= 0.0 || speed.rsa_sign <= 0.0 {
+        return;
+    }
+    let base = 1e6 / ceiling;
+    let rsa_sign = 1e6 / speed.rsa_sign;
+    let ec_sign = 1e6 / speed.ec_sign;
+    let ec_verify = 1e6 / speed.ec_verify;
+    out!(o, "## Where the time goes\n");
+    out!(
+        o,
+        "Per request, one worker (µs; *filter* is the median of the filter's own histogram, \
+         *per request* is 1 / throughput):\n"
+    );
+    out!(o, "| | µs |\n|---|---:|");
+    out!(
+        o,
+        "| Envoy alone (`direct_response`), per request | {base:.0} |"
+    );
+    out!(o, "| OpenSSL RSA-2048 sign / ECDSA P-256 sign / P-256 verify | {rsa_sign:.0} / {ec_sign:.0} / {ec_verify:.0} |");
+    for k in ["rs256", "es256", "dpop-rs256", "dpop-es256", "reuse"] {
+        if let (Some(f), Some(p)) = (p50(k), per(k)) {
+            out!(o, "| `{k}`: filter / per request | {f:.0} / {p:.0} |");
+        }
+    }
+    if let (Some(rs), Some(es)) = (p50("rs256"), p50("es256")) {
+        let host_rsa = rs - es + ec_sign;
+        out!(
+            o,
+            "\nThe only difference between `rs256` and `es256` is the minting signature, so an \
+             RS256 signature through Envoy's `sign` foreign function costs about {host_rsa:.0} µs \
+             here ({:.1} × OpenSSL's {rsa_sign:.0} µs for the same operation). The foreign \
+             function receives the key as DER on every call; the extra time is consistent with \
+             the key being imported and its RSA precomputation redone per call (the filter \
+             parses and converts its key once per VM, but the host API offers no key handle). \
+             With one worker, RS256 minting is therefore bounded near {:.0} tokens/s = {:.2} × \
+             OpenSSL's sign rate before anything else is done (the in-Envoy crypto ceilings \
+             above measure exactly that), while OpenSSL alone would allow {:.0} µs per request \
+             at 0.7 × its rate. Mint reuse (`reuse`) or ES256 minting are the levers that \
+             exist inside the filter.",
+            host_rsa / rsa_sign,
+            1e6 / (host_rsa + base),
+            (1e6 / (host_rsa + base)) / speed.rsa_sign,
+            1e6 / (0.7 * speed.rsa_sign)
+        );
+    }
+    let floor = base + ec_verify + ec_sign;
+    out!(
+        o,
+        "\nThe DPoP ES256 path cannot avoid one P-256 verification (the proof) and one P-256 \
+         signature (the token) per request: with Envoy's own per-request cost that is at least \
+         {floor:.0} µs = {:.2} × the ceiling at OpenSSL speed, before any parsing, JSON or \
+         host call, and {:.0} µs more for the RS256 verification of an OpToken the OpTok cache \
+         has not seen. What the filter adds beyond Envoy alone shows as *per request* minus \
+         *filter* minus {base:.0} µs above (the Wasm context, header and reply hostcalls).\n",
+        base / floor,
+        1e6 / speed.rsa_verify,
+    );
+    out!(
+        o,
+        "One `es256` request taken apart (not this run: measured once, 29 November 2026, with a \
+         build that timed each step with the host clock and added the sums to counters; worker \
+         CPU 347 µs per request at 2,820 tokens/s): the two signature calls through Envoy \
+         105 µs; the decision's own work outside them 57 µs (the same decision repeated at \
+         once, its code and data still in the CPU caches and the OpTok cache bypassed, 32 µs: \
+         running between Envoy's own work costs about 25 µs of cold caches); reading the \
+         request 13 µs (`:method` 3, all headers 5, the client-certificate property 4); the \
+         audit 12 µs (counter 2, the line 4, Envoy's log 2, filter state 4); the local reply \
+         5 µs; the rest, about 155 µs, is Envoy's own HTTP and Wasm-context work, which the \
+         probe pays as well. Since then `:method` comes from the header list, the certificate \
+         property is read only for a certificate-bound credential, and the audit line goes to \
+         Envoy's log only when its level shows info lines (about 9 µs less). For comparison the \
+         core's decision costs 11.5 µs natively and 22–26 µs under Node's V8 \
+         (`bench/cost`). 0.85 of the `crypto-es` ceiling leaves the filter about 40 µs of its \
+         own per request; `bench/probe`'s `host:` operations weigh single hostcalls the same \
+         way as its crypto.\n"
+    );
+}
+
+/// Latency against offered load: the plot and its table.
+pub fn sweep(o: &mut String, r: &Results, plot: &PlotLink) {
+    out!(o, "## Latency against offered load\n");
+    if r.sweep.is_empty() {
+        out!(o, "Not measured (the `dpop-rs256` scenario failed).\n");
+        return;
+    }
+    out!(
+        o,
+        "`dpop-rs256` (the target-1 path), open loop: requests are sent at the offered rate \
+         whatever the answers do, and latency counts from the intended send time, so queueing \
+         shows. {} s per point, {} connections.\n",
+        r.run.sweep_seconds,
+        r.run.connections
+    );
+    match plot {
+        Ok(link) => out!(o, "![latency against offered load]({link})\n"),
+        Err(e) => out!(o, "(plot not produced: {e})\n"),
+    }
+    out!(o, "| offered | of max | achieved | p50 | p99 | p99.9 | filter p99 |\n|---:|---:|---:|---:|---:|---:|---:|");
+    for p in &r.sweep {
+        let m = &p.figures;
+        out!(
+            o,
+            "| {:.0}/s | {:.0}% | {:.0}/s | {} | {} | {} | {} |",
+            p.offered,
+            p.fraction * 100.0,
+            m.tokens_per_second(),
+            us(m.latency_us.p50),
+            us(m.latency_us.p99),
+            us(m.latency_us.p999),
+            usf(m.filter_p99_us)
+        );
+    }
+    out!(o);
+}
+
+/// Memory over the long run.
+pub fn memory(o: &mut String, r: &Results) {
+    out!(o, "## Memory\n");
+    let samples = &r.soak.samples;
+    if samples.is_empty() {
+        out!(o, "Not measured (`--soak 0`).\n");
+        return;
+    }
+    out!(
+        o,
+        "`dpop-es256` at full load (closed loop) for {} s; every DPoP proof new (signed on \
+         the fly by the load generator), OpTokens cycled over {} distinct ones (when more than the \
+         OpTok cache holds, 10,000, it is full and evicting throughout). *VM* is the \
+         filter's gauge `registry_token_vm_memory_bytes` (the Wasm linear memory of the VM \
+         serving requests); *allocated*/*heap* are Envoy's `server.memory_allocated` / \
+         `server.memory_heap_size`; *RSS* is the Envoy process's. The memory target is judged \
+         on the last third of the run: the DPoP replay record (Envoy shared data, three \
+         60-second slots of at most 1,048,576 proofs each over 1,024 shards, 16 bytes per proof) \
+         grows during the first 180 s by design and is rewritten in place after that. That \
+         record also bounds the sustained DPoP rate of one Envoy process to about \
+         1,048,576 / 60 ≈ 17,476 proofs/s: \
+         above it, proofs are refused with 503 `dpop_replay_unavailable` (fail closed), which \
+         the non-200 count below shows when the load exceeds it.\n",
+        r.run.soak,
+        r.run.optoks
+    );
+    out!(
+        o,
+        "| t (s) | tokens/s | VM | allocated | heap | RSS |\n|---:|---:|---:|---:|---:|---:|"
+    );
+    let n = samples.len();
+    for (i, s) in samples.iter().enumerate() {
+        // Keep the table short: about 12 rows.
+        if n > 14 && i != 0 && i != n - 1 && i % n.div_ceil(12) != 0 {
+            continue;
+        }
+        out!(
+            o,
+            "| {} | {:.0} | {:.2} MiB | {:.2} MiB | {:.2} MiB | {:.1} MiB |",
+            s.t,
+            s.tokens_per_second,
+            mib(s.vm),
+            mib(s.allocated),
+            mib(s.heap),
+            mib(s.rss)
+        );
+    }
+    if let Some(m) = &r.soak.result {
+        out!(
+            o,
+            "\n{} tokens in {:.0} s ({:.0}/s), p99 {}, non-200 {}, transport errors {}; Envoy counters {}.\n",
+            m.ok(),
+            m.elapsed,
+            m.tokens_per_second(),
+            us(m.latency_us.p99),
+            m.non_ok(),
+            m.transport_errors,
+            if m.agrees() { "agree" } else { "DISAGREE" }
+        );
+    }
+}
+
+/// How to read and reproduce.
+pub fn reproduce(o: &mut String) {
+    out!(o, "## How to read and reproduce\n");
+    out!(
+        o,
+        "- `make bench` (defaults: `--seconds 10 --connections 8 --soak 300 --sweep-seconds 8 --optoks 20000 --rounds 3`, about 25 minutes); \
+         `make bench BENCH_ARGS=\"--seconds 3 --soak 30 --sweep-seconds 3 --optoks 3000 --rounds 1\"` for a quick look. \
+         It installs what it needs (gnuplot-nox), builds the module and the load generator, makes throw-away keys under `target/bench/`, \
+         and overwrites this file, `docs/performance-latency.png` and `docs/performance-results.json` (every figure, round and target of the run; \
+         `target/release/bench --help` lists the options).\n\
+         - `target/release/bench render` writes this file again from `docs/performance-results.json` without measuring anything; \
+         `target/release/bench compare OLD.json NEW.json` lists the ratio of every figure two runs both measured.\n\
+         - The machine must be otherwise idle: the load generator shares it with Envoy, and other work on it lowers every figure.\n\
+         - `make load` drives a running gateway (`make run`) the same way and checks Envoy's counters against what it saw.\n\
+         - Scenario configurations: `bench/envoy/*.yaml.in`, filled in by the bench (plugin configuration in `bench/driver/src/scenarios.rs`)."
+    );
+}
