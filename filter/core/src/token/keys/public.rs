@@ -533,3 +533,6 @@ pub(super) fn base32_nopad(data: &[u8]) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests;
