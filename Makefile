@@ -18,7 +18,7 @@ ENVOY   := $(VENV)/bin/envoy
 TARGET  := wasm32-wasip1
 WASM    := target/$(TARGET)/release/registry_token_filter.wasm
 # The crates built for wasm32 (clippy runs on them for that target too).
-WASM_CRATES := -p registry-token-core -p registry-token-filter
+WASM_CRATES := -p registry-token-ledger-wire -p registry-token-core -p registry-token-host -p registry-token-filter
 DEV     := .dev
 DEVTOK  := target/release/devtok
 LEDGER  := target/release/registry-token-ledger
