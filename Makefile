@@ -251,8 +251,12 @@ load: loadgen
 
 # The whole comparison on this machine (about 27 minutes: ceilings, scenarios and the ledger's side-by-side cost in 3 alternating
 # rounds, medians reported; the machine should be idle):
-# writes docs/PERFORMANCE.md and docs/performance-latency.png.
-# A quick look: BENCH_ARGS="--seconds 3 --soak 30 --sweep-seconds 3 --optoks 3000 --rounds 1".
+# writes docs/performance-results.json (every figure, round and target) and, rendered from it,
+# docs/PERFORMANCE.md and docs/performance-latency.png. $(BENCHBIN) --help lists the options.
+# A quick look: BENCH_ARGS="--seconds 3 --soak 30 --sweep-seconds 3 --optoks 3000 --rounds 1",
+# with --out /tmp/quick/PERFORMANCE.md to keep docs/ as it is (the plot and results go beside it).
+# Without measuring: $(BENCHBIN) render [RESULTS.json] writes the report again from a results
+# file; $(BENCHBIN) compare OLD.json NEW.json lists the ratio new / old of every figure.
 # Against another build, side by side (e.g. a change's parent): BENCH_ARGS="--compare-wasm OLD.wasm"
 # (about 3 minutes more; scenarios with --compare rs256,es256,dpop-es256).
 bench: deps apt-deps wasm bench-driver probe $(LEDGER)
