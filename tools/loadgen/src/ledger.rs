@@ -316,6 +316,19 @@ mod tests {
         assert_ne!(a["id"], b["id"]);
         assert_eq!(a["decision"], "issued");
         assert_eq!(a["exp"], 1_700_000_300);
+        // The bytes of the format! string this record used to be.
+        assert_eq!(
+            record("r", 1, 1_700_000_000),
+            concat!(
+                r#"{"id":"r-000000000001","time":1700000000,"decision":"issued","reason":"issued","#,
+                r#""subject":"bench-user-1","client_id":"loadgen","plan":"bench","#,
+                r#""license":"lic-1","service":"registry.bench","#,
+                r#""requested":["repository:bench/r9/app:pull"],"granted":["repository:bench/r9/app:pull"],"#,
+                r#""iat":1700000000,"exp":1700000300,"kid":"a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f6","#,
+                r#""binding":"jkt:0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I","grant":"get","#,
+                r#""gateway":"bench-gw"}"#
+            )
+        );
         // The ledger takes it as it is.
         let parsed: wire::Record<'static> =
             serde_json::from_str(&record("r", 1, 1_700_000_000)).unwrap();
