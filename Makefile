@@ -200,7 +200,7 @@ rules: apt-rules
 # The issuance ledger: unit tests and integration tests against SQLite and a PostgreSQL 15
 # cluster the tests start themselves (initdb/pg_ctl from the Debian postgresql package).
 ledger-test: apt-ledger
-	cargo test -p registry-token-ledger
+	cargo test -p registry-token-ledger-wire -p registry-token-ledger
 
 # The e2e suites run the ledger binary of the same profile.
 e2e: deps apt-e2e wasm authority-deps
