@@ -3,10 +3,10 @@
 //! which obtains OpToks with `oauth4webapi` and makes DPoP proofs with `dpop` / `jose`.
 //! None of it shares code with the filter, so a passing test proves interoperability.
 //!
-//! Also here: a test PKI made with the `openssl` CLI ([`Pki`]), the TLS gateway rendered
-//! from the shipped `envoy/gateway.yaml` ([`gateway_yaml`], [`start_tls_gateway`]), and
-//! HTTPS requests with `curl` ([`https_request`]: client certificates, repeated headers,
-//! one fresh connection per request).
+//! Also here: a test PKI made with the `openssl` CLI ([`Pki`], in `pki`), the TLS gateway
+//! rendered from the shipped `envoy/gateway.yaml` ([`gateway_yaml`], [`start_tls_gateway`])
+//! and HTTPS requests with `curl` ([`https_request`]: client certificates, repeated
+//! headers, one fresh connection per request), in `tls`.
 //!
 //! ```no_run
 //! use registry_token_e2e::oidc::{self, Authority, Pki};
@@ -30,6 +30,15 @@
 //!
 //! `make authority-deps` installs the node modules (`npm ci` in `tests/e2e/authority`).
 
+mod pki;
+mod tls;
+
+pub use pki::{ClientCert, Pki};
+pub use tls::{
+    gateway_yaml, gateway_yaml_path, https_get, https_request, realm, start_tls_gateway,
+    start_tls_gateway_no_wait, token_query,
+};
+
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -37,12 +46,11 @@ use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
 
-use crate::{free_port, percent_encode, repo_root, tail, Envoy, EnvoyOptions, Reply};
+use pki::random_secret;
+
+use crate::{free_port, repo_root, tail, Envoy};
 
 /// The resource indicator the Authority issues OpToks for: their `aud`.
 pub const RESOURCE: &str = "urn:registry-token";
@@ -137,316 +145,6 @@ pub fn client(args: &[&str]) -> Value {
             String::from_utf8_lossy(&out.stdout)
         )
     })
-}
-
-// ---------------------------------------------------------------------------------------
-// PKI.
-// ---------------------------------------------------------------------------------------
-
-/// Runs `openssl` in `dir`.
-///
-/// # Panics
-/// When openssl cannot start or fails.
-fn openssl(dir: &Path, args: &[&str]) -> Vec<u8> {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run openssl (apt-get install openssl): {e}"));
-    if !out.status.success() {
-        panic!(
-            "openssl {} failed: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    out.stdout
-}
-
-fn write(path: &Path, contents: &str) {
-    fs::write(path, contents).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-}
-
-fn read(path: &Path) -> String {
-    fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
-
-/// A TLS client certificate and its key, as files.
-#[derive(Clone, Debug)]
-pub struct ClientCert {
-    /// PEM certificate.
-    pub cert_path: PathBuf,
-    /// PEM private key (PKCS#8, P-256).
-    pub key_path: PathBuf,
-    /// `CN=<name>`.
-    pub subject_dn: String,
-    /// base64url(SHA-256(DER)): the `cnf.x5t#S256` a token bound to it carries.
-    pub x5t_s256: String,
-}
-
-/// A test PKI in a temporary directory (removed on drop): a CA, a server certificate for
-/// [`SERVER_NAMES`] and `127.0.0.1` used by both the Authority and the gateway, client
-/// certificates, and the gateway's registry-token signing key with a self-signed
-/// certificate. Everything P-256 but the signing key (RSA 2048, RS256).
-pub struct Pki {
-    dir: tempfile::TempDir,
-    /// The CA certificate (trusted for servers and client certificates alike).
-    pub ca_cert: PathBuf,
-    ca_key: PathBuf,
-    /// The server certificate.
-    pub server_cert: PathBuf,
-    /// Its key.
-    pub server_key: PathBuf,
-    /// The gateway's signing key (PKCS#8 PEM), for `REGISTRY_TOKEN_SIGNING__KEYPEM`.
-    pub signing_key_pem: String,
-    /// Its self-signed certificate (a registry's `rootcertbundle`; the x5c chain).
-    pub signing_cert: PathBuf,
-    /// Its public key (SPKI PEM), to verify minted registry tokens.
-    pub signing_public_pem: String,
-}
-
-impl Pki {
-    /// Generates the CA, the server certificate and the signing key.
-    ///
-    /// # Panics
-    /// When openssl is missing or fails.
-    pub fn generate() -> Pki {
-        let dir = tempfile::Builder::new()
-            .prefix("registry-token-pki-")
-            .tempdir()
-            .unwrap_or_else(|e| panic!("cannot create a temporary directory: {e}"));
-        let d = dir.path();
-        openssl(
-            d,
-            &[
-                "req",
-                "-x509",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:P-256",
-                "-nodes",
-                "-keyout",
-                "ca.key",
-                "-out",
-                "ca.crt",
-                "-days",
-                "2",
-                "-subj",
-                "/CN=registry-token e2e CA",
-                "-addext",
-                "basicConstraints=critical,CA:TRUE",
-                "-addext",
-                "keyUsage=critical,keyCertSign,cRLSign",
-            ],
-        );
-        let mut pki = Pki {
-            ca_cert: d.join("ca.crt"),
-            ca_key: d.join("ca.key"),
-            server_cert: d.join("server.crt"),
-            server_key: d.join("server.key"),
-            signing_key_pem: String::new(),
-            signing_cert: d.join("signing.crt"),
-            signing_public_pem: String::new(),
-            dir,
-        };
-        let sans: Vec<String> = SERVER_NAMES
-            .iter()
-            .map(|n| format!("DNS:{n}"))
-            .chain(["IP:127.0.0.1".to_owned()])
-            .collect();
-        pki.issue(
-            "server",
-            "/CN=localhost",
-            &format!(
-                "subjectAltName={}\nextendedKeyUsage=serverAuth\n",
-                sans.join(",")
-            ),
-        );
-        openssl(
-            pki.dir.path(),
-            &[
-                "req",
-                "-x509",
-                "-newkey",
-                "rsa:2048",
-                "-nodes",
-                "-keyout",
-                "signing.key",
-                "-out",
-                "signing.crt",
-                "-days",
-                "2",
-                "-subj",
-                "/CN=registry-token-signing",
-            ],
-        );
-        pki.signing_key_pem = read(&pki.dir.path().join("signing.key"));
-        pki.signing_public_pem = String::from_utf8_lossy(&openssl(
-            pki.dir.path(),
-            &["pkey", "-in", "signing.key", "-pubout"],
-        ))
-        .into_owned();
-        pki
-    }
-
-    /// The directory holding every file.
-    pub fn dir(&self) -> &Path {
-        self.dir.path()
-    }
-
-    /// Issues `<name>.crt` / `<name>.key` under the CA with the extensions `ext`.
-    fn issue(&self, name: &str, subject: &str, ext: &str) {
-        let d = self.dir.path();
-        let key = format!("{name}.key");
-        let csr = format!("{name}.csr");
-        let crt = format!("{name}.crt");
-        let ext_file = format!("{name}.ext");
-        openssl(
-            d,
-            &[
-                "req",
-                "-new",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:P-256",
-                "-nodes",
-                "-keyout",
-                &key,
-                "-out",
-                &csr,
-                "-subj",
-                subject,
-            ],
-        );
-        write(
-            &d.join(&ext_file),
-            &format!(
-                "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\n{ext}"
-            ),
-        );
-        let ca_cert = self.ca_cert.display().to_string();
-        let ca_key = self.ca_key.display().to_string();
-        let serial = format!("0x{}", &hex(&Sha256::digest(name.as_bytes()))[..16]);
-        openssl(
-            d,
-            &[
-                "x509",
-                "-req",
-                "-in",
-                &csr,
-                "-CA",
-                &ca_cert,
-                "-CAkey",
-                &ca_key,
-                "-set_serial",
-                &serial,
-                "-days",
-                "2",
-                "-extfile",
-                &ext_file,
-                "-out",
-                &crt,
-            ],
-        );
-    }
-
-    /// A client certificate `CN=<cn>` issued by the CA (`clientAuth`), stored as
-    /// `<file>.crt` / `<file>.key`.
-    pub fn client_cert(&self, file: &str, cn: &str) -> ClientCert {
-        self.issue(file, &format!("/CN={cn}"), "extendedKeyUsage=clientAuth\n");
-        self.client_files(file, cn)
-    }
-
-    /// A self-signed client certificate `CN=<cn>` that no CA vouches for.
-    pub fn self_signed_client_cert(&self, file: &str, cn: &str) -> ClientCert {
-        openssl(
-            self.dir.path(),
-            &[
-                "req",
-                "-x509",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:P-256",
-                "-nodes",
-                "-keyout",
-                &format!("{file}.key"),
-                "-out",
-                &format!("{file}.crt"),
-                "-days",
-                "2",
-                "-subj",
-                &format!("/CN={cn}"),
-                "-addext",
-                "extendedKeyUsage=clientAuth",
-            ],
-        );
-        self.client_files(file, cn)
-    }
-
-    fn client_files(&self, file: &str, cn: &str) -> ClientCert {
-        let d = self.dir.path();
-        let cert_path = d.join(format!("{file}.crt"));
-        let der = openssl(
-            d,
-            &["x509", "-in", &format!("{file}.crt"), "-outform", "DER"],
-        );
-        ClientCert {
-            key_path: d.join(format!("{file}.key")),
-            cert_path,
-            subject_dn: format!("CN={cn}"),
-            x5t_s256: URL_SAFE_NO_PAD.encode(Sha256::digest(&der)),
-        }
-    }
-
-    /// A containers/image certificate directory for `cert` (`skopeo --dest-cert-dir` /
-    /// `--src-cert-dir`, or `/etc/containers/certs.d/<host:port>/`): `client.cert` and
-    /// `client.key` (the client certificate, presented on every TLS connection of that
-    /// registry client, the token realm's included) and `ca.crt` (a trusted CA). Made
-    /// under this PKI's directory as `<name>/`.
-    pub fn cert_dir(&self, name: &str, cert: Option<&ClientCert>) -> PathBuf {
-        let dir = self.dir.path().join(name);
-        fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
-        let copy = |from: &Path, to: &str| {
-            fs::copy(from, dir.join(to)).unwrap_or_else(|e| panic!("{}: {e}", from.display()));
-        };
-        copy(&self.ca_cert, "ca.crt");
-        if let Some(c) = cert {
-            copy(&c.cert_path, "client.cert");
-            copy(&c.key_path, "client.key");
-        }
-        dir
-    }
-
-    /// Files for [`EnvoyOptions::file`] under `tls/`: what `envoy/gateway.yaml` names
-    /// `/etc/envoy/tls/{gateway.crt,gateway.key,client-ca.crt,authority-ca.crt}`.
-    pub fn gateway_files(&self) -> Vec<(String, Vec<u8>)> {
-        [
-            ("tls/gateway.crt", &self.server_cert),
-            ("tls/gateway.key", &self.server_key),
-            ("tls/client-ca.crt", &self.ca_cert),
-            ("tls/authority-ca.crt", &self.ca_cert),
-        ]
-        .iter()
-        .map(|(name, path)| {
-            let bytes = fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-            ((*name).to_owned(), bytes)
-        })
-        .collect()
-    }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn random_secret() -> String {
-    let mut b = [0u8; 24];
-    rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut b);
-    hex(&b)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -792,185 +490,6 @@ pub fn proof_variants(grant: &Grant, htu: &str, nonce: Option<&str>) -> BTreeMap
 }
 
 // ---------------------------------------------------------------------------------------
-// The TLS gateway: envoy/gateway.yaml as shipped, with its placeholders substituted.
-// ---------------------------------------------------------------------------------------
-
-/// The shipped TLS example.
-pub fn gateway_yaml_path() -> PathBuf {
-    repo_root().join("envoy/gateway.yaml")
-}
-
-/// Replaces `from` by `to`, requiring exactly `count` occurrences (so an edit of the
-/// shipped file that the tests would silently stop covering fails loudly).
-fn substitute(text: &str, from: &str, to: &str, count: usize) -> String {
-    let found = text.matches(from).count();
-    assert_eq!(
-        found, count,
-        "envoy/gateway.yaml holds {from:?} {found} time(s), tests/e2e/src/oidc.rs expects {count}: \
-         update gateway_yaml() to the file's new shape"
-    );
-    text.replace(from, to)
-}
-
-/// `envoy/gateway.yaml` with only what a user replaces substituted, for the harness:
-/// ports (`{{LISTEN_PORT}}`, `{{ADMIN_PORT}}`, listener on 127.0.0.1), the wasm file
-/// (`{{WASM_PATH}}`), the certificate directory (`{{TMPDIR}}/tls/`, see
-/// [`Pki::gateway_files`]), the realm (`https://127.0.0.1:{{LISTEN_PORT}}/token`), the
-/// Authority (issuer and metadata URL of `authority`, the cluster a STATIC
-/// `127.0.0.1:<port>`). The filter configuration, TLS settings, access log and stats tags
-/// are the shipped ones.
-pub fn gateway_yaml(authority: &Authority) -> String {
-    let text = fs::read_to_string(gateway_yaml_path())
-        .unwrap_or_else(|e| panic!("{}: {e}", gateway_yaml_path().display()));
-    let t = substitute(&text, "/etc/envoy/tls/", "{{TMPDIR}}/tls/", 5);
-    let t = substitute(
-        &t,
-        "/etc/envoy/registry_token_filter.wasm",
-        "{{WASM_PATH}}",
-        2,
-    );
-    let t = substitute(&t, "port_value: 8443", "port_value: {{LISTEN_PORT}}", 1);
-    let t = substitute(&t, "port_value: 9901", "port_value: {{ADMIN_PORT}}", 1);
-    let t = substitute(&t, "address: 0.0.0.0", "address: 127.0.0.1", 1);
-    let t = substitute(
-        &t,
-        "https://gateway.example/token",
-        "https://127.0.0.1:{{LISTEN_PORT}}/token",
-        2,
-    );
-    let t = substitute(&t, "https://authority.example", authority.issuer(), 2);
-    let t = substitute(
-        &t,
-        "{ address: authority.example, port_value: 443 }",
-        &format!("{{ address: 127.0.0.1, port_value: {} }}", authority.port()),
-        1,
-    );
-    substitute(&t, "type: LOGICAL_DNS", "type: STATIC", 1)
-}
-
-/// Starts Envoy with [`gateway_yaml`], the PKI's files, the signing key in
-/// `REGISTRY_TOKEN_SIGNING__KEYPEM`, and `opts` (add
-/// `.env("REGISTRY_TOKEN_DPOP__NONCESECRET", …)` for nonce mode); waits until the filter
-/// has fetched the Authority's keys (log line `JWKS refreshed`, up to [`JWKS_TIMEOUT`]).
-///
-/// # Panics
-/// When Envoy does not start or never gets the keys.
-pub fn start_tls_gateway(pki: &Pki, authority: &Authority, opts: EnvoyOptions) -> Envoy {
-    let envoy = start_tls_gateway_no_wait(pki, authority, opts);
-    if !envoy.wait_for_log(JWKS_TIMEOUT, |l| l.contains("JWKS refreshed")) {
-        panic!(
-            "the filter did not fetch the Authority's JWKS within {JWKS_TIMEOUT:?}; \
-             Authority log:\n{}",
-            authority.log()
-        );
-    }
-    envoy
-}
-
-/// [`start_tls_gateway`] without waiting for the JWKS.
-pub fn start_tls_gateway_no_wait(pki: &Pki, authority: &Authority, opts: EnvoyOptions) -> Envoy {
-    let mut opts = opts.env("REGISTRY_TOKEN_SIGNING__KEYPEM", &pki.signing_key_pem);
-    for (name, bytes) in pki.gateway_files() {
-        opts = opts.file(&name, bytes);
-    }
-    Envoy::start(&gateway_yaml(authority), opts).unwrap_or_else(|e| panic!("{e}"))
-}
-
-/// The realm (DPoP `htu`) of a gateway from [`start_tls_gateway`].
-pub fn realm(envoy: &Envoy) -> String {
-    format!("https://127.0.0.1:{}/token", envoy.listen_port())
-}
-
-/// `/token?service=registry.example&scope=…`.
-pub fn token_query(scopes: &[&str]) -> String {
-    let mut p = format!("/token?service={}", percent_encode(SERVICE));
-    for s in scopes {
-        p.push_str("&scope=");
-        p.push_str(&percent_encode(s));
-    }
-    p
-}
-
-// ---------------------------------------------------------------------------------------
-// HTTPS with curl.
-// ---------------------------------------------------------------------------------------
-
-/// Sends one request with `curl` over a new TLS connection, trusting `ca`, presenting
-/// `client` when given. Headers are sent as given, repeats included. 4xx/5xx are a
-/// [`Reply`]; errors are transport failures (curl's exit status and message).
-pub fn https_request(
-    method: &str,
-    url: &str,
-    headers: &[(&str, &str)],
-    ca: &Path,
-    client: Option<&ClientCert>,
-) -> Result<Reply, String> {
-    let mut cmd = Command::new("curl");
-    cmd.args(["-sS", "-i", "--max-time", "15", "-X", method, "--cacert"])
-        .arg(ca);
-    if let Some(c) = client {
-        cmd.arg("--cert")
-            .arg(&c.cert_path)
-            .arg("--key")
-            .arg(&c.key_path);
-    }
-    for (name, value) in headers {
-        cmd.arg("-H").arg(format!("{name}: {value}"));
-    }
-    cmd.arg(url).stdin(Stdio::null());
-    let out = cmd
-        .output()
-        .map_err(|e| format!("cannot run curl (apt-get install curl): {e}"))?;
-    if !out.status.success() {
-        return Err(format!(
-            "curl {method} {url}: {} ({})",
-            String::from_utf8_lossy(&out.stderr).trim(),
-            out.status
-        ));
-    }
-    parse_curl_output(&out.stdout)
-}
-
-/// Parses `curl -i` output: the status line, headers, a blank line, the body.
-fn parse_curl_output(raw: &[u8]) -> Result<Reply, String> {
-    let text = String::from_utf8_lossy(raw);
-    let (head, body) = text
-        .split_once("\r\n\r\n")
-        .ok_or_else(|| format!("curl output without a header block: {text:?}"))?;
-    let mut lines = head.split("\r\n");
-    let status_line = lines.next().unwrap_or("");
-    let status = status_line
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| format!("bad status line {status_line:?}"))?;
-    let headers = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
-        .collect();
-    Ok(Reply {
-        status,
-        headers,
-        body: body.to_owned(),
-    })
-}
-
-/// `GET <gateway><path_and_query>` with curl (see [`https_request`]).
-///
-/// # Panics
-/// On transport failures.
-pub fn https_get(
-    pki: &Pki,
-    envoy: &Envoy,
-    path_and_query: &str,
-    headers: &[(&str, &str)],
-    client: Option<&ClientCert>,
-) -> Reply {
-    let url = format!("https://127.0.0.1:{}{path_and_query}", envoy.listen_port());
-    https_request("GET", &url, headers, &pki.ca_cert, client).unwrap_or_else(|e| panic!("{e}"))
-}
-
-// ---------------------------------------------------------------------------------------
 // Counters.
 // ---------------------------------------------------------------------------------------
 
@@ -1022,6 +541,7 @@ pub fn worker_connections(envoy: &Envoy, workers: usize) -> Vec<u64> {
 
 #[cfg(test)]
 mod tests {
+    use super::tls::parse_curl_output;
     use super::*;
 
     #[test]
