@@ -247,11 +247,17 @@ impl AdminAuth {
         validation.validate_exp = true;
         validation.validate_nbf = true;
         validation.set_issuer(&[&self.issuer]);
+        // jsonwebtoken checks `aud` only when the token has one (a missing or mistyped
+        // `aud` passes) unless it is a required claim: with an audience configured, it is.
+        let mut required = vec!["exp", "iss", "sub"];
         match &self.audience {
-            Some(aud) => validation.set_audience(&[aud]),
+            Some(aud) => {
+                validation.set_audience(&[aud]);
+                required.push("aud");
+            }
             None => validation.validate_aud = false,
         }
-        validation.required_spec_claims = ["exp", "iss", "sub"]
+        validation.required_spec_claims = required
             .into_iter()
             .map(String::from)
             .collect::<HashSet<_>>();

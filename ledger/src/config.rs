@@ -28,7 +28,8 @@ pub struct Args {
     #[arg(long, env = "LEDGER_ISSUER")]
     pub issuer: Option<String>,
 
-    /// Required `aud` of admin tokens (not checked when absent).
+    /// Required `aud` of admin tokens: when set, a token must carry it (`aud` a string
+    /// equal to it or an array holding it); when not set, `aud` is not checked.
     #[arg(long, env = "LEDGER_AUDIENCE")]
     pub audience: Option<String>,
 

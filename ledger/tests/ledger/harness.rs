@@ -131,6 +131,11 @@ impl Drop for Server {
 impl Server {
     /// Starts the binary against `database` and waits for its `listening on` line.
     pub fn start(database: &str) -> Server {
+        Server::start_args(database, &[])
+    }
+
+    /// The same with more arguments (e.g. `--audience A`), the admin keys in a JWKS file.
+    pub fn start_args(database: &str, extra: &[&str]) -> Server {
         let dir = tempfile::tempdir().expect("tempdir");
         let jwks = dir.path().join("jwks.json");
         std::fs::write(
@@ -139,10 +144,13 @@ impl Server {
         )
         .unwrap();
         let jwks = jwks.to_string_lossy().into_owned();
-        Server::start_with(database, &["--jwks-file", &jwks], dir)
+        let mut args = vec!["--jwks-file", jwks.as_str()];
+        args.extend_from_slice(extra);
+        Server::start_with(database, &args, dir)
     }
 
-    /// Starts the binary with `keys_args` (`--jwks-file F` or `--jwks-url U`).
+    /// Starts the binary with `keys_args` (`--jwks-file F` or `--jwks-url U`, and any
+    /// other argument).
     pub fn start_with(database: &str, keys_args: &[&str], dir: tempfile::TempDir) -> Server {
         let mut child = Command::new(BIN)
             .args([

@@ -14,6 +14,7 @@ mod harness;
 mod postgres;
 mod scenario;
 
+mod auth;
 mod cli;
 mod postgresql;
 mod schema;
