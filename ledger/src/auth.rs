@@ -5,6 +5,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::http::{header, HeaderMap};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, JwkSet, PublicKeyUse};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::Value;
@@ -57,6 +59,9 @@ pub enum AdminError {
     Missing,
     /// A token that does not verify: 401 `invalid_token`.
     Invalid(String),
+    /// A token whose header names critical extensions (`crit`), which the ledger does not
+    /// understand (RFC 7515 §4.1.11): 401 `invalid_token`, saying so.
+    Critical,
     /// A valid token without the admin scope: 403 `insufficient_scope`.
     Scope,
     /// No keys could be loaded yet: 503.
@@ -118,6 +123,21 @@ fn algorithms_of(jwk: &Jwk) -> Vec<Algorithm> {
         None if jwk.common.key_algorithm.is_some() => vec![],
         None => family,
     }
+}
+
+/// Refuses a token whose JOSE header has a `crit` member, whatever its value: it names
+/// extensions a verifier must understand, and the ledger understands none (RFC 7515
+/// §4.1.11). `jsonwebtoken`'s `Header` has no `crit` and ignores it, so the header is read
+/// here as well; a header that is not base64url JSON is refused as malformed.
+fn refuse_critical_extensions(token: &str) -> Result<(), AdminError> {
+    let malformed = || AdminError::Invalid("malformed token header".into());
+    let encoded = token.split('.').next().unwrap_or_default();
+    let bytes = URL_SAFE_NO_PAD.decode(encoded).map_err(|_| malformed())?;
+    let header: Value = serde_json::from_slice(&bytes).map_err(|_| malformed())?;
+    if header.get("crit").is_some() {
+        return Err(AdminError::Critical);
+    }
+    Ok(())
 }
 
 impl AdminAuth {
@@ -204,6 +224,7 @@ impl AdminAuth {
     /// Checks an admin request's bearer token.
     pub async fn verify(&self, headers: &HeaderMap) -> Result<Admin, AdminError> {
         let token = bearer(headers).ok_or(AdminError::Missing)?;
+        refuse_critical_extensions(token)?;
         let header = jsonwebtoken::decode_header(token)
             .map_err(|e| AdminError::Invalid(format!("malformed token: {e}")))?;
         if !matches!(
@@ -324,6 +345,26 @@ mod tests {
         assert!(secret_matches(&h, "s"));
         h.insert(header::AUTHORIZATION, HeaderValue::from_static("Basic s"));
         assert!(!secret_matches(&h, "s"));
+    }
+
+    #[test]
+    fn crit_in_the_header_is_refused() {
+        let token = |header: &str| format!("{}.e30.sig", URL_SAFE_NO_PAD.encode(header));
+        let check = |header: &str| refuse_critical_extensions(&token(header));
+        assert_eq!(check(r#"{"alg":"RS256"}"#), Ok(()));
+        assert_eq!(
+            check(r#"{"alg":"RS256","crit":["x"],"x":1}"#),
+            Err(AdminError::Critical)
+        );
+        assert_eq!(
+            check(r#"{"alg":"RS256","crit":null}"#),
+            Err(AdminError::Critical)
+        );
+        assert!(matches!(check("not json"), Err(AdminError::Invalid(_))));
+        assert!(matches!(
+            refuse_critical_extensions("!!.e30.sig"),
+            Err(AdminError::Invalid(_))
+        ));
     }
 
     #[test]

@@ -35,6 +35,10 @@ fn refusal(state: &AppState, e: AdminError) -> ApiError {
             tracing::info!("admin token refused: {why}");
             ApiError::unauthorized("the bearer token is not valid", Some("invalid_token"))
         }
+        AdminError::Critical => ApiError::unauthorized(
+            "the token's header names critical extensions (crit), which the ledger does not support",
+            Some("invalid_token"),
+        ),
         AdminError::Scope => {
             let scope = state.auth.scope();
             ApiError::new(

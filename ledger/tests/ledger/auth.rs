@@ -3,6 +3,8 @@
 //! extensions (`crit`, RFC 7515 §4.1.11). Against the real binary on SQLite (the database
 //! plays no part).
 
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
 use jsonwebtoken::Algorithm;
 use reqwest::Client;
 use serde_json::{json, Value};
@@ -75,4 +77,90 @@ async fn an_audience_makes_aud_required() {
         let token = token_with(admin_key(), Algorithm::RS256, claims);
         assert_eq!(get_with(&c, &s, &token).await.0, 200);
     }
+}
+
+/// Signs `claims` (over valid defaults) with the RSA admin key under a header of our own:
+/// `jsonwebtoken`'s `Header` has no `crit`.
+fn token_with_header(header: Value) -> String {
+    let claims = json!({
+        "iss": ISSUER, "sub": "security-alice", "iat": now(), "exp": now() + 300,
+        "scope": ADMIN_SCOPE,
+    });
+    let alg = match header["alg"].as_str().unwrap() {
+        "ES256" => Algorithm::ES256,
+        "PS256" => Algorithm::PS256,
+        _ => Algorithm::RS256,
+    };
+    let key = if alg == Algorithm::ES256 {
+        ec_key()
+    } else {
+        admin_key()
+    };
+    let b64 = |v: &Value| URL_SAFE_NO_PAD.encode(serde_json::to_vec(v).unwrap());
+    let input = format!("{}.{}", b64(&header), b64(&claims));
+    let signature = jsonwebtoken::crypto::sign(input.as_bytes(), &key.encoding, alg).unwrap();
+    format!("{input}.{signature}")
+}
+
+/// A header naming critical extensions (`crit`, RFC 7515 §4.1.11) is refused: the ledger
+/// understands none. Before issue 25 the header's `crit` was ignored and these were admins.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_with_crit_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(&sqlite(&dir));
+    let c = Client::new();
+    let ext = "urn:example:must-understand";
+    let cases = [
+        (
+            "no crit (the control)",
+            json!({"alg": "RS256", "typ": "JWT", "kid": "admin-1", ext: true}),
+            200,
+        ),
+        (
+            "crit naming an extension",
+            json!({"alg": "RS256", "typ": "JWT", "kid": "admin-1", "crit": [ext], ext: true}),
+            401,
+        ),
+        (
+            "crit naming exp",
+            json!({"alg": "RS256", "kid": "admin-1", "crit": ["exp"], "exp": 1}),
+            401,
+        ),
+        (
+            "crit empty",
+            json!({"alg": "RS256", "kid": "admin-1", "crit": []}),
+            401,
+        ),
+        (
+            "crit not an array",
+            json!({"alg": "RS256", "kid": "admin-1", "crit": ext, ext: true}),
+            401,
+        ),
+        (
+            "crit null",
+            json!({"alg": "RS256", "kid": "admin-1", "crit": null}),
+            401,
+        ),
+        (
+            "crit on PS256",
+            json!({"alg": "PS256", "kid": "admin-1", "crit": [ext], ext: true}),
+            401,
+        ),
+        (
+            "crit on ES256",
+            json!({"alg": "ES256", "kid": "admin-ec", "crit": [ext], ext: true}),
+            401,
+        ),
+    ];
+    let mut wrong = Vec::new();
+    for (name, header, want) in cases {
+        let (status, body) = get_with(&c, &s, &token_with_header(header)).await;
+        if status != want {
+            wrong.push(format!("{name}: {status} (want {want}) {body}"));
+        } else if want == 401 {
+            let detail = body["detail"].as_str().unwrap_or_default();
+            assert!(detail.contains("crit"), "{name}: a clear error: {body}");
+        }
+    }
+    assert!(wrong.is_empty(), "{wrong:#?}");
 }
