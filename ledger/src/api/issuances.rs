@@ -123,16 +123,27 @@ fn wants_csv(headers: &HeaderMap) -> bool {
         })
 }
 
-/// One CSV field, quoted per RFC 4180 when needed.
+/// First characters that make a spreadsheet read a cell as a formula (OWASP, CSV
+/// injection): a cell starting with one is written with a leading `'`.
+pub const FORMULA_START: [char; 6] = ['=', '+', '-', '@', '\t', '\r'];
+
+/// One CSV field, quoted per RFC 4180 when needed. A value that a spreadsheet would take
+/// for a formula (it starts with one of [`FORMULA_START`]) is neutralised as OWASP
+/// advises: prefixed with a single quote and always quoted, so `=1+1` is written
+/// `"'=1+1"`. Caller text (a refused request's `service`, say) reaches the export, and
+/// the security team opens it in a spreadsheet.
 pub fn csv_field(value: &str) -> String {
-    if value.contains([',', '"', '\r', '\n']) {
+    if value.starts_with(FORMULA_START) {
+        format!("\"'{}\"", value.replace('"', "\"\""))
+    } else if value.contains([',', '"', '\r', '\n']) {
         format!("\"{}\"", value.replace('"', "\"\""))
     } else {
         value.to_string()
     }
 }
 
-/// The issuances as CSV: a header row, CRLF line ends; scopes joined by spaces.
+/// The issuances as CSV: a header row, CRLF line ends; scopes joined by spaces; every
+/// text cell through [`csv_field`] (formulas neutralised).
 pub fn to_csv(items: &[Issuance]) -> String {
     let mut out = ISSUANCE_COLUMNS.join(",");
     out.push_str("\r\n");
@@ -248,6 +259,24 @@ mod tests {
         assert_eq!(csv_field("a,b"), "\"a,b\"");
         assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
         assert_eq!(csv_field("two\nlines"), "\"two\nlines\"");
+    }
+
+    #[test]
+    fn csv_formulas_are_neutralised() {
+        assert_eq!(csv_field("=1+1"), "\"'=1+1\"");
+        assert_eq!(csv_field("+1"), "\"'+1\"");
+        assert_eq!(csv_field("-1"), "\"'-1\"");
+        assert_eq!(csv_field("@SUM(A1)"), "\"'@SUM(A1)\"");
+        assert_eq!(csv_field("\tx"), "\"'\tx\"");
+        assert_eq!(csv_field("\rx"), "\"'\rx\"");
+        assert_eq!(
+            csv_field("=HYPERLINK(\"u\",\"c\")"),
+            "\"'=HYPERLINK(\"\"u\"\",\"\"c\"\")\""
+        );
+        // Only the first character counts.
+        assert_eq!(csv_field("a=1"), "a=1");
+        assert_eq!(csv_field(" =1"), " =1");
+        assert_eq!(csv_field(""), "");
     }
 
     #[test]
