@@ -1,22 +1,11 @@
-//! The client harness itself (`registry_token_e2e::clients`), against the real
-//! distribution 2.8 registry (Debian's `docker-registry`):
+//! The real clients through the gateway (real Envoy and this filter as the realm of a
+//! real registry 2.8): `docker login` stores a refresh token, docker pushes (with a
+//! cross-repository mount) and pulls through the refresh grant, also once the OpToken has
+//! expired, until the licence is revoked in the remote list; containerd pushes and pulls
+//! through the `POST` password grant; skopeo and podman through `GET`; every `POST /token`
+//! refusal made by hand is counted and the next request succeeds.
 //!
-//! 1. without authentication: `docker` (dockerd 20.10), `ctr` (containerd 1.6) and
-//!    `podman` 4.3 each push a fresh image and pull it back; each guard leaves no process
-//!    (dockerd's own containerd included), no mount and no directory behind;
-//! 2. with token authentication whose realm is a [`CaptureRealm`] minting tokens the
-//!    registry accepts: what each client sends to the realm, recorded and asserted (the
-//!    ground truth for the gateway's `GET /token` and `POST /token`).
-//!
-//! 3. through the gateway (real Envoy and this filter as the realm): `docker login` stores
-//!    a refresh token, docker pushes (with a cross-repository mount) and pulls through the
-//!    refresh grant, also once the OpToken has expired, until the licence is revoked in the
-//!    remote list; containerd pushes and pulls through the `POST` password grant; skopeo
-//!    and podman through `GET`; every `POST /token` refusal made by hand.
-//!
-//! Needs root and `make apt-deps`. Run with
-//! `cargo test -p registry-token-e2e --test clients -- --test-threads 1`
-//! (`--nocapture` prints the timings and the realm transcripts).
+//! Needs root and `make apt-deps`; `--nocapture` prints the timings.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -25,10 +14,7 @@ use std::time::{Duration, Instant};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use registry_token_e2e::authority::now;
-use registry_token_e2e::clients::{
-    mounts_under, podman_bin, CaptureRealm, Containerd, Dockerd, Podman, ProcId, RealmRequest,
-    RealmSettings,
-};
+use registry_token_e2e::clients::{podman_bin, Containerd, Dockerd, Podman};
 use registry_token_e2e::gateway::{
     bearer, filter_config, optok, token_path, ConfigForm, GatewaySpec, TestKeys, KEYPEM_ENV,
     SERVICE,
@@ -39,518 +25,22 @@ use registry_token_e2e::registry::{self, OciImage, Registry, RegistryAuth};
 use registry_token_e2e::{Envoy, EnvoyOptions, Reply};
 use serde_json::{json, Value};
 
-const USER: &str = "alice";
-const PASSWORD: &str = "correct-horse-battery";
+use super::common::{LAG, REALM};
 
-/// Manifest types a registry may answer with, for [`registry_digest`].
-const MANIFEST_ACCEPT: &str = "application/vnd.docker.distribution.manifest.v2+json, \
-     application/vnd.oci.image.manifest.v1+json";
-
-/// `Docker-Content-Digest` of `repo:tag` as the (plain) registry itself reports it.
-fn registry_digest(registry: &Registry, repo: &str, tag: &str) -> String {
-    let reply = registry_token_e2e::get(
-        &format!("{}/v2/{repo}/manifests/{tag}", registry.url()),
-        &[("accept", MANIFEST_ACCEPT)],
-    );
-    assert_eq!(reply.status, 200, "{reply:?}");
-    reply
-        .header("docker-content-digest")
-        .unwrap_or_else(|| panic!("no Docker-Content-Digest: {reply:?}"))
-        .to_owned()
-}
-
-/// After the guard is gone: none of its processes alive, nothing mounted, no directory.
-fn assert_cleaned_up(what: &str, procs: &[ProcId], dir: &Path) {
-    for p in procs {
-        assert!(!p.alive(), "{what}: process {} is still alive", p.pid);
-    }
-    assert!(
-        mounts_under(dir).is_empty(),
-        "{what}: still mounted: {:?}",
-        mounts_under(dir)
-    );
-    assert!(!dir.exists(), "{what}: {} was not removed", dir.display());
-}
-
-fn settings(refresh_token: Option<&str>) -> RealmSettings {
-    RealmSettings {
-        user: USER.to_owned(),
-        password: PASSWORD.to_owned(),
-        refresh_token: refresh_token.map(str::to_owned),
-        expires_in: 300,
-    }
-}
-
-/// A capture realm signing with fresh test keys, and a registry trusting them.
-fn realm_and_registry(refresh_token: Option<&str>) -> (TestKeys, CaptureRealm, Registry) {
-    let keys = TestKeys::generate();
-    let realm = CaptureRealm::start(
-        keys.signing_key_pem(),
-        keys.signing_cert_pem(),
-        settings(refresh_token),
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
-    let registry = Registry::start(&RegistryAuth::new(&realm.url(), keys.signing_cert_pem()))
-        .unwrap_or_else(|e| panic!("{e}"));
-    (keys, realm, registry)
-}
-
-fn show(label: &str, realm: &CaptureRealm) {
-    eprintln!(
-        "===== {label}: what reached the realm =====\n{}",
-        realm.transcript()
-    );
-}
-
-/// `type:name:actions` with the actions sorted (clients differ in their order: docker
-/// asks `push,pull`, containerd and podman `pull,push`).
-fn normalized(scope: &str) -> String {
-    match scope.rsplit_once(':') {
-        Some((head, actions)) => {
-            let mut a: Vec<&str> = actions.split(',').collect();
-            a.sort_unstable();
-            format!("{head}:{}", a.join(","))
-        }
-        None => scope.to_owned(),
-    }
-}
-
-/// Every scope of a request (repeated `scope` query parameters and space-joined `scope`
-/// form fields alike), normalized.
-fn scopes(req: &RealmRequest) -> Vec<String> {
-    let form: Vec<&str> = req
-        .form
-        .iter()
-        .filter(|(k, _)| k == "scope")
-        .map(|(_, v)| v.as_str())
-        .collect();
-    req.query_all("scope")
-        .into_iter()
-        .chain(form)
-        .flat_map(|s| s.split(' '))
-        .filter(|s| !s.is_empty())
-        .map(normalized)
-        .collect()
-}
-
-fn assert_basic(req: &RealmRequest) {
-    assert_eq!(
-        req.basic(),
-        Some((USER.to_owned(), PASSWORD.to_owned())),
-        "{}",
-        req.redacted()
-    );
-}
-
-// ---------------------------------------------------------------------------------------
-// 1. No authentication: the harness itself.
-// ---------------------------------------------------------------------------------------
-
-#[test]
-fn dockerd_pushes_and_pulls_through_a_plain_registry_and_leaves_nothing_behind() {
-    let test_started = Instant::now();
-    let registry = Registry::start_plain().unwrap_or_else(|e| panic!("{e}"));
-    let mut docker = Dockerd::start(&[&registry.host()]).unwrap_or_else(|e| panic!("{e}"));
-    eprintln!("dockerd answered after {:.2?}", docker.startup());
-    let image = format!("{}/e2e/docker:v1", registry.host());
-    let id = docker.import_tiny(&image).unwrap_or_else(|e| panic!("{e}"));
-
-    let run = docker.push(&image);
-    assert!(run.success, "{run}");
-    eprintln!("docker push: {:.2?}", run.elapsed);
-    let digests = docker.repo_digests(&image);
-    let pushed = registry_digest(&registry, "e2e/docker", "v1");
-    assert!(
-        digests.iter().any(|d| d.ends_with(&format!("@{pushed}"))),
-        "RepoDigests {digests:?} vs the registry's {pushed}"
-    );
-
-    let run = docker.rmi(&image);
-    assert!(run.success, "{run}");
-    assert!(docker.image_id(&image).is_err(), "rmi left the image");
-    let run = docker.pull(&image);
-    assert!(run.success, "{run}");
-    eprintln!("docker pull: {:.2?}", run.elapsed);
-    assert_eq!(docker.image_id(&image).unwrap_or_default(), id);
-
-    // dockerd started its own containerd: both must go with the guard.
-    let procs = docker.processes();
-    assert!(procs.len() >= 2, "dockerd and its containerd: {procs:?}");
-    assert!(procs.iter().all(ProcId::alive));
-    let dir = docker.dir().to_path_buf();
-    let stop = Instant::now();
-    drop(docker);
-    eprintln!("dockerd stopped in {:.2?}", stop.elapsed());
-    assert_cleaned_up("dockerd", &procs, &dir);
-    eprintln!("test took {:.2?}", test_started.elapsed());
-}
-
-#[test]
-fn containerd_pushes_and_pulls_through_a_plain_registry_and_leaves_nothing_behind() {
-    let test_started = Instant::now();
-    let registry = Registry::start_plain().unwrap_or_else(|e| panic!("{e}"));
-    let mut ctrd = Containerd::start().unwrap_or_else(|e| panic!("{e}"));
-    eprintln!("containerd answered after {:.2?}", ctrd.startup());
-    let image = format!("{}/e2e/ctr:v1", registry.host());
-    let digest = ctrd.import_tiny(&image).unwrap_or_else(|e| panic!("{e}"));
-
-    let run = ctrd.push(&image, None);
-    assert!(run.success, "{run}");
-    eprintln!("ctr push: {:.2?}", run.elapsed);
-    assert_eq!(registry_digest(&registry, "e2e/ctr", "v1"), digest);
-
-    let run = ctrd.rm(&image);
-    assert!(run.success, "{run}");
-    assert_eq!(ctrd.image_digest(&image), None);
-    let run = ctrd.pull(&image, None);
-    assert!(run.success, "{run}");
-    eprintln!("ctr pull: {:.2?}", run.elapsed);
-    assert_eq!(ctrd.image_digest(&image), Some(digest));
-
-    let procs = ctrd.processes();
-    assert!(!procs.is_empty());
-    let dir = ctrd.dir().to_path_buf();
-    let stop = Instant::now();
-    drop(ctrd);
-    eprintln!("containerd stopped in {:.2?}", stop.elapsed());
-    assert_cleaned_up("containerd", &procs, &dir);
-    eprintln!("test took {:.2?}", test_started.elapsed());
-}
-
-#[test]
-fn podman_pushes_and_pulls_through_a_plain_registry() {
-    assert!(
-        podman_bin().is_file(),
-        "podman is not installed: run `make apt-deps` (a missing client is a failure, not a skip)"
-    );
-    let test_started = Instant::now();
-    let registry = Registry::start_plain().unwrap_or_else(|e| panic!("{e}"));
-    let podman = Podman::new().unwrap_or_else(|e| panic!("{e}"));
-    let image = format!("{}/e2e/podman:v1", registry.host());
-    let id = podman.import_tiny(&image).unwrap_or_else(|e| panic!("{e}"));
-    let run = podman.push(&image);
-    assert!(run.success, "{run}");
-    registry_digest(&registry, "e2e/podman", "v1");
-    let run = podman.rmi(&image);
-    assert!(run.success, "{run}");
-    let run = podman.pull(&image);
-    assert!(run.success, "{run}");
-    assert_eq!(podman.image_id(&image).unwrap_or_default(), id);
-    let dir = podman.dir().to_path_buf();
-    drop(podman);
-    assert_cleaned_up("podman", &[], &dir);
-    eprintln!("test took {:.2?}", test_started.elapsed());
-}
-
-#[test]
-fn an_image_pushed_by_one_client_is_pulled_by_the_others() {
-    let registry = Registry::start_plain().unwrap_or_else(|e| panic!("{e}"));
-    let docker = Dockerd::start(&[&registry.host()]).unwrap_or_else(|e| panic!("{e}"));
-    let ctrd = Containerd::start().unwrap_or_else(|e| panic!("{e}"));
-    let from_docker = format!("{}/e2e/cross-docker:v1", registry.host());
-    let from_ctr = format!("{}/e2e/cross-ctr:v1", registry.host());
-    docker
-        .import_tiny(&from_docker)
-        .unwrap_or_else(|e| panic!("{e}"));
-    let run = docker.push(&from_docker);
-    assert!(run.success, "{run}");
-    let ctr_digest = ctrd
-        .import_tiny(&from_ctr)
-        .unwrap_or_else(|e| panic!("{e}"));
-    let run = ctrd.push(&from_ctr, None);
-    assert!(run.success, "{run}");
-
-    let run = ctrd.pull(&from_docker, None);
-    assert!(run.success, "{run}");
-    assert_eq!(
-        ctrd.image_digest(&from_docker),
-        Some(registry_digest(&registry, "e2e/cross-docker", "v1"))
-    );
-    let run = docker.pull(&from_ctr);
-    assert!(run.success, "{run}");
-    assert!(
-        docker
-            .repo_digests(&from_ctr)
-            .iter()
-            .any(|d| d.ends_with(&format!("@{ctr_digest}"))),
-        "{:?}",
-        docker.repo_digests(&from_ctr)
-    );
-}
-
-// ---------------------------------------------------------------------------------------
-// 2. What the clients send to the realm.
-// ---------------------------------------------------------------------------------------
-
-#[test]
-fn what_docker_sends_to_the_realm_for_login_push_and_pull() {
-    let (_keys, realm, registry) = realm_and_registry(None);
-    let docker = Dockerd::start(&[&registry.host()]).unwrap_or_else(|e| panic!("{e}"));
-    let host = registry.host();
-
-    // A wrong password: the daemon's call is refused, the CLI fails.
-    let run = docker.login(&host, USER, "wrong");
-    assert!(!run.success, "{run}");
-    realm.clear();
-
-    let run = docker.login(&host, USER, PASSWORD);
-    assert!(run.success, "{run}");
-    show("docker login", &realm);
-    let reqs = realm.requests();
-    assert_eq!(reqs.len(), 1, "{}", realm.transcript());
-    let login = &reqs[0];
-    assert_eq!(login.method, "GET");
-    assert_eq!(login.path, "/token");
-    assert_eq!(login.query_param("account"), Some(USER));
-    assert_eq!(login.query_param("client_id"), Some("docker"));
-    assert_eq!(login.query_param("offline_token"), Some("true"));
-    assert_eq!(login.query_param("service"), Some(SERVICE));
-    assert!(login.query_all("scope").is_empty(), "{}", login.redacted());
-    assert_basic(login);
-    let config = docker.config_json().unwrap_or(Value::Null);
-    let auth = &config["auths"][&host];
-    assert!(auth["auth"].is_string(), "{config}");
-    assert!(auth.get("identitytoken").is_none(), "{config}");
-
-    let image = format!("{host}/e2e/docker:v1");
-    docker.import_tiny(&image).unwrap_or_else(|e| panic!("{e}"));
-    realm.clear();
-    let run = docker.push(&image);
-    assert!(run.success, "{run}");
-    show("docker push", &realm);
-    let reqs = realm.requests();
-    assert!(!reqs.is_empty());
-    for r in &reqs {
-        assert_eq!(r.method, "GET", "{}", r.redacted());
-        assert_eq!(r.query_param("account"), Some(USER));
-        assert_eq!(r.query_param("service"), Some(SERVICE));
-        assert_basic(r);
-    }
-    assert!(
-        reqs.iter()
-            .any(|r| scopes(r) == ["repository:e2e/docker:pull,push"]),
-        "{}",
-        realm.transcript()
-    );
-
-    let run = docker.rmi(&image);
-    assert!(run.success, "{run}");
-    realm.clear();
-    let run = docker.pull(&image);
-    assert!(run.success, "{run}");
-    show("docker pull", &realm);
-    let reqs = realm.requests();
-    assert!(!reqs.is_empty());
-    for r in &reqs {
-        assert_eq!(r.method, "GET", "{}", r.redacted());
-        assert_eq!(scopes(r), ["repository:e2e/docker:pull"]);
-        assert_basic(r);
-    }
-}
-
-#[test]
-fn what_docker_sends_once_login_handed_it_a_refresh_token() {
-    let refresh = "rt-capture-0123456789";
-    let (_keys, realm, registry) = realm_and_registry(Some(refresh));
-    let docker = Dockerd::start(&[&registry.host()]).unwrap_or_else(|e| panic!("{e}"));
-    let host = registry.host();
-    let run = docker.login(&host, USER, PASSWORD);
-    assert!(run.success, "{run}");
-    show("docker login (the realm hands out a refresh token)", &realm);
-    let config = docker.config_json().unwrap_or(Value::Null);
-    // The CLI keeps the user name and drops the password.
-    assert_eq!(
-        config["auths"][&host]["auth"].as_str(),
-        Some(STANDARD.encode(format!("{USER}:")).as_str()),
-        "{config}"
-    );
-    assert_eq!(
-        config["auths"][&host]["identitytoken"].as_str(),
-        Some(refresh),
-        "{config}"
-    );
-
-    let image = format!("{host}/e2e/refresh:v1");
-    docker.import_tiny(&image).unwrap_or_else(|e| panic!("{e}"));
-    realm.clear();
-    let run = docker.push(&image);
-    assert!(run.success, "{run}");
-    show("docker push with an identity token", &realm);
-    let reqs = realm.requests();
-    assert!(!reqs.is_empty());
-    for r in &reqs {
-        assert_eq!(r.method, "POST", "{}", r.redacted());
-        assert_eq!(r.path, "/token");
-        assert_eq!(r.form_field("grant_type"), Some("refresh_token"));
-        assert_eq!(r.form_field("client_id"), Some("docker"));
-        assert_eq!(r.form_field("refresh_token"), Some(refresh));
-        assert_eq!(r.form_field("service"), Some(SERVICE));
-        assert!(r.header("authorization").is_none(), "{}", r.redacted());
-    }
-    assert!(
-        reqs.iter()
-            .any(|r| scopes(r) == ["repository:e2e/refresh:pull,push"]),
-        "{}",
-        realm.transcript()
-    );
-}
-
-#[test]
-fn what_containerd_sends_to_the_realm_for_push_and_pull() {
-    let (_keys, realm, registry) = realm_and_registry(None);
-    let ctrd = Containerd::start().unwrap_or_else(|e| panic!("{e}"));
-    let image = format!("{}/e2e/ctr:v1", registry.host());
-    let digest = ctrd.import_tiny(&image).unwrap_or_else(|e| panic!("{e}"));
-
-    let run = ctrd.push(&image, Some((USER, PASSWORD)));
-    assert!(run.success, "{run}");
-    show("ctr images push", &realm);
-    let reqs = realm.requests();
-    let first = reqs
-        .first()
-        .unwrap_or_else(|| panic!("ctr push never reached the realm"));
-    assert_eq!(first.method, "POST", "{}", realm.transcript());
-    assert_eq!(first.path, "/token");
-    assert_eq!(first.form_field("grant_type"), Some("password"));
-    assert_eq!(first.form_field("username"), Some(USER));
-    assert_eq!(first.form_field("password"), Some(PASSWORD));
-    assert_eq!(first.form_field("client_id"), Some("containerd-client"));
-    assert_eq!(first.form_field("service"), Some(SERVICE));
-    assert!(
-        reqs.iter()
-            .any(|r| scopes(r).contains(&"repository:e2e/ctr:pull,push".to_owned())),
-        "{}",
-        realm.transcript()
-    );
-    assert!(reqs.iter().all(|r| r.method == "POST"));
-
-    let run = ctrd.rm(&image);
-    assert!(run.success, "{run}");
-    realm.clear();
-    let run = ctrd.pull(&image, Some((USER, PASSWORD)));
-    assert!(run.success, "{run}");
-    show("ctr images pull", &realm);
-    assert_eq!(ctrd.image_digest(&image), Some(digest));
-    let reqs = realm.requests();
-    assert!(!reqs.is_empty());
-    for r in &reqs {
-        assert_eq!(r.method, "POST", "{}", r.redacted());
-        assert_eq!(r.form_field("grant_type"), Some("password"));
-        assert_eq!(scopes(r), ["repository:e2e/ctr:pull"]);
-    }
-
-    // Without credentials containerd sends a plain GET, which this realm refuses.
-    let run = ctrd.rm(&image);
-    assert!(run.success, "{run}");
-    realm.clear();
-    let run = ctrd.pull(&image, None);
-    assert!(!run.success, "{run}");
-    show("ctr images pull without credentials", &realm);
-    let reqs = realm.requests();
-    assert!(!reqs.is_empty());
-    assert!(
-        reqs.iter()
-            .all(|r| r.method == "GET" && r.header("authorization").is_none()),
-        "{}",
-        realm.transcript()
-    );
-}
-
-#[test]
-fn what_podman_sends_to_the_realm_for_login_push_and_pull() {
-    assert!(
-        podman_bin().is_file(),
-        "podman is not installed: run `make apt-deps` (a missing client is a failure, not a skip)"
-    );
-    let (_keys, realm, registry) = realm_and_registry(None);
-    let podman = Podman::new().unwrap_or_else(|e| panic!("{e}"));
-    let host = registry.host();
-    let run = podman.login(&host, USER, PASSWORD);
-    assert!(run.success, "{run}");
-    show("podman login", &realm);
-    let auth = podman.auth_json().unwrap_or(Value::Null);
-    assert!(auth["auths"][&host]["auth"].is_string(), "{auth}");
-    for r in &realm.requests() {
-        assert_eq!(r.method, "GET", "{}", r.redacted());
-        assert_basic(r);
-    }
-
-    let image = format!("{host}/e2e/podman:v1");
-    podman.import_tiny(&image).unwrap_or_else(|e| panic!("{e}"));
-    realm.clear();
-    let run = podman.push(&image);
-    assert!(run.success, "{run}");
-    show("podman push", &realm);
-    let reqs = realm.requests();
-    assert!(!reqs.is_empty());
-    for r in &reqs {
-        assert_eq!(r.method, "GET", "{}", r.redacted());
-        assert_eq!(r.query_param("account"), Some(USER));
-        assert_basic(r);
-    }
-    assert!(
-        reqs.iter()
-            .any(|r| scopes(r).contains(&"repository:e2e/podman:pull,push".to_owned())),
-        "{}",
-        realm.transcript()
-    );
-
-    let run = podman.rmi(&image);
-    assert!(run.success, "{run}");
-    realm.clear();
-    let run = podman.pull(&image);
-    assert!(run.success, "{run}");
-    show("podman pull", &realm);
-    for r in &realm.requests() {
-        assert_eq!(r.method, "GET", "{}", r.redacted());
-        assert_basic(r);
-    }
-}
-
-// ---------------------------------------------------------------------------------------
-// 3. A failing test still cleans up.
-// ---------------------------------------------------------------------------------------
-
-#[test]
-fn daemons_are_stopped_and_removed_when_a_test_panics() {
-    let (tx, rx) = std::sync::mpsc::channel();
-    let outcome = std::thread::spawn(move || {
-        let mut docker = Dockerd::start(&[]).unwrap_or_else(|e| panic!("{e}"));
-        let mut ctrd = Containerd::start().unwrap_or_else(|e| panic!("{e}"));
-        let mut procs = docker.processes();
-        procs.extend(ctrd.processes());
-        let _ = tx.send((procs, docker.dir().to_path_buf(), ctrd.dir().to_path_buf()));
-        panic!("a deliberate failure with dockerd and containerd running");
-    })
-    .join();
-    assert!(outcome.is_err(), "the thread should have panicked");
-    let (procs, docker_dir, ctrd_dir) = rx.recv().unwrap_or_else(|e| panic!("{e}"));
-    assert!(
-        procs.len() >= 3,
-        "dockerd, its containerd, containerd: {procs:?}"
-    );
-    assert_cleaned_up("dockerd", &procs, &docker_dir);
-    assert_cleaned_up("containerd", &[], &ctrd_dir);
-}
-
-// ---------------------------------------------------------------------------------------
-// 4. Through the gateway: Envoy with this filter is the registry's realm.
-// ---------------------------------------------------------------------------------------
-
-/// The realm of the gateway configurations: its own listener.
-const REALM: &str = "http://127.0.0.1:{{LISTEN_PORT}}/token";
 /// The OpToken's subject (the user name the clients send; the filter ignores it).
 const OP_USER: &str = "dev-user";
+
 /// The licence of the OpTokens, revoked through the remote list in the docker test.
 const LICENSE: &str = "lic-fleet-7";
+
 /// `refreshTokens.secrets`.
 const REFRESH_SECRET: &str = "clients-e2e-refresh-secret-0123456789abcdef";
+
 /// `revocation.refreshSeconds` (the smallest allowed).
 const LIST_REFRESH: Duration = Duration::from_secs(10);
+
 /// `authority.clockSkewSeconds`.
 const SKEW_SECONDS: i64 = 1;
-/// Counters and access-log lines may lag behind the reply.
-const LAG: Duration = Duration::from_secs(5);
 
 /// Envoy with the filter as the realm (refresh tokens on, the remote revocation list from
 /// a [`ListServer`], a 1 s clock skew, an access log `METHOD PATH STATUS`), and a registry
@@ -562,20 +52,6 @@ struct Gateway {
     registry: Registry,
     access_log: PathBuf,
     _dir: tempfile::TempDir,
-}
-
-/// `yaml` with a file access log `METHOD PATH STATUS` on the listener.
-fn with_access_log(yaml: &str, path: &Path) -> String {
-    let anchor = "          stat_prefix: registry_token\n";
-    assert_eq!(yaml.matches(anchor).count(), 1, "{yaml}");
-    let log = format!(
-        "{anchor}          access_log:\n          - name: envoy.access_loggers.file\n            \
-         typed_config:\n              \"@type\": type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog\n              \
-         path: {}\n              log_format:\n                text_format_source:\n                  \
-         inline_string: \"%REQ(:METHOD)% %REQ(:PATH)% %RESPONSE_CODE%\\n\"\n",
-        path.display()
-    );
-    yaml.replace(anchor, &log)
 }
 
 impl Gateway {
@@ -668,6 +144,20 @@ impl Gateway {
             Some(body.as_bytes()),
         )
     }
+}
+
+/// `yaml` with a file access log `METHOD PATH STATUS` on the listener.
+fn with_access_log(yaml: &str, path: &Path) -> String {
+    let anchor = "          stat_prefix: registry_token\n";
+    assert_eq!(yaml.matches(anchor).count(), 1, "{yaml}");
+    let log = format!(
+        "{anchor}          access_log:\n          - name: envoy.access_loggers.file\n            \
+         typed_config:\n              \"@type\": type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog\n              \
+         path: {}\n              log_format:\n                text_format_source:\n                  \
+         inline_string: \"%REQ(:METHOD)% %REQ(:PATH)% %RESPONSE_CODE%\\n\"\n",
+        path.display()
+    );
+    yaml.replace(anchor, &log)
 }
 
 /// `issued` after minus before, grants that moved only.

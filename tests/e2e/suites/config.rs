@@ -1,52 +1,33 @@
-//! Issue "Foundation": the gateway starts from the shipped quick start configuration, owns
-//! only its endpoints, refuses bad configurations with one clear line, reads the same
-//! configuration as StringValue JSON or Struct YAML, takes environment overrides, counts
-//! what it does in Prometheus, validates every shipped config and signs with the host's
-//! crypto. Every test starts its own real Envoy (`.venv/bin/envoy`) with the real filter
-//! (`make wasm` first).
-//!
-//! Run with `make wasm && cargo test -p registry-token-e2e --test foundation`.
+//! The configuration contract against the real Envoy: the gateway starts from the shipped
+//! quick start configuration and owns only its endpoints; a bad configuration (unknown
+//! field, bad PEM, a default plan naming no plan, a realm path shadowing `/healthz` or the
+//! JWKS, bad environment overrides, no `allowedServices`) is refused with one clear line;
+//! the same configuration reads the same as StringValue JSON or Struct YAML; environment
+//! overrides take effect; every shipped Envoy configuration passes `envoy --mode
+//! validate`. Every test starts its own Envoy with the real filter (`make wasm` first).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::Command;
-use std::time::Duration;
 
 use registry_token_e2e::authority::now;
 use registry_token_e2e::gateway::{
     bearer, filter_config, gateway_failure, optok, quickstart_filter_config, quickstart_yaml,
-    refusal_lines, start_gateway, token_path, verify_registry_token, ConfigForm, GatewaySpec,
-    TestKeys, KEYPEM_ENV, REVOKED_LICENSE, SERVICE, SIGNING_ISSUER,
+    refusal_lines, start_gateway, verify_registry_token, ConfigForm, GatewaySpec, TestKeys,
+    KEYPEM_ENV, REVOKED_LICENSE, SERVICE, SIGNING_ISSUER,
 };
-use registry_token_e2e::{
-    envoy_bin, prom_samples, prom_value, repo_root, wasm_path, Envoy, EnvoyOptions, Reply,
-};
+use registry_token_e2e::{envoy_bin, repo_root, wasm_path, Envoy, EnvoyOptions, Reply};
 use serde_json::{json, Value};
 
-/// The realm of the test configurations: the gateway's own listener.
-const REALM: &str = "http://127.0.0.1:{{LISTEN_PORT}}/token";
-const JWKS_ENV: &str = "REGISTRY_TOKEN_AUTHORITY__JWKS";
+use super::common::{problem_type, token, PRIVATE_PUSH, REALM};
+
+/// The environment variable carrying the Authority's JWKS (quickstart's).
+pub(crate) const JWKS_ENV: &str = "REGISTRY_TOKEN_AUTHORITY__JWKS";
+
 const LIFETIME_ENV: &str = "REGISTRY_TOKEN_SIGNING__LIFETIMESECONDS";
-const COMMUNITY_PULL: &str = "repository:stella-ops/public/base:pull";
-const PRIVATE_PUSH: &str = "repository:stella-ops/private/app:pull,push";
-/// Counters of a request are bumped just after the reply is sent.
-const COUNTER_WAIT: Duration = Duration::from_secs(5);
 
-fn token(envoy: &Envoy, authorization: Option<&str>, scopes: &[&str]) -> Reply {
-    let path = token_path(SERVICE, scopes);
-    match authorization {
-        Some(a) => envoy.get(&path, &[("authorization", a)]),
-        None => envoy.get(&path, &[]),
-    }
-}
-
-/// The `type` of an RFC 7807 problem body, or "" for a non-problem reply.
-fn problem_type(reply: &Reply) -> String {
-    reply
-        .try_json()
-        .and_then(|v| v["type"].as_str().map(str::to_owned))
-        .unwrap_or_default()
-}
+/// A pull the community plan allows.
+pub(crate) const COMMUNITY_PULL: &str = "repository:stella-ops/public/base:pull";
 
 /// `YYYY-MM-DDTHH:MM:SSZ` of a Unix time (civil-from-days, proleptic Gregorian).
 fn rfc3339(t: i64) -> String {
@@ -120,10 +101,6 @@ fn rendered(config: &Value, envoy: &Envoy) -> Value {
         .replace("{{LISTEN_PORT}}", &envoy.listen_port().to_string());
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}"))
 }
-
-// ---------------------------------------------------------------------------------------
-// 1. The quick start.
-// ---------------------------------------------------------------------------------------
 
 /// `envoy/quickstart.yaml` as shipped (only ports and the wasm path templated), with the
 /// two secrets in the environment as `make run` passes them: `/healthz` answers, a path
@@ -206,10 +183,6 @@ fn quickstart_answers_healthz_and_passes_other_paths_to_the_route() {
         json!([{"type": "repository", "name": "stella-ops/public/base", "actions": ["pull"]}])
     );
 }
-
-// ---------------------------------------------------------------------------------------
-// 2. Refused configurations.
-// ---------------------------------------------------------------------------------------
 
 /// A misspelt field (the docs' own example, `revokedLicences`) is an error, not ignored,
 /// in either form; the one log line names it.
@@ -343,10 +316,6 @@ fn bad_environment_overrides_are_refused_naming_the_variable() {
     );
     assert_refused(&log, &["REGISTRY_TOKEN_SIGNING__LIFETIME", "unknown"]);
 }
-
-// ---------------------------------------------------------------------------------------
-// 3. StringValue and Struct.
-// ---------------------------------------------------------------------------------------
 
 /// What one form answered: per request, the status, the problem type, whether a
 /// challenge came back, and for tokens the header and the claims without the
@@ -539,10 +508,6 @@ fn string_value_and_struct_forms_behave_the_same() {
     );
 }
 
-// ---------------------------------------------------------------------------------------
-// 4. Environment overrides.
-// ---------------------------------------------------------------------------------------
-
 fn lifetime_of(envoy: &Envoy, keys: &TestKeys) -> (Value, i64) {
     let reply = token(
         envoy,
@@ -601,170 +566,6 @@ fn environment_override_sets_the_token_lifetime() {
     .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(lifetime_of(&envoy, &keys), (json!(300), 300));
 }
-
-// ---------------------------------------------------------------------------------------
-// 5. Metrics.
-// ---------------------------------------------------------------------------------------
-
-/// Issued and rejected requests are counted exactly, under the names and the `reason`
-/// label quickstart's `stats_tags` produce; without that block there is no label.
-#[test]
-fn prometheus_counts_issued_and_rejected_tokens_by_reason() {
-    let keys = TestKeys::generate();
-    let config = filter_config(&keys, REALM);
-    let envoy = start_gateway(
-        &config,
-        ConfigForm::StringValue,
-        &keys,
-        EnvoyOptions::new().concurrency(2),
-    );
-    let community = bearer(&optok(&keys, |_| {}));
-    let enterprise = bearer(&optok(&keys, |s| s.plan = Some("enterprise".into())));
-    let send = |auth: Option<&str>, scopes: &[&str], want: u16| {
-        let reply = token(&envoy, auth, scopes);
-        assert_eq!(reply.status, want, "{scopes:?}: {reply:?}");
-    };
-    send(Some(&community), &[COMMUNITY_PULL], 200);
-    send(
-        Some(&community),
-        &["repository:stella-ops/public/other:pull"],
-        200,
-    );
-    send(Some(&enterprise), &[PRIVATE_PUSH], 200);
-    send(Some(&community), &[PRIVATE_PUSH], 403);
-    send(
-        Some(&community),
-        &["repository:stella-ops/private/x:pull"],
-        403,
-    );
-    send(None, &[COMMUNITY_PULL], 401);
-    send(Some(&community), &["repository:Stella/UPPER:pull"], 400);
-    // Not counted: endpoints other than /token.
-    assert_eq!(envoy.get("/healthz", &[]).status, 200);
-    assert_eq!(envoy.get("/v2/", &[]).status, 404);
-
-    let expected = [
-        ("wasmcustom.registry_token_issued_total.grant.get", 3),
-        (
-            "wasmcustom.registry_token_rejected_total.reason.plan_denied",
-            2,
-        ),
-        (
-            "wasmcustom.registry_token_rejected_total.reason.missing_credentials",
-            1,
-        ),
-        (
-            "wasmcustom.registry_token_rejected_total.reason.malformed_scope",
-            1,
-        ),
-    ];
-    for (name, n) in expected {
-        assert_eq!(envoy.wait_counter(name, n, COUNTER_WAIT), n, "{name}");
-    }
-    let prom = envoy.stats_prometheus();
-    assert_eq!(
-        prom_value(&prom, r#"registry_token_issued_total{grant="get"}"#),
-        Some(3.0),
-        "{prom}"
-    );
-    // Every grant's series exists from configure time, each labelled.
-    for grant in ["password", "refresh_token"] {
-        assert_eq!(
-            prom_value(
-                &prom,
-                &format!(r#"registry_token_issued_total{{grant="{grant}"}}"#)
-            ),
-            Some(0.0),
-            "{grant}: {prom}"
-        );
-    }
-    assert_eq!(prom_value(&prom, "registry_token_issued_total"), None);
-    for (reason, n) in [
-        ("plan_denied", 2.0),
-        ("missing_credentials", 1.0),
-        ("malformed_scope", 1.0),
-    ] {
-        assert_eq!(
-            prom_value(
-                &prom,
-                &format!(r#"registry_token_rejected_total{{reason="{reason}"}}"#)
-            ),
-            Some(n),
-            "{reason}"
-        );
-    }
-    // Every reason's series exists from configure time (alerts see zeros), each labelled:
-    // no unlabelled rejection total.
-    let reason_series = prom_samples(&prom)
-        .into_iter()
-        .filter(|(name, _, _)| name == "registry_token_rejected_total")
-        .count();
-    assert!(
-        reason_series >= 40,
-        "a series per reason, found {reason_series}: {prom}"
-    );
-    // Exactly these series of the two counters moved (no other reason counted).
-    let mut series: Vec<String> = prom_samples(&prom)
-        .into_iter()
-        .filter(|(name, _, v)| {
-            (name == "registry_token_issued_total" || name == "registry_token_rejected_total")
-                && *v != 0.0
-        })
-        .map(|(name, labels, v)| format!("{name}{labels:?}={v}"))
-        .collect();
-    series.sort();
-    assert_eq!(
-        series,
-        [
-            r#"registry_token_issued_total[("grant", "get")]=3"#,
-            r#"registry_token_rejected_total[("reason", "malformed_scope")]=1"#,
-            r#"registry_token_rejected_total[("reason", "missing_credentials")]=1"#,
-            r#"registry_token_rejected_total[("reason", "plan_denied")]=2"#,
-        ],
-        "{prom}"
-    );
-    drop(envoy);
-
-    // Control: the same gateway without quickstart's stats_config has no reason or grant
-    // label.
-    let yaml = GatewaySpec::new(&config).yaml();
-    let start = yaml
-        .find("stats_config:")
-        .unwrap_or_else(|| panic!("no stats_config: {yaml}"));
-    let end = start
-        + yaml[start..]
-            .find("\nadmin:")
-            .unwrap_or_else(|| panic!("{yaml}"));
-    let untagged = format!("{}{}", &yaml[..start], &yaml[end + 1..]);
-    let mut opts = EnvoyOptions::new().env(KEYPEM_ENV, keys.signing_key_pem());
-    opts = opts.env(JWKS_ENV, "");
-    let envoy = Envoy::start(&untagged, opts).unwrap_or_else(|e| panic!("{e}"));
-    let reply = token(&envoy, Some(&community), &[PRIVATE_PUSH]);
-    assert_eq!(reply.status, 403);
-    envoy.wait_counter(
-        "wasmcustom.registry_token_rejected_total.reason.plan_denied",
-        1,
-        COUNTER_WAIT,
-    );
-    let prom = envoy.stats_prometheus();
-    assert!(
-        prom_samples(&prom).iter().all(|(name, labels, _)| !(name
-            .starts_with("registry_token_rejected_total")
-            && labels.iter().any(|(l, _)| l == "reason"))),
-        "a reason label without stats_tags:\n{prom}"
-    );
-    assert!(
-        prom_samples(&prom).iter().all(|(name, labels, _)| !(name
-            .starts_with("registry_token_issued_total")
-            && labels.iter().any(|(l, _)| l == "grant"))),
-        "a grant label without stats_tags:\n{prom}"
-    );
-    assert!(prom.contains("plan_denied"), "{prom}");
-}
-
-// ---------------------------------------------------------------------------------------
-// 6. envoy --mode validate.
-// ---------------------------------------------------------------------------------------
 
 /// The distinct `REGISTRY_TOKEN_[A-Z0-9_]+` words of `text`.
 fn registry_token_names(text: &str) -> Vec<&str> {
@@ -896,117 +697,17 @@ fn every_shipped_envoy_config_validates() {
     }
 }
 
-// ---------------------------------------------------------------------------------------
-// 7. Host crypto.
-// ---------------------------------------------------------------------------------------
-
-/// Asserts that every VM (Envoy logs "Thread-Local Wasm created" for each, at
-/// `wasm:debug`) logged `crypto: host` exactly once after its creation, on its thread, and
-/// that there were at least `min_vms` of them.
-fn assert_host_crypto_once_per_vm(envoy: &Envoy, min_vms: usize) {
-    let counts = |log: &str| {
-        (
-            log.matches("Thread-Local Wasm created").count(),
-            log.matches("registry-token-filter: crypto: host").count(),
-        )
-    };
-    let settled = envoy.wait_for_log(Duration::from_secs(10), |log| {
-        let (vms, host) = counts(log);
-        vms >= min_vms && host == vms
-    });
-    let log = envoy.log();
-    assert!(
-        settled,
-        "VMs and `crypto: host` lines: {:?}\n{log}",
-        counts(&log)
-    );
-    assert!(!log.contains("crypto: pure Rust"), "{log}");
-    // Per thread: created, crypto, created, crypto, …
-    let mut per_thread: BTreeMap<String, Vec<char>> = BTreeMap::new();
-    for line in log.lines() {
-        let event = if line.contains("Thread-Local Wasm created") {
-            'v'
-        } else if line.contains("registry-token-filter: crypto:") {
-            'c'
-        } else {
-            continue;
-        };
-        // "[date time][thread][level][component] …"
-        let thread = line
-            .split(']')
-            .nth(1)
-            .unwrap_or_default()
-            .trim_start_matches('[');
-        per_thread.entry(thread.to_owned()).or_default().push(event);
-    }
-    for (thread, events) in &per_thread {
-        let s: String = events.iter().collect();
-        assert!(
-            !s.is_empty() && s.as_bytes().chunks(2).all(|c| c == b"vc"),
-            "thread {thread}: events {s} (v = VM created, c = crypto line)\n{log}"
-        );
-    }
-}
-
-/// The filter signs through Envoy's `sign` foreign function (BoringSSL) when the host has
-/// it: `crypto: host` once per VM; the RS256 and ES256 tokens it mints that way verify
-/// with `jsonwebtoken` (ES256: the host's DER signature turned into JWS `r‖s`).
 #[test]
-fn host_crypto_is_used_once_per_vm_and_its_tokens_verify() {
+fn a_configuration_without_allowed_services_is_refused() {
     let keys = TestKeys::generate();
-    let debug_wasm = || {
-        EnvoyOptions::new()
-            .concurrency(2)
-            .arg("--component-log-level")
-            .arg("wasm:debug")
-    };
-    let op = bearer(&optok(&keys, |s| s.plan = Some("enterprise".into())));
-
-    let envoy = start_gateway(
-        &filter_config(&keys, REALM),
-        ConfigForm::StringValue,
-        &keys,
-        debug_wasm(),
-    );
-    // Main thread (a validation VM, then its own) and one per worker.
-    assert_host_crypto_once_per_vm(&envoy, 3);
-    for i in 0..6 {
-        let reply = token(&envoy, Some(&op), &[PRIVATE_PUSH]);
-        assert_eq!(reply.status, 200, "{reply:?}");
-        let body = reply.json();
-        let (header, claims) = verify_registry_token(
-            body["token"].as_str().unwrap_or_default(),
-            &keys.signing_public_pem(),
-        )
-        .unwrap_or_else(|e| panic!("RS256 token {i}: {e}"));
-        assert_eq!(header["alg"], "RS256");
-        assert_eq!(claims["access"][0]["actions"], json!(["pull", "push"]));
-    }
-    drop(envoy);
-
-    let ec = keys.ec_signing_key("ec");
     let mut config = filter_config(&keys, REALM);
-    config["signing"]["algorithm"] = json!("ES256");
-    let envoy = start_gateway(
-        &config,
-        ConfigForm::Struct,
-        &keys,
-        debug_wasm().env(KEYPEM_ENV, &ec.key_pem),
-    );
-    assert_host_crypto_once_per_vm(&envoy, 3);
-    for i in 0..6 {
-        let reply = token(&envoy, Some(&op), &[PRIVATE_PUSH]);
-        assert_eq!(reply.status, 200, "{reply:?}");
-        let token = reply.json()["token"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned();
-        let (header, _) = verify_registry_token(&token, &ec.public_pem)
-            .unwrap_or_else(|e| panic!("ES256 token {i}: {e}"));
-        assert_eq!(header["alg"], "ES256");
-        // JWS ES256 signatures are r‖s, 64 bytes (86 base64url characters).
-        assert_eq!(token.rsplit('.').next().map(str::len), Some(86), "{token}");
-        // And not by the RSA key.
-        assert!(verify_registry_token(&token, &keys.signing_public_pem()).is_err());
-    }
+    config["registry"]
+        .as_object_mut()
+        .unwrap()
+        .remove("allowedServices");
+    let log = gateway_failure(&config, ConfigForm::StringValue, &keys, EnvoyOptions::new());
+    assert!(log.contains("registry.allowedServices"), "{log}");
+    config["registry"]["allowedServices"] = json!([]);
+    let log = gateway_failure(&config, ConfigForm::StringValue, &keys, EnvoyOptions::new());
+    assert!(log.contains("registry.allowedServices"), "{log}");
 }

@@ -1,9 +1,14 @@
-//! Tests of the e2e harness itself: real Envoy, no wasm module needed.
-//!
-//! Run with `cargo test -p registry-token-e2e --test harness`.
+//! The harness itself: the kit's Envoy (no wasm module needed: start, stats, templates,
+//! options, refusal, stop) and the client guards against a plain registry 2.8 (dockerd,
+//! containerd and podman each push a fresh image and pull it back, an image pushed by one
+//! is pulled by the others, and no process, mount or directory is left behind, also when a
+//! test panics). The client guards need root and `make apt-deps`.
 
-use std::time::Duration;
+use std::path::Path;
+use std::time::{Duration, Instant};
 
+use registry_token_e2e::clients::{mounts_under, podman_bin, Containerd, Dockerd, Podman, ProcId};
+use registry_token_e2e::registry::Registry;
 use registry_token_e2e::{free_port, get, prom_value, repo_root, try_request, Envoy, EnvoyOptions};
 
 fn smoke_yaml() -> String {
@@ -207,4 +212,188 @@ fn stop_is_graceful_and_idempotent() {
     assert!(!envoy.is_running());
     envoy.stop();
     assert!(envoy.wait_for_log(Duration::from_secs(1), |l| l.contains("SIGTERM")));
+}
+
+/// Manifest types a registry may answer with, for [`registry_digest`].
+const MANIFEST_ACCEPT: &str = "application/vnd.docker.distribution.manifest.v2+json, \
+     application/vnd.oci.image.manifest.v1+json";
+
+/// `Docker-Content-Digest` of `repo:tag` as the (plain) registry itself reports it.
+fn registry_digest(registry: &Registry, repo: &str, tag: &str) -> String {
+    let reply = registry_token_e2e::get(
+        &format!("{}/v2/{repo}/manifests/{tag}", registry.url()),
+        &[("accept", MANIFEST_ACCEPT)],
+    );
+    assert_eq!(reply.status, 200, "{reply:?}");
+    reply
+        .header("docker-content-digest")
+        .unwrap_or_else(|| panic!("no Docker-Content-Digest: {reply:?}"))
+        .to_owned()
+}
+
+/// After the guard is gone: none of its processes alive, nothing mounted, no directory.
+fn assert_cleaned_up(what: &str, procs: &[ProcId], dir: &Path) {
+    for p in procs {
+        assert!(!p.alive(), "{what}: process {} is still alive", p.pid);
+    }
+    assert!(
+        mounts_under(dir).is_empty(),
+        "{what}: still mounted: {:?}",
+        mounts_under(dir)
+    );
+    assert!(!dir.exists(), "{what}: {} was not removed", dir.display());
+}
+
+#[test]
+fn dockerd_pushes_and_pulls_through_a_plain_registry_and_leaves_nothing_behind() {
+    let test_started = Instant::now();
+    let registry = Registry::start_plain().unwrap_or_else(|e| panic!("{e}"));
+    let mut docker = Dockerd::start(&[&registry.host()]).unwrap_or_else(|e| panic!("{e}"));
+    eprintln!("dockerd answered after {:.2?}", docker.startup());
+    let image = format!("{}/e2e/docker:v1", registry.host());
+    let id = docker.import_tiny(&image).unwrap_or_else(|e| panic!("{e}"));
+
+    let run = docker.push(&image);
+    assert!(run.success, "{run}");
+    eprintln!("docker push: {:.2?}", run.elapsed);
+    let digests = docker.repo_digests(&image);
+    let pushed = registry_digest(&registry, "e2e/docker", "v1");
+    assert!(
+        digests.iter().any(|d| d.ends_with(&format!("@{pushed}"))),
+        "RepoDigests {digests:?} vs the registry's {pushed}"
+    );
+
+    let run = docker.rmi(&image);
+    assert!(run.success, "{run}");
+    assert!(docker.image_id(&image).is_err(), "rmi left the image");
+    let run = docker.pull(&image);
+    assert!(run.success, "{run}");
+    eprintln!("docker pull: {:.2?}", run.elapsed);
+    assert_eq!(docker.image_id(&image).unwrap_or_default(), id);
+
+    // dockerd started its own containerd: both must go with the guard.
+    let procs = docker.processes();
+    assert!(procs.len() >= 2, "dockerd and its containerd: {procs:?}");
+    assert!(procs.iter().all(ProcId::alive));
+    let dir = docker.dir().to_path_buf();
+    let stop = Instant::now();
+    drop(docker);
+    eprintln!("dockerd stopped in {:.2?}", stop.elapsed());
+    assert_cleaned_up("dockerd", &procs, &dir);
+    eprintln!("test took {:.2?}", test_started.elapsed());
+}
+
+#[test]
+fn containerd_pushes_and_pulls_through_a_plain_registry_and_leaves_nothing_behind() {
+    let test_started = Instant::now();
+    let registry = Registry::start_plain().unwrap_or_else(|e| panic!("{e}"));
+    let mut ctrd = Containerd::start().unwrap_or_else(|e| panic!("{e}"));
+    eprintln!("containerd answered after {:.2?}", ctrd.startup());
+    let image = format!("{}/e2e/ctr:v1", registry.host());
+    let digest = ctrd.import_tiny(&image).unwrap_or_else(|e| panic!("{e}"));
+
+    let run = ctrd.push(&image, None);
+    assert!(run.success, "{run}");
+    eprintln!("ctr push: {:.2?}", run.elapsed);
+    assert_eq!(registry_digest(&registry, "e2e/ctr", "v1"), digest);
+
+    let run = ctrd.rm(&image);
+    assert!(run.success, "{run}");
+    assert_eq!(ctrd.image_digest(&image), None);
+    let run = ctrd.pull(&image, None);
+    assert!(run.success, "{run}");
+    eprintln!("ctr pull: {:.2?}", run.elapsed);
+    assert_eq!(ctrd.image_digest(&image), Some(digest));
+
+    let procs = ctrd.processes();
+    assert!(!procs.is_empty());
+    let dir = ctrd.dir().to_path_buf();
+    let stop = Instant::now();
+    drop(ctrd);
+    eprintln!("containerd stopped in {:.2?}", stop.elapsed());
+    assert_cleaned_up("containerd", &procs, &dir);
+    eprintln!("test took {:.2?}", test_started.elapsed());
+}
+
+#[test]
+fn podman_pushes_and_pulls_through_a_plain_registry() {
+    assert!(
+        podman_bin().is_file(),
+        "podman is not installed: run `make apt-deps` (a missing client is a failure, not a skip)"
+    );
+    let test_started = Instant::now();
+    let registry = Registry::start_plain().unwrap_or_else(|e| panic!("{e}"));
+    let podman = Podman::new().unwrap_or_else(|e| panic!("{e}"));
+    let image = format!("{}/e2e/podman:v1", registry.host());
+    let id = podman.import_tiny(&image).unwrap_or_else(|e| panic!("{e}"));
+    let run = podman.push(&image);
+    assert!(run.success, "{run}");
+    registry_digest(&registry, "e2e/podman", "v1");
+    let run = podman.rmi(&image);
+    assert!(run.success, "{run}");
+    let run = podman.pull(&image);
+    assert!(run.success, "{run}");
+    assert_eq!(podman.image_id(&image).unwrap_or_default(), id);
+    let dir = podman.dir().to_path_buf();
+    drop(podman);
+    assert_cleaned_up("podman", &[], &dir);
+    eprintln!("test took {:.2?}", test_started.elapsed());
+}
+
+#[test]
+fn an_image_pushed_by_one_client_is_pulled_by_the_others() {
+    let registry = Registry::start_plain().unwrap_or_else(|e| panic!("{e}"));
+    let docker = Dockerd::start(&[&registry.host()]).unwrap_or_else(|e| panic!("{e}"));
+    let ctrd = Containerd::start().unwrap_or_else(|e| panic!("{e}"));
+    let from_docker = format!("{}/e2e/cross-docker:v1", registry.host());
+    let from_ctr = format!("{}/e2e/cross-ctr:v1", registry.host());
+    docker
+        .import_tiny(&from_docker)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let run = docker.push(&from_docker);
+    assert!(run.success, "{run}");
+    let ctr_digest = ctrd
+        .import_tiny(&from_ctr)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let run = ctrd.push(&from_ctr, None);
+    assert!(run.success, "{run}");
+
+    let run = ctrd.pull(&from_docker, None);
+    assert!(run.success, "{run}");
+    assert_eq!(
+        ctrd.image_digest(&from_docker),
+        Some(registry_digest(&registry, "e2e/cross-docker", "v1"))
+    );
+    let run = docker.pull(&from_ctr);
+    assert!(run.success, "{run}");
+    assert!(
+        docker
+            .repo_digests(&from_ctr)
+            .iter()
+            .any(|d| d.ends_with(&format!("@{ctr_digest}"))),
+        "{:?}",
+        docker.repo_digests(&from_ctr)
+    );
+}
+
+#[test]
+fn daemons_are_stopped_and_removed_when_a_test_panics() {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let outcome = std::thread::spawn(move || {
+        let mut docker = Dockerd::start(&[]).unwrap_or_else(|e| panic!("{e}"));
+        let mut ctrd = Containerd::start().unwrap_or_else(|e| panic!("{e}"));
+        let mut procs = docker.processes();
+        procs.extend(ctrd.processes());
+        let _ = tx.send((procs, docker.dir().to_path_buf(), ctrd.dir().to_path_buf()));
+        panic!("a deliberate failure with dockerd and containerd running");
+    })
+    .join();
+    assert!(outcome.is_err(), "the thread should have panicked");
+    let (procs, docker_dir, ctrd_dir) = rx.recv().unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        procs.len() >= 3,
+        "dockerd, its containerd, containerd: {procs:?}"
+    );
+    assert_cleaned_up("dockerd", &procs, &docker_dir);
+    assert_cleaned_up("containerd", &[], &ctrd_dir);
 }

@@ -1,10 +1,11 @@
 //! The issuance ledger end to end: real Envoy with the filter, the real ledger binary
-//! (`registry-token-ledger`) on SQLite, wired as `make run` wires them (a ledger cluster,
-//! `ledger.headers` and `revocation.headers` from the environment, the revocation list is
-//! the ledger's feed).
+//! (`registry-token-ledger`, started by the kit) on SQLite or a throw-away PostgreSQL,
+//! wired as `make run` wires them (a ledger cluster, `ledger.headers` and
+//! `revocation.headers` from the environment, the revocation list is the ledger's feed).
 //!
-//! The ledger binary: `$LEDGER_BIN`, else `registry-token-ledger` next to this test's
-//! profile directory (`cargo build -p registry-token-ledger` first; `make e2e` does).
+//! The ledger binary: `$LEDGER_BIN`, else `registry-token-ledger` next to the test
+//! binary's profile directory (`cargo build -p registry-token-ledger` first; `make e2e`
+//! does).
 //!
 //! Knobs (environment): `LEDGER_E2E_REQUESTS` (default 2000) requests in the load runs,
 //! `LEDGER_E2E_OUTAGE_SECONDS` (default 60, the scenario) for how long the ledger is
@@ -24,11 +25,16 @@ use registry_token_e2e::{get, post, request, Envoy, EnvoyOptions};
 use registry_token_testkit::{Ledger, LedgerOptions, Postgres};
 use serde_json::{json, Value};
 
+use super::common::PULL;
+
 const INGEST_SECRET: &str = "e2e-ingest-secret-0123456789abcdef0123456789";
+
 const FEED_SECRET: &str = "e2e-feed-secret-0123456789abcdef0123456789abc";
+
 const ADMIN_SCOPE: &str = "registry.token.admin";
-const PULL: &str = "repository:stella-ops/public/base:pull";
+
 const PUSH: &str = "repository:stella-ops/private/app:push";
+
 const SERVICE: &str = "registry.example";
 
 fn env_u64(name: &str, default: u64) -> u64 {

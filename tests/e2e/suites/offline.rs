@@ -1,13 +1,10 @@
-//! Issue #12, part 2 "Offline Kit token bundles", end to end with real parts and no
-//! gateway: `registry-token bundle` mints from the gateway's own configuration, the real
-//! registry 2.8 (Debian's `docker-registry`, trusting the signing certificate) accepts the
-//! bundled tokens, and `skopeo copy --src-registry-token` pulls with one; the bundled
-//! access is what the registry enforces (no push with a pull token, no other repository);
-//! `verify-bundle` passes on the bundle and fails once a token is changed.
-//!
-//! Run with `cargo test -p registry-token-e2e --test offline -- --test-threads 1` (the
-//! test builds `registry-token` with cargo unless `REGISTRY_TOKEN_CLI` names the binary;
-//! `make apt-deps` installs `docker-registry` and `skopeo`).
+//! Offline Kit token bundles end to end with real parts and no gateway: `registry-token
+//! bundle` mints from the gateway's own configuration, the real registry 2.8 (trusting the
+//! signing certificate) accepts the bundled tokens, and `skopeo copy
+//! --src-registry-token` pulls with one; the bundled access is what the registry enforces
+//! (no push with a pull token, no other repository); `verify-bundle` passes on the bundle
+//! and fails once a token is changed. The test builds `registry-token` with cargo unless
+//! `REGISTRY_TOKEN_CLI` names the binary.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -25,6 +22,7 @@ use serde_json::{json, Value};
 
 /// No gateway runs: the registry's challenge names a realm nobody answers.
 const DEAD_REALM: &str = "http://127.0.0.1:9/token";
+
 const REPO: &str = "stella-ops/public/app";
 
 /// The `registry-token` binary: `$REGISTRY_TOKEN_CLI`, else built here with cargo (a no-op

@@ -1,24 +1,29 @@
-//! Adversarial inputs against the real Envoy: forged, mistyped, oversized and replayed.
-//! Each case asserts the status and the reason label, that its counter moved by one, and
-//! that the next honest request still gets a token; at the end, Envoy's log shows no panic
-//! and no Wasm trap (a trap would fail every later request on that worker).
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//! OpToken checks against the real Envoy: forged, mistyped, oversized and malformed
+//! inputs, missing and unknown plans, and the refusals of the token exchange with their
+//! status and reason. Each case asserts the status and the reason label, that its counter
+//! moved by exactly one, and that the next honest request still gets a token; at the end,
+//! Envoy's log shows no panic and no Wasm trap (a trap would fail every later request on
+//! that worker). [`Gateway`] here is the gateway those checks (and the DPoP and audit
+//! ones in `sender` and `audit`) run against.
+
+use std::thread;
+use std::time::{Duration, Instant};
 
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
-use registry_token_e2e::authority::{now, OpTokSpec};
-use registry_token_e2e::dpop::{ath, DpopKey};
+use registry_token_e2e::authority::OpTokSpec;
 use registry_token_e2e::gateway::{
-    bearer, filter_config, gateway_failure, optok, start_gateway, token_path, ConfigForm, TestKeys,
+    bearer, filter_config, openssl, optok, start_gateway, token_path, ConfigForm, TestKeys,
     REVOKED_LICENSE, SERVICE,
 };
 use registry_token_e2e::{prom_samples, Envoy, EnvoyOptions, Reply};
 use serde_json::{json, Value};
 
-const REALM: &str = "http://127.0.0.1:{{LISTEN_PORT}}/token";
-const PULL: &str = "repository:stella-ops/public/base:pull";
+use super::common::{problem_type, token, COUNTER_WAIT, PULL, REALM};
+use super::exchange::{issued, rejected};
 
-fn counter(envoy: &Envoy, reason: &str) -> f64 {
+/// `registry_token_rejected_total{reason}` now.
+pub(crate) fn counter(envoy: &Envoy, reason: &str) -> f64 {
     prom_samples(&envoy.stats_prometheus())
         .into_iter()
         .filter(|(name, labels, _)| {
@@ -29,21 +34,17 @@ fn counter(envoy: &Envoy, reason: &str) -> f64 {
         .sum()
 }
 
-fn problem_type(reply: &Reply) -> String {
-    reply
-        .try_json()
-        .and_then(|v| v["type"].as_str().map(str::to_owned))
-        .unwrap_or_default()
-}
-
-struct Gateway {
-    envoy: Envoy,
-    keys: TestKeys,
-    realm: String,
+/// A gateway (2 workers) on [`filter_config`] changed by the test, and what
+/// [`Gateway::refused`] needs to check a refusal end to end.
+pub(crate) struct Gateway {
+    pub(crate) envoy: Envoy,
+    pub(crate) keys: TestKeys,
+    pub(crate) realm: String,
 }
 
 impl Gateway {
-    fn start(f: impl FnOnce(&mut Value)) -> Gateway {
+    /// Starts the gateway on [`filter_config`] changed by `f`.
+    pub(crate) fn start(f: impl FnOnce(&mut Value)) -> Gateway {
         let keys = TestKeys::generate();
         let mut config = filter_config(&keys, REALM);
         f(&mut config);
@@ -57,13 +58,21 @@ impl Gateway {
         Gateway { envoy, keys, realm }
     }
 
-    fn get(&self, path: &str, headers: &[(&str, &str)]) -> Reply {
+    /// `GET path` on the gateway.
+    pub(crate) fn get(&self, path: &str, headers: &[(&str, &str)]) -> Reply {
         self.envoy.get(path, headers)
     }
 
     /// The request is refused with `status` and `reason`, counted once; then an honest
     /// request gets a token.
-    fn refused(&self, what: &str, path: &str, headers: &[(&str, &str)], status: u16, reason: &str) {
+    pub(crate) fn refused(
+        &self,
+        what: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        status: u16,
+        reason: &str,
+    ) {
         let before = counter(&self.envoy, reason);
         let reply = self.get(path, headers);
         assert_eq!(reply.status, status, "{what}: {reply:?}");
@@ -84,7 +93,8 @@ impl Gateway {
         self.honest(what);
     }
 
-    fn honest(&self, after: &str) {
+    /// An honest request (a valid OpTok, a public pull) gets a token.
+    pub(crate) fn honest(&self, after: &str) {
         let token = optok(&self.keys, |_| {});
         let reply = self.get(
             &token_path(SERVICE, &[PULL]),
@@ -96,7 +106,8 @@ impl Gateway {
         );
     }
 
-    fn assert_no_trap(&self) {
+    /// Envoy's log shows no panic and no Wasm trap.
+    pub(crate) fn assert_no_trap(&self) {
         let log = self.envoy.full_log();
         for bad in [
             "panicked",
@@ -209,90 +220,6 @@ fn mistyped_claims_are_refused_not_read_as_absent() {
 }
 
 #[test]
-fn hostile_and_failed_dpop_proofs() {
-    let g = Gateway::start(|c| {
-        c["authority"]["requireSenderConstraint"] = json!(true);
-    });
-    let path = token_path(SERVICE, &[PULL]);
-    let dpop = DpopKey::generate(&g.keys, "client");
-    let op = optok(&g.keys, |s| s.jkt = Some(dpop.jkt.clone()));
-    let auth = format!("DPoP {op}");
-
-    // An 8192-bit RSA proof key with a 34-bit exponent, PS512, a garbage signature: used
-    // to cost ~18 ms of signature work; now refused on the key before any.
-    let mut n = vec![0xa5u8; 1024];
-    n[0] = 0xc3;
-    let header = json!({"typ": "dpop+jwt", "alg": "PS512",
-        "jwk": {"kty": "RSA", "n": URL_SAFE_NO_PAD.encode(&n), "e": URL_SAFE_NO_PAD.encode([2u8, 0, 0, 0, 1])}});
-    let claims =
-        json!({"jti": "hostile", "htm": "GET", "htu": g.realm, "iat": now(), "ath": ath(&op)});
-    let hostile = format!(
-        "{}.{}.{}",
-        URL_SAFE_NO_PAD.encode(header.to_string()),
-        URL_SAFE_NO_PAD.encode(claims.to_string()),
-        URL_SAFE_NO_PAD.encode([7u8; 1024])
-    );
-    let honest_dpop = |after: &str| {
-        let proof = dpop.proof("GET", &g.realm, &op);
-        let r = g.get(&path, &[("authorization", &auth), ("dpop", &proof)]);
-        assert_eq!(r.status, 200, "an honest proof after {after}: {r:?}");
-    };
-    for _ in 0..3 {
-        let before = counter(&g.envoy, "dpop_jwk");
-        let r = g.get(&path, &[("authorization", &auth), ("dpop", &hostile)]);
-        assert_eq!(
-            (r.status, problem_type(&r).as_str()),
-            (401, "urn:registry-token-filter:error:dpop_jwk"),
-            "{r:?}"
-        );
-        assert!(counter(&g.envoy, "dpop_jwk") >= before + 1.0);
-        honest_dpop("a hostile proof");
-    }
-
-    // A correctly signed proof with a wrong ath is refused; the honest retry with the
-    // same jti is accepted (the refusal did not use the jti up); replaying it is not.
-    let jti = "retry-with-the-same-jti";
-    let wrong = dpop.proof_with("GET", &g.realm, &op, |c| {
-        c["jti"] = json!(jti);
-        c["ath"] = json!(ath("another token"));
-    });
-    let before = counter(&g.envoy, "dpop_ath");
-    let r = g.get(&path, &[("authorization", &auth), ("dpop", &wrong)]);
-    assert_eq!(
-        problem_type(&r),
-        "urn:registry-token-filter:error:dpop_ath",
-        "{r:?}"
-    );
-    assert_eq!(counter(&g.envoy, "dpop_ath"), before + 1.0);
-    let retry = dpop.proof_with("GET", &g.realm, &op, |c| c["jti"] = json!(jti));
-    let r = g.get(&path, &[("authorization", &auth), ("dpop", &retry)]);
-    assert_eq!(r.status, 200, "the honest retry with the same jti: {r:?}");
-    let r = g.get(&path, &[("authorization", &auth), ("dpop", &retry)]);
-    assert_eq!(
-        problem_type(&r),
-        "urn:registry-token-filter:error:dpop_replay",
-        "{r:?}"
-    );
-
-    // A valid proof from another key than the bound one.
-    let other = DpopKey::generate(&g.keys, "other");
-    let r = g.get(
-        &path,
-        &[
-            ("authorization", &auth),
-            ("dpop", &other.proof("GET", &g.realm, &op)),
-        ],
-    );
-    assert_eq!(
-        problem_type(&r),
-        "urn:registry-token-filter:error:dpop_jkt_mismatch",
-        "{r:?}"
-    );
-    honest_dpop("a proof from another key");
-    g.assert_no_trap();
-}
-
-#[test]
 fn oversized_and_malformed_inputs() {
     let g = Gateway::start(|_| {});
     let token = optok(&g.keys, |_| {});
@@ -359,65 +286,6 @@ fn oversized_and_malformed_inputs() {
     g.assert_no_trap();
 }
 
-/// The audit line must not be split by a caller's text: U+2028, U+2029, U+0085 and C0
-/// controls in `service` land escaped in Envoy's log.
-#[test]
-fn audit_lines_escape_line_breakers() {
-    let g = Gateway::start(|_| {});
-    let token = optok(&g.keys, |_| {});
-    let nasty = "%E2%80%A8x%E2%80%A9y%C2%85z%01w%7F";
-    let path = format!("/token?service=evil{nasty}&scope={PULL}");
-    g.refused(
-        "a service with line breakers",
-        &path,
-        &[("authorization", &bearer(&token))],
-        403,
-        "unknown_service",
-    );
-    // Envoy flushes its log file on an interval: wait for the record to land.
-    let landed = g
-        .envoy
-        .wait_for_log(std::time::Duration::from_secs(30), |log| {
-            log.lines()
-                .any(|l| l.contains("audit {") && l.contains("evil"))
-        });
-    assert!(
-        landed,
-        "no audit line for the request:\n{}",
-        g.envoy.full_log()
-    );
-    let log = g.envoy.full_log();
-    let audit: Vec<&str> = log
-        .lines()
-        .filter(|l| l.contains("audit {") && l.contains("evil"))
-        .collect();
-    assert_eq!(audit.len(), 1, "one audit line for the request:\n{log}");
-    for bad in ['\u{2028}', '\u{2029}', '\u{0085}', '\u{0001}', '\u{007f}'] {
-        assert!(!log.contains(bad), "raw {bad:?} in Envoy's log");
-    }
-    assert!(
-        audit[0].contains("\\u2028") && audit[0].contains("\\u0085"),
-        "{}",
-        audit[0]
-    );
-    g.assert_no_trap();
-}
-
-#[test]
-fn a_configuration_without_allowed_services_is_refused() {
-    let keys = TestKeys::generate();
-    let mut config = filter_config(&keys, REALM);
-    config["registry"]
-        .as_object_mut()
-        .unwrap()
-        .remove("allowedServices");
-    let log = gateway_failure(&config, ConfigForm::StringValue, &keys, EnvoyOptions::new());
-    assert!(log.contains("registry.allowedServices"), "{log}");
-    config["registry"]["allowedServices"] = json!([]);
-    let log = gateway_failure(&config, ConfigForm::StringValue, &keys, EnvoyOptions::new());
-    assert!(log.contains("registry.allowedServices"), "{log}");
-}
-
 /// No plan at all (no `stellaops:plan`, no `defaultPlan`) and a plan not in the catalogue
 /// are two refusals with their own labels (both 403); a token naming a real plan still
 /// gets one.
@@ -451,4 +319,124 @@ fn missing_and_unknown_plans_have_their_own_reasons() {
     let reply = g.get(&path, &[("authorization", &bearer(&token))]);
     assert_eq!(reply.status, 200, "{reply:?}");
     g.assert_no_trap();
+}
+
+/// Sends the request, checks status and problem type, then waits until
+/// `registry_token_rejected_total{reason}` moved by one and checks that nothing else in the
+/// two counters moved.
+fn expect_refusal(
+    envoy: &Envoy,
+    authorization: Option<&str>,
+    scopes: &[&str],
+    status: u16,
+    reason: &str,
+) -> Reply {
+    let before = rejected(envoy);
+    let issued_before = issued(envoy);
+    let reply = token(envoy, authorization, scopes);
+    assert_eq!(reply.status, status, "{reason}: {reply:?}");
+    assert_eq!(
+        reply.json()["type"],
+        format!("urn:registry-token-filter:error:{reason}"),
+        "{reply:?}"
+    );
+    let mut want = before.clone();
+    *want.entry(reason.to_owned()).or_insert(0.0) += 1.0;
+    let deadline = Instant::now() + COUNTER_WAIT;
+    let mut after = rejected(envoy);
+    while after.get(reason) != want.get(reason) && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(50));
+        after = rejected(envoy);
+    }
+    assert_eq!(
+        after, want,
+        "{reason}: the rejection counters moved wrongly"
+    );
+    assert_eq!(issued(envoy), issued_before, "{reason}: a token was issued");
+    reply
+}
+
+fn unsigned_none(claims: &Value, kid: &str) -> String {
+    let header = json!({"alg": "none", "typ": "at+jwt", "kid": kid});
+    format!(
+        "{}.{}.",
+        URL_SAFE_NO_PAD.encode(header.to_string()),
+        URL_SAFE_NO_PAD.encode(claims.to_string())
+    )
+}
+
+#[test]
+fn refusals_answer_the_right_status_and_count_once_each() {
+    let keys = TestKeys::generate();
+    let envoy = start_gateway(
+        &filter_config(&keys, REALM),
+        ConfigForm::StringValue,
+        &keys,
+        EnvoyOptions::new(),
+    );
+    let pull = "repository:stella-ops/public/base:pull";
+    let kid = keys.authority.kid().to_owned();
+
+    let reply = expect_refusal(&envoy, None, &[pull], 401, "missing_credentials");
+    let challenge = reply.header("www-authenticate").unwrap_or_default();
+    assert!(
+        challenge.starts_with(&format!("Bearer realm=\"{}/token\"", envoy.base_url())),
+        "{reply:?}"
+    );
+
+    let good = bearer(&optok(&keys, |_| {}));
+    expect_refusal(
+        &envoy,
+        Some(&good),
+        &["repository:Stella/UPPER:pull"],
+        400,
+        "malformed_scope",
+    );
+    expect_refusal(&envoy, Some(&good), &["nonsense"], 400, "malformed_scope");
+
+    let revoked = bearer(&optok(&keys, |s| {
+        s.license = Some(REVOKED_LICENSE.into());
+    }));
+    expect_refusal(&envoy, Some(&revoked), &[pull], 403, "license_revoked");
+
+    let expired = optok(&keys, |s| s.time_offset = -3600);
+    let wrong_iss = optok(&keys, |s| s.issuer = "https://evil.example".into());
+    let wrong_aud = optok(&keys, |s| s.audience = "someone-else".into());
+    let none = unsigned_none(&OpTokSpec::default().claims(), &kid);
+    // HS256 keyed with the Authority's public key: the classic algorithm confusion.
+    let public_pem = openssl(
+        keys.dir(),
+        &[
+            "pkey",
+            "-in",
+            &keys.authority_key_path.display().to_string(),
+            "-pubout",
+        ],
+    );
+    let mut hs_header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
+    hs_header.kid = Some(kid.clone());
+    hs_header.typ = Some("at+jwt".into());
+    let hs256 = jsonwebtoken::encode(
+        &hs_header,
+        &OpTokSpec::default().claims(),
+        &jsonwebtoken::EncodingKey::from_secret(public_pem.as_bytes()),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+
+    for (what, tok, reason) in [
+        ("expired", expired, "expired"),
+        ("wrong issuer", wrong_iss, "wrong_issuer"),
+        ("wrong audience", wrong_aud, "wrong_audience"),
+        ("alg none", none, "disallowed_alg"),
+        ("HS256 with the public key", hs256, "disallowed_alg"),
+    ] {
+        let reply = expect_refusal(&envoy, Some(&bearer(&tok)), &[pull], 401, reason);
+        let challenge = reply.header("www-authenticate").unwrap_or_default();
+        assert!(
+            challenge.starts_with("Bearer realm=") && challenge.contains("invalid_token"),
+            "{what}: {reply:?}"
+        );
+    }
+    // And the good OpTok still works.
+    assert_eq!(token(&envoy, Some(&good), &[pull]).status, 200);
 }

@@ -1,37 +1,21 @@
-//! Issue #9, defects 4 and 5, against the real Envoy:
-//! - the caches are bounded by bytes: under a load of long repository names with
-//!   `signing.reuseSeconds` on, the VM's memory gauge stays under the cache budgets plus the
-//!   memory the VM had before the load;
-//! - the DPoP replay record belongs to one configuration: two listeners whose filter
-//!   configurations share a `vm_id` but differ in `dpop.iatWindowSeconds` cannot wipe each
-//!   other's entries, so a proof accepted once stays refused.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//! The DPoP replay record against the real Envoy: it belongs to one configuration. Two
+//! listeners whose filter configurations share a `vm_id` but differ in
+//! `dpop.iatWindowSeconds` cannot wipe each other's entries, and a reconfiguration of the
+//! window (a listener update through LDS) keeps them, so a proof accepted once stays
+//! refused.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use registry_token_e2e::authority::now;
 use registry_token_e2e::dpop::DpopKey;
 use registry_token_e2e::gateway::{
-    bearer, filter_config, optok, start_gateway, token_path, ConfigForm, TestKeys, KEYPEM_ENV,
-    SERVICE,
+    bearer, filter_config, optok, token_path, TestKeys, KEYPEM_ENV, SERVICE,
 };
-use registry_token_e2e::{
-    free_port, get, prom_value, stat_from_json, wasm_path, Envoy, EnvoyOptions, Reply,
-};
+use registry_token_e2e::{free_port, get, stat_from_json, wasm_path, Envoy, EnvoyOptions, Reply};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-const REALM: &str = "http://127.0.0.1:{{LISTEN_PORT}}/token";
-/// The verified-OpTok cache (4 MiB) plus the mint memo (8 MiB) per VM: docs/CONFIGURATION.md
-/// (`signing.reuseSeconds`) and `filter/core/src/handler/cache.rs`.
-const CACHE_BUDGET_BYTES: f64 = 12.0 * 1024.0 * 1024.0;
-
-fn memory_gauge(envoy: &Envoy) -> f64 {
-    prom_value(&envoy.stats_prometheus(), "registry_token_vm_memory_bytes")
-        .expect("registry_token_vm_memory_bytes is exported")
-}
+use super::common::REALM;
 
 fn rejected(envoy: &Envoy, reason: &str) -> f64 {
     registry_token_e2e::oidc::rejected_by_reason(envoy)
@@ -39,115 +23,6 @@ fn rejected(envoy: &Envoy, reason: &str) -> f64 {
         .copied()
         .unwrap_or(0) as f64
 }
-
-/// 30 repository names of about 240 characters, different for every `n`.
-fn long_scopes(n: usize) -> Vec<String> {
-    (0..30)
-        .map(|i| {
-            let filler = "segment-of-a-rather-long-repository-name".repeat(5);
-            format!("repository:long/{n:06}/{i:02}/{}:pull", &filler[..200])
-        })
-        .collect()
-}
-
-/// Defect 4: one client asking for 30 long repository names per request with
-/// `signing.reuseSeconds` on drove the VM from 1.3 MiB to 64 MiB in 6,000 requests (and
-/// Wasm memory never shrinks). Now the mint memo and the OpTok cache are bounded by bytes:
-/// the gauge stays under the memory before the load plus the budgets, while the minted
-/// tokens of the load add up to more than twice the budgets.
-#[test]
-fn vm_memory_stays_within_the_cache_budgets_under_long_names_with_reuse() {
-    const REQUESTS: usize = 2_500;
-    const THREADS: usize = 4;
-    let keys = TestKeys::generate();
-    let mut config = filter_config(&keys, REALM);
-    config["signing"]["reuseSeconds"] = json!(120);
-    // One worker, so the gauge is this VM's memory.
-    let envoy = start_gateway(
-        &config,
-        ConfigForm::StringValue,
-        &keys,
-        EnvoyOptions::new().concurrency(1),
-    );
-    let auth = bearer(&optok(&keys, |s| {
-        s.plan = Some("pullonly".into());
-        s.ttl = 3_600;
-    }));
-    // Warm up with the same shape of request, then take the base.
-    for n in 0..20 {
-        let scopes = long_scopes(1_000_000 + n);
-        let refs: Vec<&str> = scopes.iter().map(String::as_str).collect();
-        let reply = envoy.get(&token_path(SERVICE, &refs), &[("authorization", &auth)]);
-        assert_eq!(reply.status, 200, "warm-up: {reply:?}");
-    }
-    let base = memory_gauge(&envoy);
-
-    let next = Arc::new(AtomicUsize::new(0));
-    let minted_bytes = Arc::new(AtomicUsize::new(0));
-    let url = envoy.base_url();
-    let workers: Vec<_> = (0..THREADS)
-        .map(|_| {
-            let (next, minted_bytes, url, auth) = (
-                next.clone(),
-                minted_bytes.clone(),
-                url.clone(),
-                auth.clone(),
-            );
-            std::thread::spawn(move || loop {
-                let n = next.fetch_add(1, Ordering::Relaxed);
-                if n >= REQUESTS {
-                    return;
-                }
-                let scopes = long_scopes(n);
-                let refs: Vec<&str> = scopes.iter().map(String::as_str).collect();
-                let reply = get(
-                    &format!("{url}{}", token_path(SERVICE, &refs)),
-                    &[("authorization", &auth)],
-                );
-                assert_eq!(reply.status, 200, "request {n}: {reply:?}");
-                let token = reply.json()["token"].as_str().unwrap_or_default().len();
-                assert!(token > 0, "request {n}: no token");
-                minted_bytes.fetch_add(token, Ordering::Relaxed);
-            })
-        })
-        .collect();
-    for w in workers {
-        w.join().expect("load thread");
-    }
-    let minted = minted_bytes.load(Ordering::Relaxed) as f64;
-    assert!(
-        minted > 2.0 * CACHE_BUDGET_BYTES,
-        "the load must offer more than twice the budgets to the caches: {minted} bytes minted"
-    );
-    let after = memory_gauge(&envoy);
-    eprintln!(
-        "VM memory: {:.1} MiB before the load, {:.1} MiB after {REQUESTS} requests \
-         ({:.1} MiB of tokens minted); bound {:.1} MiB",
-        base / 1048576.0,
-        after / 1048576.0,
-        minted / 1048576.0,
-        (base + CACHE_BUDGET_BYTES) / 1048576.0
-    );
-    assert!(
-        after <= base + CACHE_BUDGET_BYTES,
-        "registry_token_vm_memory_bytes {after} exceeds the memory before the load ({base}) \
-         plus the cache budgets ({CACHE_BUDGET_BYTES})"
-    );
-    // The memo was used (the same request twice within reuseSeconds gets the same token).
-    let scopes = long_scopes(REQUESTS - 1);
-    let refs: Vec<&str> = scopes.iter().map(String::as_str).collect();
-    let path = token_path(SERVICE, &refs);
-    let a = envoy.get(&path, &[("authorization", &auth)]).json();
-    let b = envoy.get(&path, &[("authorization", &auth)]).json();
-    assert_eq!(
-        a["token"], b["token"],
-        "the mint memo reuses a recent token"
-    );
-}
-
-// ---------------------------------------------------------------------------------------
-// Defect 5: the replay record per configuration.
-// ---------------------------------------------------------------------------------------
 
 /// Shard of a replay entry, as the filter computes it (`filter/core/src/sender/dpop.rs`:
 /// SHA-256 over thumbprint, 0, jti; `filter/core/src/sender/replay.rs`: the first two

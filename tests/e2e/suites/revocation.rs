@@ -1,5 +1,6 @@
 //! The remote licence revocation list, end to end: a list server written here, fetched by
-//! the filter through an Envoy cluster, once per process, on a period, with no restart.
+//! the filter through an Envoy cluster, once per process, on a period, with no restart;
+//! fail closed while the list was never fetched.
 
 use std::thread;
 use std::time::{Duration, Instant};

@@ -1,27 +1,38 @@
-//! Sender-constrained OpToks against the real Envoy, a real Authority (npm `oidc-provider`)
-//! and standard client libraries (`oauth4webapi`, `dpop`, `jose`): issue 4's "Must show".
+//! Sender-constrained OpToks (DPoP, mTLS) against the real Envoy, a real Authority (npm
+//! `oidc-provider`) and standard client libraries (`oauth4webapi`, `dpop`, `jose`): a
+//! DPoP-bound OpTok accepted once and its replays refused on every worker, every violated
+//! DPoP check refused and counted once, the nonce mode, an mTLS-bound OpTok accepted only
+//! with its certificate (also through skopeo), and hostile or failed proofs made by hand.
 //!
-//! Every test runs the shipped `envoy/gateway.yaml` (TLS, client certificates requested,
-//! remote JWKS through the `authority` cluster) rendered with a test PKI, and talks to it
-//! with `curl` (one new TLS connection per request).
-//!
-//! Needs: `make wasm`, `make authority-deps` (node modules), openssl, curl.
-//! Run: `cargo test -p registry-token-e2e --test sender -- --test-threads 2`.
+//! The oidc-provider tests run the shipped `envoy/gateway.yaml` (TLS, client certificates
+//! requested, remote JWKS through the `authority` cluster) rendered with a test PKI, and
+//! talk to it with `curl` (one new TLS connection per request). Needs `make
+//! authority-deps` (node modules), openssl, curl.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use registry_token_e2e::gateway::{decode_unverified, verify_registry_token};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use registry_token_e2e::authority::now;
+use registry_token_e2e::dpop::{ath, DpopKey};
+use registry_token_e2e::gateway::{
+    decode_unverified, optok, token_path, verify_registry_token, SERVICE,
+};
 use registry_token_e2e::oidc::{
     self, proof, proof_variants, rejected_by_reason, rejected_delta, token_query,
-    worker_connections, Authority, Grant, Pki, MTLS_CLIENT_DN, RESOURCE, SCOPE, SERVICE,
+    worker_connections, Authority, Grant, Pki, MTLS_CLIENT_DN, RESOURCE, SCOPE,
 };
 use registry_token_e2e::{Envoy, EnvoyOptions, Reply};
-use serde_json::Value;
+use serde_json::{json, Value};
+
+use super::common::{problem_type, PULL};
+use super::optoken::{counter, Gateway};
 
 const PULL_PUBLIC: &str = "repository:stella-ops/public/base:pull";
 
-fn authority(pki: &Pki) -> Authority {
+/// The `oidc-provider` Authority on `pki`, started or the test fails.
+pub(crate) fn authority(pki: &Pki) -> Authority {
     Authority::start(pki).unwrap_or_else(|e| panic!("{e}"))
 }
 
@@ -510,28 +521,6 @@ fn nonce_mode_demands_the_servers_nonce() {
     assert_eq!(claims["aud"], SERVICE);
 }
 
-/// The filter should have the Authority's keys a few seconds after Envoy is ready: it
-/// fetches on configure and retries every 5 s (`remote::RETRY_SECONDS`). Today the fetch
-/// dispatched from `on_configure` (filter/wasm/src/lib.rs) never completes, and the fetch
-/// lease it took in shared data blocks every VM for `remote::LEASE_SECONDS` (15 s), so
-/// `/token` answers 503 `keys_unavailable` for ~15 s after Envoy is ready.
-#[test]
-fn remote_jwks_is_fetched_within_seconds_of_start() {
-    let pki = Pki::generate();
-    let authority = authority(&pki);
-    let envoy =
-        oidc::start_tls_gateway_no_wait(&pki, &authority, EnvoyOptions::new().concurrency(2));
-    let started = Instant::now();
-    let fetched = envoy.wait_for_log(oidc::JWKS_TIMEOUT, |l| l.contains("JWKS refreshed"));
-    let took = started.elapsed();
-    assert!(fetched, "no JWKS fetch within {:?}", oidc::JWKS_TIMEOUT);
-    assert!(
-        took < Duration::from_secs(10),
-        "the first JWKS fetch took {took:?} after Envoy was ready; /token answered 503 \
-         keys_unavailable all that time"
-    );
-}
-
 /// Must show 3 with the real client: skopeo, given the client certificate in a
 /// containers/image certificate directory (`client.cert`/`client.key`) and the
 /// mTLS-bound OpTok as its Basic password, pushes to and pulls from a real registry
@@ -646,4 +635,88 @@ fn skopeo_pushes_and_pulls_with_an_mtls_bound_optok() {
         })
         .collect();
     assert!(skopeo_ok.len() >= 2, "{log:?}");
+}
+
+#[test]
+fn hostile_and_failed_dpop_proofs() {
+    let g = Gateway::start(|c| {
+        c["authority"]["requireSenderConstraint"] = json!(true);
+    });
+    let path = token_path(SERVICE, &[PULL]);
+    let dpop = DpopKey::generate(&g.keys, "client");
+    let op = optok(&g.keys, |s| s.jkt = Some(dpop.jkt.clone()));
+    let auth = format!("DPoP {op}");
+
+    // An 8192-bit RSA proof key with a 34-bit exponent, PS512, a garbage signature: used
+    // to cost ~18 ms of signature work; now refused on the key before any.
+    let mut n = vec![0xa5u8; 1024];
+    n[0] = 0xc3;
+    let header = json!({"typ": "dpop+jwt", "alg": "PS512",
+        "jwk": {"kty": "RSA", "n": URL_SAFE_NO_PAD.encode(&n), "e": URL_SAFE_NO_PAD.encode([2u8, 0, 0, 0, 1])}});
+    let claims =
+        json!({"jti": "hostile", "htm": "GET", "htu": g.realm, "iat": now(), "ath": ath(&op)});
+    let hostile = format!(
+        "{}.{}.{}",
+        URL_SAFE_NO_PAD.encode(header.to_string()),
+        URL_SAFE_NO_PAD.encode(claims.to_string()),
+        URL_SAFE_NO_PAD.encode([7u8; 1024])
+    );
+    let honest_dpop = |after: &str| {
+        let proof = dpop.proof("GET", &g.realm, &op);
+        let r = g.get(&path, &[("authorization", &auth), ("dpop", &proof)]);
+        assert_eq!(r.status, 200, "an honest proof after {after}: {r:?}");
+    };
+    for _ in 0..3 {
+        let before = counter(&g.envoy, "dpop_jwk");
+        let r = g.get(&path, &[("authorization", &auth), ("dpop", &hostile)]);
+        assert_eq!(
+            (r.status, problem_type(&r).as_str()),
+            (401, "urn:registry-token-filter:error:dpop_jwk"),
+            "{r:?}"
+        );
+        assert!(counter(&g.envoy, "dpop_jwk") >= before + 1.0);
+        honest_dpop("a hostile proof");
+    }
+
+    // A correctly signed proof with a wrong ath is refused; the honest retry with the
+    // same jti is accepted (the refusal did not use the jti up); replaying it is not.
+    let jti = "retry-with-the-same-jti";
+    let wrong = dpop.proof_with("GET", &g.realm, &op, |c| {
+        c["jti"] = json!(jti);
+        c["ath"] = json!(ath("another token"));
+    });
+    let before = counter(&g.envoy, "dpop_ath");
+    let r = g.get(&path, &[("authorization", &auth), ("dpop", &wrong)]);
+    assert_eq!(
+        problem_type(&r),
+        "urn:registry-token-filter:error:dpop_ath",
+        "{r:?}"
+    );
+    assert_eq!(counter(&g.envoy, "dpop_ath"), before + 1.0);
+    let retry = dpop.proof_with("GET", &g.realm, &op, |c| c["jti"] = json!(jti));
+    let r = g.get(&path, &[("authorization", &auth), ("dpop", &retry)]);
+    assert_eq!(r.status, 200, "the honest retry with the same jti: {r:?}");
+    let r = g.get(&path, &[("authorization", &auth), ("dpop", &retry)]);
+    assert_eq!(
+        problem_type(&r),
+        "urn:registry-token-filter:error:dpop_replay",
+        "{r:?}"
+    );
+
+    // A valid proof from another key than the bound one.
+    let other = DpopKey::generate(&g.keys, "other");
+    let r = g.get(
+        &path,
+        &[
+            ("authorization", &auth),
+            ("dpop", &other.proof("GET", &g.realm, &op)),
+        ],
+    );
+    assert_eq!(
+        problem_type(&r),
+        "urn:registry-token-filter:error:dpop_jkt_mismatch",
+        "{r:?}"
+    );
+    honest_dpop("a proof from another key");
+    g.assert_no_trap();
 }

@@ -1,31 +1,16 @@
-//! Issue 12, parts 1 and 3, end to end with real parts: the real Envoy with the real
-//! filter is the token realm of a real registry 2.8 (Debian's `docker-registry`), and
-//! `skopeo` pushes and pulls through it.
-//!
-//! 1. Tenant-aware plans: one plan `tenants/{tenant}/**` → pull,push serves every tenant;
-//!    `acme` pushes and pulls `tenants/acme/x` and gets nothing for `tenants/globex/x`
-//!    (neither from the gateway nor, with acme's token, from the registry); malformed
-//!    tenant values are refused with `requireTenant` (401 `invalid_tenant`) and granted
-//!    nothing without it; a claim that is not a string is 401 `invalid_claim` either way;
-//!    `revokedTenants` → 403 `tenant_revoked`; the next honest request is served.
-//! 2. PFX (PKCS#12) signing keys: OpenSSL 3's default format and `-legacy`, RSA and
-//!    P-256, made here with `openssl pkcs12 -export`, configured as `signing.keyPfx`
-//!    (base64) and its password, inline or from the environment; the tokens they mint
-//!    are accepted by the registry (its `rootcertbundle` is the PFX's certificate) for a
-//!    real push and pull.
-//!
-//! Run with `make wasm && cargo test -p registry-token-e2e --test tenants -- --test-threads 1`
-//! (`make apt-deps` installs `docker-registry` and `skopeo`).
+//! Tenant-aware plans end to end with a real registry 2.8 and skopeo: one plan
+//! `tenants/{tenant}/**` serves every tenant its own namespace only (neither the gateway
+//! nor, with one tenant's token, the registry hands out another's); malformed tenant values
+//! are refused with `requireTenant` (401 `invalid_tenant`) and granted nothing without it;
+//! a claim that is not a string is 401 `invalid_claim` either way; `revokedTenants` → 403
+//! `tenant_revoked`; the next honest request is served.
 
-use std::fs;
 use std::time::Duration;
 
-use base64::engine::general_purpose::STANDARD;
-use base64::Engine;
 use registry_token_e2e::authority::OpTokSpec;
 use registry_token_e2e::gateway::{
-    bearer, filter_config, gateway_failure, openssl, refusal_lines, start_gateway, token_path,
-    verify_registry_token, ConfigForm, KeyKind, TestKeys, KEYPEM_ENV, SERVICE,
+    bearer, filter_config, start_gateway, token_path, verify_registry_token, ConfigForm, TestKeys,
+    SERVICE,
 };
 use registry_token_e2e::registry::{
     self, creds, empty_oci_dir, oci_manifest_digest, oci_ref, OciImage, Registry, RegistryAuth,
@@ -33,8 +18,11 @@ use registry_token_e2e::registry::{
 use registry_token_e2e::{prom_value, Envoy, EnvoyOptions, Reply};
 use serde_json::{json, Value};
 
-const REALM: &str = "http://127.0.0.1:{{LISTEN_PORT}}/token";
-const ACME_X: &str = "repository:tenants/acme/x:pull,push";
+use super::common::REALM;
+
+/// Pull and push in tenant acme's namespace.
+pub(crate) const ACME_X: &str = "repository:tenants/acme/x:pull,push";
+
 const GLOBEX_X: &str = "repository:tenants/globex/x:pull,push";
 
 /// An OpTok of the test Authority with the tenant claim set to `tenant` (any JSON value;
@@ -48,12 +36,13 @@ fn optok_with_tenant(keys: &TestKeys, tenant: Option<Value>) -> String {
         .sign(&claims, Some(keys.authority.kid()), Some("at+jwt"))
 }
 
-fn tenant_optok(keys: &TestKeys, tenant: &str) -> String {
+/// An OpTok of tenant `tenant`.
+pub(crate) fn tenant_optok(keys: &TestKeys, tenant: &str) -> String {
     optok_with_tenant(keys, Some(json!(tenant)))
 }
 
 /// The configuration: one plan for every tenant, the default plan.
-fn tenant_config(keys: &TestKeys, require_tenant: bool) -> Value {
+pub(crate) fn tenant_config(keys: &TestKeys, require_tenant: bool) -> Value {
     let mut config = filter_config(keys, REALM);
     config["plans"] = json!([{"name": "tenants", "repositories": [
         {"pattern": "tenants/{tenant}/**", "actions": ["pull", "push"]},
@@ -65,7 +54,8 @@ fn tenant_config(keys: &TestKeys, require_tenant: bool) -> Value {
     config
 }
 
-fn token(envoy: &Envoy, optok: &str, scopes: &[&str]) -> Reply {
+/// `GET /token` for `scopes` with `optok` as the bearer.
+pub(crate) fn token(envoy: &Envoy, optok: &str, scopes: &[&str]) -> Reply {
     envoy.get(
         &token_path(SERVICE, scopes),
         &[("authorization", &bearer(optok))],
@@ -101,7 +91,7 @@ fn wait_rejected(envoy: &Envoy, reason: &str, want: f64) -> f64 {
 }
 
 /// Asks for a token and returns it and its verified claims.
-fn minted(envoy: &Envoy, optok: &str, scope: &str, public_pem: &str) -> (String, Value) {
+pub(crate) fn minted(envoy: &Envoy, optok: &str, scope: &str, public_pem: &str) -> (String, Value) {
     let reply = token(envoy, optok, &[scope]);
     assert_eq!(reply.status, 200, "{reply:?}");
     let tok = reply.json()["token"]
@@ -129,7 +119,13 @@ fn malformed_strings() -> Vec<String> {
     ]
 }
 
-fn push(registry: &Registry, optok: &str, repo: &str, tag: &str) -> Result<OciImage, String> {
+/// Pushes a fresh image to `repo:tag` with `optok`: the image, or what skopeo said.
+pub(crate) fn push(
+    registry: &Registry,
+    optok: &str,
+    repo: &str,
+    tag: &str,
+) -> Result<OciImage, String> {
     let image = OciImage::build(tag);
     let run = registry::copy(
         &image.reference(),
@@ -144,7 +140,8 @@ fn push(registry: &Registry, optok: &str, repo: &str, tag: &str) -> Result<OciIm
     }
 }
 
-fn pull(registry: &Registry, optok: &str, repo: &str, tag: &str) -> String {
+/// Pulls `repo:tag` with `optok` into a fresh OCI layout: its manifest digest.
+pub(crate) fn pull(registry: &Registry, optok: &str, repo: &str, tag: &str) -> String {
     let dir = empty_oci_dir();
     let run = registry::copy(
         &registry.docker_ref(repo, tag),
@@ -345,166 +342,4 @@ fn require_tenant_refuses_every_malformed_tenant() {
     // The refusals are counted under their own labels.
     assert!(wait_rejected(&envoy, "missing_tenant", 1.0) >= 1.0);
     assert!(wait_rejected(&envoy, "tenant_revoked", 1.0) >= 1.0);
-}
-
-// ---------------------------------------------------------------------------------------
-// PFX signing keys.
-// ---------------------------------------------------------------------------------------
-
-const PFX_PASSWORD: &str = "pfx-test-password";
-
-/// `openssl pkcs12 -export` of `keys`' signing key of `kind` with its self-signed
-/// certificate; `legacy` adds `-legacy` (3DES/RC2, SHA-1 MAC). Returns (the file's base64,
-/// the certificate PEM, the public key PEM).
-fn make_pfx(keys: &TestKeys, name: &str, kind: KeyKind, legacy: bool) -> (String, String, String) {
-    let key = keys.extra_signing_key(name, kind);
-    let out = format!("{name}.pfx");
-    let key_file = key.key_path.to_string_lossy().into_owned();
-    let cert_file = key.cert_path.to_string_lossy().into_owned();
-    let pass = format!("pass:{PFX_PASSWORD}");
-    let mut args = vec![
-        "pkcs12", "-export", "-inkey", &key_file, "-in", &cert_file, "-passout", &pass, "-out",
-        &out,
-    ];
-    if legacy {
-        args.push("-legacy");
-    }
-    openssl(keys.dir(), &args);
-    let bytes = fs::read(keys.dir().join(&out)).unwrap_or_else(|e| panic!("{out}: {e}"));
-    // What OpenSSL wrote is what the flavour says.
-    let info = std::process::Command::new("openssl")
-        .args(["pkcs12", "-info", "-noout", "-passin", &pass, "-in", &out])
-        .args(if legacy { &["-legacy"][..] } else { &[][..] })
-        .current_dir(keys.dir())
-        .output()
-        .unwrap_or_else(|e| panic!("openssl: {e}"));
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&info.stdout),
-        String::from_utf8_lossy(&info.stderr)
-    );
-    if legacy {
-        assert!(text.contains("sha1") || text.contains("SHA1"), "{text}");
-        assert!(
-            text.contains("pbeWithSHA1And") || text.contains("RC2") || text.contains("3-Key"),
-            "{text}"
-        );
-    } else {
-        assert!(text.contains("sha256") || text.contains("SHA256"), "{text}");
-        assert!(
-            text.contains("PBES2") && text.contains("AES-256-CBC"),
-            "{text}"
-        );
-    }
-    (
-        STANDARD.encode(bytes),
-        key.cert_pem.clone(),
-        key.public_pem.clone(),
-    )
-}
-
-#[test]
-fn pfx_signing_keys_of_both_flavours_mint_tokens_the_registry_accepts() {
-    let keys = TestKeys::generate();
-    for (n, (kind, legacy, from_env)) in [
-        (KeyKind::Rsa2048, false, false),
-        (KeyKind::Rsa2048, true, true),
-        (KeyKind::EcP256, false, true),
-        (KeyKind::EcP256, true, false),
-    ]
-    .into_iter()
-    .enumerate()
-    {
-        let what = format!(
-            "{kind:?} {}",
-            if legacy {
-                "-legacy"
-            } else {
-                "OpenSSL 3 default"
-            }
-        );
-        let (pfx, cert_pem, public_pem) = make_pfx(&keys, &format!("pfx{n}"), kind, legacy);
-        let mut config = tenant_config(&keys, false);
-        config["signing"]["algorithm"] = json!(kind.algorithm());
-        // The PEM key the harness passes by default is blanked: exactly one of the two.
-        let mut opts = EnvoyOptions::new().env(KEYPEM_ENV, "");
-        if from_env {
-            opts = opts
-                .env("REGISTRY_TOKEN_SIGNING__KEYPFX", &pfx)
-                .env("REGISTRY_TOKEN_SIGNING__KEYPFXPASSWORD", PFX_PASSWORD);
-        } else {
-            config["signing"]["keyPfx"] = json!(pfx);
-            config["signing"]["keyPfxPassword"] = json!(PFX_PASSWORD);
-        }
-        let envoy = start_gateway(&config, ConfigForm::StringValue, &keys, opts);
-        let realm = format!("{}/token", envoy.base_url());
-        let registry = Registry::start(&RegistryAuth::new(&realm, &cert_pem))
-            .unwrap_or_else(|e| panic!("{what}: {e}"));
-        let acme = tenant_optok(&keys, "acme");
-        // The minted token verifies with the PFX's key and carries its certificate.
-        let reply = token(&envoy, &acme, &[ACME_X]);
-        assert_eq!(reply.status, 200, "{what}: {reply:?}");
-        let tok = reply.json()["token"].as_str().unwrap_or("").to_owned();
-        let (header, claims) =
-            verify_registry_token(&tok, &public_pem).unwrap_or_else(|e| panic!("{what}: {e}"));
-        assert_eq!(header["alg"], kind.algorithm(), "{what}");
-        let cert_der: String = cert_pem
-            .lines()
-            .filter(|l| !l.starts_with("-----"))
-            .collect();
-        assert_eq!(
-            header["x5c"],
-            json!([cert_der]),
-            "{what}: x5c is the PFX's certificate"
-        );
-        assert_eq!(claims["tenant"], "acme");
-        // The registry accepts it: a real push and pull, and its own API.
-        let image = push(&registry, &acme, "tenants/acme/pfx", "v1")
-            .unwrap_or_else(|e| panic!("{what}: {e}"));
-        assert_eq!(
-            pull(&registry, &acme, "tenants/acme/pfx", "v1"),
-            image.manifest_digest,
-            "{what}"
-        );
-        let (tok, _) = minted(
-            &envoy,
-            &acme,
-            "repository:tenants/acme/pfx:pull",
-            &public_pem,
-        );
-        let list = registry_token_e2e::get(
-            &format!("{}/v2/tenants/acme/pfx/tags/list", registry.url()),
-            &[("authorization", &format!("Bearer {tok}"))],
-        );
-        assert_eq!(list.status, 200, "{what}: {list:?}");
-        // Neither the password nor the key material is in Envoy's log.
-        let log = envoy.log();
-        assert!(
-            !log.contains(PFX_PASSWORD),
-            "{what}: the password is in the log"
-        );
-        assert!(!log.contains(&pfx[..40]), "{what}: the PFX is in the log");
-        eprintln!("{what}: pushed and pulled with a token signed by the PFX key");
-    }
-    // A wrong password: Envoy refuses the configuration with one line naming the field,
-    // and neither password appears in its log.
-    let (pfx, _, _) = make_pfx(&keys, "wrongpass", KeyKind::EcP256, false);
-    let mut config = tenant_config(&keys, false);
-    config["signing"]["algorithm"] = json!("ES256");
-    config["signing"]["keyPfx"] = json!(pfx);
-    config["signing"]["keyPfxPassword"] = json!("not-the-password-0123");
-    let log = gateway_failure(
-        &config,
-        ConfigForm::StringValue,
-        &keys,
-        EnvoyOptions::new().env(KEYPEM_ENV, ""),
-    );
-    let lines = refusal_lines(&log);
-    assert_eq!(lines.len(), 1, "{lines:?}");
-    assert!(lines[0].contains("signing.keyPfxPassword"), "{lines:?}");
-    assert!(
-        !log.contains("not-the-password-0123"),
-        "the wrong password is in the log"
-    );
-    assert!(!log.contains(PFX_PASSWORD));
 }
