@@ -5,14 +5,14 @@
 //! bounded by bytes: under long repository names with `signing.reuseSeconds` on, the VM's
 //! memory stays under the cache budgets plus what it had before.
 
-use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use registry_token_e2e::authority::{AuthorityKey, OpTokSpec};
 use registry_token_e2e::gateway::{
-    bearer, filter_config, optok, start_gateway, token_path, ConfigForm, TestKeys, SERVICE,
+    bearer, filter_config, fixture_key, optok, start_gateway, token_path, ConfigForm, KeyKind,
+    TestKeys, SERVICE,
 };
 use registry_token_e2e::{get, prom_value, repo_root, Envoy, EnvoyOptions};
 use serde_json::json;
@@ -23,36 +23,14 @@ const BENCH_SERVICE: &str = "registry.bench";
 
 const PATH: &str = "/token?service=registry.bench&scope=repository:bench/r1/app:pull";
 
-fn genpkey(dir: &std::path::Path, name: &str, args: &[&str]) -> String {
-    let out = dir.join(name);
-    let status = Command::new("openssl")
-        .arg("genpkey")
-        .args(args)
-        .arg("-out")
-        .arg(&out)
-        .status()
-        .unwrap_or_else(|e| panic!("openssl: {e}"));
-    assert!(status.success(), "openssl genpkey {args:?} failed");
-    std::fs::read_to_string(&out).unwrap_or_else(|e| panic!("{}: {e}", out.display()))
-}
-
 fn prom(envoy: &Envoy, series: &str) -> f64 {
     prom_value(&envoy.stats_prometheus(), series).unwrap_or(0.0)
 }
 
 #[test]
 fn histogram_cache_counters_memory_gauge_and_mint_reuse() {
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let authority_pem = genpkey(
-        dir.path(),
-        "authority.pem",
-        &["-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048"],
-    );
-    let signing_pem = genpkey(
-        dir.path(),
-        "signing.pem",
-        &["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256"],
-    );
+    let authority_pem = fixture_key(KeyKind::Rsa2048, "authority");
+    let signing_pem = fixture_key(KeyKind::EcP256, "bench-signing");
     let authority = AuthorityKey::from_pem(&authority_pem).unwrap_or_else(|e| panic!("{e}"));
     let plugin = json!({
         "authority": {"issuer": "https://authority.example", "audiences": ["registry-token"],

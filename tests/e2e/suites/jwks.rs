@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use registry_token_e2e::authority::{AuthorityKey, OpTokSpec};
 use registry_token_e2e::gateway::{
-    bearer, decode_unverified, filter_config, openssl, optok, GatewaySpec, TestKeys,
+    bearer, decode_unverified, filter_config, fixture_key, optok, GatewaySpec, KeyKind, TestKeys,
     AUTHORITY_ISSUER,
 };
 use registry_token_e2e::oidc::{self, Pki};
@@ -224,19 +224,7 @@ fn poll_token(
 fn remote_jwks_from_an_authority_that_starts_down_and_publishes_a_new_key() {
     let test_started = Instant::now();
     let keys = TestKeys::generate();
-    openssl(
-        keys.dir(),
-        &[
-            "genpkey",
-            "-algorithm",
-            "RSA",
-            "-pkeyopt",
-            "rsa_keygen_bits:2048",
-            "-out",
-            "authority-b.key.pem",
-        ],
-    );
-    let key_b = AuthorityKey::from_file(&keys.dir().join("authority-b.key.pem"))
+    let key_b = AuthorityKey::from_pem(&fixture_key(KeyKind::Rsa2048, "authority-b"))
         .unwrap_or_else(|e| panic!("{e}"));
     assert_ne!(key_b.kid(), keys.authority.kid());
     let jwk_a = keys.authority.jwk();
