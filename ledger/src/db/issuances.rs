@@ -1,0 +1,251 @@
+//! Table `issuances`: storing a gateway's batch (idempotent on `id`) and the search of
+//! `GET /v1/issuances`.
+
+use std::borrow::Cow;
+use std::collections::HashSet;
+
+use sqlx::any::AnyRow;
+use sqlx::Row;
+
+use registry_token_ledger_wire::{Decision, Grant, Record};
+
+use super::{decode_error, to_column, Backend, Db, DbError};
+use crate::model::{Issuance, ISSUANCE_COLUMNS};
+
+/// Rows per multi-row INSERT (19 parameters each: well under both databases' limits).
+const INSERT_CHUNK: usize = 50;
+
+/// Filters of `GET /v1/issuances`.
+#[derive(Debug, Clone, Default)]
+pub struct IssuanceFilter {
+    /// Exact subject.
+    pub subject: Option<String>,
+    /// Exact licence.
+    pub license: Option<String>,
+    /// Exact service.
+    pub service: Option<String>,
+    /// Repository named in a requested or granted scope.
+    pub repository: Option<String>,
+    /// The decision.
+    pub decision: Option<Decision>,
+    /// `time >= since`.
+    pub since: Option<i64>,
+    /// `time < until`.
+    pub until: Option<i64>,
+    /// Rows strictly after this (time, id) in the newest-first order.
+    pub after: Option<(i64, String)>,
+    /// Most rows.
+    pub limit: i64,
+}
+
+const SELECT_ISSUANCE: &str = "SELECT id, time, decision, reason, subject, client_id, plan, \
+     license, tenant, service, requested, granted, iat, exp, kid, binding, \"grant\", \
+     refresh_token_id, gateway, received_at FROM issuances";
+
+fn issuance_from_row(row: &AnyRow) -> Result<Issuance, DbError> {
+    let scopes = |col: &str| -> Result<Vec<Cow<'static, str>>, DbError> {
+        let text: String = row.try_get(col)?;
+        serde_json::from_str(&text).map_err(|e| sqlx::Error::Decode(Box::new(e)))
+    };
+    let text = |col: &str| -> Result<Option<Cow<'static, str>>, DbError> {
+        Ok(row.try_get::<Option<String>, _>(col)?.map(Cow::Owned))
+    };
+    let seconds = |col: &str| -> Result<Option<u64>, DbError> {
+        row.try_get::<Option<i64>, _>(col)?
+            .map(|v| u64::try_from(v).map_err(|e| sqlx::Error::Decode(Box::new(e))))
+            .transpose()
+    };
+    let required = |col: &str| -> Result<u64, DbError> {
+        seconds(col)?.ok_or_else(|| decode_error(format!("issuances.{col} is NULL")))
+    };
+    let decision: String = row.try_get("decision")?;
+    let grant: Option<String> = row.try_get("grant")?;
+    Ok(Issuance {
+        record: Record {
+            id: Cow::Owned(row.try_get("id")?),
+            time: required("time")?,
+            decision: Decision::from_word(&decision)
+                .ok_or_else(|| decode_error(format!("issuances.decision {decision:?}")))?,
+            reason: text("reason")?,
+            subject: text("subject")?,
+            client_id: text("client_id")?,
+            plan: text("plan")?,
+            license: text("license")?,
+            tenant: text("tenant")?,
+            service: text("service")?,
+            requested: scopes("requested")?,
+            granted: scopes("granted")?,
+            iat: seconds("iat")?,
+            exp: seconds("exp")?,
+            kid: text("kid")?,
+            binding: text("binding")?,
+            grant: grant
+                .map(|g| {
+                    Grant::from_word(&g)
+                        .ok_or_else(|| decode_error(format!("issuances.grant {g:?}")))
+                })
+                .transpose()?,
+            refresh_token_id: text("refresh_token_id")?,
+            gateway: text("gateway")?,
+        },
+        received_at: required("received_at")?,
+    })
+}
+
+impl Db {
+    /// Stores a batch in one transaction; records whose id is already stored (or repeated
+    /// in the batch) are skipped. Returns how many were stored.
+    pub async fn insert_batch(
+        &self,
+        records: &[Record<'_>],
+        received_at: i64,
+    ) -> Result<u64, DbError> {
+        let mut seen = HashSet::with_capacity(records.len());
+        let unique: Vec<&Record<'_>> = records
+            .iter()
+            .filter(|r| seen.insert(r.id.as_ref()))
+            .collect();
+        let columns: Vec<String> = ISSUANCE_COLUMNS
+            .iter()
+            .map(|c| {
+                if *c == "grant" {
+                    "\"grant\"".to_string()
+                } else {
+                    (*c).to_string()
+                }
+            })
+            .collect();
+        let per_row = columns.len();
+        let mut tx = self.pool.begin().await?;
+        let mut accepted = 0;
+        for chunk in unique.chunks(INSERT_CHUNK) {
+            let mut sql = format!("INSERT INTO issuances ({}) VALUES ", columns.join(", "));
+            for i in 0..chunk.len() {
+                if i > 0 {
+                    sql.push_str(", ");
+                }
+                let params: Vec<String> = (1..=per_row)
+                    .map(|j| format!("${}", i * per_row + j))
+                    .collect();
+                sql.push('(');
+                sql.push_str(&params.join(", "));
+                sql.push(')');
+            }
+            sql.push_str(" ON CONFLICT (id) DO NOTHING");
+            let mut q = sqlx::query(&sql);
+            for r in chunk {
+                let requested = serde_json::to_string(&r.requested)
+                    .map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+                let granted = serde_json::to_string(&r.granted)
+                    .map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+                let text = |v: &Option<Cow<'_, str>>| v.as_deref().map(str::to_string);
+                let seconds = |v: Option<u64>| v.map(to_column).transpose();
+                q = q
+                    .bind(r.id.to_string())
+                    .bind(to_column(r.time)?)
+                    .bind(r.decision.as_str())
+                    .bind(text(&r.reason))
+                    .bind(text(&r.subject))
+                    .bind(text(&r.client_id))
+                    .bind(text(&r.plan))
+                    .bind(text(&r.license))
+                    .bind(text(&r.tenant))
+                    .bind(text(&r.service))
+                    .bind(requested)
+                    .bind(granted)
+                    .bind(seconds(r.iat)?)
+                    .bind(seconds(r.exp)?)
+                    .bind(text(&r.kid))
+                    .bind(text(&r.binding))
+                    .bind(r.grant.map(Grant::as_str))
+                    .bind(text(&r.refresh_token_id))
+                    .bind(text(&r.gateway))
+                    .bind(received_at);
+            }
+            accepted += q.execute(&mut *tx).await?.rows_affected();
+        }
+        tx.commit().await?;
+        Ok(accepted)
+    }
+
+    /// Issuances matching `filter`, newest first (time DESC, id DESC).
+    pub async fn issuances(&self, filter: &IssuanceFilter) -> Result<Vec<Issuance>, DbError> {
+        // Parameters are numbered in the order they are pushed.
+        enum Bind {
+            Text(String),
+            Int(i64),
+        }
+        fn param(b: Bind, binds: &mut Vec<Bind>) -> String {
+            binds.push(b);
+            format!("${}", binds.len())
+        }
+        let mut clauses: Vec<String> = Vec::new();
+        let mut binds: Vec<Bind> = Vec::new();
+        let decision = filter.decision.map(|d| d.as_str().to_string());
+        for (column, value) in [
+            ("subject", &filter.subject),
+            ("license", &filter.license),
+            ("service", &filter.service),
+            ("decision", &decision),
+        ] {
+            if let Some(v) = value {
+                let p = param(Bind::Text(v.clone()), &mut binds);
+                clauses.push(format!("{column} = {p}"));
+            }
+        }
+        if let Some(repo) = &filter.repository {
+            // Scopes are stored as a JSON array of strings: `"repository:NAME:` is where a
+            // scope for NAME starts (a repository name holds no `:` nor `"`).
+            let needle = format!("\"repository:{repo}:");
+            let find = match self.backend {
+                Backend::Sqlite => "instr",
+                Backend::Postgres => "strpos",
+            };
+            let a = param(Bind::Text(needle.clone()), &mut binds);
+            let b = param(Bind::Text(needle), &mut binds);
+            clauses.push(format!(
+                "({find}(requested, {a}) > 0 OR {find}(granted, {b}) > 0)"
+            ));
+        }
+        if let Some(since) = filter.since {
+            let p = param(Bind::Int(since), &mut binds);
+            clauses.push(format!("time >= {p}"));
+        }
+        if let Some(until) = filter.until {
+            let p = param(Bind::Int(until), &mut binds);
+            clauses.push(format!("time < {p}"));
+        }
+        if let Some((time, id)) = &filter.after {
+            let a = param(Bind::Int(*time), &mut binds);
+            let b = param(Bind::Int(*time), &mut binds);
+            let c = param(Bind::Text(id.clone()), &mut binds);
+            clauses.push(format!("(time < {a} OR (time = {b} AND id < {c}))"));
+        }
+        let mut sql = SELECT_ISSUANCE.to_string();
+        if !clauses.is_empty() {
+            sql.push_str(" WHERE ");
+            sql.push_str(&clauses.join(" AND "));
+        }
+        let p = param(Bind::Int(filter.limit), &mut binds);
+        sql.push_str(&format!(" ORDER BY time DESC, id DESC LIMIT {p}"));
+        let mut q = sqlx::query(&sql);
+        for b in binds {
+            q = match b {
+                Bind::Text(t) => q.bind(t),
+                Bind::Int(i) => q.bind(i),
+            };
+        }
+        let rows = q.fetch_all(&self.pool).await?;
+        rows.iter().map(issuance_from_row).collect()
+    }
+
+    /// One issuance by id.
+    pub async fn issuance(&self, id: &str) -> Result<Option<Issuance>, DbError> {
+        let sql = format!("{SELECT_ISSUANCE} WHERE id = $1");
+        let row = sqlx::query(&sql)
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(issuance_from_row).transpose()
+    }
+}

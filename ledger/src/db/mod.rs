@@ -1,0 +1,210 @@
+//! Storage: SQLite or PostgreSQL through sqlx's `Any` driver, with runtime queries only
+//! (no database is needed to build). Both dialects accept `$N` placeholders. This module
+//! connects and migrates; the tables' queries are in [`issuances`] (the gateways' records
+//! and their search) and [`revocations`] (the security team's list, its history, the feed).
+
+use std::borrow::Cow;
+use std::path::Path;
+
+use sqlx::any::AnyPoolOptions;
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::{AnyPool, Row};
+
+mod issuances;
+mod revocations;
+
+pub use issuances::IssuanceFilter;
+pub use revocations::{CreateError, RevocationEvent};
+
+/// Which database is behind the pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// A SQLite file.
+    Sqlite,
+    /// A PostgreSQL server.
+    Postgres,
+}
+
+/// Migrations, each in both dialects (kept equivalent; `tests/schema.rs` compares them).
+const MIGRATIONS: &[(i64, &str, &str, &str)] = &[(
+    1,
+    "schema",
+    include_str!("../../migrations/sqlite/0001_schema.sql"),
+    include_str!("../../migrations/postgres/0001_schema.sql"),
+)];
+
+/// The connection pool and its dialect.
+#[derive(Clone, Debug)]
+pub struct Db {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+/// Database errors, as one line for logs.
+pub type DbError = sqlx::Error;
+
+/// Turns `sqlite://PATH` / `sqlite:PATH` into a URL that creates the file (and makes the
+/// parent directory); other URLs pass unchanged.
+fn prepare_url(url: &str) -> Result<(String, Backend), String> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return Ok((url.to_string(), Backend::Postgres));
+    }
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .ok_or_else(|| "--database must start with sqlite: or postgres://".to_string())?;
+    let (path, query) = match rest.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (rest, None),
+    };
+    if path.is_empty() || path == ":memory:" {
+        return Err("--database: give a SQLite file path (sqlite://PATH)".into());
+    }
+    if let Some(parent) = Path::new(path).parent() {
+        if !parent.as_os_str().is_empty() {
+            std::fs::create_dir_all(parent)
+                .map_err(|e| format!("--database: cannot create {}: {e}", parent.display()))?;
+        }
+    }
+    let encoded = path
+        .replace('%', "%25")
+        .replace('?', "%3F")
+        .replace('#', "%23");
+    let query = match query {
+        Some(q) if q.split('&').any(|kv| kv.starts_with("mode=")) => q.to_string(),
+        Some(q) if !q.is_empty() => format!("{q}&mode=rwc"),
+        _ => "mode=rwc".to_string(),
+    };
+    Ok((format!("sqlite://{encoded}?{query}"), Backend::Sqlite))
+}
+
+fn migrator(backend: Backend) -> Migrator {
+    let migrations: Vec<Migration> = MIGRATIONS
+        .iter()
+        .map(|(version, description, sqlite, postgres)| {
+            let sql = match backend {
+                Backend::Sqlite => sqlite,
+                Backend::Postgres => postgres,
+            };
+            Migration::new(
+                *version,
+                Cow::Borrowed(*description),
+                MigrationType::Simple,
+                Cow::Borrowed(*sql),
+                false,
+            )
+        })
+        .collect();
+    Migrator {
+        migrations: Cow::Owned(migrations),
+        ..Migrator::DEFAULT
+    }
+}
+
+/// Unix seconds now.
+pub fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// A random identifier, 32 hex digits.
+pub fn random_id() -> Result<String, String> {
+    let mut bytes = [0u8; 16];
+    getrandom::getrandom(&mut bytes).map_err(|e| format!("random: {e}"))?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Unix seconds as a database column (`BIGINT`): the wire's `u64`, at most
+/// `MAX_SECONDS` once validated.
+fn to_column(seconds: u64) -> Result<i64, DbError> {
+    i64::try_from(seconds).map_err(|e| sqlx::Error::Encode(Box::new(e)))
+}
+
+fn decode_error(what: String) -> DbError {
+    sqlx::Error::Decode(what.into())
+}
+
+impl Db {
+    /// Connects (creating a SQLite file if missing) and applies the migrations.
+    pub async fn connect(url: &str, max_connections: u32) -> Result<Db, String> {
+        sqlx::any::install_default_drivers();
+        let (url, backend) = prepare_url(url)?;
+        let pool = AnyPoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(std::time::Duration::from_secs(10))
+            .connect(&url)
+            .await
+            .map_err(|e| format!("database {}: {e}", crate::config::redact_url(&url)))?;
+        if backend == Backend::Sqlite {
+            sqlx::query("PRAGMA journal_mode = WAL")
+                .execute(&pool)
+                .await
+                .map_err(|e| format!("database: {e}"))?;
+        }
+        migrator(backend)
+            .run(&pool)
+            .await
+            .map_err(|e| format!("database migrations: {e}"))?;
+        Ok(Db { pool, backend })
+    }
+
+    /// The dialect.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Closes the pool.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// A cheap round trip.
+    pub async fn ping(&self) -> Result<(), DbError> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map(|_| ())
+    }
+
+    /// Column names of a table, sorted (to compare the two dialects' schemas).
+    pub async fn columns(&self, table: &str) -> Result<Vec<String>, DbError> {
+        let sql = match self.backend {
+            Backend::Sqlite => "SELECT name AS c FROM pragma_table_info($1)",
+            Backend::Postgres => {
+                "SELECT CAST(column_name AS TEXT) AS c FROM information_schema.columns \
+                 WHERE table_schema = current_schema() AND table_name = $1"
+            }
+        };
+        let rows = sqlx::query(sql)
+            .bind(table.to_string())
+            .fetch_all(&self.pool)
+            .await?;
+        let mut names = rows
+            .iter()
+            .map(|r| r.try_get::<String, _>("c"))
+            .collect::<Result<Vec<_>, _>>()?;
+        names.sort();
+        Ok(names)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlite_urls() {
+        let dir = std::env::temp_dir().join(format!("ledger-url-{}", std::process::id()));
+        let path = dir.join("sub/x.db");
+        let (url, b) = prepare_url(&format!("sqlite://{}", path.display())).unwrap();
+        assert_eq!(b, Backend::Sqlite);
+        assert_eq!(url, format!("sqlite://{}?mode=rwc", path.display()));
+        assert!(dir.join("sub").is_dir());
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(prepare_url("sqlite::memory:").is_err());
+        let (pg, b) = prepare_url("postgres://u@h/db").unwrap();
+        assert_eq!((pg.as_str(), b), ("postgres://u@h/db", Backend::Postgres));
+    }
+}

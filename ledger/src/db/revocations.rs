@@ -1,0 +1,250 @@
+//! Tables `revocations` and `revocation_events`: the security team's revocations, their
+//! history, and the feed the gateways fetch.
+
+use sqlx::any::AnyRow;
+use sqlx::Row;
+
+use registry_token_ledger_wire::{Feed, RevocationKind};
+
+use super::{random_id, Db, DbError};
+use crate::model::Revocation;
+
+/// Why a revocation could not be created.
+#[derive(Debug)]
+pub enum CreateError {
+    /// The same kind and value is already revoked (its id).
+    Conflict(String),
+    /// The database failed.
+    Db(DbError),
+}
+
+impl From<DbError> for CreateError {
+    fn from(e: DbError) -> Self {
+        CreateError::Db(e)
+    }
+}
+
+const SELECT_REVOCATION: &str = "SELECT id, kind, value, reason, created_at, created_by, \
+     deleted_at, deleted_by FROM revocations";
+
+fn revocation_from_row(row: &AnyRow) -> Result<Revocation, DbError> {
+    Ok(Revocation {
+        id: row.try_get("id")?,
+        kind: row.try_get("kind")?,
+        value: row.try_get("value")?,
+        reason: row.try_get("reason")?,
+        created_at: row.try_get("created_at")?,
+        created_by: row.try_get("created_by")?,
+        deleted_at: row.try_get("deleted_at")?,
+        deleted_by: row.try_get("deleted_by")?,
+    })
+}
+
+/// A revocation change as recorded in `revocation_events`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RevocationEvent {
+    /// Event id.
+    pub id: String,
+    /// The revocation changed.
+    pub revocation_id: String,
+    /// `create` or `delete`.
+    pub action: String,
+    /// Kind of the revocation.
+    pub kind: String,
+    /// Value of the revocation.
+    pub value: String,
+    /// Admin `sub`.
+    pub actor: String,
+    /// Why.
+    pub reason: Option<String>,
+    /// Unix seconds.
+    pub at: i64,
+}
+
+impl Db {
+    /// Creates a revocation and its `create` event in one transaction.
+    pub async fn create_revocation(
+        &self,
+        kind: &str,
+        value: &str,
+        reason: &str,
+        actor: &str,
+        now: i64,
+    ) -> Result<Revocation, CreateError> {
+        let id = random_id().map_err(|e| CreateError::Db(sqlx::Error::Protocol(e)))?;
+        let event_id = random_id().map_err(|e| CreateError::Db(sqlx::Error::Protocol(e)))?;
+        let mut tx = self.pool.begin().await?;
+        let existing = sqlx::query(
+            "SELECT id FROM revocations WHERE kind = $1 AND value = $2 AND deleted_at IS NULL",
+        )
+        .bind(kind.to_string())
+        .bind(value.to_string())
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some(row) = existing {
+            return Err(CreateError::Conflict(row.try_get("id")?));
+        }
+        let inserted = sqlx::query(
+            "INSERT INTO revocations (id, kind, value, reason, created_at, created_by) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(id.clone())
+        .bind(kind.to_string())
+        .bind(value.to_string())
+        .bind(reason.to_string())
+        .bind(now)
+        .bind(actor.to_string())
+        .execute(&mut *tx)
+        .await;
+        if let Err(e) = inserted {
+            // A concurrent create of the same kind and value won the unique index.
+            if e.as_database_error()
+                .is_some_and(|d| d.is_unique_violation())
+            {
+                return Err(CreateError::Conflict(String::new()));
+            }
+            return Err(e.into());
+        }
+        sqlx::query(
+            "INSERT INTO revocation_events (id, revocation_id, action, kind, value, actor, reason, at) \
+             VALUES ($1, $2, 'create', $3, $4, $5, $6, $7)",
+        )
+        .bind(event_id)
+        .bind(id.clone())
+        .bind(kind.to_string())
+        .bind(value.to_string())
+        .bind(actor.to_string())
+        .bind(reason.to_string())
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(Revocation {
+            id,
+            kind: kind.to_string(),
+            value: value.to_string(),
+            reason: reason.to_string(),
+            created_at: now,
+            created_by: actor.to_string(),
+            deleted_at: None,
+            deleted_by: None,
+        })
+    }
+
+    /// Revocations, newest first; deleted ones too when `all`.
+    pub async fn revocations(&self, all: bool) -> Result<Vec<Revocation>, DbError> {
+        let sql = if all {
+            format!("{SELECT_REVOCATION} ORDER BY created_at DESC, id DESC")
+        } else {
+            format!(
+                "{SELECT_REVOCATION} WHERE deleted_at IS NULL ORDER BY created_at DESC, id DESC"
+            )
+        };
+        let rows = sqlx::query(&sql).fetch_all(&self.pool).await?;
+        rows.iter().map(revocation_from_row).collect()
+    }
+
+    /// Lifts an active revocation and records a `delete` event. `false`: no such active one.
+    pub async fn delete_revocation(
+        &self,
+        id: &str,
+        actor: &str,
+        reason: Option<&str>,
+        now: i64,
+    ) -> Result<bool, DbError> {
+        let event_id = random_id().map_err(sqlx::Error::Protocol)?;
+        let mut tx = self.pool.begin().await?;
+        let row = sqlx::query(&format!(
+            "{SELECT_REVOCATION} WHERE id = $1 AND deleted_at IS NULL"
+        ))
+        .bind(id.to_string())
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = row else {
+            return Ok(false);
+        };
+        let rev = revocation_from_row(&row)?;
+        let updated = sqlx::query(
+            "UPDATE revocations SET deleted_at = $1, deleted_by = $2 \
+             WHERE id = $3 AND deleted_at IS NULL",
+        )
+        .bind(now)
+        .bind(actor.to_string())
+        .bind(id.to_string())
+        .execute(&mut *tx)
+        .await?;
+        if updated.rows_affected() == 0 {
+            return Ok(false);
+        }
+        sqlx::query(
+            "INSERT INTO revocation_events (id, revocation_id, action, kind, value, actor, reason, at) \
+             VALUES ($1, $2, 'delete', $3, $4, $5, $6, $7)",
+        )
+        .bind(event_id)
+        .bind(id.to_string())
+        .bind(rev.kind)
+        .bind(rev.value)
+        .bind(actor.to_string())
+        .bind(reason.map(str::to_string))
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// The change history, newest first.
+    pub async fn revocation_events(&self, limit: i64) -> Result<Vec<RevocationEvent>, DbError> {
+        let rows = sqlx::query(
+            "SELECT id, revocation_id, action, kind, value, actor, reason, at \
+             FROM revocation_events ORDER BY at DESC, id DESC LIMIT $1",
+        )
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(RevocationEvent {
+                    id: r.try_get("id")?,
+                    revocation_id: r.try_get("revocation_id")?,
+                    action: r.try_get("action")?,
+                    kind: r.try_get("kind")?,
+                    value: r.try_get("value")?,
+                    actor: r.try_get("actor")?,
+                    reason: r.try_get("reason")?,
+                    at: r.try_get("at")?,
+                })
+            })
+            .collect()
+    }
+
+    /// The active revocations grouped by kind, each list sorted (`generated_at` left 0
+    /// for the caller to set).
+    pub async fn feed(&self) -> Result<Feed, DbError> {
+        let rows = sqlx::query(
+            "SELECT kind, value FROM revocations WHERE deleted_at IS NULL ORDER BY kind, value",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let mut feed = Feed::default();
+        for row in &rows {
+            let kind: String = row.try_get("kind")?;
+            let value: String = row.try_get("value")?;
+            if let Some(kind) = RevocationKind::from_word(&kind) {
+                feed.list_mut(kind).push(value);
+            }
+        }
+        for kind in RevocationKind::ALL {
+            feed.list_mut(kind).sort();
+        }
+        Ok(feed)
+    }
+
+    /// How many revocations are active.
+    pub async fn active_revocations(&self) -> Result<i64, DbError> {
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM revocations WHERE deleted_at IS NULL")
+            .fetch_one(&self.pool)
+            .await?;
+        row.try_get("n")
+    }
+}
