@@ -269,7 +269,7 @@ bench: deps apt-deps wasm bench-driver probe $(LEDGER)
 
 ## --- fuzzing (docs/FUZZING.md; never part of make test) --------------------------------
 #
-# The parsers' property tests (filter/core/tests/fuzz_props.rs) run in `make test` with the
+# The parsers' property tests (filter/core/tests/core/fuzz_props.rs) run in `make test` with the
 # other unit tests. The libFuzzer targets below need nightly and a build of their own (the
 # fuzz/ crate is its own workspace); building them cold takes several minutes on two
 # cores, so they are not part of `make test`.

@@ -1,12 +1,11 @@
 //! docs/CONFIGURATION.md lists every refusal from the one source, [`Reason::ALL`]: this test
 //! fails when the table and the type disagree. `UPDATE_DOCS=1 cargo test -p
-//! registry-token-core --test core docs::` rewrites the table. (The marker still names
-//! this module's old path, `filter/core/tests/docs.rs`: it is part of the document.)
+//! registry-token-core --test core docs::` rewrites the table.
 
 use registry_token_core::handler::{AlertClass, Reason};
 
 const BEGIN: &str =
-    "<!-- reasons:begin (generated from handler::Reason by filter/core/tests/docs.rs) -->";
+    "<!-- reasons:begin (generated from handler::Reason by filter/core/tests/core/docs.rs) -->";
 const END: &str = "<!-- reasons:end -->";
 
 fn table() -> String {
