@@ -94,8 +94,20 @@ fn issuance_from_row(row: &AnyRow) -> Result<Issuance, DbError> {
 
 impl Db {
     /// Stores a batch in one transaction; records whose id is already stored (or repeated
-    /// in the batch) are skipped. Returns how many were stored.
+    /// in the batch) are skipped. Returns how many were stored. A transaction that failed on
+    /// a transient error is run again (it is idempotent on `id`).
     pub async fn insert_batch(
+        &self,
+        records: &[Record<'_>],
+        received_at: i64,
+    ) -> Result<u64, DbError> {
+        self.retrying("storing a batch", || {
+            self.try_insert_batch(records, received_at)
+        })
+        .await
+    }
+
+    async fn try_insert_batch(
         &self,
         records: &[Record<'_>],
         received_at: i64,
@@ -116,7 +128,7 @@ impl Db {
             })
             .collect();
         let per_row = columns.len();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let mut accepted = 0;
         for chunk in unique.chunks(INSERT_CHUNK) {
             let mut sql = format!("INSERT INTO issuances ({}) VALUES ", columns.join(", "));

@@ -4,11 +4,13 @@
 //! and their search) and [`revocations`] (the security team's list, its history, the feed).
 
 use std::borrow::Cow;
+use std::future::Future;
 use std::path::Path;
+use std::time::Duration;
 
 use sqlx::any::AnyPoolOptions;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
-use sqlx::{AnyPool, Row};
+use sqlx::{Any, AnyPool, Row, Transaction};
 
 mod issuances;
 mod revocations;
@@ -42,6 +44,12 @@ pub struct Db {
 
 /// Database errors, as one line for logs.
 pub type DbError = sqlx::Error;
+
+/// How many times a write transaction that failed on a transient error (a lock it could
+/// not get, a serialization failure) is run again before the error is answered.
+const WRITE_RETRIES: u32 = 5;
+/// The wait before the first retry; it doubles for each next one (10 ms .. 160 ms).
+const FIRST_RETRY_WAIT: Duration = Duration::from_millis(10);
 
 /// Turns `sqlite://PATH` / `sqlite:PATH` into a URL that creates the file (and makes the
 /// parent directory); other URLs pass unchanged.
@@ -166,6 +174,53 @@ impl Db {
             .execute(&self.pool)
             .await
             .map(|_| ())
+    }
+
+    /// Begins a transaction that will write. On SQLite it is `BEGIN IMMEDIATE`: the write
+    /// lock is taken first (waiting for another writer up to the busy timeout, 5 s), so a
+    /// transaction that reads before it writes never has to upgrade a read lock, which
+    /// SQLite refuses at once under WAL ("database is locked") whatever the busy timeout.
+    /// On PostgreSQL an ordinary `BEGIN` (READ COMMITTED): the writes are single
+    /// conditional statements that the unique index of active revocations arbitrates.
+    pub(crate) async fn begin_write(&self) -> Result<Transaction<'static, Any>, DbError> {
+        match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
+            Backend::Postgres => self.pool.begin().await,
+        }
+    }
+
+    /// Whether `e` is worth running the transaction again for: SQLite's BUSY or LOCKED
+    /// (any extended code of them), PostgreSQL's serialization failure or deadlock.
+    fn is_transient(&self, e: &DbError) -> bool {
+        let Some(code) = e.as_database_error().and_then(|d| d.code()) else {
+            return false;
+        };
+        match self.backend {
+            Backend::Sqlite => code.parse::<i32>().is_ok_and(|c| matches!(c & 0xff, 5 | 6)),
+            Backend::Postgres => matches!(code.as_ref(), "40001" | "40P01"),
+        }
+    }
+
+    /// Runs `attempt` (one whole write transaction) and, while it fails with a transient
+    /// error, again, at most [`WRITE_RETRIES`] more times with a doubling wait. Every
+    /// attempt must be a complete transaction, so a failed one changed nothing.
+    pub(crate) async fn retrying<T, F, Fut>(&self, what: &str, mut attempt: F) -> Result<T, DbError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, DbError>>,
+    {
+        let mut wait = FIRST_RETRY_WAIT;
+        for retry in 1..=WRITE_RETRIES {
+            match attempt().await {
+                Err(e) if self.is_transient(&e) => {
+                    tracing::warn!("{what}: {e}; retry {retry} of {WRITE_RETRIES}");
+                    tokio::time::sleep(wait).await;
+                    wait *= 2;
+                }
+                done => return done,
+            }
+        }
+        attempt().await
     }
 
     /// Column names of a table, sorted (to compare the two dialects' schemas).

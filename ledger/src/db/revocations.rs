@@ -6,7 +6,7 @@ use sqlx::Row;
 
 use registry_token_ledger_wire::{Feed, RevocationKind};
 
-use super::{random_id, Db, DbError};
+use super::{random_id, Db, DbError, WRITE_RETRIES};
 use crate::model::Revocation;
 
 /// Why a revocation could not be created.
@@ -22,6 +22,16 @@ impl From<DbError> for CreateError {
     fn from(e: DbError) -> Self {
         CreateError::Db(e)
     }
+}
+
+/// What one create transaction found.
+enum Created {
+    /// Stored, with its event.
+    New(Revocation),
+    /// The same kind and value is active: its id.
+    Active(String),
+    /// The same kind and value was active at the insert and lifted before the look-up.
+    Lifted,
 }
 
 const SELECT_REVOCATION: &str = "SELECT id, kind, value, reason, created_at, created_by, \
@@ -62,7 +72,11 @@ pub struct RevocationEvent {
 }
 
 impl Db {
-    /// Creates a revocation and its `create` event in one transaction.
+    /// Creates a revocation and its `create` event in one transaction: `Conflict` with the
+    /// active one's id when the same kind and value is active. Safe under any concurrency
+    /// on both databases: the insert is conditional on the unique index of active
+    /// revocations (`ON CONFLICT … DO NOTHING`), so two creates of one value make one row
+    /// and one `409`, and creates of different values never fail one another.
     pub async fn create_revocation(
         &self,
         kind: &str,
@@ -71,22 +85,40 @@ impl Db {
         actor: &str,
         now: i64,
     ) -> Result<Revocation, CreateError> {
-        let id = random_id().map_err(|e| CreateError::Db(sqlx::Error::Protocol(e)))?;
-        let event_id = random_id().map_err(|e| CreateError::Db(sqlx::Error::Protocol(e)))?;
-        let mut tx = self.pool.begin().await?;
-        let existing = sqlx::query(
-            "SELECT id FROM revocations WHERE kind = $1 AND value = $2 AND deleted_at IS NULL",
-        )
-        .bind(kind.to_string())
-        .bind(value.to_string())
-        .fetch_optional(&mut *tx)
-        .await?;
-        if let Some(row) = existing {
-            return Err(CreateError::Conflict(row.try_get("id")?));
+        for _ in 0..=WRITE_RETRIES {
+            let outcome = self
+                .retrying("creating a revocation", || {
+                    self.try_create_revocation(kind, value, reason, actor, now)
+                })
+                .await?;
+            match outcome {
+                Created::New(rev) => return Ok(rev),
+                Created::Active(id) => return Err(CreateError::Conflict(id)),
+                // The active one was lifted between our insert and our look-up: try again.
+                Created::Lifted => continue,
+            }
         }
+        Err(CreateError::Db(sqlx::Error::Protocol(format!(
+            "{kind} {value} was lifted under each of {} attempts to revoke it",
+            WRITE_RETRIES + 1
+        ))))
+    }
+
+    async fn try_create_revocation(
+        &self,
+        kind: &str,
+        value: &str,
+        reason: &str,
+        actor: &str,
+        now: i64,
+    ) -> Result<Created, DbError> {
+        let id = random_id().map_err(sqlx::Error::Protocol)?;
+        let event_id = random_id().map_err(sqlx::Error::Protocol)?;
+        let mut tx = self.begin_write().await?;
         let inserted = sqlx::query(
             "INSERT INTO revocations (id, kind, value, reason, created_at, created_by) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
+             VALUES ($1, $2, $3, $4, $5, $6) \
+             ON CONFLICT (kind, value) WHERE deleted_at IS NULL DO NOTHING RETURNING id",
         )
         .bind(id.clone())
         .bind(kind.to_string())
@@ -94,16 +126,21 @@ impl Db {
         .bind(reason.to_string())
         .bind(now)
         .bind(actor.to_string())
-        .execute(&mut *tx)
-        .await;
-        if let Err(e) = inserted {
-            // A concurrent create of the same kind and value won the unique index.
-            if e.as_database_error()
-                .is_some_and(|d| d.is_unique_violation())
-            {
-                return Err(CreateError::Conflict(String::new()));
-            }
-            return Err(e.into());
+        .fetch_optional(&mut *tx)
+        .await?;
+        if inserted.is_none() {
+            let existing = sqlx::query(
+                "SELECT id FROM revocations WHERE kind = $1 AND value = $2 AND deleted_at IS NULL",
+            )
+            .bind(kind.to_string())
+            .bind(value.to_string())
+            .fetch_optional(&mut *tx)
+            .await?;
+            tx.rollback().await?;
+            return match existing {
+                Some(row) => Ok(Created::Active(row.try_get("id")?)),
+                None => Ok(Created::Lifted),
+            };
         }
         sqlx::query(
             "INSERT INTO revocation_events (id, revocation_id, action, kind, value, actor, reason, at) \
@@ -119,7 +156,7 @@ impl Db {
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
-        Ok(Revocation {
+        Ok(Created::New(Revocation {
             id,
             kind: kind.to_string(),
             value: value.to_string(),
@@ -128,7 +165,7 @@ impl Db {
             created_by: actor.to_string(),
             deleted_at: None,
             deleted_by: None,
-        })
+        }))
     }
 
     /// Revocations, newest first; deleted ones too when `all`.
@@ -144,7 +181,9 @@ impl Db {
         rows.iter().map(revocation_from_row).collect()
     }
 
-    /// Lifts an active revocation and records a `delete` event. `false`: no such active one.
+    /// Lifts an active revocation and records a `delete` event in one transaction.
+    /// `false`: no such active one. The lift is one conditional `UPDATE … WHERE deleted_at
+    /// IS NULL`, so of concurrent lifts of one id exactly one is `true`.
     pub async fn delete_revocation(
         &self,
         id: &str,
@@ -152,38 +191,44 @@ impl Db {
         reason: Option<&str>,
         now: i64,
     ) -> Result<bool, DbError> {
+        self.retrying("lifting a revocation", || {
+            self.try_delete_revocation(id, actor, reason, now)
+        })
+        .await
+    }
+
+    async fn try_delete_revocation(
+        &self,
+        id: &str,
+        actor: &str,
+        reason: Option<&str>,
+        now: i64,
+    ) -> Result<bool, DbError> {
         let event_id = random_id().map_err(sqlx::Error::Protocol)?;
-        let mut tx = self.pool.begin().await?;
-        let row = sqlx::query(&format!(
-            "{SELECT_REVOCATION} WHERE id = $1 AND deleted_at IS NULL"
-        ))
-        .bind(id.to_string())
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(row) = row else {
-            return Ok(false);
-        };
-        let rev = revocation_from_row(&row)?;
-        let updated = sqlx::query(
+        let mut tx = self.begin_write().await?;
+        let lifted = sqlx::query(
             "UPDATE revocations SET deleted_at = $1, deleted_by = $2 \
-             WHERE id = $3 AND deleted_at IS NULL",
+             WHERE id = $3 AND deleted_at IS NULL RETURNING kind, value",
         )
         .bind(now)
         .bind(actor.to_string())
         .bind(id.to_string())
-        .execute(&mut *tx)
+        .fetch_optional(&mut *tx)
         .await?;
-        if updated.rows_affected() == 0 {
+        let Some(row) = lifted else {
+            tx.rollback().await?;
             return Ok(false);
-        }
+        };
+        let kind: String = row.try_get("kind")?;
+        let value: String = row.try_get("value")?;
         sqlx::query(
             "INSERT INTO revocation_events (id, revocation_id, action, kind, value, actor, reason, at) \
              VALUES ($1, $2, 'delete', $3, $4, $5, $6, $7)",
         )
         .bind(event_id)
         .bind(id.to_string())
-        .bind(rev.kind)
-        .bind(rev.value)
+        .bind(kind)
+        .bind(value)
         .bind(actor.to_string())
         .bind(reason.map(str::to_string))
         .bind(now)

@@ -16,6 +16,7 @@ mod scenario;
 
 mod auth;
 mod cli;
+mod concurrency;
 mod csv;
 mod postgresql;
 mod schema;
