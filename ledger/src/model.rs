@@ -167,12 +167,37 @@ pub struct Revocation {
     pub deleted_by: Option<String>,
 }
 
-/// Returns the repository name of a scope `repository:NAME:ACTIONS` (a repository name holds
-/// no `:`; the registry host is not part of it).
+/// The repository a scope names, parsed as the filter parses scopes (`type[(class)]:
+/// name:actions`: the type ends at the first `:`, the actions start after the last, so a
+/// name may hold `host:port`): the name of a scope of type `repository` or
+/// `repository(CLASS)` (CLASS of ASCII letters and digits), if not empty. Nothing else
+/// names a repository, however much of one its text holds (`x","repository:a/b:pull`
+/// names none). `GET /v1/issuances?repository=` matches these names exactly; the
+/// migration `0002_issuance_repositories.sql` computes the same in SQL.
 pub fn scope_repository(scope: &str) -> Option<&str> {
-    let rest = scope.strip_prefix("repository:")?;
-    let end = rest.find(':')?;
-    Some(&rest[..end])
+    let first = scope.find(':')?;
+    let last = scope.rfind(':')?;
+    let name = scope.get(first + 1..last).filter(|n| !n.is_empty())?;
+    let class = |ty: &str| {
+        ty.strip_prefix("repository(")
+            .and_then(|rest| rest.strip_suffix(')'))
+            .is_some_and(|c| !c.is_empty() && c.bytes().all(|b| b.is_ascii_alphanumeric()))
+    };
+    let ty = &scope[..first];
+    (ty == "repository" || class(ty)).then_some(name)
+}
+
+/// The repositories an issuance's requested and granted scopes name, each once, in order.
+pub fn record_repositories<'r>(record: &'r Record<'_>) -> Vec<&'r str> {
+    let mut names: Vec<&str> = Vec::new();
+    for scope in record.requested.iter().chain(&record.granted) {
+        if let Some(name) = scope_repository(scope) {
+            if !names.contains(&name) {
+                names.push(name);
+            }
+        }
+    }
+    names
 }
 
 #[cfg(test)]
@@ -183,11 +208,52 @@ mod tests {
 
     #[test]
     fn repository_of_a_scope() {
-        assert_eq!(
-            scope_repository("repository:team/app:pull,push"),
-            Some("team/app")
-        );
-        assert_eq!(scope_repository("registry:catalog:*"), None);
+        let named = [
+            ("repository:team/app:pull,push", "team/app"),
+            ("repository:team/app:", "team/app"),
+            ("repository(plugin):team/app:pull", "team/app"),
+            ("repository(P1):team/app:pull", "team/app"),
+            (
+                "repository:localhost:5000/team/app:pull",
+                "localhost:5000/team/app",
+            ),
+            (
+                "repository:x\",\"repository:a/b:pull",
+                "x\",\"repository:a/b",
+            ),
+            ("repository:ünï/cødé:pull", "ünï/cødé"),
+        ];
+        for (scope, name) in named {
+            assert_eq!(scope_repository(scope), Some(name), "{scope}");
+        }
+        for scope in [
+            "registry:catalog:*",
+            "x\",\"repository:a/b:pull",
+            "\"repository:a/b:pull",
+            "REPOSITORY:a/b:pull",
+            "repository:a/b",
+            "repository::pull",
+            "repository",
+            "repository():a/b:pull",
+            "repository(a-b):a/b:pull",
+            "repository(:a/b:pull",
+            "repository(x)y:a/b:pull",
+            ":a/b:pull",
+            "x:repository:a/b:pull",
+        ] {
+            assert_eq!(scope_repository(scope), None, "{scope}");
+        }
+    }
+
+    #[test]
+    fn repositories_of_a_record() {
+        let record: Record<'static> = serde_json::from_value(json!({
+            "id": "a", "time": 1, "decision": "issued",
+            "requested": ["repository:b:pull", "x\",\"repository:v/a:pull", "repository:a:push"],
+            "granted": ["repository:a:pull", "repository(plugin):c:pull"]
+        }))
+        .unwrap();
+        assert_eq!(record_repositories(&record), ["b", "a", "c"]);
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! Table `issuances`: storing a gateway's batch (idempotent on `id`) and the search of
+//! Tables `issuances` and `issuance_repositories`: storing a gateway's batch (idempotent
+//! on `id`, with the repositories each stored record's scopes name) and the search of
 //! `GET /v1/issuances`.
 
 use std::borrow::Cow;
@@ -9,11 +10,13 @@ use sqlx::Row;
 
 use registry_token_ledger_wire::{Decision, Grant, Record};
 
-use super::{decode_error, to_column, Backend, Db, DbError};
-use crate::model::{Issuance, ISSUANCE_COLUMNS};
+use super::{decode_error, to_column, Db, DbError};
+use crate::model::{record_repositories, Issuance, ISSUANCE_COLUMNS};
 
 /// Rows per multi-row INSERT (19 parameters each: well under both databases' limits).
 const INSERT_CHUNK: usize = 50;
+/// Rows per multi-row INSERT into `issuance_repositories` (3 parameters each).
+const REPOSITORY_CHUNK: usize = 300;
 
 /// Filters of `GET /v1/issuances`.
 #[derive(Debug, Clone, Default)]
@@ -38,9 +41,9 @@ pub struct IssuanceFilter {
     pub limit: i64,
 }
 
-const SELECT_ISSUANCE: &str = "SELECT id, time, decision, reason, subject, client_id, plan, \
+const ISSUANCE_FIELDS: &str = "id, time, decision, reason, subject, client_id, plan, \
      license, tenant, service, requested, granted, iat, exp, kid, binding, \"grant\", \
-     refresh_token_id, gateway, received_at FROM issuances";
+     refresh_token_id, gateway, received_at";
 
 fn issuance_from_row(row: &AnyRow) -> Result<Issuance, DbError> {
     let scopes = |col: &str| -> Result<Vec<Cow<'static, str>>, DbError> {
@@ -143,7 +146,7 @@ impl Db {
                 sql.push_str(&params.join(", "));
                 sql.push(')');
             }
-            sql.push_str(" ON CONFLICT (id) DO NOTHING");
+            sql.push_str(" ON CONFLICT (id) DO NOTHING RETURNING id");
             let mut q = sqlx::query(&sql);
             for r in chunk {
                 let requested = serde_json::to_string(&r.requested)
@@ -174,7 +177,42 @@ impl Db {
                     .bind(text(&r.gateway))
                     .bind(received_at);
             }
-            accepted += q.execute(&mut *tx).await?.rows_affected();
+            // Only the records stored now (not those already there) get their repositories.
+            let stored: HashSet<String> = q
+                .fetch_all(&mut *tx)
+                .await?
+                .iter()
+                .map(|row| row.try_get("id"))
+                .collect::<Result<_, _>>()?;
+            accepted += u64::try_from(stored.len()).unwrap_or(u64::MAX);
+            let named: Vec<(&str, i64, &str)> = chunk
+                .iter()
+                .filter(|r| stored.contains(r.id.as_ref()))
+                .map(|r| {
+                    let time = to_column(r.time)?;
+                    Ok(record_repositories(r)
+                        .into_iter()
+                        .map(move |name| (name, time, r.id.as_ref())))
+                })
+                .collect::<Result<Vec<_>, DbError>>()?
+                .into_iter()
+                .flatten()
+                .collect();
+            for rows in named.chunks(REPOSITORY_CHUNK) {
+                let values: Vec<String> = (0..rows.len())
+                    .map(|i| format!("(${}, ${}, ${})", 3 * i + 1, 3 * i + 2, 3 * i + 3))
+                    .collect();
+                let sql = format!(
+                    "INSERT INTO issuance_repositories (repository, issuance_time, issuance_id) \
+                     VALUES {} ON CONFLICT DO NOTHING",
+                    values.join(", ")
+                );
+                let mut q = sqlx::query(&sql);
+                for (name, time, id) in rows {
+                    q = q.bind(name.to_string()).bind(*time).bind(id.to_string());
+                }
+                q.execute(&mut *tx).await?;
+            }
         }
         tx.commit().await?;
         Ok(accepted)
@@ -205,41 +243,42 @@ impl Db {
                 clauses.push(format!("{column} = {p}"));
             }
         }
-        if let Some(repo) = &filter.repository {
-            // Scopes are stored as a JSON array of strings: `"repository:NAME:` is where a
-            // scope for NAME starts (a repository name holds no `:` nor `"`).
-            let needle = format!("\"repository:{repo}:");
-            let find = match self.backend {
-                Backend::Sqlite => "instr",
-                Backend::Postgres => "strpos",
-            };
-            let a = param(Bind::Text(needle.clone()), &mut binds);
-            let b = param(Bind::Text(needle), &mut binds);
-            clauses.push(format!(
-                "({find}(requested, {a}) > 0 OR {find}(granted, {b}) > 0)"
-            ));
-        }
+        // With a repository, rows come from its index (`issuance_repositories`, whose
+        // (repository, issuance_time, issuance_id) key serves the order and the cursor),
+        // joined to their issuances; `time` and `id` are the copies in the index.
+        let (from, time, id) = match &filter.repository {
+            Some(repo) => {
+                let p = param(Bind::Text(repo.clone()), &mut binds);
+                clauses.insert(0, format!("repository = {p}"));
+                (
+                    "issuance_repositories JOIN issuances ON issuances.id = issuance_id",
+                    "issuance_time",
+                    "issuance_id",
+                )
+            }
+            None => ("issuances", "time", "id"),
+        };
         if let Some(since) = filter.since {
             let p = param(Bind::Int(since), &mut binds);
-            clauses.push(format!("time >= {p}"));
+            clauses.push(format!("{time} >= {p}"));
         }
         if let Some(until) = filter.until {
             let p = param(Bind::Int(until), &mut binds);
-            clauses.push(format!("time < {p}"));
+            clauses.push(format!("{time} < {p}"));
         }
-        if let Some((time, id)) = &filter.after {
-            let a = param(Bind::Int(*time), &mut binds);
-            let b = param(Bind::Int(*time), &mut binds);
-            let c = param(Bind::Text(id.clone()), &mut binds);
-            clauses.push(format!("(time < {a} OR (time = {b} AND id < {c}))"));
+        if let Some((after_time, after_id)) = &filter.after {
+            let a = param(Bind::Int(*after_time), &mut binds);
+            let b = param(Bind::Int(*after_time), &mut binds);
+            let c = param(Bind::Text(after_id.clone()), &mut binds);
+            clauses.push(format!("({time} < {a} OR ({time} = {b} AND {id} < {c}))"));
         }
-        let mut sql = SELECT_ISSUANCE.to_string();
+        let mut sql = format!("SELECT {ISSUANCE_FIELDS} FROM {from}");
         if !clauses.is_empty() {
             sql.push_str(" WHERE ");
             sql.push_str(&clauses.join(" AND "));
         }
         let p = param(Bind::Int(filter.limit), &mut binds);
-        sql.push_str(&format!(" ORDER BY time DESC, id DESC LIMIT {p}"));
+        sql.push_str(&format!(" ORDER BY {time} DESC, {id} DESC LIMIT {p}"));
         let mut q = sqlx::query(&sql);
         for b in binds {
             q = match b {
@@ -253,7 +292,7 @@ impl Db {
 
     /// One issuance by id.
     pub async fn issuance(&self, id: &str) -> Result<Option<Issuance>, DbError> {
-        let sql = format!("{SELECT_ISSUANCE} WHERE id = $1");
+        let sql = format!("SELECT {ISSUANCE_FIELDS} FROM issuances WHERE id = $1");
         let row = sqlx::query(&sql)
             .bind(id.to_string())
             .fetch_optional(&self.pool)

@@ -28,12 +28,20 @@ pub enum Backend {
 }
 
 /// Migrations, each in both dialects (kept equivalent; `tests/schema.rs` compares them).
-const MIGRATIONS: &[(i64, &str, &str, &str)] = &[(
-    1,
-    "schema",
-    include_str!("../../migrations/sqlite/0001_schema.sql"),
-    include_str!("../../migrations/postgres/0001_schema.sql"),
-)];
+const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
+    (
+        1,
+        "schema",
+        include_str!("../../migrations/sqlite/0001_schema.sql"),
+        include_str!("../../migrations/postgres/0001_schema.sql"),
+    ),
+    (
+        2,
+        "issuance repositories",
+        include_str!("../../migrations/sqlite/0002_issuance_repositories.sql"),
+        include_str!("../../migrations/postgres/0002_issuance_repositories.sql"),
+    ),
+];
 
 /// The connection pool and its dialect.
 #[derive(Clone, Debug)]

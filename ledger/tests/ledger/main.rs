@@ -19,6 +19,7 @@ mod cli;
 mod concurrency;
 mod csv;
 mod postgresql;
+mod repository;
 mod schema;
 mod sqlite;
 mod wire;

@@ -17,7 +17,12 @@ async fn scenario_on_postgres() {
     .await
     .unwrap();
     let postgres = Db::connect(&pg.url, 1).await.unwrap();
-    for table in ["issuances", "revocations", "revocation_events"] {
+    for table in [
+        "issuances",
+        "issuance_repositories",
+        "revocations",
+        "revocation_events",
+    ] {
         let a = sqlite.columns(table).await.unwrap();
         let b = postgres.columns(table).await.unwrap();
         assert!(!a.is_empty(), "{table}");
