@@ -9,15 +9,18 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::scenarios::scenarios;
 
-/// `make bench`: the whole performance comparison of the registry token filter on this
-/// machine.
-///
-/// Envoy runs with `--concurrency 1` pinned to CPU 0, `openssl speed` on CPU 0 too, the
-/// load generator on CPU 1. Every figure is measured in this run; every target is a ratio
-/// between figures of this run, reported met or not met. The run writes its figures to a
-/// results file (JSON) and renders the report and the latency plot from it.
+/// The command line of `bench`.
 #[derive(Debug, Parser)]
-#[command(name = "bench", args_conflicts_with_subcommands = true)]
+#[command(
+    name = "bench",
+    about = "make bench: the whole performance comparison of the registry token filter on this machine",
+    long_about = None,
+    after_help = "Envoy runs with --concurrency 1 pinned to CPU 0 (openssl speed too), the load generator \
+                  on CPU 1. Every figure is measured in this run; every target is a ratio between figures \
+                  of this run. The run writes its figures to the results file and renders the report and \
+                  the plot from it.",
+    args_conflicts_with_subcommands = true
+)]
 pub struct Cli {
     /// Without a subcommand: run the comparison.
     #[command(subcommand)]
