@@ -270,4 +270,63 @@ mod tests {
         let (pg, b) = prepare_url("postgres://u@h/db").unwrap();
         assert_eq!((pg.as_str(), b), ("postgres://u@h/db", Backend::Postgres));
     }
+
+    /// A write that meets another writer's lock past the busy timeout is run again, and
+    /// succeeds once the lock is gone; an error that is not a lock is answered at once.
+    #[tokio::test]
+    async fn a_locked_write_is_retried() {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("l.db").display());
+        let db = Db::connect(&url, 1).await.unwrap();
+        // The pool's one connection gives up on a lock at once (the default waits 5 s).
+        sqlx::query("PRAGMA busy_timeout = 0")
+            .execute(&db.pool)
+            .await
+            .unwrap();
+        let other = Db::connect(&url, 1).await.unwrap();
+        let holder = other.begin_write().await.unwrap();
+        let err = db.begin_write().await.unwrap_err();
+        assert!(db.is_transient(&err), "{err}");
+
+        let release = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(30)).await;
+            holder.rollback().await.unwrap();
+        });
+        let insert = |id: &'static str, decision: &'static str| {
+            let db = &db;
+            async move {
+                let mut tx = db.begin_write().await?;
+                sqlx::query(
+                    "INSERT INTO issuances (id, time, decision, received_at) \
+                     VALUES ($1, 1, $2, 1)",
+                )
+                .bind(id)
+                .bind(decision)
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await
+            }
+        };
+        let attempts = AtomicU32::new(0);
+        db.retrying("test", || {
+            attempts.fetch_add(1, Ordering::Relaxed);
+            insert("a", "issued")
+        })
+        .await
+        .unwrap();
+        assert!(attempts.load(Ordering::Relaxed) > 1, "retried");
+        release.await.unwrap();
+
+        let attempts = AtomicU32::new(0);
+        let refused = db
+            .retrying("test", || {
+                attempts.fetch_add(1, Ordering::Relaxed);
+                insert("b", "maybe")
+            })
+            .await
+            .unwrap_err();
+        assert!(!db.is_transient(&refused), "{refused}");
+        assert_eq!(attempts.load(Ordering::Relaxed), 1, "not retried");
+    }
 }
