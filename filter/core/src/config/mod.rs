@@ -300,7 +300,9 @@ pub struct RevocationConfig {
 
 impl Config {
     /// What an operator should be warned about (logged once by the glue), e.g. an
-    /// allow-list of `["*"]`.
+    /// allow-list of `["*"]`, or an EC signing key whose `kid` distribution 3.x derives
+    /// otherwise while tokens carry no `x5c` (a warning, not a refusal: distribution 2.8
+    /// and other registries accept it).
     pub fn warnings(&self) -> Vec<String> {
         let mut out = Vec::new();
         if self.registry.any_service {
@@ -309,6 +311,26 @@ impl Config {
                  any registry trusting this signing key accepts tokens from this realm"
                     .to_string(),
             );
+        }
+        if let (None, Some(advisory)) = (
+            &self.signing.x5c,
+            self.signing.key.distribution3_kid_advisory(),
+        ) {
+            let starts = if advisory.coordinates.contains(' ') {
+                "coordinates start"
+            } else {
+                "coordinate starts"
+            };
+            out.push(format!(
+                "signing key: its EC point's {} {starts} with a zero byte, and distribution 3.x \
+                 derives such a key's kid without it ({:?}, not RFC 7638's {:?}): a 3.x registry \
+                 that finds the key by kid in auth.token.rootcertbundle refuses every token \
+                 (this realm sends kid {:?}). Send x5c (signing.certificateChainPem, or a \
+                 signing.keyPfx with the certificate), or give the registry this realm's JWKS \
+                 (GET /jwks) as auth.token.jwks, or use another signing key (docs/DEPLOY.md); \
+                 distribution 2.8 and other registries are not affected",
+                advisory.coordinates, advisory.unpadded, advisory.rfc7638, self.signing.kid
+            ));
         }
         out
     }
@@ -336,3 +358,6 @@ impl Config {
         validate(raw)
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -6,6 +6,7 @@
 //!   DER PKCS#8 that Envoy's `sign` foreign function takes.
 //! * [`KeySet`]: a JWKS (`{"keys":[…]}`) with lookup by `kid` and algorithm.
 //! * [`pem_certificates`] / [`certificate_spki`]: certificates for `x5c` and its checks.
+//! * [`UnpaddedEcKid`]: an EC signing key whose `kid` distribution 3.x derives otherwise.
 //!
 //! Error messages ([`KeyError`]) never contain key material and quote untrusted strings
 //! only escaped and truncated.
@@ -101,11 +102,13 @@ fn quoted(s: &str) -> String {
     }
     format!("\"{out}\"")
 }
+mod distribution;
 mod pem;
 pub mod pfx;
 mod private;
 mod public;
 
+pub use distribution::*;
 pub use pem::*;
 pub use private::*;
 pub use public::*;

@@ -3,14 +3,13 @@
 
 use super::*;
 use crate::wire::b64;
-use crate::wire::der::{self, tag};
 
 use crate::wire::der::testutil::XorShift;
 use rsa::RsaPrivateKey;
 use serde_json::json;
 use serde_json::Map;
 
-use crate::token::keys::testkeys::{self, p256_jwk, rfc7638_jwk, with, without};
+use crate::token::keys::testkeys::{self, fake_cert_pem, p256_jwk, rfc7638_jwk, with, without};
 
 // ---- KeySet -------------------------------------------------------------------
 
@@ -334,50 +333,6 @@ fn kid_lookup_needs_a_kid_on_the_key() {
 }
 
 // ---- Certificates ---------------------------------------------------------------
-
-/// A structurally valid (unsigned) certificate holding `key`, as PEM.
-fn fake_cert_pem(key: &p256::ecdsa::VerifyingKey) -> String {
-    let spki = p256::pkcs8::EncodePublicKey::to_public_key_der(key).unwrap();
-    let mut tbs = Vec::new();
-    let mut version = Vec::new();
-    der::write_unsigned_integer(&[2], &mut version);
-    der::write_tlv(tag::CONTEXT_0, &version, &mut tbs);
-    der::write_unsigned_integer(&[0x01, 0x02, 0x03], &mut tbs);
-    let mut alg = Vec::new();
-    der::write_tlv(
-        tag::OID,
-        &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x02],
-        &mut alg,
-    );
-    der::write_tlv(tag::SEQUENCE, &alg, &mut tbs);
-    let mut name = Vec::new();
-    let mut atv = Vec::new();
-    der::write_tlv(tag::OID, &[0x55, 0x04, 0x03], &mut atv);
-    der::write_tlv(0x0c, b"test", &mut atv);
-    let mut rdn = Vec::new();
-    der::write_tlv(tag::SEQUENCE, &atv, &mut rdn);
-    der::write_tlv(tag::SET, &rdn, &mut name);
-    der::write_tlv(tag::SEQUENCE, &name, &mut tbs);
-    let mut validity = Vec::new();
-    der::write_tlv(0x17, b"250101000000Z", &mut validity);
-    der::write_tlv(0x17, b"350101000000Z", &mut validity);
-    der::write_tlv(tag::SEQUENCE, &validity, &mut tbs);
-    der::write_tlv(tag::SEQUENCE, &name, &mut tbs);
-    tbs.extend_from_slice(spki.as_bytes());
-    let mut cert = Vec::new();
-    der::write_tlv(tag::SEQUENCE, &tbs, &mut cert);
-    der::write_tlv(tag::SEQUENCE, &alg, &mut cert);
-    der::write_tlv(tag::BIT_STRING, &[0, 0x30, 0x00], &mut cert);
-    let cert = der::sequence(&cert);
-    let b64text = b64::std_encode(&cert);
-    let mut pem = String::from("-----BEGIN CERTIFICATE-----\n");
-    for chunk in b64text.as_bytes().chunks(64) {
-        pem.push_str(std::str::from_utf8(chunk).unwrap());
-        pem.push('\n');
-    }
-    pem.push_str("-----END CERTIFICATE-----\n");
-    pem
-}
 
 #[test]
 fn certificate_chain_order_and_spki() {
