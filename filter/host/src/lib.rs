@@ -3,8 +3,8 @@
 //! proxy-wasm: what one configuration builds and the `/token` decision against shared state
 //! ([`state`]), the remote documents' fetch schedule ([`fetch`]), the issuance ledger's
 //! buffer and shipper ([`ledger`]), the DPoP replay record ([`replay`]) in Envoy shared
-//! data, the counters ([`metrics`]) and the request path's host-independent pieces
-//! ([`request`]).
+//! data, the counters ([`metrics`]), the request path's host-independent pieces
+//! ([`request`]) and what the stream context does at each end of a request ([`stream`]).
 //!
 //! Every decision is `registry-token-core`'s; this crate adds what needs a host (shared
 //! data, HTTP calls, a clock) and runs natively against a fake host in its tests. The
@@ -23,5 +23,6 @@ pub mod metrics;
 pub mod replay;
 pub mod request;
 pub mod state;
+pub mod stream;
 #[cfg(test)]
 mod tests;

@@ -26,6 +26,7 @@ use registry_token_host::ledger::{self, Shipper};
 use registry_token_host::metrics::{Metrics, LEDGER_DROPPED};
 use registry_token_host::request::{self, LogGate, TokenRequestHead};
 use registry_token_host::state::{self, State};
+use registry_token_host::stream::{Step, StreamState};
 
 use envoy::{EnvoyForeign, EnvoyHost};
 
@@ -203,8 +204,8 @@ impl RootContext for Root {
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
         Some(Box::new(Stream {
-            waiting: None,
             filter: self.filter.clone(),
+            state: StreamState::default(),
         }))
     }
 
@@ -214,17 +215,43 @@ impl RootContext for Root {
 }
 
 /// The stream context (one per request): answers `/token`, `/healthz` and the JWKS with
-/// a local reply, lets everything else through.
+/// a local reply, lets everything else through. When each end of a request is decided,
+/// and that nothing the filter owns ever continues, is [`StreamState`]'s.
 struct Stream {
     filter: Option<Rc<Filter>>,
-    /// A `POST /token` waiting for its body.
-    waiting: Option<TokenRequestHead>,
+    /// Where the request stands (waiting for a `POST /token` body, answered, not ours).
+    state: StreamState,
 }
 
 impl Stream {
     fn reply(&self, decision: &Decision) {
         let headers = request::reply_headers(decision);
         envoy::send_local_response(decision.status, &headers, decision.body.as_bytes());
+    }
+
+    /// Does what a [`Step`] says: an answer is decided (with at most the bytes of the
+    /// body it names), replied, then the request is held.
+    fn run(&self, step: Step) -> Action {
+        match step {
+            Step::Continue => Action::Continue,
+            Step::Pause => Action::Pause,
+            Step::Answer { head, body } => {
+                if let Some(filter) = &self.filter {
+                    let body = body.map(|limit| {
+                        proxy_wasm::hostcalls::get_buffer(
+                            proxy_wasm::types::BufferType::HttpRequestBody,
+                            0,
+                            limit,
+                        )
+                        .ok()
+                        .flatten()
+                        .unwrap_or_default()
+                    });
+                    self.answer(filter, &head, body.as_deref());
+                }
+                Action::Pause
+            }
+        }
     }
 
     /// Decides a token request, counts, audits and replies.
@@ -276,48 +303,35 @@ impl HttpContext for Stream {
             Route::PassThrough => Action::Continue,
             Route::Healthz => {
                 self.reply(&handler::healthz());
+                self.state.on_local_reply();
                 Action::Pause
             }
             Route::Jwks => {
                 self.reply(&handler::jwks(&filter.state.config));
+                self.state.on_local_reply();
                 Action::Pause
             }
             Route::Token => {
                 let started = now_nanos();
                 // One hostcall for every header; `:method` is among them.
                 let head = TokenRequestHead::new(started, path, envoy::request_headers());
-                if head.waits_for_body(end_of_stream) {
-                    // The OAuth2 form comes in the body: wait for it (bounded below).
-                    self.waiting = Some(head);
-                } else {
-                    self.answer(&filter, &head, None);
-                }
-                Action::Pause
+                // A POST's OAuth2 form comes in the body: it waits for the body's end (or
+                // the trailers), bounded by request::BODY_LIMIT.
+                let step = self.state.on_token_headers(head, end_of_stream);
+                self.run(step)
             }
         }
     }
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
-        let Some(filter) = self.filter.clone() else {
-            return Action::Continue;
-        };
-        if self.waiting.is_none() {
-            return Action::Continue;
-        }
-        if !request::body_ready(body_size, end_of_stream) {
-            return Action::Pause;
-        }
-        let body = proxy_wasm::hostcalls::get_buffer(
-            proxy_wasm::types::BufferType::HttpRequestBody,
-            0,
-            body_size.min(request::BODY_LIMIT),
-        )
-        .ok()
-        .flatten()
-        .unwrap_or_default();
-        if let Some(head) = self.waiting.take() {
-            self.answer(&filter, &head, Some(&body));
-        }
-        Action::Pause
+        let step = self.state.on_body(body_size, end_of_stream);
+        self.run(step)
+    }
+
+    fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
+        // The trailers end the request (HTTP/2 DATA then trailers, HTTP/1.1 chunked with
+        // enable_trailers): a waiting POST is decided with the body gathered so far.
+        let step = self.state.on_trailers();
+        self.run(step)
     }
 }

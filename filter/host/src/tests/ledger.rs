@@ -23,7 +23,7 @@ fn authority() -> &'static Authority {
     })
 }
 
-fn optok(subject: &str, now: u64) -> String {
+pub(super) fn optok(subject: &str, now: u64) -> String {
     let header = b64(br#"{"alg":"ES256","kid":"op","typ":"JWT"}"#);
     let claims = b64(
         json!({"iss": ISSUER, "aud": "registry-token", "sub": subject,
@@ -37,7 +37,7 @@ fn optok(subject: &str, now: u64) -> String {
     format!("{input}.{}", b64(&sig.to_bytes()))
 }
 
-fn ledger_config(ledger: Value) -> Config {
+pub(super) fn ledger_config(ledger: Value) -> Config {
     config(|v| {
         let a = v["authority"].as_object_mut().unwrap();
         a.remove("metadataUrl");

@@ -183,3 +183,4 @@ mod ledger;
 mod metrics;
 mod replay;
 mod request;
+mod stream;
