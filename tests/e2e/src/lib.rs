@@ -22,6 +22,8 @@
 //! given in [`EnvoyOptions::vars`]. A placeholder left unresolved is an error.
 
 pub mod authority;
+#[cfg(test)]
+mod design;
 pub mod clients;
 pub mod dpop;
 pub mod envoy;
