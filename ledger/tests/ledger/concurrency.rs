@@ -281,6 +281,6 @@ async fn concurrent_revocation_writes_on_sqlite() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_revocation_writes_on_postgres() {
-    let pg = crate::postgres::Postgres::start();
+    let pg = crate::postgres::start();
     revocation_writes_race(&pg.url).await;
 }

@@ -8,10 +8,16 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod harness;
-/// The throw-away PostgreSQL cluster; also included by `tests/tests/ledger.rs` and
-/// `tools/loadgen`, so it stays at this path.
-#[path = "../common/postgres.rs"]
-mod postgres;
+/// The throw-away PostgreSQL 15 cluster of the test kit: a test fails, never skips, when it
+/// cannot start.
+mod postgres {
+    pub use registry_token_testkit::postgres::Postgres;
+
+    /// A cluster for one test (`fsync` off: nothing here survives a crash anyway).
+    pub fn start() -> Postgres {
+        Postgres::try_start(false).unwrap_or_else(|e| panic!("{e}"))
+    }
+}
 mod scenario;
 
 mod auth;

@@ -5,7 +5,7 @@ use registry_token_ledger::db::Db;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scenario_on_postgres() {
-    let pg = crate::postgres::Postgres::start();
+    let pg = crate::postgres::start();
     crate::scenario::run(&pg.url).await;
 
     // Same live schema as SQLite: table and column names.

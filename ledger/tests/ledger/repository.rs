@@ -261,6 +261,6 @@ async fn repository_search_matches_whole_names_on_sqlite() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn repository_search_matches_whole_names_on_postgres() {
-    let pg = crate::postgres::Postgres::start();
+    let pg = crate::postgres::start();
     repository_search(&pg.url).await;
 }
