@@ -29,12 +29,17 @@ pub fn plot_link(out: &Path, png: &Path) -> String {
 }
 
 /// Writes the plot of `r`'s sweep to `png` (when there is a sweep), then the report to
-/// `out`; returns the targets judged and the plot's outcome.
+/// `out` (making their folders); returns the targets judged and the plot's outcome.
 pub fn write_report(
     r: &Results,
     out: &Path,
     png: &Path,
 ) -> Result<(Vec<Target>, PlotLink), String> {
+    for dir in [out.parent(), png.parent()].into_iter().flatten() {
+        if !dir.as_os_str().is_empty() {
+            std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        }
+    }
     let plotted = plot::plot(png, &r.sweep).map(|()| plot_link(out, png));
     let (text, targets) = markdown(r, &plotted);
     std::fs::write(out, text).map_err(|e| format!("{}: {e}", out.display()))?;
