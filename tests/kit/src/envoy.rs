@@ -71,7 +71,8 @@ pub fn wasm_path() -> Result<PathBuf, String> {
 /// How to run Envoy.
 #[derive(Clone, Debug)]
 pub struct EnvoyOptions {
-    /// The binary; default [`envoy_bin`].
+    /// The binary; default [`envoy_bin`]. A relative path is relative to the caller's
+    /// working directory (Envoy itself runs in the instance's directory).
     pub bin: Option<PathBuf>,
     /// `--concurrency` (worker threads); default 1.
     pub concurrency: usize,
@@ -274,6 +275,10 @@ impl EnvoyProcess {
                 bin.display()
             ));
         }
+        // Envoy runs in the instance's directory: a relative binary (the bench's default
+        // `.venv/bin/envoy`) is the caller's, so made absolute here, before the exec.
+        let bin = std::path::absolute(&bin)
+            .map_err(|e| format!("cannot resolve {}: {e}", bin.display()))?;
         let (dir, dir_path) = match &opts.work_dir {
             Some(d) => {
                 fs::create_dir_all(d).map_err(|e| format!("cannot create {}: {e}", d.display()))?;
@@ -594,6 +599,40 @@ mod tests {
         .err()
         .unwrap_or_default();
         assert!(err.contains("ENVOY_BIN"), "{err}");
+    }
+
+    /// A shell script standing in for a binary: `body`, made executable, at `path`.
+    fn script(path: &Path, body: &str) {
+        use std::os::unix::fs::PermissionsExt;
+        fs::write(path, format!("#!/bin/sh\n{body}")).unwrap();
+        fs::set_permissions(path, fs::Permissions::from_mode(0o755)).unwrap();
+    }
+
+    #[test]
+    fn a_relative_binary_is_the_callers_and_cpu_pins_it() {
+        // A fake Envoy at a relative path from here (the test's working directory), which
+        // names nothing from the instance's directory Envoy runs in.
+        let here = tempfile::Builder::new()
+            .prefix(".kit-test-")
+            .tempdir_in(".")
+            .unwrap();
+        let name = here.path().file_name().unwrap_or_default();
+        let bin = Path::new(name).join("fake-envoy");
+        script(&bin, "grep Cpus_allowed_list /proc/self/status\nexit 1\n");
+        let work = temp_dir("kit-envoy-").unwrap();
+        let err = EnvoyProcess::start(
+            "# {{ADMIN_PORT}}\n",
+            &EnvoyOptions::new()
+                .bin(&bin)
+                .cpu(0)
+                .work_dir(work.path(), "pinned"),
+        )
+        .err()
+        .unwrap_or_default();
+        // It ran (and exited), pinned by `taskset` to CPU 0.
+        assert!(err.contains("exited"), "{err}");
+        let out = fs::read_to_string(work.path().join("pinned.stderr")).unwrap();
+        assert_eq!(out.trim(), "Cpus_allowed_list:\t0", "{out}");
     }
 
     #[test]

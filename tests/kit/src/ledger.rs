@@ -1,7 +1,8 @@
 //! The issuance ledger (`registry-token-ledger`) as a process: started on a free port (or
 //! a given one, so a restart is reached at the same address), ready once it printed
 //! `listening on …`, paused and resumed with signals, killed and restarted on the same
-//! database. Its stderr goes to a log file whose tail is printed when a test fails.
+//! database, its `/metrics` read. Its stderr goes to a log file whose tail is printed when
+//! a test fails.
 
 use std::ffi::OsString;
 use std::fs::File;
@@ -12,6 +13,7 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::Duration;
 
+use crate::http;
 use crate::process::{read_lossy, signal, tail};
 use crate::{free_port, keep_on_failure, temp_dir};
 
@@ -279,6 +281,15 @@ impl Ledger {
         format!("http://127.0.0.1:{}{path}", self.port)
     }
 
+    /// The value of the unlabelled sample `name` on its `/metrics` (e.g.
+    /// `ledger_ingested_records_total`, the rows it newly stored); `None` when absent.
+    pub fn metric(&self, name: &str) -> Result<Option<u64>, String> {
+        match http::get(&self.url("/metrics"))? {
+            (200, text) => Ok(prom_sample(&text, name)),
+            (status, _) => Err(format!("ledger /metrics answered {status}")),
+        }
+    }
+
     /// What it wrote to stderr so far (its log).
     pub fn log(&self) -> String {
         read_lossy(&self.log_path)
@@ -323,6 +334,15 @@ impl Drop for Ledger {
     }
 }
 
+/// The value of the unlabelled Prometheus sample `name` in `text` (the exposition
+/// format's `name value` line), truncated to an integer.
+pub fn prom_sample(text: &str, name: &str) -> Option<u64> {
+    text.lines().find_map(|l| {
+        let rest = l.strip_prefix(name)?.strip_prefix(' ')?;
+        rest.trim().parse::<f64>().ok().map(|v| v as u64)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -344,6 +364,67 @@ mod tests {
             "{err}"
         );
         assert!(err.contains("bad flag --listen"), "{err}");
+    }
+
+    #[test]
+    fn prom_sample_reads_an_unlabelled_sample() {
+        let text =
+            "# HELP x\nledger_ingested_records_total_x 9\nledger_ingested_records_total 42\n";
+        assert_eq!(prom_sample(text, "ledger_ingested_records_total"), Some(42));
+        assert_eq!(prom_sample(text, "absent"), None);
+    }
+
+    #[test]
+    fn metrics_are_read_and_cpu_and_nice_apply() {
+        use std::io::{Read, Write};
+        // The ledger's port answered by this test: two `/metrics` pages, then a 500.
+        let listener = std::net::TcpListener::bind(("127.0.0.1", 0)).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = thread::spawn(move || {
+            let body =
+                "# HELP x\nledger_ingested_records_total_x 9\nledger_ingested_records_total 42\n";
+            let mut requests = Vec::new();
+            for status in ["200 OK", "200 OK", "500 Internal Server Error"] {
+                let (mut conn, _) = listener.accept().unwrap();
+                let mut buf = [0u8; 4096];
+                let n = conn.read(&mut buf).unwrap();
+                let request = String::from_utf8_lossy(&buf[..n]).into_owned();
+                requests.push(request.lines().next().unwrap_or_default().to_owned());
+                write!(
+                    conn,
+                    "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                )
+                .unwrap();
+            }
+            requests
+        });
+        let dir = temp_dir("kit-ledger-").unwrap();
+        let fake = dir.path().join("fake-ledger");
+        std::fs::write(
+            &fake,
+            "#!/bin/sh\necho \"nice $(nice)\" >&2\ngrep Cpus_allowed_list /proc/self/status >&2\n\
+             echo 'listening on x'\nexec sleep 30\n",
+        )
+        .unwrap();
+        let chmod = Command::new("chmod").arg("+x").arg(&fake).status().unwrap();
+        assert!(chmod.success());
+        let ledger = Ledger::start(
+            LedgerOptions::new("sqlite::memory:", "https://i", Path::new("/dev/null"))
+                .bin(&fake)
+                .port(port)
+                .cpu(0)
+                .nice(true),
+        )
+        .unwrap();
+        let log = ledger.log();
+        assert!(log.contains("nice 19\n"), "{log}");
+        assert!(log.contains("Cpus_allowed_list:\t0\n"), "{log}");
+        assert_eq!(ledger.metric("ledger_ingested_records_total"), Ok(Some(42)));
+        assert_eq!(ledger.metric("absent"), Ok(None));
+        let err = ledger.metric("ledger_ingested_records_total").unwrap_err();
+        assert!(err.contains("answered 500"), "{err}");
+        assert_eq!(server.join().unwrap(), ["GET /metrics HTTP/1.1"; 3]);
     }
 
     #[test]

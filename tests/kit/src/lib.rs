@@ -4,7 +4,7 @@
 //! - [`envoy`]: the Envoy binary (`.venv`), the filter module, `{{NAME}}` templates,
 //!   a process on free ports with its readiness, admin stats, log (dumped when a test
 //!   fails) and stop;
-//! - [`ledger`]: the issuance ledger's binary as a process;
+//! - [`ledger`]: the issuance ledger's binary as a process, its `/metrics`;
 //! - [`postgres`]: a throw-away PostgreSQL cluster;
 //! - [`ports`], [`template`], [`process`], [`http`]: free ports, templates, stopping
 //!   children and reading `/proc`, one small HTTP GET.

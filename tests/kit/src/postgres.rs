@@ -1,7 +1,6 @@
 //! A throw-away PostgreSQL cluster (Debian's PostgreSQL 15: initdb and pg_ctl in a
 //! temporary directory, as the `postgres` user when run as root, unix socket only),
-//! stopped on drop. For the e2e suite's ledger tests and the bench (the ledger's own tests
-//! keep their copy in `ledger/tests/common/postgres.rs` until they use this crate).
+//! stopped on drop. For the ledger's own tests, the e2e suite's ledger tests and the bench.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
