@@ -10,14 +10,21 @@
 //! - the limits ([`MAX_ID_BYTES`], [`MAX_TEXT_BYTES`], [`MAX_SCOPES`], [`MAX_SECONDS`],
 //!   [`MAX_BATCH_RECORDS`], [`MAX_BATCH_BYTES`], [`MAX_REVOCATION_VALUE_BYTES`]);
 //! - [`IngestReply`], the ledger's answer to a stored batch, and [`Feed`], the revocation
-//!   document of `GET /v1/revocations/feed`.
+//!   document of `GET /v1/revocations/feed`, with its digest form [`DigestFeed`]
+//!   (`?form=digests`), [`revocation_digest`] and the bounds [`MAX_ACTIVE_REVOCATIONS`]
+//!   (the ledger's) and [`MAX_FEED_DOCUMENT_BYTES`] (the gateway's).
 //!
 //! docs/LEDGER.md describes the fields; this crate is authoritative.
 
+mod digest;
 mod feed;
 mod record;
 mod words;
 
+pub use digest::{
+    revocation_digest, DigestFeed, RevocationDigest, DIGEST_BYTES, DIGEST_CHARS, DIGEST_FORM_QUERY,
+    DIGEST_NAME, MAX_ACTIVE_REVOCATIONS, MAX_FEED_DOCUMENT_BYTES,
+};
 pub use feed::{Feed, IngestReply};
 pub use record::{check_text, FieldError, Record};
 pub use words::{BindingKind, Decision, Grant, RevocationKind};
