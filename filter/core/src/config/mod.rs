@@ -332,6 +332,18 @@ impl Config {
                 advisory.coordinates, advisory.unpadded, advisory.rfc7638, self.signing.kid
             ));
         }
+        if let Some(r) = self
+            .revocation
+            .as_ref()
+            .filter(|r| r.on_stale == OnStale::Serve)
+        {
+            out.push(format!(
+                "revocation.onStale is serve: while the revocation list cannot be fetched or \
+                 taken (never, or not for {} s), tokens are issued without it; the gauge \
+                 registry_token_revocation_stale says so",
+                r.max_stale_seconds
+            ));
+        }
         out
     }
 

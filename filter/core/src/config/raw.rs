@@ -122,17 +122,19 @@ pub struct RawRefreshTokens {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct RawRevocation {
-    /// URL of the list (JSON `{"revokedLicenses": [..]}`, a JSON array, or text lines).
+    /// URL of the list (the digest form `{"digest": "sha256-96", ..}`, JSON
+    /// `{"revokedLicenses": [..]}`, a JSON array, or text lines).
     pub url: String,
     /// Envoy cluster that reaches it.
     pub cluster: String,
     /// Refresh period (default 60, 10..=86400).
     #[serde(default)]
     pub refresh_seconds: Option<u64>,
-    /// Age after which the list counts as stale (default 3600, at least refreshSeconds).
+    /// Age after which the list counts as stale (default 10 × refreshSeconds, at least
+    /// 300; at least refreshSeconds).
     #[serde(default)]
     pub max_stale_seconds: Option<u64>,
-    /// `serve` (default: keep issuing with what is known) or `refuse` (503, fail closed)
+    /// `refuse` (default: 503, fail closed) or `serve` (keep issuing with what is known)
     /// while the list is stale or was never fetched.
     #[serde(default)]
     pub on_stale: Option<String>,

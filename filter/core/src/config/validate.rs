@@ -178,6 +178,13 @@ pub(super) fn validate_refresh_tokens(
     }))
 }
 
+/// `revocation.maxStaleSeconds` when not given: ten refresh periods, at least five minutes
+/// (a ledger restart or a short outage costs no request; a list that cannot be fetched or
+/// taken for longer fails closed with `onStale: refuse`).
+pub(crate) fn default_revocation_max_stale(refresh_seconds: u64) -> u64 {
+    refresh_seconds.saturating_mul(10).max(300)
+}
+
 pub(super) fn validate_revocation(r: RawRevocation) -> Result<RevocationConfig, ConfigError> {
     let url =
         HttpUrl::parse_keeping_query(&r.url).map_err(|e| ConfigError::new("revocation.url", e))?;
@@ -194,14 +201,16 @@ pub(super) fn validate_revocation(r: RawRevocation) -> Result<RevocationConfig, 
             format!("{refresh_seconds} is outside 10..=86400"),
         ));
     }
-    let max_stale_seconds = r.max_stale_seconds.unwrap_or(3600);
+    let max_stale_seconds = r
+        .max_stale_seconds
+        .unwrap_or_else(|| default_revocation_max_stale(refresh_seconds));
     if max_stale_seconds < refresh_seconds {
         return Err(ConfigError::new(
             "revocation.maxStaleSeconds",
             format!("{max_stale_seconds} is below refreshSeconds ({refresh_seconds})"),
         ));
     }
-    let on_stale = match r.on_stale.as_deref().unwrap_or("serve") {
+    let on_stale = match r.on_stale.as_deref().unwrap_or("refuse") {
         "serve" => OnStale::Serve,
         "refuse" => OnStale::Refuse,
         other => {

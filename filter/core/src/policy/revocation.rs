@@ -1,17 +1,31 @@
-//! The remote licence revocation list: its format, and the decision when it is stale.
+//! The remote revocation list: its forms, the sets the request path checks, and the
+//! decision when the list is stale.
 //!
-//! Besides the inline `revokedLicenses`, an optional list is fetched from a URL through an
-//! Envoy cluster (once per process, on a period, kept in shared data, like the JWKS). A
-//! failed fetch keeps the last good list. Once the list is older than `maxStaleSeconds`
-//! (or was never fetched), `onStale` decides: `serve` keeps issuing with what is known,
-//! `refuse` fails closed with 503.
+//! Besides the inline lists (`revokedLicenses`, …), an optional list is fetched from a URL
+//! through an Envoy cluster (once per process, on a period, kept in shared data, like the
+//! JWKS). It comes as values (the ledger's value [`Feed`], a JSON array, plain text:
+//! [`parse_lists`]) or as digests (the ledger's [`DigestFeed`], `?form=digests`); the
+//! gateway keeps either as [`DigestLists`] ([`parse_remote`]), fixed-size digests in every
+//! VM, and hashes the caller's identifiers only for the kinds the list holds. A failed
+//! fetch keeps the last good list. Once the list is older than `maxStaleSeconds` (or was
+//! never fetched), `onStale` decides: `refuse` (the default) fails closed with 503,
+//! `serve` keeps issuing with what is known.
 
 use std::collections::HashSet;
+use std::fmt;
 
-use serde_json::Value;
+use registry_token_ledger_wire::{
+    revocation_digest, DigestFeed, RevocationDigest, RevocationKind, DIGEST_NAME,
+    MAX_FEED_DOCUMENT_BYTES,
+};
+use serde_json::{Map, Value};
 
-/// Longest list document accepted, bytes.
-pub const MAX_LIST_BYTES: usize = 1024 * 1024;
+#[cfg(doc)]
+use registry_token_ledger_wire::Feed;
+
+/// Longest list document accepted, bytes, in any form: the ledger's digest feed at its
+/// bound of active revocations fits ([`MAX_FEED_DOCUMENT_BYTES`], about 1.53 MiB).
+pub const MAX_LIST_BYTES: usize = MAX_FEED_DOCUMENT_BYTES;
 /// Longest licence identifier accepted in a list.
 pub const MAX_LICENSE_LEN: usize = 256;
 
@@ -24,8 +38,16 @@ pub enum OnStale {
     Refuse,
 }
 
+/// Revoked identifiers, by kind: answers whether one of the caller's is listed.
+pub trait RevocationSet: fmt::Debug {
+    /// Whether `value` is revoked as `kind`.
+    fn contains(&self, kind: RevocationKind, value: &str) -> bool;
+    /// Entries of `kind`.
+    fn count(&self, kind: RevocationKind) -> usize;
+}
+
 /// Every revoked identifier the request path checks, from one source (the inline
-/// configuration or the remote list document).
+/// configuration or a value list document).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RevokedLists {
     /// `stellaops:license` values (`revokedLicenses`).
@@ -50,42 +72,188 @@ impl RevokedLists {
         self.len() == 0
     }
 
+    /// The set of `kind`.
+    pub fn set(&self, kind: RevocationKind) -> &HashSet<String> {
+        match kind {
+            RevocationKind::License => &self.licenses,
+            RevocationKind::Subject => &self.subjects,
+            RevocationKind::RefreshToken => &self.refresh_tokens,
+            RevocationKind::Tenant => &self.tenants,
+        }
+    }
+
+    fn set_mut(&mut self, kind: RevocationKind) -> &mut HashSet<String> {
+        match kind {
+            RevocationKind::License => &mut self.licenses,
+            RevocationKind::Subject => &mut self.subjects,
+            RevocationKind::RefreshToken => &mut self.refresh_tokens,
+            RevocationKind::Tenant => &mut self.tenants,
+        }
+    }
+
     /// The JSON object form (`{"revokedLicenses":[..],"revokedSubjects":[..],
-    /// "revokedRefreshTokens":[..],"revokedTenants":[..]}`, sorted), which [`parse_lists`] reads back: the glue
-    /// can keep the list in shared data in this form.
+    /// "revokedRefreshTokens":[..],"revokedTenants":[..]}`, sorted), which [`parse_lists`]
+    /// reads back.
     pub fn to_document(&self) -> Value {
-        let sorted = |set: &HashSet<String>| {
-            let mut v: Vec<&String> = set.iter().collect();
+        let mut doc = Map::new();
+        for kind in RevocationKind::ALL {
+            let mut v: Vec<&String> = self.set(kind).iter().collect();
             v.sort();
-            Value::from(
-                v.into_iter()
-                    .map(|s| Value::from(s.as_str()))
-                    .collect::<Vec<_>>(),
-            )
-        };
-        serde_json::json!({
-            "revokedLicenses": sorted(&self.licenses),
-            "revokedSubjects": sorted(&self.subjects),
-            "revokedRefreshTokens": sorted(&self.refresh_tokens),
-            "revokedTenants": sorted(&self.tenants),
-        })
+            let list = v.into_iter().map(|s| Value::from(s.as_str())).collect();
+            doc.insert(kind.feed_key().to_string(), Value::Array(list));
+        }
+        Value::Object(doc)
     }
 }
 
-/// The keys of the object form, in the order of [`RevokedLists`]' fields.
-const LIST_KEYS: [&str; 4] = [
-    "revokedLicenses",
-    "revokedSubjects",
-    "revokedRefreshTokens",
-    "revokedTenants",
-];
+impl RevocationSet for RevokedLists {
+    fn contains(&self, kind: RevocationKind, value: &str) -> bool {
+        self.set(kind).contains(value)
+    }
 
-/// Parses a revocation list: a JSON object with any of `revokedLicenses`,
+    fn count(&self, kind: RevocationKind) -> usize {
+        self.set(kind).len()
+    }
+}
+
+/// A remote list as the gateway keeps it: per kind, the sorted digests of the revoked
+/// values ([`revocation_digest`], 12 bytes each), whichever form the list came in. A
+/// lookup hashes the caller's value once, and only when that kind's list is not empty.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct DigestLists {
+    /// In the order of [`RevocationKind::ALL`], each ascending without repeats.
+    lists: [Vec<RevocationDigest>; 4],
+}
+
+impl fmt::Debug for DigestLists {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("DigestLists");
+        for kind in RevocationKind::ALL {
+            d.field(kind.as_str(), &self.count(kind));
+        }
+        d.finish()
+    }
+}
+
+fn kind_index(kind: RevocationKind) -> usize {
+    match kind {
+        RevocationKind::License => 0,
+        RevocationKind::Subject => 1,
+        RevocationKind::RefreshToken => 2,
+        RevocationKind::Tenant => 3,
+    }
+}
+
+impl DigestLists {
+    /// The digests of value lists.
+    pub fn from_values(values: &RevokedLists) -> DigestLists {
+        let mut out = DigestLists::default();
+        for kind in RevocationKind::ALL {
+            let mut list: Vec<RevocationDigest> = values
+                .set(kind)
+                .iter()
+                .map(|v| revocation_digest(kind, v))
+                .collect();
+            list.sort_unstable();
+            list.dedup();
+            out.lists[kind_index(kind)] = list;
+        }
+        out
+    }
+
+    /// The lists of a digest feed (each checked: whole digests, ascending, no repeats).
+    pub fn from_feed(feed: &DigestFeed) -> Result<DigestLists, String> {
+        if feed.digest != DIGEST_NAME {
+            return Err(format!(
+                "revocation list digest {:?} is not {DIGEST_NAME}",
+                feed.digest.chars().take(32).collect::<String>()
+            ));
+        }
+        let mut out = DigestLists::default();
+        for kind in RevocationKind::ALL {
+            out.lists[kind_index(kind)] = feed
+                .digests(kind)
+                .map_err(|e| format!("revocation list {e}"))?;
+        }
+        Ok(out)
+    }
+
+    /// The digest feed of these lists (what the gateway keeps in shared data).
+    pub fn to_feed(&self, generated_at: u64) -> DigestFeed {
+        let mut feed = DigestFeed {
+            digest: DIGEST_NAME.to_string(),
+            generated_at,
+            ..DigestFeed::default()
+        };
+        for kind in RevocationKind::ALL {
+            feed.set_digests(kind, &self.lists[kind_index(kind)]);
+        }
+        feed
+    }
+
+    /// Entries of every kind.
+    pub fn len(&self) -> usize {
+        self.lists.iter().map(Vec::len).sum()
+    }
+
+    /// No entry at all.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Bytes the digests take (what a VM holds for the list).
+    pub fn heap_bytes(&self) -> usize {
+        self.lists
+            .iter()
+            .map(|l| l.capacity() * std::mem::size_of::<RevocationDigest>())
+            .sum()
+    }
+}
+
+impl RevocationSet for DigestLists {
+    fn contains(&self, kind: RevocationKind, value: &str) -> bool {
+        let list = &self.lists[kind_index(kind)];
+        !list.is_empty() && list.binary_search(&revocation_digest(kind, value)).is_ok()
+    }
+
+    fn count(&self, kind: RevocationKind) -> usize {
+        self.lists[kind_index(kind)].len()
+    }
+}
+
+/// Parses a value revocation list: a JSON object with any of `revokedLicenses`,
 /// `revokedSubjects`, `revokedRefreshTokens`, `revokedTenants` (arrays of strings; at
-/// least one present), a
-/// JSON array of strings (licences), or plain text with one licence per line (`#` starts
-/// a comment).
+/// least one present), a JSON array of strings (licences), or plain text with one licence
+/// per line (`#` starts a comment). The digest form names no values and is refused here
+/// (see [`parse_remote`]).
 pub fn parse_lists(body: &[u8]) -> Result<RevokedLists, String> {
+    match parse_document(body)? {
+        Parsed::Values(lists) => Ok(lists),
+        Parsed::Digests(_) => Err(
+            "revocation list is the digest form (it names no values): give the value form \
+             (the ledger's feed without ?form=digests)"
+                .into(),
+        ),
+    }
+}
+
+/// Parses a remote revocation list in any form: the digest form (a JSON object with a
+/// `digest` member, [`DigestFeed`]) or a value form ([`parse_lists`]), into the digests
+/// the gateway keeps.
+pub fn parse_remote(body: &[u8]) -> Result<DigestLists, String> {
+    match parse_document(body)? {
+        Parsed::Values(lists) => Ok(DigestLists::from_values(&lists)),
+        Parsed::Digests(feed) => DigestLists::from_feed(&feed),
+    }
+}
+
+/// A list document, by form.
+enum Parsed {
+    Values(RevokedLists),
+    Digests(DigestFeed),
+}
+
+fn parse_document(body: &[u8]) -> Result<Parsed, String> {
     if body.len() > MAX_LIST_BYTES {
         return Err(format!(
             "revocation list larger than {MAX_LIST_BYTES} bytes"
@@ -97,27 +265,30 @@ pub fn parse_lists(body: &[u8]) -> Result<RevokedLists, String> {
     if trimmed.starts_with('{') || trimmed.starts_with('[') {
         let doc: Value =
             serde_json::from_str(text).map_err(|e| format!("revocation list is not JSON: {e}"))?;
-        match &doc {
-            Value::Array(a) => lists.licenses = entries(a)?,
+        match doc {
+            Value::Array(a) => lists.licenses = entries(&a)?,
+            Value::Object(o) if o.contains_key("digest") => {
+                let feed: DigestFeed = serde_json::from_value(Value::Object(o))
+                    .map_err(|e| format!("revocation list digest form: {e}"))?;
+                return Ok(Parsed::Digests(feed));
+            }
             Value::Object(o) => {
-                if !LIST_KEYS.iter().any(|k| o.contains_key(*k)) {
+                if !RevocationKind::ALL
+                    .iter()
+                    .any(|k| o.contains_key(k.feed_key()))
+                {
                     return Err(
                         "revocation list object has none of revokedLicenses, revokedSubjects, revokedRefreshTokens, revokedTenants"
                             .into(),
                     );
                 }
-                let sets = [
-                    &mut lists.licenses,
-                    &mut lists.subjects,
-                    &mut lists.refresh_tokens,
-                    &mut lists.tenants,
-                ];
-                for (key, set) in LIST_KEYS.iter().zip(sets) {
-                    if let Some(v) = o.get(*key) {
+                for kind in RevocationKind::ALL {
+                    let key = kind.feed_key();
+                    if let Some(v) = o.get(key) {
                         let a = v
                             .as_array()
                             .ok_or_else(|| format!("revocation list {key} is not an array"))?;
-                        *set = entries(a)?;
+                        *lists.set_mut(kind) = entries(a)?;
                     }
                 }
             }
@@ -132,7 +303,7 @@ pub fn parse_lists(body: &[u8]) -> Result<RevokedLists, String> {
             .collect();
         lists.licenses = entries(&lines)?;
     }
-    Ok(lists)
+    Ok(Parsed::Values(lists))
 }
 
 /// The licences of a revocation list (see [`parse_lists`] for all three sets).
@@ -163,8 +334,9 @@ pub enum RemoteList<'a> {
     NeverFetched,
     /// The last good list and when it was fetched.
     Known {
-        /// Revoked licences, subjects and refresh-token ids.
-        lists: &'a RevokedLists,
+        /// Revoked licences, subjects, refresh-token ids and tenants ([`DigestLists`] in
+        /// the gateway, [`RevokedLists`] where the values are at hand).
+        lists: &'a dyn RevocationSet,
         /// Fetch time, Unix seconds.
         fetched_at: u64,
     },
@@ -203,23 +375,33 @@ pub enum Revocation {
     Clear,
     /// Revoked.
     Revoked(Revoked),
-    /// The list is stale and the policy is to refuse: 503.
+    /// The list was never fetched, or is older than `maxStaleSeconds`, and the policy is
+    /// to refuse: 503 (the caller tells the two apart by its [`RemoteList`]).
     ListUnavailable,
 }
 
-fn revoked_by(lists: &RevokedLists, ids: &Identifiers<'_>) -> Option<Revoked> {
-    let hit = |set: &HashSet<String>, id: Option<&str>| id.is_some_and(|i| set.contains(i));
-    if hit(&lists.refresh_tokens, ids.refresh_token_id) {
+fn revoked_by(lists: &dyn RevocationSet, ids: &Identifiers<'_>) -> Option<Revoked> {
+    let hit = |kind, id: Option<&str>| id.is_some_and(|i| lists.contains(kind, i));
+    if hit(RevocationKind::RefreshToken, ids.refresh_token_id) {
         Some(Revoked::RefreshToken)
-    } else if hit(&lists.subjects, ids.subject) {
+    } else if hit(RevocationKind::Subject, ids.subject) {
         Some(Revoked::Subject)
-    } else if hit(&lists.tenants, ids.tenant) {
+    } else if hit(RevocationKind::Tenant, ids.tenant) {
         Some(Revoked::Tenant)
-    } else if ids.licenses.iter().any(|l| lists.licenses.contains(l)) {
+    } else if ids
+        .licenses
+        .iter()
+        .any(|l| lists.contains(RevocationKind::License, l))
+    {
         Some(Revoked::License)
     } else {
         None
     }
+}
+
+/// Whether a list fetched at `fetched_at` is past `max_stale_seconds` at `now`.
+pub fn is_stale(fetched_at: u64, max_stale_seconds: u64, now: u64) -> bool {
+    now > fetched_at.saturating_add(max_stale_seconds)
 }
 
 /// Decides whether the caller may be served: inline lists first, then the remote list
@@ -245,8 +427,7 @@ pub fn check(
             if let Some(r) = revoked_by(lists, ids) {
                 return Revocation::Revoked(r);
             }
-            let stale = now > fetched_at.saturating_add(max_stale_seconds);
-            if stale && on_stale == OnStale::Refuse {
+            if is_stale(fetched_at, max_stale_seconds, now) && on_stale == OnStale::Refuse {
                 Revocation::ListUnavailable
             } else {
                 Revocation::Clear
@@ -384,6 +565,43 @@ mod tests {
         assert!(parse_list(&vec![b'a'; MAX_LIST_BYTES + 1]).is_err());
         let long = format!("[\"{}\"]", "x".repeat(MAX_LICENSE_LEN + 1));
         assert!(parse_list(long.as_bytes()).is_err());
+    }
+
+    #[test]
+    fn the_digest_form_is_told_by_its_digest_member() {
+        let values = br#"{"revokedLicenses":["lic-1"],"revokedTenants":["acme"]}"#;
+        let from_values = parse_remote(values).unwrap();
+        let lists = parse_lists(values).unwrap();
+        assert_eq!(from_values, DigestLists::from_values(&lists));
+        let doc = serde_json::to_vec(&from_values.to_feed(7)).unwrap();
+        let text = String::from_utf8(doc.clone()).unwrap();
+        assert!(
+            text.starts_with(r#"{"digest":"sha256-96","generatedAt":7,"#),
+            "{text}"
+        );
+        let back = parse_remote(&doc).unwrap();
+        assert_eq!(back, from_values);
+        assert!(back.contains(RevocationKind::License, "lic-1"));
+        assert!(back.contains(RevocationKind::Tenant, "acme"));
+        assert!(!back.contains(RevocationKind::Subject, "acme"));
+        assert!(!back.contains(RevocationKind::License, "lic-2"));
+        assert_eq!(back.count(RevocationKind::License), 1);
+        // The value parser names what it was given.
+        let e = parse_lists(&doc).unwrap_err();
+        assert!(e.contains("digest form"), "{e}");
+        // A digest document is checked like any other.
+        for bad in [
+            r#"{"digest":"sha1","revokedLicenses":""}"#,
+            r#"{"digest":"sha256-96","revokedLicenses":"AAAA"}"#,
+            r#"{"digest":"sha256-96","revokedLicenses":["AAAAAAAAAAAAAAAA"]}"#,
+            r#"{"digest":1}"#,
+        ] {
+            assert!(parse_remote(bad.as_bytes()).is_err(), "{bad}");
+        }
+        // Missing lists are empty; unknown members are ignored.
+        let sparse = parse_remote(br#"{"digest":"sha256-96","next":1}"#).unwrap();
+        assert!(sparse.is_empty());
+        assert!(parse_remote(&vec![b' '; MAX_LIST_BYTES + 1]).is_err());
     }
 
     #[test]

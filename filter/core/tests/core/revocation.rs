@@ -3,8 +3,11 @@
 
 use crate::common::*;
 use registry_token_core::handler::{self, Context, Decision, Outcome, RequestView};
-use registry_token_core::policy::revocation::{OnStale, RemoteList, RevokedLists};
+use registry_token_core::policy::revocation::{
+    parse_remote, DigestLists, OnStale, RemoteList, RevokedLists,
+};
 use registry_token_core::token::crypto::RustCrypto;
+use registry_token_ledger_wire::{DigestFeed, Feed};
 use serde_json::json;
 
 const Q: &str = "service=registry.example&scope=repository:stella-ops/public/base:pull";
@@ -102,10 +105,11 @@ fn stale_or_missing_list_fails_closed_when_configured() {
     };
     let d = decide_with(&c, "lic-ok", stale, NOW);
     assert_eq!(d.status, 503);
-    assert_eq!(reason(&d), "revocation_unavailable");
+    assert_eq!(reason(&d), "revocation_stale");
     assert_eq!(header(&d, "retry-after"), Some("5"));
     let d = decide_with(&c, "lic-ok", RemoteList::NeverFetched, NOW);
     assert_eq!(d.status, 503);
+    assert_eq!(reason(&d), "revocation_unavailable");
 }
 
 #[test]
@@ -159,9 +163,65 @@ fn revocation_config_is_validated() {
         v["revocation"] = json!({"url": "https://l.example/r", "cluster": "licensing"});
         config_from(v)
     };
-    let r = defaults.revocation.unwrap();
+    let r = defaults.revocation.clone().unwrap();
+    // Fail closed by default, after ten refresh periods (at least five minutes).
     assert_eq!(
         (r.refresh_seconds, r.max_stale_seconds, r.on_stale),
-        (60, 3600, OnStale::Serve)
+        (60, 600, OnStale::Refuse)
     );
+    assert!(defaults.warnings().is_empty(), "{:?}", defaults.warnings());
+    for (refresh, max_stale) in [(10, 300), (30, 300), (120, 1200), (86_400, 864_000)] {
+        let mut v = base_config();
+        v["revocation"] =
+            json!({"url": "https://l.example/r", "cluster": "l", "refreshSeconds": refresh});
+        let r = config_from(v).revocation.unwrap();
+        assert_eq!(r.max_stale_seconds, max_stale, "refreshSeconds {refresh}");
+    }
+    // Serving without a fresh list is an explicit choice, and a logged one.
+    let serve = config("serve");
+    assert!(
+        serve
+            .warnings()
+            .iter()
+            .any(|w| w.contains("revocation.onStale is serve")),
+        "{:?}",
+        serve.warnings()
+    );
+}
+
+/// The gateway keeps a remote list as digests, whichever form it came in: a licence on a
+/// digest feed of 50,000 entries (the ledger's `?form=digests`) is refused like one on a
+/// value list, and one not on it is served.
+#[test]
+fn a_licence_on_a_digest_list_of_50_000_is_refused() {
+    let c = config("refuse");
+    let mut feed = Feed::default();
+    feed.revoked_licenses = (0..50_000).map(|i| format!("lic-{i:06}")).collect();
+    feed.revoked_subjects = vec!["mallory".into()];
+    let body = serde_json::to_vec(&DigestFeed::from_feed(&feed)).unwrap();
+    assert!(body.len() < 1024 * 1024, "{} bytes", body.len());
+    let digests = parse_remote(&body).unwrap();
+    assert_eq!(digests.len(), 50_001);
+    // The value form of the same list gives the same digests.
+    let values = serde_json::to_vec(&feed).unwrap();
+    assert!(values.len() < registry_token_core::policy::revocation::MAX_LIST_BYTES);
+    assert_eq!(parse_remote(&values).unwrap(), digests);
+    let known = RemoteList::Known {
+        lists: &digests,
+        fetched_at: NOW - 10,
+    };
+    for lic in ["lic-000000", "lic-049999", "lic-031337"] {
+        let d = decide_with(&c, lic, known, NOW);
+        assert_eq!((d.status, reason(&d)), (403, "license_revoked"), "{lic}");
+    }
+    for lic in ["lic-050000", "LIC-000001", "lic-00000"] {
+        assert_eq!(decide_with(&c, lic, known, NOW).status, 200, "{lic}");
+    }
+    // An empty digest list is a good list too.
+    let empty = DigestLists::default();
+    let known = RemoteList::Known {
+        lists: &empty,
+        fetched_at: NOW - 10,
+    };
+    assert_eq!(decide_with(&c, "lic-000000", known, NOW).status, 200);
 }
