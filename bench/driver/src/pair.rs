@@ -15,7 +15,7 @@ use registry_token_loadgen::load::{self, RunSpec, Workload};
 
 use crate::measure::{settle, target_for, Ctx, WARMUP_SECONDS};
 use crate::procs::{
-    fresh_sqlite, ledger_rows, start_bench_ledger, start_token_envoy_with, EnvoyProc, LedgerProc,
+    fresh_sqlite, ledger_rows, start_bench_ledger, start_token_envoy_with, BenchEnvoy, BenchLedger,
 };
 use crate::results::{Outcome, Pair, PairSide};
 use crate::scenarios::{scenario_as, scenario_path, Scenario, REALM};
@@ -29,7 +29,7 @@ pub struct SideSpec<'a> {
     /// The filter module.
     pub wasm: &'a Path,
     /// The ledger behind it.
-    pub ledger: Option<&'a LedgerProc>,
+    pub ledger: Option<&'a BenchLedger>,
 }
 
 /// The ledger's cost: `es256` against `es256-ledger` (its own fresh ledger), side by side.
@@ -107,13 +107,13 @@ fn prepare(
     pools: &Pools,
     seconds: u64,
     sides: [&SideSpec<'_>; 2],
-) -> Result<Vec<(EnvoyProc, RunSpec, Workload)>, String> {
+) -> Result<Vec<(BenchEnvoy, RunSpec, Workload)>, String> {
     let mut out = Vec::new();
     for side in sides {
         let sc = &side.scenario;
         let e = start_token_envoy_with(ctx, m, sc, side.ledger, side.wasm)?;
         let spec = RunSpec {
-            target: target_for(m, e.port, sc.mode)?,
+            target: target_for(m, e.listen_port(), sc.mode)?,
             connections: ctx.connections,
             duration: Duration::from_secs(WARMUP_SECONDS),
             rate: None,
@@ -152,7 +152,7 @@ pub fn side_by_side(
     let ledger = test.ledger;
     let sides = prepare(ctx, m, pools, seconds, [&base, &test])?;
     let keys = [base.scenario.key, test.scenario.key];
-    let envoys: Vec<&EnvoyProc> = sides.iter().map(|(e, ..)| e).collect();
+    let envoys: Vec<&BenchEnvoy> = sides.iter().map(|(e, ..)| e).collect();
     // `test`'s counters from before the warm-up, so that `settle` can wait for its answers.
     let snap0 = admin::snapshot(&envoys[1].admin)?;
     let warm_answers = Mutex::new([0u64; 2]);

@@ -1,38 +1,84 @@
-//! The processes a run starts: Envoy (a scenario's, a crypto ceiling's, the
-//! `direct_response` ceiling's), the ledger, and a throw-away PostgreSQL cluster. Every use
-//! of `registry_token_loadgen`'s process helpers goes through this one module, so that
-//! moving to the shared test kit (`tests/kit`) later changes this file alone.
+//! The processes a run starts, all through the test kit (`registry-token-testkit`, the one
+//! that starts the e2e suites' too): Envoy (a scenario's, a crypto ceiling's, the
+//! `direct_response` ceiling's), the ledger, and a throw-away PostgreSQL cluster. The kit's
+//! processes are wrapped here with their address as a load target of
+//! `registry_token_loadgen`, which makes the load and reads Envoy's admin.
 
+use std::ops::Deref;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use registry_token_loadgen::admin::Snapshot;
+use registry_token_loadgen::http::{plain_target, Target};
+use registry_token_loadgen::load::Mode;
+use registry_token_testkit::{render_template, EnvoyOptions, EnvoyProcess, Ledger, LedgerOptions};
 use serde_json::json;
 
-pub use registry_token_loadgen::envoy::{pin_self, EnvoyProc};
-pub use registry_token_loadgen::ledger::postgres::Postgres;
-pub use registry_token_loadgen::ledger::LedgerProc;
+pub use registry_token_testkit::process::pin_self;
+pub use registry_token_testkit::Postgres;
 
 use crate::measure::Ctx;
 use crate::results::LedgerRows;
 use crate::scenarios::{plugin_config, Scenario, ISSUER, LEDGER_CLUSTER, LEDGER_SECRET};
 use crate::setup::Material;
-use registry_token_loadgen::load::Mode;
 
 const TOKEN_TEMPLATE: &str = include_str!("../../envoy/token.yaml.in");
 const TLS_TEMPLATE: &str = include_str!("../../envoy/tls.yaml.in");
 const CEILING_TEMPLATE: &str = include_str!("../../envoy/ceiling.yaml.in");
 const PROBE_TEMPLATE: &str = include_str!("../../envoy/probe.yaml.in");
 
+/// How long a bench Envoy gets to compile its module and become ready.
+const READY_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// A running bench Envoy: the kit's process (its listener port, CPU time, memory and
+/// stop, through `Deref`) and its admin as the load library reads it.
+pub struct BenchEnvoy {
+    process: EnvoyProcess,
+    /// Its admin endpoint.
+    pub admin: Target,
+}
+
+impl Deref for BenchEnvoy {
+    type Target = EnvoyProcess;
+    fn deref(&self) -> &EnvoyProcess {
+        &self.process
+    }
+}
+
+/// Starts Envoy `name` of the run: `template` rendered with `vars` (and the kit's ports),
+/// its configuration and log as `<name>.yaml` and `<name>.log` in the work directory, one
+/// worker pinned to Envoy's CPU, logging warnings.
+fn start_envoy(
+    ctx: &Ctx,
+    name: &str,
+    template: &str,
+    vars: &[(&str, String)],
+) -> Result<BenchEnvoy, String> {
+    let mut opts = EnvoyOptions::new()
+        .bin(&ctx.envoy)
+        .work_dir(&ctx.work, name)
+        .log_level("warn")
+        .log_flush(None)
+        .ready_timeout(READY_TIMEOUT);
+    if let Some(cpu) = ctx.envoy_cpu {
+        opts = opts.cpu(cpu);
+    }
+    for (var, value) in vars {
+        opts = opts.var(var, value);
+    }
+    let process =
+        EnvoyProcess::start(template, &opts).map_err(|e| format!("Envoy ({name}): {e}"))?;
+    let admin = plain_target(&process.admin_url())?;
+    Ok(BenchEnvoy { process, admin })
+}
+
 /// The Envoy of the `direct_response` ceiling: no filter, a 900-byte body.
-pub fn start_ceiling_envoy(ctx: &Ctx) -> Result<EnvoyProc, String> {
-    EnvoyProc::start(
-        &ctx.envoy,
-        &ctx.work,
+pub fn start_ceiling_envoy(ctx: &Ctx) -> Result<BenchEnvoy, String> {
+    start_envoy(
+        ctx,
         "ceiling",
         CEILING_TEMPLATE,
         &[("BODY", "x".repeat(900))],
-        ctx.envoy_cpu,
     )
 }
 
@@ -43,23 +89,21 @@ pub fn start_probe_envoy(
     probe: &Path,
     key: &str,
     ops: &[&str],
-) -> Result<EnvoyProc, String> {
+) -> Result<BenchEnvoy, String> {
     let config = json!({
         "ops": ops,
         "rsaKeyPem": m.signing_rs,
         "ecKeyPem": m.signing_es,
         "bodyBytes": 900
     });
-    EnvoyProc::start(
-        &ctx.envoy,
-        &ctx.work,
+    start_envoy(
+        ctx,
         key,
         PROBE_TEMPLATE,
         &[
             ("WASM_PATH", probe.display().to_string()),
             ("PLUGIN_CONFIG", config.to_string()),
         ],
-        ctx.envoy_cpu,
     )
 }
 
@@ -68,8 +112,8 @@ pub fn start_token_envoy(
     ctx: &Ctx,
     m: &Material,
     sc: &Scenario,
-    ledger: Option<&LedgerProc>,
-) -> Result<EnvoyProc, String> {
+    ledger: Option<&BenchLedger>,
+) -> Result<BenchEnvoy, String> {
     start_token_envoy_with(ctx, m, sc, ledger, &ctx.wasm)
 }
 
@@ -78,21 +122,20 @@ pub fn start_token_envoy_with(
     ctx: &Ctx,
     m: &Material,
     sc: &Scenario,
-    ledger: Option<&LedgerProc>,
+    ledger: Option<&BenchLedger>,
     wasm: &Path,
-) -> Result<EnvoyProc, String> {
+) -> Result<BenchEnvoy, String> {
     let clusters = match ledger {
-        Some(l) => format!("  clusters:\n{}", l.cluster_yaml(LEDGER_CLUSTER)),
+        Some(l) => format!("  clusters:\n{}", l.cluster_yaml(LEDGER_CLUSTER, 2)),
         None => String::new(),
     };
     let tls = if sc.mode == Mode::Mtls {
-        TLS_TEMPLATE.replace("{{DIR}}", &ctx.work.display().to_string())
+        render_template(TLS_TEMPLATE, &[("DIR", ctx.work.display().to_string())])?
     } else {
         String::new()
     };
-    EnvoyProc::start(
-        &ctx.envoy,
-        &ctx.work,
+    start_envoy(
+        ctx,
         sc.key,
         TOKEN_TEMPLATE,
         &[
@@ -101,8 +144,31 @@ pub fn start_token_envoy_with(
             ("TRANSPORT_SOCKET", tls),
             ("CLUSTERS", clusters),
         ],
-        ctx.envoy_cpu,
     )
+}
+
+/// A running bench ledger: the kit's process (its port, its Envoy cluster, killed on
+/// drop, through `Deref`) and its address as a load target.
+pub struct BenchLedger {
+    process: Ledger,
+    /// Its HTTP address, for the ingest load.
+    pub target: Target,
+}
+
+impl Deref for BenchLedger {
+    type Target = Ledger;
+    fn deref(&self) -> &Ledger {
+        &self.process
+    }
+}
+
+impl BenchLedger {
+    /// `ledger_ingested_records_total` from its `/metrics`: rows newly stored.
+    pub fn ingested(&self) -> Result<u64, String> {
+        self.process
+            .metric("ledger_ingested_records_total")?
+            .ok_or_else(|| "ledger /metrics has no ledger_ingested_records_total".into())
+    }
 }
 
 /// A new SQLite database URL under the work directory (any older file removed).
@@ -117,8 +183,9 @@ pub fn fresh_sqlite(work: &Path, name: &str) -> Result<String, String> {
     Ok(format!("sqlite://{}", file.display()))
 }
 
-/// The ledger on `database`, trusting the bench Authority's keys, on `cpu` (`yield_cpu`:
-/// at the lowest priority there, see [`LedgerProc::start`]).
+/// The ledger on `database`, trusting the bench Authority's keys, accepting the bench
+/// gateway's ingest secret; pinned to `cpu` when given, at the lowest CPU priority there
+/// (`nice -n 19`) when `yield_cpu`. Waits until it listens.
 pub fn start_bench_ledger(
     ctx: &Ctx,
     m: &Material,
@@ -126,7 +193,7 @@ pub fn start_bench_ledger(
     database: &str,
     cpu: Option<usize>,
     yield_cpu: bool,
-) -> Result<LedgerProc, String> {
+) -> Result<BenchLedger, String> {
     let bin = std::fs::canonicalize(bin).map_err(|e| {
         format!(
             "{}: {e} (cargo build --release -p registry-token-ledger)",
@@ -135,12 +202,21 @@ pub fn start_bench_ledger(
     })?;
     let jwks = ctx.work.join("ledger-jwks.json");
     std::fs::write(&jwks, m.jwks.to_string()).map_err(|e| format!("{}: {e}", jwks.display()))?;
-    LedgerProc::start(&bin, database, ISSUER, &jwks, LEDGER_SECRET, cpu, yield_cpu)
+    let mut opts = LedgerOptions::new(database, ISSUER, &jwks)
+        .bin(bin)
+        .ingest_secret(LEDGER_SECRET)
+        .nice(yield_cpu);
+    if let Some(cpu) = cpu {
+        opts = opts.cpu(cpu);
+    }
+    let process = Ledger::start(opts)?;
+    let target = plain_target(&process.url(""))?;
+    Ok(BenchLedger { process, target })
 }
 
 /// Waits (at most 30 s) until the ledger holds a row per decision Envoy counted by
 /// `after`; returns its rows and those decisions.
-pub fn ledger_rows(l: &LedgerProc, after: &Snapshot) -> Result<LedgerRows, String> {
+pub fn ledger_rows(l: &BenchLedger, after: &Snapshot) -> Result<LedgerRows, String> {
     let decisions = after.issued() + after.rejected_total();
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {

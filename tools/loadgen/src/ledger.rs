@@ -1,12 +1,9 @@
-//! The issuance ledger in `make bench`: its process (the release binary, optionally pinned
-//! to a CPU), a throw-away PostgreSQL cluster, and a closed-loop ingest load that POSTs
-//! batches of records the way the filter does (`POST /v1/ingest`, `{"records": [...]}`,
-//! the gateway's bearer secret), to measure the ledger's sustained ingest rate.
+//! The issuance ledger's ingest load in `make bench`: a closed loop that POSTs batches of
+//! records the way the filter does (`POST /v1/ingest`, `{"records": [...]}`, the gateway's
+//! bearer secret), to measure the ledger's sustained ingest rate. The ledger process and
+//! its database are the test kit's (`registry-token-testkit`), started by the bench.
 
 use std::borrow::Cow;
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread;
@@ -14,131 +11,7 @@ use std::time::{Duration, Instant};
 
 use registry_token_ledger_wire as wire;
 
-use crate::envoy::free_port;
 use crate::http::{self, Target};
-
-/// A throw-away PostgreSQL cluster: the ledger tests' own harness.
-#[path = "../../../ledger/tests/common/postgres.rs"]
-pub mod postgres;
-
-/// How long the ledger gets to connect to its database and migrate it.
-const READY_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// A running ledger, killed on drop.
-pub struct LedgerProc {
-    child: Option<Child>,
-    /// Its HTTP port on 127.0.0.1.
-    pub port: u16,
-    /// The same, as a load target.
-    pub target: Target,
-}
-
-impl LedgerProc {
-    /// Starts `bin` on `database` with the gateway's `ingest_secret`, admin tokens verified
-    /// against `jwks_file` of `issuer`; pinned to `cpu` when given, at the lowest CPU
-    /// priority (`nice -n 19`) when `yield_cpu`. Waits until it listens.
-    pub fn start(
-        bin: &Path,
-        database: &str,
-        issuer: &str,
-        jwks_file: &Path,
-        ingest_secret: &str,
-        cpu: Option<usize>,
-        yield_cpu: bool,
-    ) -> Result<LedgerProc, String> {
-        let port = free_port()?;
-        let mut argv: Vec<std::ffi::OsString> = Vec::new();
-        if let Some(c) = cpu {
-            argv.extend(["taskset".into(), "-c".into(), c.to_string().into()]);
-        }
-        if yield_cpu {
-            argv.extend(["nice".into(), "-n".into(), "19".into()]);
-        }
-        argv.push(bin.into());
-        let mut cmd = Command::new(&argv[0]);
-        cmd.args(&argv[1..]);
-        let mut child = cmd
-            .args(["--listen", &format!("127.0.0.1:{port}")])
-            .args(["--database", database, "--issuer", issuer, "--jwks-file"])
-            .arg(jwks_file)
-            .env("LEDGER_INGEST_SECRET", ingest_secret)
-            .env("LEDGER_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| format!("cannot start {}: {e}", bin.display()))?;
-        let (tx, rx) = std::sync::mpsc::channel();
-        if let Some(out) = child.stdout.take() {
-            let tx = tx.clone();
-            thread::spawn(move || {
-                let mut lines = BufReader::new(out).lines();
-                if let Some(Ok(line)) = lines.next() {
-                    let _ = tx.send(Ok(line));
-                }
-                for _ in lines {}
-            });
-        }
-        if let Some(err) = child.stderr.take() {
-            thread::spawn(move || {
-                let text: Vec<String> = BufReader::new(err).lines().map_while(Result::ok).collect();
-                let _ = tx.send(Err(text.join("\n")));
-            });
-        }
-        let mut proc = LedgerProc {
-            child: Some(child),
-            port,
-            target: http::plain_target(&format!("http://127.0.0.1:{port}"))?,
-        };
-        match rx.recv_timeout(READY_TIMEOUT) {
-            Ok(Ok(line)) if line.starts_with("listening on ") => Ok(proc),
-            other => {
-                proc.stop();
-                Err(format!("the ledger did not start: {other:?}"))
-            }
-        }
-    }
-
-    /// Kills the process and reaps it.
-    pub fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    /// `ledger_ingested_records_total` from its `/metrics`: rows newly stored.
-    pub fn ingested(&self) -> Result<u64, String> {
-        let (status, text) = http::get(&self.target, "/metrics")?;
-        if status != 200 {
-            return Err(format!("ledger /metrics answered {status}"));
-        }
-        metric(&text, "ledger_ingested_records_total")
-            .ok_or_else(|| "ledger /metrics has no ledger_ingested_records_total".into())
-    }
-
-    /// An Envoy static cluster (YAML list item, 4-space indent) named `name` reaching it.
-    pub fn cluster_yaml(&self, name: &str) -> String {
-        format!(
-            "  - name: {name}\n    type: STATIC\n    connect_timeout: 1s\n    load_assignment:\n      cluster_name: {name}\n      endpoints:\n      - lb_endpoints:\n        - endpoint:\n            address:\n              socket_address: {{ address: 127.0.0.1, port_value: {} }}\n",
-            self.port
-        )
-    }
-}
-
-impl Drop for LedgerProc {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-/// The value of an unlabelled Prometheus sample `name` in `text`.
-pub fn metric(text: &str, name: &str) -> Option<u64> {
-    text.lines().find_map(|l| {
-        let rest = l.strip_prefix(name)?.strip_prefix(' ')?;
-        rest.trim().parse::<f64>().ok().map(|v| v as u64)
-    })
-}
 
 /// One ledger record as the filter writes it for an issued token (the same fields and
 /// about the same size, built and serialised by the wire crate), with a unique `id`.
@@ -334,13 +207,5 @@ mod tests {
             serde_json::from_str(&record("r", 1, 1_700_000_000)).unwrap();
         assert_eq!(parsed.validate(), Ok(()));
         assert_eq!(parsed.grant, Some(wire::Grant::Get));
-    }
-
-    #[test]
-    fn metric_reads_an_unlabelled_sample() {
-        let text =
-            "# HELP x\nledger_ingested_records_total_x 9\nledger_ingested_records_total 42\n";
-        assert_eq!(metric(text, "ledger_ingested_records_total"), Some(42));
-        assert_eq!(metric(text, "absent"), None);
     }
 }

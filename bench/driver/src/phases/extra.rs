@@ -9,7 +9,7 @@ use registry_token_loadgen::ledger::ingest_load;
 use registry_token_loadgen::load::{self, Mode, RunSpec, Workload};
 
 use crate::measure::{measure, settle, target_for, Load, Measured, WARMUP_SECONDS};
-use crate::procs::{fresh_sqlite, start_bench_ledger, start_token_envoy, EnvoyProc, Postgres};
+use crate::procs::{fresh_sqlite, start_bench_ledger, start_token_envoy, BenchEnvoy, Postgres};
 use crate::render::fmt::mib;
 use crate::results::{Ingest, IngestFigures, Outcome, Soak, SoakSample, SweepPoint};
 use crate::scenarios::{request_path, scenario, BASE_RULES, LEDGER_SECRET, REALM};
@@ -120,7 +120,7 @@ pub fn sweep(b: &Bench<'_>, max_rate: f64) -> Result<Vec<SweepPoint>, String> {
     step(&format!("latency against offered load (dpop-rs256, open loop, {secs} s per point, max {max_rate:.0}/s)"));
     let r = (|| -> Result<(), String> {
         let e = start_token_envoy(&b.ctx, &b.material, &sc, None)?;
-        let target = target_for(&b.material, e.port, Mode::Dpop)?;
+        let target = target_for(&b.material, e.listen_port(), Mode::Dpop)?;
         for (i, fraction) in SWEEP_FRACTIONS.into_iter().enumerate() {
             let offered = (max_rate * fraction).max(1.0);
             let m = measure(
@@ -176,7 +176,7 @@ pub fn soak(b: &Bench<'_>) -> Result<Soak, String> {
     ));
     let r = (|| -> Result<(), String> {
         let e = start_token_envoy(&b.ctx, &b.material, &sc, None)?;
-        let target = target_for(&b.material, e.port, Mode::Dpop)?;
+        let target = target_for(&b.material, e.listen_port(), Mode::Dpop)?;
         let workload = Workload::new(
             b.pools.dpop.clone(),
             0,
@@ -233,7 +233,7 @@ pub fn soak(b: &Bench<'_>) -> Result<Soak, String> {
 }
 
 /// One memory reading of Envoy `e`, `t` seconds in.
-fn sample(e: &EnvoyProc, t: u64, tokens_per_second: f64) -> Result<SoakSample, String> {
+fn sample(e: &BenchEnvoy, t: u64, tokens_per_second: f64) -> Result<SoakSample, String> {
     let s = admin::snapshot(&e.admin)?;
     Ok(SoakSample {
         t,

@@ -137,7 +137,7 @@ fn ceiling(b: &Bench<'_>) -> Result<Option<Figures>, String> {
     let result = run_plain(
         &b.ctx,
         &b.material,
-        e.port,
+        e.listen_port(),
         b.pools.bearer.clone(),
         b.s.seconds,
     )?;

@@ -128,7 +128,7 @@ fn crypto_round(b: &Bench<'_>, probe: &Path, all: &mut Vec<(usize, Vec<Outcome<F
             let result = run_plain(
                 &b.ctx,
                 &b.material,
-                e.port,
+                e.listen_port(),
                 b.pools.bearer.clone(),
                 b.s.seconds,
             )?;
@@ -174,7 +174,7 @@ fn scenario_once(b: &Bench<'_>, sc: &Scenario) -> Outcome<Figures> {
         None
     };
     let e = start_token_envoy(&b.ctx, &b.material, sc, ledger.as_ref())?;
-    let target = target_for(&b.material, e.port, sc.mode)?;
+    let target = target_for(&b.material, e.listen_port(), sc.mode)?;
     let mut m = measure(
         &b.ctx,
         Load {
