@@ -6,9 +6,11 @@
 //!   process-wide lease with compare-and-swap so that one VM fetches, chains discovery →
 //!   JWKS, and writes a [`FetchRecord`] to shared data: the new document on success, the
 //!   last good one with the error on failure, and a withdrawal when the Authority answers
-//!   with a JWKS holding no usable key.
-//! - [`JwksCopy`] and [`ListCopy`] (read on the request path): this VM's parsed copy of
-//!   the shared record, re-parsed only when its CAS changes.
+//!   with a JWKS holding no usable key. A revocation list, in any form, is kept in its
+//!   digest form under its own key; its record holds a [`ListSummary`].
+//! - [`JwksCopy`] and [`ListCopy`] (read on the request path and, for the list, on every
+//!   tick): this VM's parsed copy of the shared record, re-parsed only when its CAS
+//!   changes; the list itself is read only when its tag changes.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -16,12 +18,12 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use registry_token_core::config::{Config, KeySource};
-use registry_token_core::policy::revocation::{self, RevokedLists};
-use registry_token_core::remote::{self, FetchRecord, Lease, SharedKeys};
+use registry_token_core::policy::revocation::{self, DigestLists, OnStale};
+use registry_token_core::remote::{self, FetchRecord, Lease, ListSummary, SharedKeys};
 use registry_token_core::token::keys::KeySet;
 use registry_token_core::wire::url::HttpUrl;
 
-use crate::host::{Host, HttpCalls, SharedData};
+use crate::host::{Clock, Host, HttpCalls, SharedData};
 
 /// Timeout of one metadata, JWKS or revocation-list call.
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(5);
@@ -55,6 +57,8 @@ struct Target {
     cluster: String,
     refresh_seconds: u64,
     headers: Vec<(String, String)>,
+    /// A revocation list's `maxStaleSeconds` and `onStale` (for the failure log).
+    stale: Option<(u64, OnStale)>,
 }
 
 /// The fetch schedule of one VM for one configuration.
@@ -84,6 +88,7 @@ impl Fetcher {
                 cluster: cluster.clone(),
                 refresh_seconds: *refresh_seconds,
                 headers: Vec::new(),
+                stale: None,
             }),
         };
         let revocation = config.revocation.as_ref().map(|r| Target {
@@ -92,6 +97,7 @@ impl Fetcher {
             cluster: r.cluster.clone(),
             refresh_seconds: r.refresh_seconds,
             headers: r.headers.clone(),
+            stale: Some((r.max_stale_seconds, r.on_stale)),
         });
         Fetcher {
             jwks,
@@ -133,7 +139,7 @@ impl Fetcher {
                 && take_lease(host, &target.shared, now)
             {
                 if let Err(why) = self.dispatch(host, &target, &target.url, Pending::Discovery) {
-                    record_failure(host, &target.shared, Pending::Discovery, &why, now);
+                    record_failure(host, &target, Pending::Discovery, &why, now);
                 }
             }
         }
@@ -144,7 +150,7 @@ impl Fetcher {
                 && take_lease(host, &target.shared, now)
             {
                 if let Err(why) = self.dispatch(host, &target, &target.url, Pending::Revocation) {
-                    record_failure(host, &target.shared, Pending::Revocation, &why, now);
+                    record_failure(host, &target, Pending::Revocation, &why, now);
                 }
             }
         }
@@ -206,17 +212,17 @@ impl Fetcher {
         let (status, body) = host.call_response(body_size, limit + 1);
         if status != "200" {
             let why = format!("{} fetch answered HTTP {status}", what.what());
-            record_failure(host, shared, what, &why, now);
+            record_failure(host, &target, what, &why, now);
             return;
         }
         match what {
             Pending::Discovery => match remote::parse_discovery(&body, &self.issuer) {
                 Ok(jwks_uri) => {
                     if let Err(why) = self.dispatch(host, &target, &jwks_uri, Pending::Jwks) {
-                        record_failure(host, shared, what, &why, now);
+                        record_failure(host, &target, what, &why, now);
                     }
                 }
-                Err(why) => record_failure(host, shared, what, &why, now),
+                Err(why) => record_failure(host, &target, what, &why, now),
             },
             Pending::Jwks => match remote::parse_jwks(&body) {
                 Ok((doc, set)) if set.is_empty() => {
@@ -235,22 +241,26 @@ impl Fetcher {
                         set.len()
                     );
                 }
-                Err(why) => record_failure(host, shared, what, &why, now),
+                Err(why) => record_failure(host, &target, what, &why, now),
             },
-            Pending::Revocation => match revocation::parse_lists(&body) {
-                Ok(lists) => {
-                    let (l, s, r) = (
-                        lists.licenses.len(),
-                        lists.subjects.len(),
-                        lists.refresh_tokens.len(),
-                    );
-                    record_success(host, shared, lists.to_document(), false, now);
-                    log::info!(
-                        "registry-token-filter: revocation list refreshed: {l} licence(s), {s} subject(s), {r} refresh token(s)"
-                    );
+            Pending::Revocation => {
+                let started = host.now().ok();
+                match revocation::parse_remote(&body) {
+                    Ok(lists) => {
+                        let took = elapsed_ms(host, started);
+                        if let Err(why) = keep_list(host, shared, &lists, now) {
+                            record_failure(host, &target, what, &why, now);
+                            return;
+                        }
+                        log::info!(
+                            "registry-token-filter: revocation list refreshed: {lists:?}, {} \
+                             byte(s) taken in {took:.1} ms",
+                            body.len()
+                        );
+                    }
+                    Err(why) => record_failure(host, &target, what, &why, now),
                 }
-                Err(why) => record_failure(host, shared, what, &why, now),
-            },
+            }
         }
     }
 }
@@ -293,13 +303,68 @@ fn read_record(host: &impl SharedData, shared: &SharedKeys) -> Option<FetchRecor
     bytes.as_deref().and_then(FetchRecord::from_bytes)
 }
 
+/// Milliseconds since `started` on the host clock (0 when it cannot say).
+fn elapsed_ms(host: &impl Clock, started: Option<Duration>) -> f64 {
+    match (started, host.now()) {
+        (Some(a), Ok(b)) => b.saturating_sub(a).as_secs_f64() * 1000.0,
+        _ => 0.0,
+    }
+}
+
+/// Stores a fetched revocation list for every VM of the process: its digest form under
+/// the list key (only when it changed), then the record with its [`ListSummary`].
+fn keep_list(
+    host: &impl SharedData,
+    shared: &SharedKeys,
+    lists: &DigestLists,
+    now: u64,
+) -> Result<(), String> {
+    let kept = serde_json::to_vec(&lists.to_feed(0)).map_err(|e| e.to_string())?;
+    let summary = ListSummary {
+        tag: remote::list_tag(&kept),
+        entries: lists.len() as u64,
+        bytes: kept.len() as u64,
+    };
+    let unchanged = read_record(host, shared)
+        .and_then(|r| ListSummary::from_document(&r.document))
+        .is_some_and(|old| old.tag == summary.tag);
+    if !unchanged {
+        host.set_shared(&shared.list, &kept, None)
+            .map_err(|e| format!("the list could not be kept in shared data: {e:?}"))?;
+    }
+    let document = serde_json::to_value(&summary).map_err(|e| e.to_string())?;
+    record_success(host, shared, document, false, now);
+    Ok(())
+}
+
 /// Records a failed attempt, keeping the last good document (and a withdrawal).
-fn record_failure(host: &impl SharedData, shared: &SharedKeys, what: Pending, why: &str, now: u64) {
+fn record_failure(host: &impl SharedData, target: &Target, what: Pending, why: &str, now: u64) {
+    let shared = &target.shared;
+    let previous = read_record(host, shared);
+    let in_use = match (target.stale, previous.as_ref()) {
+        (Some((max_stale, on_stale)), Some(r)) if !r.document.is_null() => {
+            let age = now.saturating_sub(r.fetched_at);
+            if !revocation::is_stale(r.fetched_at, max_stale, now) {
+                format!("the last good copy, {age} s old, stays in use up to revocation.maxStaleSeconds ({max_stale} s)")
+            } else if on_stale == OnStale::Refuse {
+                format!("the last good copy is {age} s old, past revocation.maxStaleSeconds ({max_stale} s): /token refuses with revocation_stale")
+            } else {
+                format!("the last good copy is {age} s old, past revocation.maxStaleSeconds ({max_stale} s), and stays in use (onStale: serve)")
+            }
+        }
+        (Some((_, OnStale::Refuse)), _) => {
+            "no list was ever taken: /token refuses with revocation_unavailable".to_string()
+        }
+        (Some((_, OnStale::Serve)), _) => {
+            "no list was ever taken: tokens are issued without it (onStale: serve)".to_string()
+        }
+        (None, _) => "the last good copy stays in use".to_string(),
+    };
     log::warn!(
-        "registry-token-filter: {} refresh failed (the last good copy stays in use): {why}",
+        "registry-token-filter: {} refresh failed ({in_use}): {why}",
         what.what()
     );
-    let mut record = read_record(host, shared).unwrap_or(FetchRecord {
+    let mut record = previous.unwrap_or(FetchRecord {
         fetched_at: 0,
         document: serde_json::Value::Null,
         attempted_at: 0,
@@ -467,28 +532,123 @@ impl JwksCopy {
     }
 }
 
-/// The remote revocation lists and when they were fetched.
-pub type RevokedList = (RevokedLists, u64);
+/// The remote revocation lists (digests) and when they were fetched.
+pub type RevokedList = (Rc<DigestLists>, u64);
 
-/// The remote revocation list as this VM reads it from shared data.
+/// The remote revocation list as this VM knows it, for the gauges.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ListStatus {
+    /// When the list in force was fetched (`None`: never).
+    pub fetched_at: Option<u64>,
+    /// Its entries.
+    pub entries: usize,
+    /// Never fetched, or older than `revocation.maxStaleSeconds`: `onStale` applies.
+    pub stale: bool,
+    /// The last fetch attempt failed (not reachable, an error status, refused).
+    pub failing: bool,
+    /// How long this VM took to take the last new list (read and parse), microseconds,
+    /// once per new list.
+    pub loaded_us: Option<u64>,
+}
+
+/// This VM's copy of the shared list.
+#[derive(Debug, Default)]
+struct ListState {
+    /// CAS of the record last read.
+    cas: Option<u32>,
+    /// Tag of the list held.
+    tag: Option<String>,
+    lists: Option<Rc<DigestLists>>,
+    fetched_at: u64,
+    failing: bool,
+    loaded_us: Option<u64>,
+}
+
+/// The remote revocation list as this VM reads it from shared data: the small record on
+/// every call, the list only when its tag changed.
 #[derive(Debug)]
 pub struct ListCopy {
-    copy: RefCell<Copy<Rc<RevokedList>>>,
+    shared: SharedKeys,
+    max_stale_seconds: u64,
+    state: RefCell<ListState>,
 }
 
 impl ListCopy {
     /// The copy for a configured list (`None` without one).
     pub fn new(config: &Config) -> Option<ListCopy> {
         config.revocation.as_ref().map(|r| ListCopy {
-            copy: Copy::new(SharedKeys::for_url(&r.url)),
+            shared: SharedKeys::for_url(&r.url),
+            max_stale_seconds: r.max_stale_seconds,
+            state: RefCell::default(),
         })
     }
 
-    /// The last good list (set, fetch time), if it was ever fetched.
-    pub fn current(&self, host: &impl SharedData) -> Option<Rc<RevokedList>> {
-        self.copy.borrow_mut().current(host, |record| {
-            let lists = revocation::parse_lists(record.document.to_string().as_bytes()).ok()?;
-            Some(Rc::new((lists, record.fetched_at)))
-        })
+    /// The last good list (digests, fetch time), if it was ever fetched.
+    pub fn current(&self, host: &(impl SharedData + Clock)) -> Option<RevokedList> {
+        let mut st = self.state.borrow_mut();
+        let held = |st: &ListState| st.lists.clone().map(|l| (l, st.fetched_at));
+        let Ok((bytes, cas)) = host.get_shared(&self.shared.document) else {
+            return held(&st);
+        };
+        if cas.is_some() && cas == st.cas {
+            return held(&st);
+        }
+        let Some(record) = bytes.as_deref().and_then(FetchRecord::from_bytes) else {
+            return held(&st);
+        };
+        st.cas = cas;
+        st.failing = record.last_error.is_some();
+        if record.document.is_null() {
+            return held(&st);
+        }
+        let (tag, list) = match ListSummary::from_document(&record.document) {
+            Some(summary) if st.lists.is_some() && st.tag.as_ref() == Some(&summary.tag) => {
+                (summary.tag, None)
+            }
+            Some(summary) => match host.get_shared(&self.shared.list) {
+                Ok((Some(list), _)) => (summary.tag, Some(list)),
+                _ => {
+                    log::warn!("registry-token-filter: the shared revocation list is missing");
+                    return held(&st);
+                }
+            },
+            // Kept by an older module: the list itself.
+            None => {
+                let doc = record.document.to_string().into_bytes();
+                (remote::list_tag(&doc), Some(doc))
+            }
+        };
+        if let Some(list) = list {
+            let started = host.now().ok();
+            match revocation::parse_remote(&list) {
+                Ok(lists) => {
+                    st.lists = Some(Rc::new(lists));
+                    st.tag = Some(tag);
+                    st.loaded_us = Some((elapsed_ms(host, started) * 1000.0) as u64);
+                }
+                Err(e) => {
+                    log::warn!("registry-token-filter: shared revocation list unusable: {e}");
+                    return held(&st);
+                }
+            }
+        }
+        st.fetched_at = record.fetched_at;
+        held(&st)
+    }
+
+    /// The list's state at `now` (reading shared data as [`ListCopy::current`] does, so a
+    /// tick takes a new list before a request needs it).
+    pub fn status(&self, host: &(impl SharedData + Clock), now: u64) -> ListStatus {
+        let current = self.current(host);
+        let mut st = self.state.borrow_mut();
+        ListStatus {
+            fetched_at: current.as_ref().map(|c| c.1),
+            entries: current.as_ref().map_or(0, |c| c.0.len()),
+            stale: current
+                .as_ref()
+                .is_none_or(|c| revocation::is_stale(c.1, self.max_stale_seconds, now)),
+            failing: st.failing,
+            loaded_us: st.loaded_us.take(),
+        }
     }
 }

@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use registry_token_core::handler::cache::CacheStats;
 use registry_token_core::handler::{Grant, Outcome, Reason};
 
+use crate::fetch::ListStatus;
 use crate::host::{MetricKind, Stats};
 use crate::ledger::Shipped;
 
@@ -39,6 +40,19 @@ pub const LEDGER_BATCHES_SENT: &str = "registry_token_ledger_batches_sent_total"
 pub const LEDGER_BATCHES_FAILED: &str = "registry_token_ledger_batches_failed_total";
 /// Records the ledger stored.
 pub const LEDGER_RECORDS_SENT: &str = "registry_token_ledger_records_sent_total";
+/// Gauge: seconds since the remote revocation list in force was fetched (0 until one is).
+pub const REVOCATION_AGE: &str = "registry_token_revocation_age_seconds";
+/// Gauge: 1 while the remote revocation list was never fetched or is older than
+/// `revocation.maxStaleSeconds` (`onStale` applies: `refuse` answers 503), else 0.
+pub const REVOCATION_STALE: &str = "registry_token_revocation_stale";
+/// Gauge: entries of the remote revocation list in force.
+pub const REVOCATION_ENTRIES: &str = "registry_token_revocation_entries";
+/// Gauge: 1 while the last fetch of the remote revocation list failed (unreachable, an
+/// error status, too large, malformed: the Envoy log says which), else 0.
+pub const REVOCATION_FAILING: &str = "registry_token_revocation_refresh_failing";
+/// Histogram: microseconds a VM took to take a new remote revocation list (read from
+/// shared data and parsed into digests), once per VM and new list.
+pub const REVOCATION_LOAD: &str = "registry_token_revocation_load_us";
 /// Prefix of the per-reason rejection counters (`…​.reason.<label>`).
 pub const REJECTED_METRIC_PREFIX: &str = "registry_token_rejected_total.reason.";
 
@@ -58,6 +72,9 @@ pub struct Metrics<S> {
     histogram: Option<u32>,
     memory: Option<u32>,
     backlog: Option<u32>,
+    /// [`REVOCATION_AGE`], [`REVOCATION_STALE`], [`REVOCATION_ENTRIES`],
+    /// [`REVOCATION_FAILING`], [`REVOCATION_LOAD`].
+    revocation: [Option<u32>; 5],
     memory_seen: Cell<u64>,
     cache_seen: Cell<CacheStats>,
 }
@@ -80,6 +97,13 @@ impl<S: Stats> Metrics<S> {
             histogram: define(&stats, MetricKind::Histogram, DECISION_HISTOGRAM),
             memory: define(&stats, MetricKind::Gauge, VM_MEMORY_GAUGE),
             backlog: define(&stats, MetricKind::Gauge, LEDGER_BACKLOG),
+            revocation: [
+                define(&stats, MetricKind::Gauge, REVOCATION_AGE),
+                define(&stats, MetricKind::Gauge, REVOCATION_STALE),
+                define(&stats, MetricKind::Gauge, REVOCATION_ENTRIES),
+                define(&stats, MetricKind::Gauge, REVOCATION_FAILING),
+                define(&stats, MetricKind::Histogram, REVOCATION_LOAD),
+            ],
             stats,
             ids: RefCell::default(),
             issued: Vec::new(),
@@ -174,6 +198,26 @@ impl<S: Stats> Metrics<S> {
     pub fn set_backlog(&self, records: u64) {
         if let Some(id) = self.backlog {
             self.stats.record_metric(id, records);
+        }
+    }
+
+    /// Sets the revocation list's gauges from this VM's view at `now`, and records the
+    /// time it took to take a new list.
+    pub fn note_revocation(&self, status: &ListStatus, now: u64) {
+        let [age, stale, entries, failing, load] = self.revocation;
+        let values = [
+            (age, status.fetched_at.map_or(0, |t| now.saturating_sub(t))),
+            (stale, u64::from(status.stale)),
+            (entries, status.entries as u64),
+            (failing, u64::from(status.failing)),
+        ];
+        for (id, value) in values {
+            if let Some(id) = id {
+                self.stats.record_metric(id, value);
+            }
+        }
+        if let (Some(id), Some(us)) = (load, status.loaded_us) {
+            self.stats.record_metric(id, us);
         }
     }
 

@@ -11,7 +11,7 @@ use registry_token_core::policy::revocation::RemoteList;
 use registry_token_core::remote;
 use registry_token_core::token::crypto::Crypto;
 
-use crate::fetch::{JwksCopy, Keys, ListCopy};
+use crate::fetch::{JwksCopy, Keys, ListCopy, ListStatus};
 use crate::host::Host;
 use crate::ledger::{Append, LedgerBuffer};
 use crate::replay::SharedReplayCache;
@@ -125,6 +125,12 @@ impl<H: Host> State<H> {
         decision
     }
 
+    /// The remote revocation list's state at `now` (`None` without one), for the gauges;
+    /// read on every tick, so a new list is taken before a request needs it.
+    pub fn revocation_status(&self, now: u64) -> Option<ListStatus> {
+        self.revocation.as_ref().map(|r| r.status(&self.host, now))
+    }
+
     /// The ledger buffer, when configured.
     pub fn ledger_buffer(&self) -> Option<&LedgerBuffer> {
         self.ledger.as_ref()
@@ -231,7 +237,7 @@ impl<H: Host> State<H> {
             (None, _) => RemoteList::NotConfigured,
             (Some(_), None) => RemoteList::NeverFetched,
             (Some(_), Some(list)) => RemoteList::Known {
-                lists: &list.0,
+                lists: &*list.0,
                 fetched_at: list.1,
             },
         };

@@ -22,6 +22,7 @@ use registry_token_core::handler::{self, Decision, PeerCertificate, RequestView,
 use registry_token_core::token::crypto::host::{self as hostproto, HostCrypto};
 use registry_token_core::token::crypto::{Crypto, RustCrypto};
 use registry_token_host::fetch::Fetcher;
+use registry_token_host::host::Clock;
 use registry_token_host::ledger::{self, Shipper};
 use registry_token_host::metrics::{Metrics, LEDGER_DROPPED};
 use registry_token_host::request::{self, LogGate, TokenRequestHead};
@@ -198,6 +199,12 @@ impl RootContext for Root {
     fn on_tick(&mut self) {
         if let Some(fetcher) = self.fetcher.as_mut() {
             fetcher.tick(&EnvoyHost);
+        }
+        // The revocation list's gauges; a new list is taken here, before a request needs it.
+        if let (Some(filter), Ok(now)) = (&self.filter, EnvoyHost.now_unix()) {
+            if let Some(status) = filter.state.revocation_status(now) {
+                filter.metrics.note_revocation(&status, now);
+            }
         }
         self.flush();
     }

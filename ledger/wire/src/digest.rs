@@ -151,7 +151,7 @@ pub fn encode(digests: &[RevocationDigest]) -> String {
 
 /// Unpacks one list of a [`DigestFeed`] (see [`DigestFeed::digests`]).
 pub fn decode(packed: &str) -> Result<Vec<RevocationDigest>, String> {
-    if packed.len() % DIGEST_CHARS != 0 {
+    if !packed.len().is_multiple_of(DIGEST_CHARS) {
         return Err(format!(
             "{} characters is not a whole number of {DIGEST_CHARS}-character digests",
             packed.len()
@@ -202,9 +202,11 @@ mod tests {
 
     #[test]
     fn a_feed_round_trips_through_its_digest_form() {
-        let mut feed = Feed::default();
-        feed.revoked_licenses = vec!["lic-9".into(), "lic-1".into()];
-        feed.revoked_subjects = vec!["mallory".into()];
+        let feed = Feed {
+            revoked_licenses: vec!["lic-9".into(), "lic-1".into()],
+            revoked_subjects: vec!["mallory".into()],
+            ..Feed::default()
+        };
         let d = DigestFeed::from_feed(&feed);
         assert_eq!(d.digest, DIGEST_NAME);
         assert_eq!(d.len(), 3);

@@ -15,13 +15,14 @@ use std::collections::HashSet;
 use std::fmt;
 
 use registry_token_ledger_wire::{
-    revocation_digest, DigestFeed, RevocationDigest, RevocationKind, DIGEST_NAME,
-    MAX_FEED_DOCUMENT_BYTES,
+    revocation_digest, DigestFeed, RevocationDigest, DIGEST_NAME, MAX_FEED_DOCUMENT_BYTES,
 };
 use serde_json::{Map, Value};
 
 #[cfg(doc)]
 use registry_token_ledger_wire::Feed;
+/// The kinds of revocation (the ledger's vocabulary), which [`RevocationSet`] is asked by.
+pub use registry_token_ledger_wire::RevocationKind;
 
 /// Longest list document accepted, bytes, in any form: the ledger's digest feed at its
 /// bound of active revocations fits ([`MAX_FEED_DOCUMENT_BYTES`], about 1.53 MiB).

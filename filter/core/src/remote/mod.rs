@@ -1,10 +1,14 @@
-//! Remote JWKS: discovery parsing, the shared-data records that every worker of the process
-//! reads, and the schedule that decides when one VM fetches for all.
+//! Remote documents (the JWKS, the revocation list): discovery parsing, the shared-data
+//! records that every worker of the process reads, and the schedule that decides when one
+//! VM fetches for all.
 //!
 //! Shared data is process-wide per `vm_id` with compare-and-swap and no expiry. One key
 //! holds the last good document ([`FetchRecord`]); another holds the fetch lease
 //! ([`Lease`]), taken with CAS so that one VM of the process fetches while the others
 //! wait; a third holds the time of the last "unknown kid" request for an early refresh.
+//! A revocation list, which can be large, is kept under a fourth key
+//! ([`SharedKeys::list`]) and its record holds only a [`ListSummary`]: every VM reads the
+//! record on every tick and request, and the list itself only when its tag changed.
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -32,6 +36,8 @@ pub struct SharedKeys {
     pub lease: String,
     /// The last unknown-kid request.
     pub wanted: String,
+    /// A revocation list's document (its record holds a [`ListSummary`]).
+    pub list: String,
 }
 
 impl SharedKeys {
@@ -42,6 +48,7 @@ impl SharedKeys {
             document: format!("{base}#document"),
             lease: format!("{base}#lease"),
             wanted: format!("{base}#wanted"),
+            list: format!("{base}#list"),
         }
     }
 }
@@ -87,6 +94,34 @@ impl FetchRecord {
     pub fn stale(&self, now: u64, max_stale_seconds: u64) -> bool {
         !self.document.is_null() && now.saturating_sub(self.fetched_at) > max_stale_seconds
     }
+}
+
+/// What the record of a revocation list holds as its `document`: the list itself is under
+/// [`SharedKeys::list`] (the digest form), named by its tag.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListSummary {
+    /// [`list_tag`] of the list's bytes: a VM re-reads the list only when it changes.
+    pub tag: String,
+    /// Entries of the list.
+    pub entries: u64,
+    /// Bytes of the list as kept.
+    pub bytes: u64,
+}
+
+impl ListSummary {
+    /// The summary in a record's `document`, if it is one (an older module kept the list
+    /// itself there).
+    pub fn from_document(document: &Value) -> Option<ListSummary> {
+        document.get("tag")?;
+        serde_json::from_value(document.clone()).ok()
+    }
+}
+
+/// The tag of a kept list: base64url of the first 96 bits of its SHA-256.
+pub fn list_tag(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(bytes);
+    crate::wire::b64::url_encode(&digest[..12])
 }
 
 /// A fetch lease: the VM holding it fetches until `until`.
@@ -364,11 +399,29 @@ mod tests {
     }
 
     #[test]
+    fn a_list_summary_is_told_from_a_kept_list() {
+        let summary = ListSummary {
+            tag: list_tag(b"{}"),
+            entries: 3,
+            bytes: 2,
+        };
+        assert_eq!(summary.tag.len(), 16);
+        assert_ne!(summary.tag, list_tag(b"{ }"));
+        let doc = serde_json::to_value(&summary).unwrap();
+        assert_eq!(ListSummary::from_document(&doc), Some(summary));
+        assert_eq!(
+            ListSummary::from_document(&json!({"revokedLicenses": []})),
+            None
+        );
+    }
+
+    #[test]
     fn shared_keys_differ_per_metadata_url() {
         let a = SharedKeys::for_url(&HttpUrl::parse("https://a.example/m", false).unwrap());
         let b = SharedKeys::for_url(&HttpUrl::parse("https://b.example/m", false).unwrap());
         assert_ne!(a.document, b.document);
         assert_ne!(a.lease, a.document);
+        assert_ne!(a.list, a.document);
         assert!(a.document.starts_with(SHARED_PREFIX));
     }
 }

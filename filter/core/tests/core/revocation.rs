@@ -195,9 +195,11 @@ fn revocation_config_is_validated() {
 #[test]
 fn a_licence_on_a_digest_list_of_50_000_is_refused() {
     let c = config("refuse");
-    let mut feed = Feed::default();
-    feed.revoked_licenses = (0..50_000).map(|i| format!("lic-{i:06}")).collect();
-    feed.revoked_subjects = vec!["mallory".into()];
+    let feed = Feed {
+        revoked_licenses: (0..50_000).map(|i| format!("lic-{i:06}")).collect(),
+        revoked_subjects: vec!["mallory".into()],
+        ..Feed::default()
+    };
     let body = serde_json::to_vec(&DigestFeed::from_feed(&feed)).unwrap();
     assert!(body.len() < 1024 * 1024, "{} bytes", body.len());
     let digests = parse_remote(&body).unwrap();

@@ -2,6 +2,9 @@
 //! states (withdrawn, stale), the revocation list, and a failing clock.
 
 use super::*;
+use registry_token_core::policy::revocation::{RevocationKind, RevocationSet};
+
+const LICENSE: RevocationKind = RevocationKind::License;
 
 #[test]
 fn configure_does_not_fetch_the_first_tick_does() {
@@ -183,7 +186,7 @@ fn the_revocation_list_refreshes_and_a_bad_list_keeps_the_last_good_one() {
         r#"{"revokedLicenses": ["lic-1", "lic-2"]}"#,
     );
     let got = list_copy(&b).unwrap();
-    assert!(got.0.licenses.contains("lic-1") && got.0.licenses.contains("lic-2"));
+    assert!(got.0.contains(LICENSE, "lic-1") && got.0.contains(LICENSE, "lic-2"));
     assert_eq!(got.1, T0);
     let list_calls = || {
         world
@@ -207,7 +210,7 @@ fn the_revocation_list_refreshes_and_a_bad_list_keeps_the_last_good_one() {
     a.answer(token, "200", r#"{"revokedLicenses": [1, 2]}"#);
     let got = list_copy(&b).unwrap();
     assert!(
-        got.0.licenses.contains("lic-1"),
+        got.0.contains(LICENSE, "lic-1"),
         "a bad list replaced the last good one"
     );
     assert_eq!(got.1, T0, "the fetch time moved on a failure");
@@ -225,7 +228,7 @@ fn the_revocation_list_refreshes_and_a_bad_list_keeps_the_last_good_one() {
         .token;
     a.answer(token, "200", "lic-3\n# comment\n");
     let got = list_copy(&b).unwrap();
-    assert!(got.0.licenses.contains("lic-3") && !got.0.licenses.contains("lic-1"));
+    assert!(got.0.contains(LICENSE, "lic-3") && !got.0.contains(LICENSE, "lic-1"));
 }
 
 // ---------------------------------------------------------------------------------------

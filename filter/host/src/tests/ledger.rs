@@ -7,12 +7,12 @@ use crate::ledger::{Append, LedgerBuffer, Shipped, Shipper};
 use crate::state::Recorded;
 use p256::ecdsa::{signature::Signer, Signature, SigningKey};
 
-struct Authority {
+pub(super) struct Authority {
     key: p256::SecretKey,
-    jwk: Value,
+    pub(super) jwk: Value,
 }
 
-fn authority() -> &'static Authority {
+pub(super) fn authority() -> &'static Authority {
     static A: OnceLock<Authority> = OnceLock::new();
     A.get_or_init(|| {
         let key = p256::SecretKey::random(&mut rand_core::OsRng);

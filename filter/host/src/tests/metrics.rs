@@ -51,13 +51,21 @@ fn every_series_is_defined_at_configure_time_at_zero() {
     for gauge in [
         "registry_token_vm_memory_bytes",
         "registry_token_ledger_backlog",
+        "registry_token_revocation_age_seconds",
+        "registry_token_revocation_stale",
+        "registry_token_revocation_entries",
+        "registry_token_revocation_refresh_failing",
     ] {
         assert_eq!(kind_of(&world, gauge), Some(MetricKind::Gauge), "{gauge}");
     }
-    // Nothing else: 3 + 7 fixed series, one per grant, one per reason.
+    assert_eq!(
+        kind_of(&world, "registry_token_revocation_load_us"),
+        Some(MetricKind::Histogram)
+    );
+    // Nothing else: 3 + 7 + 5 fixed series, one per grant, one per reason.
     assert_eq!(
         world.metrics().len(),
-        10 + Grant::ALL.len() + Reason::ALL.len()
+        15 + Grant::ALL.len() + Reason::ALL.len()
     );
 }
 

@@ -183,4 +183,5 @@ mod ledger;
 mod metrics;
 mod replay;
 mod request;
+mod revocation;
 mod stream;
