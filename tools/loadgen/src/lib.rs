@@ -6,7 +6,6 @@
 //! talks to loopback addresses only.
 
 pub mod admin;
-pub mod args;
 pub mod http;
 pub mod jose;
 pub mod ledger;
