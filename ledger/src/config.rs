@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::Parser;
+use registry_token_ledger_wire::MAX_ACTIVE_REVOCATIONS;
 
 /// Shortest shared secret accepted.
 pub const MIN_SECRET_LEN: usize = 32;
@@ -68,6 +69,11 @@ pub struct Args {
     /// Most database connections.
     #[arg(long, env = "LEDGER_MAX_CONNECTIONS", default_value_t = 8)]
     pub max_connections: u32,
+
+    /// Most active revocations (1..=100000): a create beyond it is refused with 409
+    /// `too_many_revocations`, so the gateways' digest feed stays within their bound.
+    #[arg(long, env = "LEDGER_MAX_REVOCATIONS", default_value_t = MAX_ACTIVE_REVOCATIONS)]
+    pub max_revocations: usize,
 }
 
 /// Where the admin keys come from.
@@ -107,6 +113,8 @@ pub struct Config {
     pub feed_secret: String,
     /// Pool size.
     pub max_connections: u32,
+    /// Most active revocations.
+    pub max_revocations: usize,
 }
 
 impl std::fmt::Debug for Config {
@@ -212,6 +220,12 @@ impl Config {
         if args.max_connections == 0 || args.max_connections > 256 {
             return Err("--max-connections must be within 1..=256".into());
         }
+        if !(1..=MAX_ACTIVE_REVOCATIONS).contains(&args.max_revocations) {
+            return Err(format!(
+                "--max-revocations must be within 1..={MAX_ACTIVE_REVOCATIONS} (the gateways \
+                 take a digest feed of at most that many)"
+            ));
+        }
         let ingest_secret = read_secret(
             "LEDGER_INGEST_SECRET",
             env("LEDGER_INGEST_SECRET"),
@@ -235,6 +249,7 @@ impl Config {
             ingest_secret,
             feed_secret,
             max_connections: args.max_connections,
+            max_revocations: args.max_revocations,
         })
     }
 }
@@ -262,6 +277,9 @@ mod tests {
         assert_eq!(c.database, "sqlite://.dev/ledger.db");
         assert_eq!(c.admin_scope, "registry.token.admin");
         assert_eq!(c.feed_secret, GOOD);
+        assert_eq!(c.max_revocations, 100_000);
+        let c = Config::from_args(args(&["--max-revocations", "5"]), env_with(GOOD)).unwrap();
+        assert_eq!(c.max_revocations, 5);
     }
 
     #[test]
@@ -271,6 +289,9 @@ mod tests {
         assert!(bad(args(&["--listen", "nope"]), GOOD).contains("--listen"));
         assert!(bad(args(&["--database", "mysql://x"]), GOOD).contains("--database"));
         assert!(bad(args(&["--admin-scope", "a b"]), GOOD).contains("--admin-scope"));
+        for n in ["0", "100001"] {
+            assert!(bad(args(&["--max-revocations", n]), GOOD).contains("--max-revocations"));
+        }
         let no_issuer = Args::parse_from(["ledger", "--jwks-file", "/x"]);
         assert!(bad(no_issuer, GOOD).contains("--issuer"));
         let no_keys = Args::parse_from(["ledger", "--issuer", "i"]);

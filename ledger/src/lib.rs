@@ -29,6 +29,8 @@ pub async fn run(config: Config) -> Result<(), String> {
         ingest_secret: config.ingest_secret.clone(),
         feed_secret: config.feed_secret.clone(),
         metrics: metrics::Metrics::default(),
+        max_revocations: config.max_revocations,
+        digest_feed: api::feed::DigestFeedCache::default(),
     });
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await

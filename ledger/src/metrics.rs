@@ -35,8 +35,9 @@ impl Metrics {
         *map.entry((route.to_string(), status)).or_insert(0) += 1;
     }
 
-    /// The exposition text; `active_revocations` is read from the database by the caller.
-    pub fn render(&self, active_revocations: Option<i64>) -> String {
+    /// The exposition text; `active_revocations` is read from the database by the caller,
+    /// `max_revocations` is `--max-revocations`.
+    pub fn render(&self, active_revocations: Option<i64>, max_revocations: usize) -> String {
         let mut out = String::new();
         let counter = |out: &mut String, name: &str, help: &str, value: u64| {
             let _ = writeln!(
@@ -79,6 +80,11 @@ impl Metrics {
         }
         let _ = writeln!(
             out,
+            "# HELP ledger_max_revocations Most active revocations (--max-revocations).\n\
+             # TYPE ledger_max_revocations gauge\nledger_max_revocations {max_revocations}"
+        );
+        let _ = writeln!(
+            out,
             "# HELP ledger_http_requests_total HTTP answers by route and status.\n\
              # TYPE ledger_http_requests_total counter"
         );
@@ -104,11 +110,12 @@ mod tests {
         m.batch(3, 1, Some(2));
         m.http("/v1/ingest", 200);
         m.http("/v1/ingest", 200);
-        let text = m.render(Some(4));
+        let text = m.render(Some(4), 100_000);
         assert!(text.contains("ledger_ingested_records_total 3\n"));
         assert!(text.contains("ledger_ingest_duplicates_total 1\n"));
         assert!(text.contains("ledger_ingest_lag_seconds 2\n"));
         assert!(text.contains("ledger_active_revocations 4\n"));
+        assert!(text.contains("ledger_max_revocations 100000\n"));
         assert!(
             text.contains("ledger_http_requests_total{route=\"/v1/ingest\",status=\"200\"} 2\n")
         );

@@ -38,7 +38,7 @@ pub async fn metrics(State(state): State<Shared>) -> Response {
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        state.metrics.render(active),
+        state.metrics.render(active, state.max_revocations),
     )
         .into_response()
 }

@@ -49,6 +49,10 @@ pub struct AppState {
     pub feed_secret: String,
     /// Counters.
     pub metrics: Metrics,
+    /// Most active revocations (`--max-revocations`).
+    pub max_revocations: usize,
+    /// The digest feed as last built, with the generation it was built at.
+    pub digest_feed: feed::DigestFeedCache,
 }
 
 /// The state as handlers receive it.
@@ -66,6 +70,7 @@ pub fn router(state: Shared) -> Router {
             "/v1/revocations",
             post(revocations::create).get(revocations::list),
         )
+        .route("/v1/revocations/batch", post(revocations::create_batch))
         .route(FEED_PATH, get(feed::feed))
         .route("/v1/revocations/events", get(revocations::events))
         .route("/v1/revocations/{id}", delete(revocations::lift))

@@ -1,4 +1,5 @@
 //! The security team's revocations (admin token): `POST /v1/revocations` (create),
+//! `POST /v1/revocations/batch` (create many at once, all or none),
 //! `GET /v1/revocations` (active, or `?all=true`), `DELETE /v1/revocations/{id}` (lift,
 //! optional `?reason=`) and `GET /v1/revocations/events` (the audit trail).
 
@@ -17,9 +18,34 @@ use crate::model::NewRevocation;
 
 /// Largest revocation request body.
 const MAX_ADMIN_BODY: usize = 64 * 1024;
+/// Largest batch of revocations, items.
+pub const MAX_BATCH_REVOCATIONS: usize = 10_000;
+/// Largest batch body, bytes.
+const MAX_BATCH_BODY: usize = registry_token_ledger_wire::MAX_BATCH_BYTES;
+
+/// The body of `POST /v1/revocations/batch`.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewRevocations {
+    items: Vec<NewRevocation>,
+}
+
+/// `409 too_many_revocations`: `max` are active, the bound.
+fn too_many(max: usize) -> ApiError {
+    ApiError::new(
+        StatusCode::CONFLICT,
+        "too_many_revocations",
+        format!(
+            "{max} revocations would be active, more than this ledger keeps \
+             (--max-revocations): lift some, or raise the bound"
+        ),
+    )
+    .with("limit", json!(max))
+}
 
 /// Creates a revocation: `201` with it and its `Location`; `409 already_revoked` when the
-/// same kind and value is active.
+/// same kind and value is active; `409 too_many_revocations` when `--max-revocations`
+/// are active.
 pub async fn create(
     State(state): State<Shared>,
     who: Admin,
@@ -43,7 +69,14 @@ pub async fn create(
     })?;
     let created = state
         .db
-        .create_revocation(&new.kind, &new.value, &new.reason, &who.subject, db::now())
+        .create_revocation(
+            &new.kind,
+            &new.value,
+            &new.reason,
+            &who.subject,
+            db::now(),
+            state.max_revocations,
+        )
         .await;
     match created {
         Ok(rev) => {
@@ -72,7 +105,86 @@ pub async fn create(
             }
             Err(e)
         }
+        Err(CreateError::TooMany(max)) => {
+            tracing::warn!(
+                "revocation refused: {max} revocations are active (--max-revocations): {} {}",
+                new.kind,
+                new.value
+            );
+            Err(too_many(max))
+        }
         Err(CreateError::Db(e)) => Err(ApiError::internal("creating a revocation", e)),
+    }
+}
+
+/// Creates many revocations at once (`{"items": [{kind, value, reason}, …]}`, at most
+/// [`MAX_BATCH_REVOCATIONS`]), all or none: `201 {"created": N, "already_revoked": M}`
+/// (items already active are counted, not refused); `400` naming the first bad item;
+/// `409 too_many_revocations` when they would pass `--max-revocations`.
+pub async fn create_batch(
+    State(state): State<Shared>,
+    who: Admin,
+    req: Request,
+) -> Result<Response, ApiError> {
+    let body = read_body(req, MAX_BATCH_BODY).await?;
+    let doc: Value = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad("invalid_request", format!("the body is not JSON: {e}")))?;
+    if !doc.is_object() {
+        return Err(ApiError::bad(
+            "invalid_request",
+            "the body must be a JSON object",
+        ));
+    }
+    let new: NewRevocations = serde_json::from_value(doc)
+        .map_err(|e| ApiError::bad("invalid_request", format!("invalid revocations: {e}")))?;
+    if new.items.is_empty() || new.items.len() > MAX_BATCH_REVOCATIONS {
+        return Err(ApiError::bad(
+            "invalid_request",
+            format!("items must hold 1..={MAX_BATCH_REVOCATIONS} revocations"),
+        ));
+    }
+    for (i, item) in new.items.iter().enumerate() {
+        item.validate().map_err(|e| {
+            ApiError::bad(
+                "invalid_request",
+                format!("items[{i}].{}: {}", e.field, e.message),
+            )
+            .with("field", json!(e.field))
+            .with("index", json!(i))
+        })?;
+    }
+    let items: Vec<(String, String, String)> = new
+        .items
+        .into_iter()
+        .map(|r| (r.kind, r.value, r.reason))
+        .collect();
+    match state
+        .db
+        .create_revocations(&items, &who.subject, db::now(), state.max_revocations)
+        .await
+    {
+        Ok(done) => {
+            tracing::info!(
+                "{} revocation(s) created by {} in a batch of {} ({} already active)",
+                done.created,
+                who.subject,
+                items.len(),
+                done.already_revoked
+            );
+            Ok((StatusCode::CREATED, Json(done)).into_response())
+        }
+        Err(CreateError::TooMany(max)) => {
+            tracing::warn!(
+                "a batch of {} revocation(s) refused: more than {max} would be active",
+                items.len()
+            );
+            Err(too_many(max))
+        }
+        Err(CreateError::Conflict(_)) => Err(ApiError::internal(
+            "creating revocations",
+            "unexpected conflict",
+        )),
+        Err(CreateError::Db(e)) => Err(ApiError::internal("creating revocations", e)),
     }
 }
 

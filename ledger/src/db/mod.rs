@@ -16,7 +16,7 @@ mod issuances;
 mod revocations;
 
 pub use issuances::IssuanceFilter;
-pub use revocations::{CreateError, RevocationEvent};
+pub use revocations::{BulkCreated, CreateError, RevocationEvent};
 
 /// Which database is behind the pool.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,6 +40,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         "issuance repositories",
         include_str!("../../migrations/sqlite/0002_issuance_repositories.sql"),
         include_str!("../../migrations/postgres/0002_issuance_repositories.sql"),
+    ),
+    (
+        3,
+        "revocation generation",
+        include_str!("../../migrations/sqlite/0003_revocation_generation.sql"),
+        include_str!("../../migrations/postgres/0003_revocation_generation.sql"),
     ),
 ];
 

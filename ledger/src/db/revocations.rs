@@ -1,5 +1,7 @@
 //! Tables `revocations` and `revocation_events`: the security team's revocations, their
-//! history, and the feed the gateways fetch.
+//! history, and the feed the gateways fetch; `revocation_generation`, the counter every
+//! create and lift moves (taken first by each, so writes are ordered and the bound on
+//! active revocations holds; the digest feed is rebuilt only when it moved).
 
 use sqlx::any::AnyRow;
 use sqlx::Row;
@@ -14,6 +16,8 @@ use crate::model::Revocation;
 pub enum CreateError {
     /// The same kind and value is already revoked (its id).
     Conflict(String),
+    /// As many revocations as the bound allows are active (the bound).
+    TooMany(usize),
     /// The database failed.
     Db(DbError),
 }
@@ -32,6 +36,16 @@ enum Created {
     Active(String),
     /// The same kind and value was active at the insert and lifted before the look-up.
     Lifted,
+    /// The bound of active revocations is reached.
+    TooMany,
+}
+
+/// Moves the generation on, taking its row (the first write of every create and lift).
+async fn bump_generation(tx: &mut sqlx::Transaction<'static, sqlx::Any>) -> Result<(), DbError> {
+    sqlx::query("UPDATE revocation_generation SET generation = generation + 1 WHERE id = 1")
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
 }
 
 const SELECT_REVOCATION: &str = "SELECT id, kind, value, reason, created_at, created_by, \
@@ -48,6 +62,15 @@ fn revocation_from_row(row: &AnyRow) -> Result<Revocation, DbError> {
         deleted_at: row.try_get("deleted_at")?,
         deleted_by: row.try_get("deleted_by")?,
     })
+}
+
+/// What a batch of creates did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct BulkCreated {
+    /// Revocations stored.
+    pub created: usize,
+    /// Items whose kind and value were active already (or repeated in the batch).
+    pub already_revoked: usize,
 }
 
 /// A revocation change as recorded in `revocation_events`.
@@ -73,10 +96,11 @@ pub struct RevocationEvent {
 
 impl Db {
     /// Creates a revocation and its `create` event in one transaction: `Conflict` with the
-    /// active one's id when the same kind and value is active. Safe under any concurrency
-    /// on both databases: the insert is conditional on the unique index of active
-    /// revocations (`ON CONFLICT … DO NOTHING`), so two creates of one value make one row
-    /// and one `409`, and creates of different values never fail one another.
+    /// active one's id when the same kind and value is active, `TooMany` when `max_active`
+    /// revocations are active already. Safe under any concurrency on both databases: the
+    /// generation row is taken first, so creates are ordered and the count is exact; the
+    /// insert is conditional on the unique index of active revocations (`ON CONFLICT … DO
+    /// NOTHING`), so two creates of one value make one row and one `409`.
     pub async fn create_revocation(
         &self,
         kind: &str,
@@ -84,16 +108,18 @@ impl Db {
         reason: &str,
         actor: &str,
         now: i64,
+        max_active: usize,
     ) -> Result<Revocation, CreateError> {
         for _ in 0..=WRITE_RETRIES {
             let outcome = self
                 .retrying("creating a revocation", || {
-                    self.try_create_revocation(kind, value, reason, actor, now)
+                    self.try_create_revocation(kind, value, reason, actor, now, max_active)
                 })
                 .await?;
             match outcome {
                 Created::New(rev) => return Ok(rev),
                 Created::Active(id) => return Err(CreateError::Conflict(id)),
+                Created::TooMany => return Err(CreateError::TooMany(max_active)),
                 // The active one was lifted between our insert and our look-up: try again.
                 Created::Lifted => continue,
             }
@@ -111,10 +137,32 @@ impl Db {
         reason: &str,
         actor: &str,
         now: i64,
+        max_active: usize,
     ) -> Result<Created, DbError> {
         let id = random_id().map_err(sqlx::Error::Protocol)?;
         let event_id = random_id().map_err(sqlx::Error::Protocol)?;
         let mut tx = self.begin_write().await?;
+        bump_generation(&mut tx).await?;
+        let active: i64 =
+            sqlx::query("SELECT COUNT(*) AS n FROM revocations WHERE deleted_at IS NULL")
+                .fetch_one(&mut *tx)
+                .await?
+                .try_get("n")?;
+        if usize::try_from(active).unwrap_or(usize::MAX) >= max_active {
+            // Full; the same value already active is still told as such.
+            let existing = sqlx::query(
+                "SELECT id FROM revocations WHERE kind = $1 AND value = $2 AND deleted_at IS NULL",
+            )
+            .bind(kind.to_string())
+            .bind(value.to_string())
+            .fetch_optional(&mut *tx)
+            .await?;
+            tx.rollback().await?;
+            return match existing {
+                Some(row) => Ok(Created::Active(row.try_get("id")?)),
+                None => Ok(Created::TooMany),
+            };
+        }
         let inserted = sqlx::query(
             "INSERT INTO revocations (id, kind, value, reason, created_at, created_by) \
              VALUES ($1, $2, $3, $4, $5, $6) \
@@ -168,6 +216,87 @@ impl Db {
         }))
     }
 
+    /// Creates the revocations of `items` (kind, value, reason; validated by the caller) that
+    /// are not active yet, each with its `create` event, in one transaction: all or none.
+    /// `TooMany` (nothing stored) when they would make more than `max_active` active.
+    pub async fn create_revocations(
+        &self,
+        items: &[(String, String, String)],
+        actor: &str,
+        now: i64,
+        max_active: usize,
+    ) -> Result<BulkCreated, CreateError> {
+        let outcome = self
+            .retrying("creating revocations", || {
+                self.try_create_revocations(items, actor, now, max_active)
+            })
+            .await?;
+        outcome.ok_or(CreateError::TooMany(max_active))
+    }
+
+    async fn try_create_revocations(
+        &self,
+        items: &[(String, String, String)],
+        actor: &str,
+        now: i64,
+        max_active: usize,
+    ) -> Result<Option<BulkCreated>, DbError> {
+        let mut tx = self.begin_write().await?;
+        bump_generation(&mut tx).await?;
+        let active: i64 =
+            sqlx::query("SELECT COUNT(*) AS n FROM revocations WHERE deleted_at IS NULL")
+                .fetch_one(&mut *tx)
+                .await?
+                .try_get("n")?;
+        let mut created = 0usize;
+        for (kind, value, reason) in items {
+            let id = random_id().map_err(sqlx::Error::Protocol)?;
+            let inserted = sqlx::query(
+                "INSERT INTO revocations (id, kind, value, reason, created_at, created_by) \
+                 VALUES ($1, $2, $3, $4, $5, $6) \
+                 ON CONFLICT (kind, value) WHERE deleted_at IS NULL DO NOTHING RETURNING id",
+            )
+            .bind(id.clone())
+            .bind(kind.clone())
+            .bind(value.clone())
+            .bind(reason.clone())
+            .bind(now)
+            .bind(actor.to_string())
+            .fetch_optional(&mut *tx)
+            .await?;
+            if inserted.is_none() {
+                continue;
+            }
+            created += 1;
+            sqlx::query(
+                "INSERT INTO revocation_events (id, revocation_id, action, kind, value, actor, reason, at) \
+                 VALUES ($1, $2, 'create', $3, $4, $5, $6, $7)",
+            )
+            .bind(random_id().map_err(sqlx::Error::Protocol)?)
+            .bind(id)
+            .bind(kind.clone())
+            .bind(value.clone())
+            .bind(actor.to_string())
+            .bind(reason.clone())
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        if usize::try_from(active)
+            .unwrap_or(usize::MAX)
+            .saturating_add(created)
+            > max_active
+        {
+            tx.rollback().await?;
+            return Ok(None);
+        }
+        tx.commit().await?;
+        Ok(Some(BulkCreated {
+            created,
+            already_revoked: items.len() - created,
+        }))
+    }
+
     /// Revocations, newest first; deleted ones too when `all`.
     pub async fn revocations(&self, all: bool) -> Result<Vec<Revocation>, DbError> {
         let sql = if all {
@@ -206,6 +335,7 @@ impl Db {
     ) -> Result<bool, DbError> {
         let event_id = random_id().map_err(sqlx::Error::Protocol)?;
         let mut tx = self.begin_write().await?;
+        bump_generation(&mut tx).await?;
         let lifted = sqlx::query(
             "UPDATE revocations SET deleted_at = $1, deleted_by = $2 \
              WHERE id = $3 AND deleted_at IS NULL RETURNING kind, value",
@@ -283,6 +413,14 @@ impl Db {
             feed.list_mut(kind).sort();
         }
         Ok(feed)
+    }
+
+    /// The revocation generation: it moves on every create and lift.
+    pub async fn revocation_generation(&self) -> Result<i64, DbError> {
+        let row = sqlx::query("SELECT generation FROM revocation_generation WHERE id = 1")
+            .fetch_one(&self.pool)
+            .await?;
+        row.try_get("generation")
     }
 
     /// How many revocations are active.
