@@ -247,14 +247,15 @@ impl Fetcher {
                 let started = host.now().ok();
                 match revocation::parse_remote(&body) {
                     Ok(lists) => {
-                        let took = elapsed_ms(host, started);
+                        let took = elapsed_us(host, started);
                         if let Err(why) = keep_list(host, shared, &lists, now) {
                             record_failure(host, &target, what, &why, now);
                             return;
                         }
                         log::info!(
-                            "registry-token-filter: revocation list refreshed: {lists:?}, {} \
-                             byte(s) taken in {took:.1} ms",
+                            "registry-token-filter: revocation list refreshed: {} entries, {} \
+                             byte(s) taken in {took} µs",
+                            lists.len(),
                             body.len()
                         );
                     }
@@ -303,11 +304,12 @@ fn read_record(host: &impl SharedData, shared: &SharedKeys) -> Option<FetchRecor
     bytes.as_deref().and_then(FetchRecord::from_bytes)
 }
 
-/// Milliseconds since `started` on the host clock (0 when it cannot say).
-fn elapsed_ms(host: &impl Clock, started: Option<Duration>) -> f64 {
+/// Microseconds since `started` on the host clock (0 when it cannot say). Integer only: a
+/// float formatted into a log line would link the float printer into the module.
+fn elapsed_us(host: &impl Clock, started: Option<Duration>) -> u64 {
     match (started, host.now()) {
-        (Some(a), Ok(b)) => b.saturating_sub(a).as_secs_f64() * 1000.0,
-        _ => 0.0,
+        (Some(a), Ok(b)) => u64::try_from(b.saturating_sub(a).as_micros()).unwrap_or(u64::MAX),
+        _ => 0,
     }
 }
 
@@ -332,8 +334,7 @@ fn keep_list(
         host.set_shared(&shared.list, &kept, None)
             .map_err(|e| format!("the list could not be kept in shared data: {e:?}"))?;
     }
-    let document = serde_json::to_value(&summary).map_err(|e| e.to_string())?;
-    record_success(host, shared, document, false, now);
+    record_success(host, shared, summary.to_document(), false, now);
     Ok(())
 }
 
@@ -624,7 +625,7 @@ impl ListCopy {
                 Ok(lists) => {
                     st.lists = Some(Rc::new(lists));
                     st.tag = Some(tag);
-                    st.loaded_us = Some((elapsed_ms(host, started) * 1000.0) as u64);
+                    st.loaded_us = Some(elapsed_us(host, started));
                 }
                 Err(e) => {
                     log::warn!("registry-token-filter: shared revocation list unusable: {e}");

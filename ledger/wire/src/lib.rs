@@ -22,8 +22,8 @@ mod record;
 mod words;
 
 pub use digest::{
-    revocation_digest, DigestFeed, RevocationDigest, DIGEST_BYTES, DIGEST_CHARS, DIGEST_FORM_QUERY,
-    DIGEST_NAME, MAX_ACTIVE_REVOCATIONS, MAX_FEED_DOCUMENT_BYTES,
+    decode as unpack_digests, revocation_digest, DigestFeed, RevocationDigest, DIGEST_BYTES,
+    DIGEST_CHARS, DIGEST_FORM_QUERY, DIGEST_NAME, MAX_ACTIVE_REVOCATIONS, MAX_FEED_DOCUMENT_BYTES,
 };
 pub use feed::{Feed, IngestReply};
 pub use record::{check_text, FieldError, Record};

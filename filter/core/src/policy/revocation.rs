@@ -15,7 +15,8 @@ use std::collections::HashSet;
 use std::fmt;
 
 use registry_token_ledger_wire::{
-    revocation_digest, DigestFeed, RevocationDigest, DIGEST_NAME, MAX_FEED_DOCUMENT_BYTES,
+    revocation_digest, unpack_digests, DigestFeed, RevocationDigest, DIGEST_NAME,
+    MAX_FEED_DOCUMENT_BYTES,
 };
 use serde_json::{Map, Value};
 
@@ -155,7 +156,7 @@ impl DigestLists {
                 .iter()
                 .map(|v| revocation_digest(kind, v))
                 .collect();
-            list.sort_unstable();
+            sort_digests(&mut list);
             list.dedup();
             out.lists[kind_index(kind)] = list;
         }
@@ -164,17 +165,27 @@ impl DigestLists {
 
     /// The lists of a digest feed (each checked: whole digests, ascending, no repeats).
     pub fn from_feed(feed: &DigestFeed) -> Result<DigestLists, String> {
-        if feed.digest != DIGEST_NAME {
+        DigestLists::from_packed(&feed.digest, |kind| Some(feed.list(kind)))
+    }
+
+    /// The lists of a digest document: its `digest` member and each kind's packed list
+    /// (`None`: absent, empty).
+    fn from_packed<'a>(
+        digest: &str,
+        packed: impl Fn(RevocationKind) -> Option<&'a str>,
+    ) -> Result<DigestLists, String> {
+        if digest != DIGEST_NAME {
             return Err(format!(
                 "revocation list digest {:?} is not {DIGEST_NAME}",
-                feed.digest.chars().take(32).collect::<String>()
+                digest.chars().take(32).collect::<String>()
             ));
         }
         let mut out = DigestLists::default();
         for kind in RevocationKind::ALL {
-            out.lists[kind_index(kind)] = feed
-                .digests(kind)
-                .map_err(|e| format!("revocation list {e}"))?;
+            if let Some(text) = packed(kind) {
+                out.lists[kind_index(kind)] = unpack_digests(text)
+                    .map_err(|e| format!("revocation list {}: {e}", kind.feed_key()))?;
+            }
         }
         Ok(out)
     }
@@ -211,6 +222,36 @@ impl DigestLists {
     }
 }
 
+/// Sorts digests ascending in place (heapsort, no allocation). Our own because std's
+/// `sort_unstable` for this element type adds about 19 KB to the Wasm module, for a sort
+/// run once per fetched value list; nothing is lost but speed (O(n log n) all the same).
+fn sort_digests(v: &mut [RevocationDigest]) {
+    fn sift_down(v: &mut [RevocationDigest], mut root: usize, end: usize) {
+        loop {
+            let mut child = 2 * root + 1;
+            if child >= end {
+                return;
+            }
+            if child + 1 < end && v[child] < v[child + 1] {
+                child += 1;
+            }
+            if v[root] >= v[child] {
+                return;
+            }
+            v.swap(root, child);
+            root = child;
+        }
+    }
+    let n = v.len();
+    for start in (0..n / 2).rev() {
+        sift_down(v, start, n);
+    }
+    for end in (1..n).rev() {
+        v.swap(0, end);
+        sift_down(v, 0, end);
+    }
+}
+
 impl RevocationSet for DigestLists {
     fn contains(&self, kind: RevocationKind, value: &str) -> bool {
         let list = &self.lists[kind_index(kind)];
@@ -244,14 +285,14 @@ pub fn parse_lists(body: &[u8]) -> Result<RevokedLists, String> {
 pub fn parse_remote(body: &[u8]) -> Result<DigestLists, String> {
     match parse_document(body)? {
         Parsed::Values(lists) => Ok(DigestLists::from_values(&lists)),
-        Parsed::Digests(feed) => DigestLists::from_feed(&feed),
+        Parsed::Digests(lists) => Ok(lists),
     }
 }
 
 /// A list document, by form.
 enum Parsed {
     Values(RevokedLists),
-    Digests(DigestFeed),
+    Digests(DigestLists),
 }
 
 fn parse_document(body: &[u8]) -> Result<Parsed, String> {
@@ -269,9 +310,7 @@ fn parse_document(body: &[u8]) -> Result<Parsed, String> {
         match doc {
             Value::Array(a) => lists.licenses = entries(&a)?,
             Value::Object(o) if o.contains_key("digest") => {
-                let feed: DigestFeed = serde_json::from_value(Value::Object(o))
-                    .map_err(|e| format!("revocation list digest form: {e}"))?;
-                return Ok(Parsed::Digests(feed));
+                return digest_lists(&o).map(Parsed::Digests)
             }
             Value::Object(o) => {
                 if !RevocationKind::ALL
@@ -305,6 +344,26 @@ fn parse_document(body: &[u8]) -> Result<Parsed, String> {
         lists.licenses = entries(&lines)?;
     }
     Ok(Parsed::Values(lists))
+}
+
+/// The digest form's members, read from the object (unknown ones ignored, a missing list
+/// empty). By hand rather than serde's `Deserialize`, which would add its code for the
+/// `Value` deserializer to the module.
+fn digest_lists(o: &Map<String, Value>) -> Result<DigestLists, String> {
+    let Some(digest) = o.get("digest").and_then(Value::as_str) else {
+        return Err("revocation list digest is not a string".into());
+    };
+    for kind in RevocationKind::ALL {
+        if o.get(kind.feed_key()).is_some_and(|v| !v.is_string()) {
+            return Err(format!(
+                "revocation list {} is not a string of digests",
+                kind.feed_key()
+            ));
+        }
+    }
+    DigestLists::from_packed(digest, |kind| {
+        o.get(kind.feed_key()).and_then(Value::as_str)
+    })
 }
 
 /// The licences of a revocation list (see [`parse_lists`] for all three sets).
@@ -566,6 +625,19 @@ mod tests {
         assert!(parse_list(&vec![b'a'; MAX_LIST_BYTES + 1]).is_err());
         let long = format!("[\"{}\"]", "x".repeat(MAX_LICENSE_LEN + 1));
         assert!(parse_list(long.as_bytes()).is_err());
+    }
+
+    #[test]
+    fn digests_sort_as_std_sorts_them() {
+        for n in [0usize, 1, 2, 3, 7, 64, 1000] {
+            let mut v: Vec<RevocationDigest> = (0..n)
+                .map(|i| revocation_digest(RevocationKind::Subject, &format!("s-{}", i % 700)))
+                .collect();
+            let mut want = v.clone();
+            want.sort();
+            sort_digests(&mut v);
+            assert_eq!(v, want, "{n}");
+        }
     }
 
     #[test]
