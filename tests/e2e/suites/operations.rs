@@ -61,7 +61,7 @@ fn differing_paths(a: &Value, b: &Value, prefix: &str, out: &mut BTreeSet<String
     }
 }
 
-/// `envoy/istio/wasmplugin.yaml` as istiod would hand it to Envoy: its `pluginConfig`
+/// `deploy/istio/wasmplugin/wasmplugin.yaml` as istiod would hand it to Envoy: its `pluginConfig`
 /// turned into the JSON text of a `google.protobuf.StringValue`, loaded into a real
 /// Envoy with the signing key from the host environment (what `vmConfig.env` with
 /// `valueFrom: HOST` becomes: `environment_variables.host_env_keys`).
@@ -77,7 +77,7 @@ fn differing_paths(a: &Value, b: &Value, prefix: &str, out: &mut BTreeSet<String
 /// request carries a proof; the same OpTok without a binding is refused.
 #[test]
 fn istio_plugin_config_runs_in_a_real_envoy() {
-    let path = repo_root().join("envoy/istio/wasmplugin.yaml");
+    let path = repo_root().join("deploy/istio/wasmplugin/wasmplugin.yaml");
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let manifest: Value = serde_yaml::from_str::<serde_yaml::Value>(&text)
         .map_err(|e| e.to_string())
