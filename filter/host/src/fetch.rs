@@ -25,6 +25,12 @@ use registry_token_core::wire::url::HttpUrl;
 
 use crate::host::{Clock, Host, HttpCalls, SharedData};
 
+/// How much earlier than `revocation.refreshSeconds` after the last fetch the list is
+/// fetched again: the tick (1 s at most) and whole-second times (1 s) fall inside the
+/// period, so an entry added to the list is enforced within `refreshSeconds` of being
+/// added (while a fetch takes under half a second).
+pub const LIST_REFRESH_LEAD_SECONDS: u64 = 2;
+
 /// Timeout of one metadata, JWKS or revocation-list call.
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -146,7 +152,14 @@ impl Fetcher {
         if let Some(target) = self.revocation.clone() {
             let record = read_record(host, &target.shared);
             if !self.in_flight(&[Pending::Revocation])
-                && remote::fetch_due(now, record.as_ref(), target.refresh_seconds, None)
+                && remote::fetch_due(
+                    now,
+                    record.as_ref(),
+                    target
+                        .refresh_seconds
+                        .saturating_sub(LIST_REFRESH_LEAD_SECONDS),
+                    None,
+                )
                 && take_lease(host, &target.shared, now)
             {
                 if let Err(why) = self.dispatch(host, &target, &target.url, Pending::Revocation) {
