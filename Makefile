@@ -206,8 +206,9 @@ rules: apt-rules
 ledger-test: apt-ledger
 	cargo test -p registry-token-ledger-wire -p registry-token-ledger
 
-# The e2e suites run the ledger binary of the same profile.
-e2e: deps apt-e2e wasm authority-deps ledger-image
+# The e2e suites run the ledger binary of the same profile; deploy:: the static ledger of
+# make ledger-image (musl, release) and deploy/check/dashboard.py (the .venv of deploy-deps).
+e2e: deps apt-e2e wasm authority-deps ledger-image deploy-deps
 	cargo build -q -p registry-token-ledger
 	cargo test -p registry-token-e2e -- --test-threads 2 $(E2E_ARGS)
 

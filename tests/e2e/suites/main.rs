@@ -16,6 +16,7 @@ mod client_requests;
 mod clients;
 mod common;
 mod config;
+mod deploy;
 mod exchange;
 mod harness;
 mod jwks;
