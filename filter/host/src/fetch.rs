@@ -360,7 +360,7 @@ fn record_failure(host: &impl SharedData, target: &Target, what: Pending, why: &
             let age = now.saturating_sub(r.fetched_at);
             if !revocation::is_stale(r.fetched_at, max_stale, now) {
                 format!("the last good copy, {age} s old, stays in use up to revocation.maxStaleSeconds ({max_stale} s)")
-            } else if on_stale == OnStale::Refuse {
+            } else if on_stale != OnStale::Serve {
                 format!("the last good copy is {age} s old, past revocation.maxStaleSeconds ({max_stale} s): /token refuses with revocation_stale")
             } else {
                 format!("the last good copy is {age} s old, past revocation.maxStaleSeconds ({max_stale} s), and stays in use (onStale: serve)")
@@ -372,6 +372,10 @@ fn record_failure(host: &impl SharedData, target: &Target, what: Pending, why: &
         (Some((_, OnStale::Serve)), _) => {
             "no list was ever taken: tokens are issued without it (onStale: serve)".to_string()
         }
+        (Some((max_stale, OnStale::RefuseWhenStale)), _) => format!(
+            "no list was ever taken: tokens are issued without it up to revocation.maxStaleSeconds \
+             ({max_stale} s) after the start, then refused with revocation_stale"
+        ),
         (None, _) => "the last good copy stays in use".to_string(),
     };
     log::warn!(
@@ -585,6 +589,9 @@ pub struct ListCopy {
     shared: SharedKeys,
     max_stale_seconds: u64,
     state: RefCell<ListState>,
+    /// When this VM first looked at the list (its first tick or request, about when it
+    /// was configured): before the first list, staleness counts from here.
+    started_at: std::cell::Cell<Option<u64>>,
 }
 
 impl ListCopy {
@@ -594,7 +601,19 @@ impl ListCopy {
             shared: SharedKeys::for_url(&r.url),
             max_stale_seconds: r.max_stale_seconds,
             state: RefCell::default(),
+            started_at: std::cell::Cell::new(None),
         })
+    }
+
+    /// When this VM started, for a list not fetched yet (the first `now` asked about).
+    pub fn started_at(&self, now: u64) -> u64 {
+        match self.started_at.get() {
+            Some(t) => t,
+            None => {
+                self.started_at.set(Some(now));
+                now
+            }
+        }
     }
 
     /// The last good list (digests, fetch time), if it was ever fetched.
@@ -658,9 +677,11 @@ impl ListCopy {
         ListStatus {
             fetched_at: current.as_ref().map(|c| c.1),
             entries: current.as_ref().map_or(0, |c| c.0.len()),
-            stale: current
-                .as_ref()
-                .is_none_or(|c| revocation::is_stale(c.1, self.max_stale_seconds, now)),
+            stale: revocation::is_stale(
+                current.as_ref().map_or(self.started_at(now), |c| c.1),
+                self.max_stale_seconds,
+                now,
+            ),
             failing: st.failing,
             loaded_us: st.loaded_us.take(),
         }

@@ -235,7 +235,9 @@ impl<H: Host> State<H> {
         let revoked = self.revocation.as_ref().and_then(|r| r.current(&self.host));
         let revocation = match (&self.revocation, &revoked) {
             (None, _) => RemoteList::NotConfigured,
-            (Some(_), None) => RemoteList::NeverFetched,
+            (Some(copy), None) => RemoteList::NotYetFetched {
+                since: copy.started_at(now),
+            },
             (Some(_), Some(list)) => RemoteList::Known {
                 lists: &*list.0,
                 fetched_at: list.1,

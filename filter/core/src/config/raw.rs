@@ -134,8 +134,9 @@ pub struct RawRevocation {
     /// 300; at least refreshSeconds).
     #[serde(default)]
     pub max_stale_seconds: Option<u64>,
-    /// `refuse` (default: 503, fail closed) or `serve` (keep issuing with what is known)
-    /// while the list is stale or was never fetched.
+    /// `refuseWhenStale` (default: 503 once no list was taken for maxStaleSeconds, since
+    /// the last good one or the start), `refuse` (also before the first list) or `serve`
+    /// (keep issuing with what is known).
     #[serde(default)]
     pub on_stale: Option<String>,
     /// Extra request headers of the fetch (e.g. `authorization` for the ledger's feed),

@@ -180,7 +180,7 @@ pub(super) fn validate_refresh_tokens(
 
 /// `revocation.maxStaleSeconds` when not given: ten refresh periods, at least five minutes
 /// (a ledger restart or a short outage costs no request; a list that cannot be fetched or
-/// taken for longer fails closed with `onStale: refuse`).
+/// taken for longer fails closed unless `onStale` is `serve`).
 pub(crate) fn default_revocation_max_stale(refresh_seconds: u64) -> u64 {
     refresh_seconds.saturating_mul(10).max(300)
 }
@@ -210,13 +210,14 @@ pub(super) fn validate_revocation(r: RawRevocation) -> Result<RevocationConfig, 
             format!("{max_stale_seconds} is below refreshSeconds ({refresh_seconds})"),
         ));
     }
-    let on_stale = match r.on_stale.as_deref().unwrap_or("refuse") {
+    let on_stale = match r.on_stale.as_deref().unwrap_or("refuseWhenStale") {
         "serve" => OnStale::Serve,
         "refuse" => OnStale::Refuse,
+        "refuseWhenStale" => OnStale::RefuseWhenStale,
         other => {
             return Err(ConfigError::new(
                 "revocation.onStale",
-                format!("{:?} is not serve or refuse", short(other)),
+                format!("{:?} is not refuseWhenStale, refuse or serve", short(other)),
             ))
         }
     };

@@ -22,7 +22,7 @@ use super::reply::{deny, deny_form, quoted, Denial};
 use super::{AuthorityKeys, Context, Decision, RequestView};
 use crate::config::Config;
 use crate::policy::plan::Placeholders;
-use crate::policy::revocation::{self, Identifiers, OnStale, RemoteList, Revocation, Revoked};
+use crate::policy::revocation::{self, Identifiers, OnStale, Revocation, Revoked};
 use crate::policy::scope::{is_path_component, Scope};
 use crate::sender::dpop::{self, DpopError, ProofPolicy};
 use crate::sender::mtls;
@@ -489,16 +489,19 @@ fn policy(
             ))
         }
         Revocation::ListUnavailable => {
-            return Err(match ctx.revocation {
-                RemoteList::NeverFetched => Denial::new(
+            return Err(
+                if revocation::unavailable_is_stale(ctx.revocation, on_stale) {
+                    Denial::new(
+                    Reason::RevocationStale,
+                    "no revocation list could be taken for revocation.maxStaleSeconds and this gateway fails closed; retry later",
+                )
+                } else {
+                    Denial::new(
                     Reason::RevocationUnavailable,
                     "the revocation list has not been fetched yet and this gateway fails closed; retry shortly",
-                ),
-                _ => Denial::new(
-                    Reason::RevocationStale,
-                    "the revocation list could not be refreshed for revocation.maxStaleSeconds and this gateway fails closed; retry later",
-                ),
-            })
+                )
+                },
+            )
         }
     }
     let Some(plan) = caller.plan().or(config.default_plan.as_deref()) else {

@@ -175,9 +175,9 @@ reasons! {
     TenantRevoked = "tenant_revoked", 403, INSUFFICIENT_SCOPE,
         "The caller's tenant is in `revokedTenants` (inline or the remote list).";
     RevocationUnavailable = "revocation_unavailable", 503, None,
-        "The remote revocation list was never fetched since the gateway started and `revocation.onStale` is `refuse` (the default); the client should retry.";
+        "The remote revocation list was not fetched yet since the gateway started and `revocation.onStale` is `refuse`; the client should retry.";
     RevocationStale = "revocation_stale", 503, None,
-        "No remote revocation list was fetched and taken for `revocation.maxStaleSeconds` (unreachable, an error status, too large or malformed) and `revocation.onStale` is `refuse` (the default): nothing is issued until one is.";
+        "No remote revocation list was fetched and taken for `revocation.maxStaleSeconds` (since the last good one or, before the first, since the gateway started: unreachable, an error status, too large or malformed) and `revocation.onStale` is not `serve`: nothing is issued until one is.";
     MissingPlan = "missing_plan", 403, INSUFFICIENT_SCOPE,
         "The OpToken names no plan (`stellaops:plan`) and no `defaultPlan` is configured.";
     LedgerBacklogFull = "ledger_backlog_full", 503, None,

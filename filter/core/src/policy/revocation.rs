@@ -8,8 +8,9 @@
 //! gateway keeps either as [`DigestLists`] ([`parse_remote`]), fixed-size digests in every
 //! VM, and hashes the caller's identifiers only for the kinds the list holds. A failed
 //! fetch keeps the last good list. Once the list is older than `maxStaleSeconds` (or was
-//! never fetched), `onStale` decides: `refuse` (the default) fails closed with 503,
-//! `serve` keeps issuing with what is known.
+//! never fetched), `onStale` decides: `refuseWhenStale` (the default) fails closed with 503
+//! once no list was taken for `maxStaleSeconds` (since the last good one, or since the
+//! gateway started), `refuse` also before the first list, `serve` never.
 
 use std::collections::HashSet;
 use std::fmt;
@@ -34,10 +35,15 @@ pub const MAX_LICENSE_LEN: usize = 256;
 /// What to do when the remote list is stale or was never fetched.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OnStale {
-    /// Keep issuing with the inline list and the last good remote list.
+    /// Keep issuing with the inline list and the last good remote list (never refuse).
     Serve,
-    /// Refuse every token request with 503 (fail closed).
+    /// Refuse every token request with 503 (fail closed) while no list fresher than
+    /// `maxStaleSeconds` is known, including before the first one is taken.
     Refuse,
+    /// Refuse with 503 once no list was taken for `maxStaleSeconds`, counted from the last
+    /// good one or, before the first, from the gateway's start (which issues until then,
+    /// as it always did before its first fetch). The default.
+    RefuseWhenStale,
 }
 
 /// Revoked identifiers, by kind: answers whether one of the caller's is listed.
@@ -390,8 +396,15 @@ fn entries(list: &[Value]) -> Result<HashSet<String>, String> {
 pub enum RemoteList<'a> {
     /// No remote list is configured.
     NotConfigured,
-    /// Configured, never fetched successfully.
+    /// Configured, never fetched successfully (and no start time to count from: never
+    /// stale; `refuse` refuses).
     NeverFetched,
+    /// Configured, not fetched successfully since the gateway started at `since` (Unix
+    /// seconds): stale `maxStaleSeconds` after it.
+    NotYetFetched {
+        /// When this gateway started.
+        since: u64,
+    },
     /// The last good list and when it was fetched.
     Known {
         /// Revoked licences, subjects, refresh-token ids and tenants ([`DigestLists`] in
@@ -436,8 +449,19 @@ pub enum Revocation {
     /// Revoked.
     Revoked(Revoked),
     /// The list was never fetched, or is older than `maxStaleSeconds`, and the policy is
-    /// to refuse: 503 (the caller tells the two apart by its [`RemoteList`]).
+    /// to refuse: 503 ([`unavailable_is_stale`] tells the two apart).
     ListUnavailable,
+}
+
+/// Whether a [`Revocation::ListUnavailable`] of `remote` under `on_stale` is a stale list
+/// (`revocation_stale`: none taken for `maxStaleSeconds`) rather than one not fetched yet
+/// (`revocation_unavailable`, `refuse` before the first list).
+pub fn unavailable_is_stale(remote: RemoteList<'_>, on_stale: OnStale) -> bool {
+    match remote {
+        RemoteList::Known { .. } => true,
+        RemoteList::NotYetFetched { .. } => on_stale == OnStale::RefuseWhenStale,
+        RemoteList::NotConfigured | RemoteList::NeverFetched => false,
+    }
 }
 
 fn revoked_by(lists: &dyn RevocationSet, ids: &Identifiers<'_>) -> Option<Revoked> {
@@ -477,21 +501,26 @@ pub fn check(
     if let Some(r) = revoked_by(inline, ids) {
         return Revocation::Revoked(r);
     }
+    let refuse_if = |unavailable: bool| {
+        if unavailable {
+            Revocation::ListUnavailable
+        } else {
+            Revocation::Clear
+        }
+    };
     match remote {
         RemoteList::NotConfigured => Revocation::Clear,
-        RemoteList::NeverFetched => match on_stale {
+        RemoteList::NeverFetched => refuse_if(on_stale == OnStale::Refuse),
+        RemoteList::NotYetFetched { since } => match on_stale {
             OnStale::Refuse => Revocation::ListUnavailable,
             OnStale::Serve => Revocation::Clear,
+            OnStale::RefuseWhenStale => refuse_if(is_stale(since, max_stale_seconds, now)),
         },
         RemoteList::Known { lists, fetched_at } => {
             if let Some(r) = revoked_by(lists, ids) {
                 return Revocation::Revoked(r);
             }
-            if is_stale(fetched_at, max_stale_seconds, now) && on_stale == OnStale::Refuse {
-                Revocation::ListUnavailable
-            } else {
-                Revocation::Clear
-            }
+            refuse_if(on_stale != OnStale::Serve && is_stale(fetched_at, max_stale_seconds, now))
         }
     }
 }
@@ -675,6 +704,53 @@ mod tests {
         let sparse = parse_remote(br#"{"digest":"sha256-96","next":1}"#).unwrap();
         assert!(sparse.is_empty());
         assert!(parse_remote(&vec![b' '; MAX_LIST_BYTES + 1]).is_err());
+    }
+
+    #[test]
+    fn refuse_when_stale_counts_from_the_start_before_the_first_list() {
+        let inline = RevokedLists::default();
+        let starting = RemoteList::NotYetFetched { since: 100 };
+        let at = |on_stale, now| check(&lic(Some("y")), &inline, starting, 600, on_stale, now);
+        // The default issues before the first list, for maxStaleSeconds from the start.
+        assert_eq!(at(OnStale::RefuseWhenStale, 700), Revocation::Clear);
+        assert_eq!(
+            at(OnStale::RefuseWhenStale, 701),
+            Revocation::ListUnavailable
+        );
+        assert!(unavailable_is_stale(starting, OnStale::RefuseWhenStale));
+        // refuse refuses at once (not fetched yet), serve never.
+        assert_eq!(at(OnStale::Refuse, 100), Revocation::ListUnavailable);
+        assert!(!unavailable_is_stale(starting, OnStale::Refuse));
+        assert_eq!(at(OnStale::Serve, 1_000_000), Revocation::Clear);
+        // A list past maxStaleSeconds: refused by both refusing policies, as stale.
+        let remote = licences(&["x"]);
+        let known = RemoteList::Known {
+            lists: &remote,
+            fetched_at: 100,
+        };
+        for on_stale in [OnStale::Refuse, OnStale::RefuseWhenStale] {
+            let c = |now| check(&lic(Some("y")), &inline, known, 600, on_stale, now);
+            assert_eq!(c(700), Revocation::Clear);
+            assert_eq!(c(701), Revocation::ListUnavailable);
+            assert!(unavailable_is_stale(known, on_stale));
+        }
+        // Without a start time (the CLI), only refuse refuses.
+        let never = |on_stale| {
+            check(
+                &lic(Some("y")),
+                &inline,
+                RemoteList::NeverFetched,
+                600,
+                on_stale,
+                9_999,
+            )
+        };
+        assert_eq!(never(OnStale::RefuseWhenStale), Revocation::Clear);
+        assert_eq!(never(OnStale::Refuse), Revocation::ListUnavailable);
+        assert!(!unavailable_is_stale(
+            RemoteList::NeverFetched,
+            OnStale::Refuse
+        ));
     }
 
     #[test]

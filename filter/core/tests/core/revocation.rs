@@ -164,10 +164,18 @@ fn revocation_config_is_validated() {
         config_from(v)
     };
     let r = defaults.revocation.clone().unwrap();
-    // Fail closed by default, after ten refresh periods (at least five minutes).
+    // Fail closed by default once no list was taken for ten refresh periods (at least
+    // five minutes).
     assert_eq!(
         (r.refresh_seconds, r.max_stale_seconds, r.on_stale),
-        (60, 600, OnStale::Refuse)
+        (60, 600, OnStale::RefuseWhenStale)
+    );
+    let mut v = base_config();
+    v["revocation"] =
+        json!({"url": "https://l.example/r", "cluster": "l", "onStale": "refuseWhenStale"});
+    assert_eq!(
+        config_from(v).revocation.unwrap().on_stale,
+        OnStale::RefuseWhenStale
     );
     assert!(defaults.warnings().is_empty(), "{:?}", defaults.warnings());
     for (refresh, max_stale) in [(10, 300), (30, 300), (120, 1200), (86_400, 864_000)] {

@@ -206,17 +206,44 @@ fn serve_keeps_issuing_with_a_stale_list_and_says_so() {
     assert!(status.stale && status.failing, "{status:?}");
 }
 
-/// Before the first list is taken: 503 `revocation_unavailable` by default (fail closed,
-/// as a stale list), issued with `onStale: serve`.
+/// Before the first list is taken, the default issues as it always did, but only for
+/// `maxStaleSeconds` after the start: a gateway that never takes its list (one too large
+/// from the start, say) then fails closed with `revocation_stale`. `refuse` refuses at
+/// once with `revocation_unavailable`; `serve` never refuses.
 #[test]
-fn before_the_first_list_the_default_fails_closed() {
+fn before_the_first_list_the_default_issues_for_max_stale_seconds_only() {
     let world = World::new(T0);
+    let mut a = vm(&world, 0, &list_config(json!({})));
     let b = vm(&world, 1, &list_config(json!({})));
-    let d = b.token_request(&optok("alice", T0));
+    let strict = vm(&world, 2, &list_config(json!({"onStale": "refuse"})));
+    let serve = vm(&world, 3, &list_config(json!({"onStale": "serve"})));
+    // Started: the first tick (or request) is the start.
+    assert!(!b.state.revocation_status(T0).unwrap().stale);
+    serve.state.revocation_status(T0);
+    assert_eq!(token_for(&b, "alice"), (200, "issued"));
+    let d = strict.token_request(&optok("alice", T0));
     refused_with(&d, Reason::RevocationUnavailable, 503);
-    assert!(b.state.revocation_status(T0).unwrap().stale);
-    let serve = vm(&world, 2, &list_config(json!({"onStale": "serve"})));
+    // The only list on offer is past the gateway's bound: never taken.
+    let too_large = " ".repeat(MAX_LIST_BYTES + 1);
+    serve_list(&mut a, "200", &too_large);
+    while world.now() - T0 < 300 {
+        world.advance(remote::RETRY_SECONDS);
+        serve_list(&mut a, "200", &too_large);
+        assert_eq!(token_for(&b, "alice"), (200, "issued"), "{} s", world.now() - T0);
+    }
+    world.advance(1);
+    let d = b.token_request(&optok("alice", world.now()));
+    refused_with(&d, Reason::RevocationStale, 503);
+    let status = b.state.revocation_status(world.now()).unwrap();
+    assert!(status.stale && status.failing && status.fetched_at.is_none(), "{status:?}");
     assert_eq!(token_for(&serve, "alice"), (200, "issued"));
+    assert!(serve.state.revocation_status(world.now()).unwrap().stale);
+    // Taken at last: served.
+    world.advance(remote::RETRY_SECONDS);
+    serve_list(&mut a, "200", r#"{"revokedSubjects": ["mallory"]}"#);
+    assert_eq!(token_for(&b, "alice"), (200, "issued"));
+    assert_eq!(token_for(&b, "mallory"), (403, "subject_revoked"));
+    assert_eq!(token_for(&strict, "alice"), (200, "issued"));
 }
 
 /// A record an older module wrote (the list itself as its document, no list key) is read
