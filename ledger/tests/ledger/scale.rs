@@ -257,3 +257,25 @@ async fn the_digest_feed_is_read_by_the_filter_and_built_once_per_change() {
         .unwrap();
     assert_eq!(r.status(), 401);
 }
+
+/// docs/LEDGER.md's digest feed example is the digest form of its value feed example.
+#[test]
+fn the_documented_digest_feed_is_the_value_feeds_digest_form() {
+    let doc =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/LEDGER.md")).unwrap();
+    let line = |prefix: &str| {
+        doc.lines()
+            .find(|l| l.starts_with(prefix))
+            .unwrap_or_else(|| panic!("no line {prefix}"))[2..]
+            .to_string()
+    };
+    let values: registry_token_ledger_wire::Feed =
+        serde_json::from_str(&line("# {\"generatedAt\"")).unwrap();
+    let digests = line("# {\"digest\"");
+    let want = registry_token_ledger_wire::DigestFeed::from_feed(&values);
+    assert_eq!(serde_json::to_string(&want).unwrap(), digests);
+    assert_eq!(
+        parse_remote(digests.as_bytes()).unwrap(),
+        DigestLists::from_values(&parse_lists(line("# {\"generatedAt\"").as_bytes()).unwrap())
+    );
+}
