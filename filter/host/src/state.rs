@@ -232,7 +232,10 @@ impl<H: Host> State<H> {
             }
         };
         let keys = self.keys(now);
-        let revoked = self.revocation.as_ref().and_then(|r| r.current(&self.host));
+        let revoked = self
+            .revocation
+            .as_ref()
+            .and_then(|r| r.current(&self.host, now));
         let revocation = match (&self.revocation, &revoked) {
             (None, _) => RemoteList::NotConfigured,
             (Some(copy), None) => RemoteList::NotYetFetched {

@@ -170,7 +170,11 @@ fn the_revocation_list_refreshes_and_a_bad_list_keeps_the_last_good_one() {
     });
     let mut a = vm(&world, 0, &cfg);
     let b = vm(&world, 1, &cfg);
-    let list_copy = |v: &Vm| crate::fetch::ListCopy::new(&cfg).unwrap().current(&v.host);
+    let list_copy = |v: &Vm| {
+        crate::fetch::ListCopy::new(&cfg)
+            .unwrap()
+            .current(&v.host, v.host.world.now())
+    };
     a.tick();
     let calls: Vec<_> = world
         .calls()

@@ -97,12 +97,22 @@ fn a_digest_feed_of_50_000_is_kept_once_and_read_once_per_change() {
     assert!(status.loaded_us.is_some(), "the load is timed once");
     assert_eq!(shared_calls(&world, "set "), 1);
     let reads = shared_calls(&world, "get ");
-    // Requests and ticks read the small record only.
+    // Requests and ticks read the small record only, at most once a second.
+    let record_reads = || {
+        world
+            .shared_calls
+            .borrow()
+            .iter()
+            .filter(|c| c.starts_with("get ") && c.ends_with("#document"))
+            .count()
+    };
+    let before = record_reads();
     for _ in 0..5 {
         token_for(&b, "alice");
         b.state.revocation_status(world.now());
     }
     assert_eq!(shared_calls(&world, "get "), reads);
+    assert_eq!(record_reads(), before, "read again within the second");
     // The same list fetched again: the record moves on, the list is neither written nor read.
     world.advance(10);
     serve_list(&mut a, "200", &body);
@@ -124,6 +134,12 @@ fn a_digest_feed_of_50_000_is_kept_once_and_read_once_per_change() {
     assert_eq!(token_for(&b, "subject-12345"), (403, "subject_revoked"));
     assert_eq!(shared_calls(&world, "set "), 2);
     assert_eq!(shared_calls(&world, "get "), reads + 1);
+    let before = record_reads();
+    world.advance(1);
+    for _ in 0..3 {
+        token_for(&b, "alice");
+    }
+    assert_eq!(record_reads(), before + 1, "once in the next second");
 }
 
 /// A list the gateway cannot take (here: past its bound) keeps the last good one only up
@@ -229,13 +245,21 @@ fn before_the_first_list_the_default_issues_for_max_stale_seconds_only() {
     while world.now() - T0 < 300 {
         world.advance(remote::RETRY_SECONDS);
         serve_list(&mut a, "200", &too_large);
-        assert_eq!(token_for(&b, "alice"), (200, "issued"), "{} s", world.now() - T0);
+        assert_eq!(
+            token_for(&b, "alice"),
+            (200, "issued"),
+            "{} s",
+            world.now() - T0
+        );
     }
     world.advance(1);
     let d = b.token_request(&optok("alice", world.now()));
     refused_with(&d, Reason::RevocationStale, 503);
     let status = b.state.revocation_status(world.now()).unwrap();
-    assert!(status.stale && status.failing && status.fetched_at.is_none(), "{status:?}");
+    assert!(
+        status.stale && status.failing && status.fetched_at.is_none(),
+        "{status:?}"
+    );
     assert_eq!(token_for(&serve, "alice"), (200, "issued"));
     assert!(serve.state.revocation_status(world.now()).unwrap().stale);
     // Taken at last: served.
