@@ -64,7 +64,8 @@ pub struct RunArgs {
     #[arg(long, value_name = "N", default_value_t = 3)]
     pub rounds: u64,
     /// Measure only these parts (comma-separated): ceiling, crypto (or one crypto-…
-    /// ceiling), scenario keys, ingest, sweep, soak; the report marks the rest not measured.
+    /// ceiling), scenario keys, ingest, revocation-feed, sweep, soak; the report marks the
+    /// rest not measured.
     #[arg(long, value_name = "LIST")]
     pub only: Option<String>,
     /// The report.

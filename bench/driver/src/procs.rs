@@ -147,6 +147,31 @@ pub fn start_token_envoy_with(
     )
 }
 
+/// A plain-HTTP `/token` Envoy `name` with the filter configuration `config` (the run's
+/// module) and, when given, the ledger's cluster.
+pub fn start_token_envoy_config(
+    ctx: &Ctx,
+    name: &str,
+    config: &serde_json::Value,
+    ledger: Option<&BenchLedger>,
+) -> Result<BenchEnvoy, String> {
+    let clusters = match ledger {
+        Some(l) => format!("  clusters:\n{}", l.cluster_yaml(LEDGER_CLUSTER, 2)),
+        None => String::new(),
+    };
+    start_envoy(
+        ctx,
+        name,
+        TOKEN_TEMPLATE,
+        &[
+            ("WASM_PATH", ctx.wasm.display().to_string()),
+            ("PLUGIN_CONFIG", config.to_string()),
+            ("TRANSPORT_SOCKET", String::new()),
+            ("CLUSTERS", clusters),
+        ],
+    )
+}
+
 /// A running bench ledger: the kit's process (its port, its Envoy cluster, killed on
 /// drop, through `Deref`) and its address as a load target.
 pub struct BenchLedger {

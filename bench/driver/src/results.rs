@@ -37,6 +37,10 @@ pub struct Results {
     pub compared: Option<Compared>,
     /// The ledger's sustained ingest, per database.
     pub ingest: Vec<Ingest>,
+    /// The revocation list at 50,000 entries (`--only revocation-feed`); `None` when not
+    /// measured (and in results files from before it).
+    #[serde(default)]
+    pub revocation_feed: Option<Outcome<RevocationFeed>>,
     /// Latency against offered load (`dpop-rs256`, open loop).
     pub sweep: Vec<SweepPoint>,
     /// The memory run.
@@ -400,6 +404,42 @@ pub struct IngestFigures {
     pub rows: u64,
     /// Records in 2xx batches, warm-up included.
     pub acknowledged: u64,
+}
+
+/// The revocation list at 50,000 entries: the ledger's feed and a gateway taking it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RevocationFeed {
+    /// Active revocations (subjects and licences).
+    pub entries: u64,
+    /// Seconds to create them through `POST /v1/revocations/batch`.
+    pub fill_seconds: f64,
+    /// Bytes of `GET /v1/revocations/feed?form=digests`.
+    pub digest_bytes: u64,
+    /// Bytes of the value form (`GET /v1/revocations/feed`).
+    pub value_bytes: u64,
+    /// The first digest feed after the change, built from the database: ms (client side).
+    pub build_ms: f64,
+    /// The digest feed served from memory: µs, median of the warm requests.
+    pub serve_p50_us: u64,
+    /// The value form, built from the database on every request: ms.
+    pub value_serve_ms: f64,
+    /// A gateway worker's time to take the list (read from shared data, parsed into
+    /// digests), µs: the mean of the filter's histogram `registry_token_revocation_load_us`.
+    pub gateway_load_us: Option<f64>,
+    /// Samples of that histogram (one per VM that took it).
+    pub gateway_loads: u64,
+    /// `registry_token_vm_memory_bytes` after the `/token` run with the list in force.
+    pub vm_memory_bytes: u64,
+    /// The gateway's stale gauge when it had taken the list (should be false).
+    pub stale: bool,
+    /// `/token` (es256's load) with the list in force: tokens per second.
+    pub tokens_per_second: f64,
+    /// The filter's decision time then, µs, median.
+    pub filter_p50_us: Option<f64>,
+    /// The same, p99.
+    pub filter_p99_us: Option<f64>,
+    /// Answers other than 200, and transport errors.
+    pub non_ok: u64,
 }
 
 /// One point of the latency sweep.

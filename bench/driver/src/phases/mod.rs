@@ -4,6 +4,7 @@
 //! sweep and the memory run; gathered into [`Results`].
 
 mod extra;
+mod revocation;
 mod rounds;
 
 use std::path::Path;
@@ -81,6 +82,7 @@ pub fn run(s: &Settings) -> Result<Results, String> {
     let ceiling = ceiling(&b)?;
     let rounds = rounds::rounds(&b)?;
     let ingest = extra::ingest(&b);
+    let revocation_feed = revocation::revocation_feed(&b);
     let max_rate = rounds
         .scenarios
         .iter()
@@ -119,6 +121,7 @@ pub fn run(s: &Settings) -> Result<Results, String> {
         ledger_pairs: rounds.ledger_pairs,
         compared: rounds.compared,
         ingest,
+        revocation_feed,
         sweep,
         soak,
         targets: Vec::new(),

@@ -6,6 +6,7 @@ pub mod fmt;
 mod ledger;
 mod notes;
 pub mod plot;
+mod revocation;
 mod tables;
 
 use std::fmt::Write as _;
@@ -57,6 +58,7 @@ pub fn markdown(r: &Results, plot: &PlotLink) -> (String, Vec<Target>) {
     tables::crypto_ceilings(&mut o, r);
     tables::scenarios(&mut o, r);
     ledger::ledger_section(&mut o, r);
+    revocation::revocation_section(&mut o, r);
     ledger::compare_section(&mut o, r);
     tables::refusals(&mut o, r);
     notes::where_time_goes(&mut o, r);

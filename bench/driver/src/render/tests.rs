@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use super::{markdown, plot_link};
 use crate::results::{
     Ceiling, Compared, ComparedScenario, Counters, Figures, Ingest, IngestFigures, Latency,
-    LedgerRows, Machine, Pair, PairSide, Results, RunInfo, Soak, SoakSample, Speed, SweepPoint,
-    FORMAT,
+    LedgerRows, Machine, Pair, PairSide, Results, RevocationFeed, RunInfo, Soak, SoakSample, Speed,
+    SweepPoint, FORMAT,
 };
 use crate::scenarios::{crypto_ceiling_of, scenarios, CRYPTO_CEILINGS};
 
@@ -220,6 +220,23 @@ pub fn synthetic() -> Results {
                 outcome: Err("initdb not found\nmore".into()),
             },
         ],
+        revocation_feed: Some(Ok(RevocationFeed {
+            entries: 50_000,
+            fill_seconds: 6.5,
+            digest_bytes: 800_135,
+            value_bytes: 1_720_090,
+            build_ms: 180.0,
+            serve_p50_us: 900,
+            value_serve_ms: 150.0,
+            gateway_load_us: Some(1100.0),
+            gateway_loads: 2,
+            vm_memory_bytes: 3 << 20,
+            stale: false,
+            tokens_per_second: 690.0,
+            filter_p50_us: Some(41.0),
+            filter_p99_us: Some(61.0),
+            non_ok: 0,
+        })),
         sweep,
         soak,
         targets: Vec::new(),
@@ -244,6 +261,7 @@ fn every_section_with_its_figures() {
             "## In-Envoy crypto ceilings (same run)",
             "## `/token` scenarios (one Envoy worker each)",
             "## The issuance ledger",
+            "## A revocation list of 50,000 entries",
             "## This module against another build, side by side",
             "## Refused DPoP proofs: hostile against cheap",
             "## Where the time goes",
@@ -275,6 +293,10 @@ fn every_section_with_its_figures() {
         "| 2 | failed: Envoy (compare-old) exited | | | | |",
         "| SQLite | 6241 | 62 | 32.5 ms | 857.9 ms | 0 | 79800 / 79800 |",
         "| PostgreSQL | not measured: initdb not found | | | | | |",
+        "| digest feed (`?form=digests`), bytes | 800135 (0.76 MiB; gateways take at most 1,604,096) |",
+        "| a gateway worker takes the list (`registry_token_revocation_load_us`, mean of 2) | 1100 µs |",
+        "| `/token` with the list in force | 690 tokens/s (`es256` without: 700) |",
+        "| filter decision time with it, p50 / p99 | 41 µs / 61 µs (`es256` without: 40 µs / 60 µs) |",
         "| `hostile` | 6000 | 1000 µs | 2000 µs | 60 µs | 90 µs | 60000 (dpop_malformed: 60000) | yes, counters agree |",
         "hostile / cheap: filter p99 1.50×, filter p50 1.50× (target: p99 ≤ 3×).",
         "| Envoy alone (`direct_response`), per request | 62 |",
@@ -302,12 +324,18 @@ fn missing_parts_say_so() {
     r.ingest.clear();
     r.ledger_pairs.clear();
     r.scenarios.retain(|s| s.key != "es256-ledger");
+    r.revocation_feed = None;
     let (md, _) = markdown(&r, &Err("no sweep data".into()));
     assert!(md.contains("> **This was a short run** (2 s per scenario, 10 s memory run)"));
     assert!(md.contains("Not measured (the `dpop-rs256` scenario failed)."));
     assert!(md.contains("Not measured (`--soak 0`)."));
     assert!(!md.contains("## The issuance ledger"));
     assert!(!md.contains("## This module against another build"));
+    assert!(!md.contains("## A revocation list"));
+    let mut failed = synthetic();
+    failed.revocation_feed = Some(Err("the gateway did not take the list\nmore".into()));
+    let (md, _) = markdown(&failed, &Err("no plot".into()));
+    assert!(md.contains("## A revocation list of 50,000 entries\n\nNot measured: the gateway did not take the list\n"));
     let (md, _) = markdown(&synthetic(), &Err("gnuplot: not found".into()));
     assert!(md.contains("(plot not produced: gnuplot: not found)"));
 }
