@@ -595,8 +595,8 @@ fn registry_token_names(text: &str) -> Vec<&str> {
 /// keys, CA bundles) that do not exist here are replaced, in a temporary copy, by
 /// throwaway test files (a key for names containing `key`, a self-signed certificate
 /// otherwise), and a wasm path that does not exist (`/etc/envoy/…` in gateway.yaml) by
-/// the module `make wasm` built. Subdirectories (`envoy/istio/`: Kubernetes resources,
-/// not Envoy bootstrap files) are not validated here.
+/// the module `make wasm` built. Only the bootstrap files directly in `envoy/` are validated
+/// here (Kubernetes and Istio resources live in `deploy/`, checked by `make deploy-check`).
 #[test]
 fn every_shipped_envoy_config_validates() {
     let keys = TestKeys::generate();
