@@ -22,9 +22,9 @@
 //! given in [`EnvoyOptions::vars`]. A placeholder left unresolved is an error.
 
 pub mod authority;
+pub mod clients;
 #[cfg(test)]
 mod design;
-pub mod clients;
 pub mod dpop;
 pub mod envoy;
 pub mod gateway;
