@@ -173,13 +173,16 @@ fn prometheus_counts_issued_and_rejected_tokens_by_reason() {
 }
 
 /// The alerts of `deploy/prometheus/registry-token.rules.yaml`.
-const ALERTS: [&str; 6] = [
+const ALERTS: [&str; 9] = [
     "RegistryTokenAlarm",
     "RegistryTokenClientNoise",
     "RegistryTokenIssuanceDropped",
     "RegistryTokenLedgerDropping",
+    "RegistryTokenLedgerRevocationsNearBound",
     "RegistryTokenNothingIssued",
     "RegistryTokenRejections",
+    "RegistryTokenRevocationListStale",
+    "RegistryTokenRevocationRefreshFailing",
 ];
 
 /// How long Prometheus (1 s scrape and evaluation) may take to see a change.
@@ -192,7 +195,7 @@ fn rules_path() -> std::path::PathBuf {
 /// `promtool check rules` passes on the shipped rules; a real Prometheus scraping Envoy's
 /// admin `/stats/prometheus` every second sees `registry_token_issued_total` and
 /// `registry_token_rejected_total{reason="plan_denied"}` by their exact names with the
-/// values this test caused, loads the rules file (its six alerts listed by
+/// values this test caused, loads the rules file (its nine alerts listed by
 /// `/api/v1/rules`), and `RegistryTokenRejections` fires for `plan_denied`.
 #[test]
 fn prometheus_scrapes_the_counters_and_loads_the_rules() {
