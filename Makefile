@@ -34,10 +34,10 @@ APT_PKGS   := $(sort $(APT_LEDGER) $(APT_RULES) $(APT_E2E))
 .PHONY: help run test check deps wasm-target envoy apt-deps wasm cli lint fmt clippy unit ledger-test rules e2e dev-keys dev-token clean
 
 help:
-	@echo "make check - the inner loop: fmt, clippy (host + wasm32), every crate's native tests (CHECK_TIME warm)"
+	@echo "make check - the inner loop: fmt, clippy (host + wasm32), every crate's native tests (~1 min warm)"
 	@echo "make run   - start the gateway on 127.0.0.1:8085 (admin 127.0.0.1:9901) and the ledger on 127.0.0.1:8086"
 	@echo "make test  - make check, then the alert rules, the wasm build and the end-to-end suites"
-	@echo "             with real Envoy, registry and clients, in timed stages (TEST_TIME)"
+	@echo "             with real Envoy, registry and clients, in timed stages (~20 min from a fresh clone)"
 	@echo "make e2e   - only the end-to-end suites (one module: make e2e E2E_ARGS=sender::)"
 	@echo "make ledger-test - the issuance ledger's tests (SQLite and a throw-away PostgreSQL 15)"
 	@echo "make cli   - build registry-token (Offline Kit token bundles, docs/OFFLINE.md)"
