@@ -48,6 +48,70 @@ async fn bump_generation(tx: &mut sqlx::Transaction<'static, sqlx::Any>) -> Resu
     Ok(())
 }
 
+/// How many revocations are active.
+async fn count_active(tx: &mut sqlx::Transaction<'static, sqlx::Any>) -> Result<i64, DbError> {
+    sqlx::query("SELECT COUNT(*) AS n FROM revocations WHERE deleted_at IS NULL")
+        .fetch_one(&mut **tx)
+        .await?
+        .try_get("n")
+}
+
+/// Inserts revocation `id` unless (kind, value) is active already: one conditional
+/// statement against the unique index of active revocations. Whether it was inserted.
+async fn insert_if_inactive(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    id: &str,
+    kind: &str,
+    value: &str,
+    reason: &str,
+    actor: &str,
+    now: i64,
+) -> Result<bool, DbError> {
+    let inserted = sqlx::query(
+        "INSERT INTO revocations (id, kind, value, reason, created_at, created_by) \
+         VALUES ($1, $2, $3, $4, $5, $6) \
+         ON CONFLICT (kind, value) WHERE deleted_at IS NULL DO NOTHING RETURNING id",
+    )
+    .bind(id.to_string())
+    .bind(kind.to_string())
+    .bind(value.to_string())
+    .bind(reason.to_string())
+    .bind(now)
+    .bind(actor.to_string())
+    .fetch_optional(&mut **tx)
+    .await?;
+    Ok(inserted.is_some())
+}
+
+/// Records a `create` or `delete` of revocation `revocation_id` in `revocation_events`.
+#[allow(clippy::too_many_arguments)]
+async fn insert_event(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    action: &str,
+    revocation_id: &str,
+    kind: &str,
+    value: &str,
+    actor: &str,
+    reason: Option<&str>,
+    now: i64,
+) -> Result<(), DbError> {
+    sqlx::query(
+        "INSERT INTO revocation_events (id, revocation_id, action, kind, value, actor, reason, at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(random_id().map_err(sqlx::Error::Protocol)?)
+    .bind(revocation_id.to_string())
+    .bind(action.to_string())
+    .bind(kind.to_string())
+    .bind(value.to_string())
+    .bind(actor.to_string())
+    .bind(reason.map(str::to_string))
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
 const SELECT_REVOCATION: &str = "SELECT id, kind, value, reason, created_at, created_by, \
      deleted_at, deleted_by FROM revocations";
 
@@ -140,14 +204,9 @@ impl Db {
         max_active: usize,
     ) -> Result<Created, DbError> {
         let id = random_id().map_err(sqlx::Error::Protocol)?;
-        let event_id = random_id().map_err(sqlx::Error::Protocol)?;
         let mut tx = self.begin_write().await?;
         bump_generation(&mut tx).await?;
-        let active: i64 =
-            sqlx::query("SELECT COUNT(*) AS n FROM revocations WHERE deleted_at IS NULL")
-                .fetch_one(&mut *tx)
-                .await?
-                .try_get("n")?;
+        let active = count_active(&mut tx).await?;
         if usize::try_from(active).unwrap_or(usize::MAX) >= max_active {
             // Full; the same value already active is still told as such.
             let existing = sqlx::query(
@@ -163,20 +222,7 @@ impl Db {
                 None => Ok(Created::TooMany),
             };
         }
-        let inserted = sqlx::query(
-            "INSERT INTO revocations (id, kind, value, reason, created_at, created_by) \
-             VALUES ($1, $2, $3, $4, $5, $6) \
-             ON CONFLICT (kind, value) WHERE deleted_at IS NULL DO NOTHING RETURNING id",
-        )
-        .bind(id.clone())
-        .bind(kind.to_string())
-        .bind(value.to_string())
-        .bind(reason.to_string())
-        .bind(now)
-        .bind(actor.to_string())
-        .fetch_optional(&mut *tx)
-        .await?;
-        if inserted.is_none() {
+        if !insert_if_inactive(&mut tx, &id, kind, value, reason, actor, now).await? {
             let existing = sqlx::query(
                 "SELECT id FROM revocations WHERE kind = $1 AND value = $2 AND deleted_at IS NULL",
             )
@@ -190,18 +236,16 @@ impl Db {
                 None => Ok(Created::Lifted),
             };
         }
-        sqlx::query(
-            "INSERT INTO revocation_events (id, revocation_id, action, kind, value, actor, reason, at) \
-             VALUES ($1, $2, 'create', $3, $4, $5, $6, $7)",
+        insert_event(
+            &mut tx,
+            "create",
+            &id,
+            kind,
+            value,
+            actor,
+            Some(reason),
+            now,
         )
-        .bind(event_id)
-        .bind(id.clone())
-        .bind(kind.to_string())
-        .bind(value.to_string())
-        .bind(actor.to_string())
-        .bind(reason.to_string())
-        .bind(now)
-        .execute(&mut *tx)
         .await?;
         tx.commit().await?;
         Ok(Created::New(Revocation {
@@ -243,43 +287,24 @@ impl Db {
     ) -> Result<Option<BulkCreated>, DbError> {
         let mut tx = self.begin_write().await?;
         bump_generation(&mut tx).await?;
-        let active: i64 =
-            sqlx::query("SELECT COUNT(*) AS n FROM revocations WHERE deleted_at IS NULL")
-                .fetch_one(&mut *tx)
-                .await?
-                .try_get("n")?;
+        let active = count_active(&mut tx).await?;
         let mut created = 0usize;
         for (kind, value, reason) in items {
             let id = random_id().map_err(sqlx::Error::Protocol)?;
-            let inserted = sqlx::query(
-                "INSERT INTO revocations (id, kind, value, reason, created_at, created_by) \
-                 VALUES ($1, $2, $3, $4, $5, $6) \
-                 ON CONFLICT (kind, value) WHERE deleted_at IS NULL DO NOTHING RETURNING id",
-            )
-            .bind(id.clone())
-            .bind(kind.clone())
-            .bind(value.clone())
-            .bind(reason.clone())
-            .bind(now)
-            .bind(actor.to_string())
-            .fetch_optional(&mut *tx)
-            .await?;
-            if inserted.is_none() {
+            if !insert_if_inactive(&mut tx, &id, kind, value, reason, actor, now).await? {
                 continue;
             }
             created += 1;
-            sqlx::query(
-                "INSERT INTO revocation_events (id, revocation_id, action, kind, value, actor, reason, at) \
-                 VALUES ($1, $2, 'create', $3, $4, $5, $6, $7)",
+            insert_event(
+                &mut tx,
+                "create",
+                &id,
+                kind,
+                value,
+                actor,
+                Some(reason),
+                now,
             )
-            .bind(random_id().map_err(sqlx::Error::Protocol)?)
-            .bind(id)
-            .bind(kind.clone())
-            .bind(value.clone())
-            .bind(actor.to_string())
-            .bind(reason.clone())
-            .bind(now)
-            .execute(&mut *tx)
             .await?;
         }
         if usize::try_from(active)
@@ -333,7 +358,6 @@ impl Db {
         reason: Option<&str>,
         now: i64,
     ) -> Result<bool, DbError> {
-        let event_id = random_id().map_err(sqlx::Error::Protocol)?;
         let mut tx = self.begin_write().await?;
         bump_generation(&mut tx).await?;
         let lifted = sqlx::query(
@@ -351,19 +375,7 @@ impl Db {
         };
         let kind: String = row.try_get("kind")?;
         let value: String = row.try_get("value")?;
-        sqlx::query(
-            "INSERT INTO revocation_events (id, revocation_id, action, kind, value, actor, reason, at) \
-             VALUES ($1, $2, 'delete', $3, $4, $5, $6, $7)",
-        )
-        .bind(event_id)
-        .bind(id.to_string())
-        .bind(kind)
-        .bind(value)
-        .bind(actor.to_string())
-        .bind(reason.map(str::to_string))
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
+        insert_event(&mut tx, "delete", id, &kind, &value, actor, reason, now).await?;
         tx.commit().await?;
         Ok(true)
     }
