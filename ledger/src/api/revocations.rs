@@ -43,16 +43,15 @@ fn too_many(max: usize) -> ApiError {
     .with("limit", json!(max))
 }
 
-/// Creates a revocation: `201` with it and its `Location`; `409 already_revoked` when the
-/// same kind and value is active; `409 too_many_revocations` when `--max-revocations`
-/// are active.
-pub async fn create(
-    State(state): State<Shared>,
-    who: Admin,
+/// The request's body, at most `max` bytes, as a JSON object read into `T` (`what` names
+/// it in the error). Parsed as a value first: serde would also accept a struct as a JSON
+/// array.
+async fn json_object<T: serde::de::DeserializeOwned>(
     req: Request,
-) -> Result<Response, ApiError> {
-    let body = read_body(req, MAX_ADMIN_BODY).await?;
-    // Parsed as a value first: serde would also accept a struct as a JSON array.
+    max: usize,
+    what: &str,
+) -> Result<T, ApiError> {
+    let body = read_body(req, max).await?;
     let doc: Value = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad("invalid_request", format!("the body is not JSON: {e}")))?;
     if !doc.is_object() {
@@ -61,8 +60,19 @@ pub async fn create(
             "the body must be a JSON object",
         ));
     }
-    let new: NewRevocation = serde_json::from_value(doc)
-        .map_err(|e| ApiError::bad("invalid_request", format!("invalid revocation: {e}")))?;
+    serde_json::from_value(doc)
+        .map_err(|e| ApiError::bad("invalid_request", format!("invalid {what}: {e}")))
+}
+
+/// Creates a revocation: `201` with it and its `Location`; `409 already_revoked` when the
+/// same kind and value is active; `409 too_many_revocations` when `--max-revocations`
+/// are active.
+pub async fn create(
+    State(state): State<Shared>,
+    who: Admin,
+    req: Request,
+) -> Result<Response, ApiError> {
+    let new: NewRevocation = json_object(req, MAX_ADMIN_BODY, "revocation").await?;
     new.validate().map_err(|e| {
         ApiError::bad("invalid_request", format!("{}: {}", e.field, e.message))
             .with("field", json!(e.field))
@@ -126,17 +136,7 @@ pub async fn create_batch(
     who: Admin,
     req: Request,
 ) -> Result<Response, ApiError> {
-    let body = read_body(req, MAX_BATCH_BODY).await?;
-    let doc: Value = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::bad("invalid_request", format!("the body is not JSON: {e}")))?;
-    if !doc.is_object() {
-        return Err(ApiError::bad(
-            "invalid_request",
-            "the body must be a JSON object",
-        ));
-    }
-    let new: NewRevocations = serde_json::from_value(doc)
-        .map_err(|e| ApiError::bad("invalid_request", format!("invalid revocations: {e}")))?;
+    let new: NewRevocations = json_object(req, MAX_BATCH_BODY, "revocations").await?;
     if new.items.is_empty() || new.items.len() > MAX_BATCH_REVOCATIONS {
         return Err(ApiError::bad(
             "invalid_request",
