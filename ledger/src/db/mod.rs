@@ -156,6 +156,19 @@ impl Db {
         let pool = AnyPoolOptions::new()
             .max_connections(max_connections)
             .acquire_timeout(std::time::Duration::from_secs(10))
+            // A connection still inside a transaction when it is handed out (its rollback
+            // was flushed when it came back, so this is a leak) is closed, not reused.
+            .before_acquire(|conn, _| {
+                Box::pin(async move {
+                    use sqlx::Database;
+                    type Manager = <Any as Database>::TransactionManager;
+                    let depth = <Manager as sqlx::TransactionManager>::get_transaction_depth(conn);
+                    if depth > 0 {
+                        tracing::warn!("closing a pooled connection left in a transaction");
+                    }
+                    Ok(depth == 0)
+                })
+            })
             .connect(&url)
             .await
             .map_err(|e| format!("database {}: {e}", crate::config::redact_url(&url)))?;
@@ -196,9 +209,21 @@ impl Db {
     /// SQLite refuses at once under WAL ("database is locked") whatever the busy timeout.
     /// On PostgreSQL an ordinary `BEGIN` (READ COMMITTED): the writes are single
     /// conditional statements that the unique index of active revocations arbitrates.
+    ///
+    /// The `BEGIN` runs in a task of its own: sqlx 0.8 leaves a custom `BEGIN` open on the
+    /// pooled connection, with no `Transaction` to roll it back, when the caller is
+    /// cancelled between the statement and its check (a gateway that timed out closes the
+    /// connection and axum drops the handler). That connection then refused every later
+    /// `begin_with` and kept SQLite's write lock. Spawned, the `BEGIN` always completes and
+    /// its `Transaction` is dropped (rolled back) if nobody is left to take it.
     pub(crate) async fn begin_write(&self) -> Result<Transaction<'static, Any>, DbError> {
         match self.backend {
-            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
+            Backend::Sqlite => {
+                let pool = self.pool.clone();
+                tokio::spawn(async move { pool.begin_with("BEGIN IMMEDIATE").await })
+                    .await
+                    .map_err(|e| sqlx::Error::Protocol(format!("BEGIN task: {e}")))?
+            }
             Backend::Postgres => self.pool.begin().await,
         }
     }
@@ -334,5 +359,61 @@ mod tests {
             .unwrap_err();
         assert!(!db.is_transient(&refused), "{refused}");
         assert_eq!(attempts.load(Ordering::Relaxed), 1, "not retried");
+    }
+
+    /// A write whose caller goes away at any point of its `BEGIN` (a gateway that timed
+    /// out and closed the connection) leaves no transaction behind: the next writes on the
+    /// same pool still begin, write and commit (sqlx could keep a cancelled custom `BEGIN`
+    /// open on a pooled connection, which then refused every later `begin_with` and held
+    /// SQLite's write lock).
+    #[tokio::test]
+    async fn a_cancelled_begin_leaves_no_transaction_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("c.db").display());
+        let db = Db::connect(&url, 2).await.unwrap();
+        for round in 0..400u64 {
+            // Give up after a few polls: the cancel lands anywhere inside the BEGIN.
+            let polls = round % 8;
+            {
+                let mut begin = std::pin::pin!(db.begin_write());
+                for _ in 0..polls {
+                    if futures_poll_once(begin.as_mut()).await.is_some() {
+                        break; // finished: its transaction is dropped, rolled back
+                    }
+                    tokio::task::yield_now().await;
+                }
+            } // the unfinished BEGIN is dropped here
+            let id = format!("r{round}");
+            let mut tx = tokio::time::timeout(Duration::from_secs(5), db.begin_write())
+                .await
+                .expect("a later BEGIN is not blocked")
+                .unwrap_or_else(|e| panic!("round {round}: {e}"));
+            sqlx::query(
+                "INSERT INTO issuances (id, time, decision, received_at) VALUES ($1, 1, 'issued', 1)",
+            )
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+            tx.commit().await.unwrap();
+        }
+        let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM issuances")
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+        assert_eq!(rows, 400);
+    }
+
+    /// Polls `f` once; `Some` when it finished.
+    async fn futures_poll_once<F: Future + ?Sized>(f: std::pin::Pin<&mut F>) -> Option<F::Output> {
+        let mut f = Some(f);
+        std::future::poll_fn(move |cx| {
+            let f = f.take().expect("polled once");
+            std::task::Poll::Ready(match f.poll(cx) {
+                std::task::Poll::Ready(v) => Some(v),
+                std::task::Poll::Pending => None,
+            })
+        })
+        .await
     }
 }
