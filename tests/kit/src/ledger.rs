@@ -318,6 +318,57 @@ impl Ledger {
     }
 }
 
+/// An Envoy static cluster named `name` over ledger replicas on `ports` (127.0.0.1, one
+/// endpoint each): how a fleet of gateways reaches several ledgers on one database. One
+/// YAML list item, every line indented by `indent` spaces.
+///
+/// Envoy alone keeps a gateway's POSTs off a replica that is gone: an active health check
+/// of `GET /healthz` every second (one failure takes a replica out of the rotation, one
+/// success brings it back; `no_traffic_interval` 1 s too, so that the first checks are not
+/// 60 s apart), outlier detection (two consecutive failures, a refused or reset
+/// connection counting as one, eject a replica for 10 s, at most half of them), round
+/// robin over the rest. A Wasm `dispatch_http_call` carries no retry policy (Envoy's
+/// `httpCall` sets none), so what fails is the filter's batch, which it retries after its
+/// backoff; the next try goes where the load balancer sends it.
+pub fn replicas_cluster_yaml(name: &str, ports: &[u16], indent: usize) -> String {
+    let mut lines = vec![
+        format!("- name: {name}"),
+        "  type: STATIC".to_owned(),
+        "  connect_timeout: 1s".to_owned(),
+        "  lb_policy: ROUND_ROBIN".to_owned(),
+        "  load_assignment:".to_owned(),
+        format!("    cluster_name: {name}"),
+        "    endpoints:".to_owned(),
+        "    - lb_endpoints:".to_owned(),
+    ];
+    for port in ports {
+        lines.extend([
+            "      - endpoint:".to_owned(),
+            "          address:".to_owned(),
+            format!("            socket_address: {{ address: 127.0.0.1, port_value: {port} }}"),
+        ]);
+    }
+    lines.extend(
+        [
+            "  health_checks:",
+            "  - timeout: 0.5s",
+            "    interval: 1s",
+            "    no_traffic_interval: 1s",
+            "    unhealthy_threshold: 1",
+            "    healthy_threshold: 1",
+            "    http_health_check: { path: /healthz }",
+            "  outlier_detection:",
+            "    consecutive_5xx: 2",
+            "    interval: 1s",
+            "    base_ejection_time: 10s",
+            "    max_ejection_percent: 50",
+        ]
+        .map(str::to_owned),
+    );
+    let pad = " ".repeat(indent);
+    lines.iter().map(|l| format!("{pad}{l}\n")).collect()
+}
+
 impl Drop for Ledger {
     fn drop(&mut self) {
         self.kill();
@@ -425,6 +476,26 @@ mod tests {
         let err = ledger.metric("ledger_ingested_records_total").unwrap_err();
         assert!(err.contains("answered 500"), "{err}");
         assert_eq!(server.join().unwrap(), ["GET /metrics HTTP/1.1"; 3]);
+    }
+
+    #[test]
+    fn replicas_cluster_yaml_lists_every_replica_with_health_checks() {
+        let yaml = replicas_cluster_yaml("ledgers", &[4321, 4322], 2);
+        assert!(
+            yaml.starts_with("  - name: ledgers\n    type: STATIC\n"),
+            "{yaml}"
+        );
+        assert!(yaml.lines().all(|l| l.starts_with("  ")), "{yaml}");
+        for port in [4321, 4322] {
+            let endpoint = format!("socket_address: {{ address: 127.0.0.1, port_value: {port} }}");
+            assert_eq!(yaml.matches(&endpoint).count(), 1, "{yaml}");
+        }
+        assert_eq!(yaml.matches("- endpoint:").count(), 2, "{yaml}");
+        assert!(
+            yaml.contains("http_health_check: { path: /healthz }"),
+            "{yaml}"
+        );
+        assert!(yaml.contains("outlier_detection:"), "{yaml}");
     }
 
     #[test]

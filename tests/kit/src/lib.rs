@@ -4,8 +4,9 @@
 //! - [`envoy`]: the Envoy binary (`.venv`), the filter module, `{{NAME}}` templates,
 //!   a process on free ports with its readiness, admin stats, log (dumped when a test
 //!   fails) and stop;
-//! - [`ledger`]: the issuance ledger's binary as a process, its `/metrics`;
-//! - [`postgres`]: a throw-away PostgreSQL cluster;
+//! - [`ledger`]: the issuance ledger's binary as a process, its `/metrics`, the Envoy
+//!   cluster of one ledger or of several replicas;
+//! - [`postgres`]: a throw-away PostgreSQL cluster and `psql` on it;
 //! - [`ports`], [`template`], [`process`], [`http`]: free ports, templates, stopping
 //!   children and reading `/proc`, one small HTTP GET.
 //!
@@ -24,7 +25,7 @@ pub mod template;
 use std::path::{Path, PathBuf};
 
 pub use envoy::{envoy_bin, wasm_path, EnvoyOptions, EnvoyProcess};
-pub use ledger::{ledger_bin, Ledger, LedgerOptions};
+pub use ledger::{ledger_bin, replicas_cluster_yaml, Ledger, LedgerOptions};
 pub use ports::free_port;
 pub use postgres::Postgres;
 pub use process::{tail, terminate};
