@@ -18,6 +18,7 @@ mod common;
 mod config;
 mod deploy;
 mod exchange;
+mod fleet;
 mod harness;
 mod jwks;
 mod ledger;
