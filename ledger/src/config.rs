@@ -74,6 +74,37 @@ pub struct Args {
     /// `too_many_revocations`, so the gateways' digest feed stays within their bound.
     #[arg(long, env = "LEDGER_MAX_REVOCATIONS", default_value_t = MAX_ACTIVE_REVOCATIONS)]
     pub max_revocations: usize,
+
+    /// PKCS#8 PEM P-256 private key that signs robot tokens (ES256); robots are off
+    /// without it.
+    #[arg(long, env = "LEDGER_ROBOT_KEY_FILE")]
+    pub robot_key_file: Option<PathBuf>,
+
+    /// `iss` of robot tokens: an http(s) URL; its discovery document and keys are served
+    /// under its path (`<path>/.well-known/openid-configuration`, `…/jwks.json`).
+    #[arg(long, env = "LEDGER_ROBOT_ISSUER")]
+    pub robot_issuer: Option<String>,
+
+    /// `aud` of robot tokens: an audience the gateways accept for the robot issuer.
+    #[arg(long, env = "LEDGER_ROBOT_AUDIENCE")]
+    pub robot_audience: Option<String>,
+
+    /// Longest lifetime of a robot, days (1..=3650).
+    #[arg(long, env = "LEDGER_ROBOT_MAX_DAYS", default_value_t = 90)]
+    pub robot_max_days: u32,
+}
+
+/// Robot token issuance, when `--robot-key-file` is given.
+#[derive(Debug, Clone)]
+pub struct RobotConfig {
+    /// The key file.
+    pub key_file: PathBuf,
+    /// `iss`.
+    pub issuer: String,
+    /// `aud`.
+    pub audience: String,
+    /// Longest lifetime, days.
+    pub max_days: u32,
 }
 
 /// Where the admin keys come from.
@@ -115,6 +146,8 @@ pub struct Config {
     pub max_connections: u32,
     /// Most active revocations.
     pub max_revocations: usize,
+    /// Robot tokens, if on.
+    pub robots: Option<RobotConfig>,
 }
 
 impl std::fmt::Debug for Config {
@@ -238,6 +271,12 @@ impl Config {
             args.feed_secret_file.as_ref(),
         )?
         .unwrap_or_else(|| ingest_secret.clone());
+        let robots = robot_config(
+            args.robot_key_file,
+            args.robot_issuer,
+            args.robot_audience,
+            args.robot_max_days,
+        )?;
         Ok(Config {
             listen,
             database: args.database,
@@ -250,8 +289,54 @@ impl Config {
             feed_secret,
             max_connections: args.max_connections,
             max_revocations: args.max_revocations,
+            robots,
         })
     }
+
+    /// The robot token signer, its key read from the file; `None` when robots are off.
+    pub fn robots(&self) -> Result<Option<crate::robots::RobotSigner>, String> {
+        self.robots
+            .as_ref()
+            .map(|r| {
+                crate::robots::RobotSigner::from_pem_file(
+                    &r.key_file,
+                    r.issuer.clone(),
+                    r.audience.clone(),
+                    r.max_days,
+                )
+            })
+            .transpose()
+    }
+}
+
+fn robot_config(
+    key_file: Option<PathBuf>,
+    issuer: Option<String>,
+    audience: Option<String>,
+    max_days: u32,
+) -> Result<Option<RobotConfig>, String> {
+    let Some(key_file) = key_file else {
+        if issuer.is_some() || audience.is_some() {
+            return Err("--robot-issuer and --robot-audience need --robot-key-file".into());
+        }
+        return Ok(None);
+    };
+    let issuer = issuer
+        .filter(|i| i.starts_with("https://") || i.starts_with("http://"))
+        .filter(|i| !i.contains(['?', '#', ' ']))
+        .ok_or("--robot-issuer (LEDGER_ROBOT_ISSUER) must be an http(s) URL with no query")?;
+    let audience = audience
+        .filter(|a| !a.trim().is_empty())
+        .ok_or("--robot-audience (LEDGER_ROBOT_AUDIENCE) is required with --robot-key-file")?;
+    if !(1..=3650).contains(&max_days) {
+        return Err("--robot-max-days must be within 1..=3650".into());
+    }
+    Ok(Some(RobotConfig {
+        key_file,
+        issuer,
+        audience,
+        max_days,
+    }))
 }
 
 #[cfg(test)]
@@ -296,6 +381,19 @@ mod tests {
         assert!(bad(no_issuer, GOOD).contains("--issuer"));
         let no_keys = Args::parse_from(["ledger", "--issuer", "i"]);
         assert!(bad(no_keys, GOOD).contains("--jwks-file"));
+        let robots = |extra: &[&str]| bad(args(extra), GOOD);
+        assert!(robots(&["--robot-issuer", "https://l"]).contains("--robot-key-file"));
+        let key = ["--robot-key-file", "/k"];
+        assert!(robots(&key).contains("--robot-issuer"));
+        let with_issuer = [&key[..], &["--robot-issuer", "ftp://l"]].concat();
+        assert!(robots(&with_issuer).contains("--robot-issuer"));
+        let with_issuer = [&key[..], &["--robot-issuer", "https://l"]].concat();
+        assert!(robots(&with_issuer).contains("--robot-audience"));
+        let full = [&with_issuer[..], &["--robot-audience", "registry"]].concat();
+        let days = [&full[..], &["--robot-max-days", "0"]].concat();
+        assert!(robots(&days).contains("--robot-max-days"));
+        let on = Config::from_args(args(&full), env_with(GOOD)).unwrap();
+        assert_eq!(on.robots.map(|r| r.max_days), Some(90));
         let missing = Config::from_args(args(&[]), |_| None).unwrap_err();
         assert!(missing.contains("LEDGER_INGEST_SECRET"));
         assert!(!missing.contains('\n'));

@@ -9,6 +9,7 @@ pub mod config;
 pub mod db;
 pub mod metrics;
 pub mod model;
+pub mod robots;
 
 use std::io::Write;
 use std::sync::Arc;
@@ -31,6 +32,7 @@ pub async fn run(config: Config) -> Result<(), String> {
         metrics: metrics::Metrics::default(),
         max_revocations: config.max_revocations,
         digest_feed: api::feed::DigestFeedCache::default(),
+        robots: config.robots()?.map(Arc::new),
     });
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await

@@ -1,6 +1,7 @@
 //! HTTP routes, one module per resource: [`ingest`] (gateways' batches), [`issuances`]
 //! (search and export), [`revocations`] (the security team's list and its history),
-//! [`feed`] (the gateways' revocation document) and [`health`] (`/healthz`, `/metrics`).
+//! [`feed`] (the gateways' revocation document), [`robots`] (robot credentials and the
+//! robot issuer's public keys) and [`health`] (`/healthz`, `/metrics`).
 //! Who may call what is checked by the extractors of [`extract`]; every refusal is an
 //! [`ApiError`].
 
@@ -27,6 +28,7 @@ pub mod health;
 pub mod ingest;
 pub mod issuances;
 pub mod revocations;
+pub mod robots;
 
 pub use error::ApiError;
 pub(crate) use error::REALM;
@@ -53,6 +55,8 @@ pub struct AppState {
     pub max_revocations: usize,
     /// The digest feed as last built, with the generation it was built at.
     pub digest_feed: feed::DigestFeedCache,
+    /// The robot token signer (`--robot-key-file`), if robots are on.
+    pub robots: Option<Arc<crate::robots::RobotSigner>>,
 }
 
 /// The state as handlers receive it.
@@ -60,6 +64,11 @@ pub type Shared = Arc<AppState>;
 
 /// The router with every route and the request counter.
 pub fn router(state: Shared) -> Router {
+    let well_known = state
+        .robots
+        .as_ref()
+        .map(|r| robots::issuer_path(&r.issuer))
+        .unwrap_or_default();
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/metrics", get(health::metrics))
@@ -74,6 +83,16 @@ pub fn router(state: Shared) -> Router {
         .route(FEED_PATH, get(feed::feed))
         .route("/v1/revocations/events", get(revocations::events))
         .route("/v1/revocations/{id}", delete(revocations::lift))
+        .route("/v1/robots", post(robots::create).get(robots::list))
+        .route("/v1/robots/{id}", get(robots::one).delete(robots::delete))
+        .route(
+            &format!("{well_known}/.well-known/openid-configuration"),
+            get(robots::openid_configuration),
+        )
+        .route(
+            &format!("{well_known}/.well-known/jwks.json"),
+            get(robots::jwks),
+        )
         .layer(middleware::from_fn_with_state(
             state.clone(),
             count_requests,
@@ -112,4 +131,25 @@ fn bad_param(name: &str, detail: impl Into<String>) -> ApiError {
 /// A JSON answer that no cache may keep (every answer of this API is about live data).
 fn no_store_json(body: impl serde::Serialize) -> Response {
     ([(header::CACHE_CONTROL, "no-store")], Json(body)).into_response()
+}
+
+/// The request's body, at most `max` bytes, as a JSON object read into `T` (`what` names
+/// it in the error). Parsed as a value first: serde would also accept a struct as a JSON
+/// array.
+pub(crate) async fn json_object<T: serde::de::DeserializeOwned>(
+    req: Request,
+    max: usize,
+    what: &str,
+) -> Result<T, ApiError> {
+    let body = read_body(req, max).await?;
+    let doc: serde_json::Value = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad("invalid_request", format!("the body is not JSON: {e}")))?;
+    if !doc.is_object() {
+        return Err(ApiError::bad(
+            "invalid_request",
+            "the body must be a JSON object",
+        ));
+    }
+    serde_json::from_value(doc)
+        .map_err(|e| ApiError::bad("invalid_request", format!("invalid {what}: {e}")))
 }

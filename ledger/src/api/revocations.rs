@@ -8,10 +8,10 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use registry_token_ledger_wire::MAX_TEXT_BYTES;
-use serde_json::{json, Value};
+use serde_json::json;
 
 use super::extract::Params;
-use super::{bad_param, no_store_json, read_body, ApiError, Shared, DEFAULT_LIMIT, MAX_LIMIT};
+use super::{bad_param, json_object, no_store_json, ApiError, Shared, DEFAULT_LIMIT, MAX_LIMIT};
 use crate::auth::Admin;
 use crate::db::{self, CreateError};
 use crate::model::NewRevocation;
@@ -31,7 +31,7 @@ struct NewRevocations {
 }
 
 /// `409 too_many_revocations`: `max` are active, the bound.
-fn too_many(max: usize) -> ApiError {
+pub(super) fn too_many(max: usize) -> ApiError {
     ApiError::new(
         StatusCode::CONFLICT,
         "too_many_revocations",
@@ -41,27 +41,6 @@ fn too_many(max: usize) -> ApiError {
         ),
     )
     .with("limit", json!(max))
-}
-
-/// The request's body, at most `max` bytes, as a JSON object read into `T` (`what` names
-/// it in the error). Parsed as a value first: serde would also accept a struct as a JSON
-/// array.
-async fn json_object<T: serde::de::DeserializeOwned>(
-    req: Request,
-    max: usize,
-    what: &str,
-) -> Result<T, ApiError> {
-    let body = read_body(req, max).await?;
-    let doc: Value = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::bad("invalid_request", format!("the body is not JSON: {e}")))?;
-    if !doc.is_object() {
-        return Err(ApiError::bad(
-            "invalid_request",
-            "the body must be a JSON object",
-        ));
-    }
-    serde_json::from_value(doc)
-        .map_err(|e| ApiError::bad("invalid_request", format!("invalid {what}: {e}")))
 }
 
 /// Creates a revocation: `201` with it and its `Location`; `409 already_revoked` when the

@@ -1,7 +1,8 @@
 //! Storage: SQLite or PostgreSQL through sqlx's `Any` driver, with runtime queries only
 //! (no database is needed to build). Both dialects accept `$N` placeholders. This module
 //! connects and migrates; the tables' queries are in [`issuances`] (the gateways' records
-//! and their search) and [`revocations`] (the security team's list, its history, the feed).
+//! and their search), [`revocations`] (the security team's list, its history, the feed)
+//! and [`robots`] (robot credentials, whose deletion is a revocation).
 
 use std::borrow::Cow;
 use std::future::Future;
@@ -14,9 +15,11 @@ use sqlx::{Any, AnyPool, Row, Transaction};
 
 mod issuances;
 mod revocations;
+mod robots;
 
 pub use issuances::IssuanceFilter;
 pub use revocations::{BulkCreated, CreateError, RevocationEvent};
+pub use robots::{DeleteRobotError, NewRobotError};
 
 /// Which database is behind the pool.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,6 +49,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         "revocation generation",
         include_str!("../../migrations/sqlite/0003_revocation_generation.sql"),
         include_str!("../../migrations/postgres/0003_revocation_generation.sql"),
+    ),
+    (
+        4,
+        "robots",
+        include_str!("../../migrations/sqlite/0004_robots.sql"),
+        include_str!("../../migrations/postgres/0004_robots.sql"),
     ),
 ];
 

@@ -41,7 +41,9 @@ enum Created {
 }
 
 /// Moves the generation on, taking its row (the first write of every create and lift).
-async fn bump_generation(tx: &mut sqlx::Transaction<'static, sqlx::Any>) -> Result<(), DbError> {
+pub(super) async fn bump_generation(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+) -> Result<(), DbError> {
     sqlx::query("UPDATE revocation_generation SET generation = generation + 1 WHERE id = 1")
         .execute(&mut **tx)
         .await?;
@@ -49,7 +51,9 @@ async fn bump_generation(tx: &mut sqlx::Transaction<'static, sqlx::Any>) -> Resu
 }
 
 /// How many revocations are active.
-async fn count_active(tx: &mut sqlx::Transaction<'static, sqlx::Any>) -> Result<i64, DbError> {
+pub(super) async fn count_active(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+) -> Result<i64, DbError> {
     sqlx::query("SELECT COUNT(*) AS n FROM revocations WHERE deleted_at IS NULL")
         .fetch_one(&mut **tx)
         .await?
@@ -58,7 +62,7 @@ async fn count_active(tx: &mut sqlx::Transaction<'static, sqlx::Any>) -> Result<
 
 /// Inserts revocation `id` unless (kind, value) is active already: one conditional
 /// statement against the unique index of active revocations. Whether it was inserted.
-async fn insert_if_inactive(
+pub(super) async fn insert_if_inactive(
     tx: &mut sqlx::Transaction<'static, sqlx::Any>,
     id: &str,
     kind: &str,
@@ -85,7 +89,7 @@ async fn insert_if_inactive(
 
 /// Records a `create` or `delete` of revocation `revocation_id` in `revocation_events`.
 #[allow(clippy::too_many_arguments)]
-async fn insert_event(
+pub(super) async fn insert_event(
     tx: &mut sqlx::Transaction<'static, sqlx::Any>,
     action: &str,
     revocation_id: &str,

@@ -26,6 +26,7 @@ mod concurrency;
 mod csv;
 mod postgresql;
 mod repository;
+mod robots;
 mod scale;
 mod schema;
 mod sqlite;
