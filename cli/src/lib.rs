@@ -6,10 +6,12 @@
 //!   plugin configuration alone) into the core's validated `Config`;
 //! - [`request`]: the bundle request and its policy;
 //! - [`bundle`]: minting, the canonical manifest, its detached JWS, writing;
-//! - [`verify`]: the `verify-bundle` checks.
+//! - [`verify`]: the `verify-bundle` checks;
+//! - [`credential_provider`]: the kubelet image credential provider (docs/TRUST.md).
 
 pub mod bundle;
 pub mod canonical;
+pub mod credential_provider;
 pub mod request;
 pub mod source;
 pub mod verify;

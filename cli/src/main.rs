@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use clap::{Args, Parser, Subcommand};
-use registry_token_cli::{bundle, canonical, request, source, verify};
+use registry_token_cli::{bundle, canonical, credential_provider, request, source, verify};
 use registry_token_core::policy::revocation::parse_lists;
 use registry_token_core::token::keys::KeySet;
 
@@ -73,6 +73,34 @@ enum Command {
         #[command(flatten)]
         config: ConfigArgs,
     },
+    /// A kubelet image credential provider (credentialprovider.kubelet.k8s.io/v1): reads a
+    /// CredentialProviderRequest on standard input and answers the pod's service-account
+    /// token as the registry's Basic password (docs/TRUST.md, Kubernetes).
+    CredentialProvider {
+        /// The Basic user name (the gateway reads only the password).
+        #[arg(long, default_value = "serviceaccount")]
+        username: String,
+        /// Longest time the kubelet may cache an answer, seconds (it is also cut to the
+        /// token's remaining lifetime less a minute).
+        #[arg(long, default_value_t = 3600, value_parser = clap::value_parser!(u64).range(0..=86_400))]
+        max_cache_seconds: u64,
+    },
+}
+
+fn run_credential_provider(username: &str, max_cache_seconds: u64) -> Result<(), String> {
+    use std::io::Read;
+    let mut input = Vec::new();
+    std::io::stdin()
+        .take(credential_provider::MAX_REQUEST_BYTES as u64 + 1)
+        .read_to_end(&mut input)
+        .map_err(|e| format!("reading the request: {e}"))?;
+    let opts = credential_provider::Options {
+        username: username.to_string(),
+        max_cache_seconds,
+    };
+    let answer = credential_provider::answer(&input, &opts, now())?;
+    println!("{answer}");
+    Ok(())
 }
 
 fn now() -> u64 {
@@ -219,6 +247,10 @@ fn main() -> ExitCode {
         Command::Jwks { config } => load(config).map(|l| {
             println!("{}", canonical::to_string(&l.config.signing.jwks));
         }),
+        Command::CredentialProvider {
+            username,
+            max_cache_seconds,
+        } => run_credential_provider(username, *max_cache_seconds),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
