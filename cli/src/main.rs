@@ -9,7 +9,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use clap::{Args, Parser, Subcommand};
 use registry_token_cli::{bundle, canonical, credential_provider, request, source, verify};
-use registry_token_core::policy::revocation::parse_lists;
+use registry_token_core::policy::revocation::{parse_remote, RevocationSet};
 use registry_token_core::token::keys::KeySet;
 
 #[derive(Parser)]
@@ -146,7 +146,7 @@ fn run_bundle(
         .map_err(|e| format!("--request {}: {e}", request_path.display()))?;
     let lists = revocation_list
         .map(|p| {
-            parse_lists(&read_file("--revocation-list", p)?)
+            parse_remote(&read_file("--revocation-list", p)?)
                 .map_err(|e| format!("--revocation-list {}: {e}", p.display()))
         })
         .transpose()?;
@@ -157,7 +157,7 @@ fn run_bundle(
              (revocation.url); only the inline lists were checked (give --revocation-list FILE)"
         );
     }
-    let remote = request::remote_list(config, lists.as_ref(), now);
+    let remote = request::remote_list(config, lists.as_ref().map(|l| l as &dyn RevocationSet), now);
     let approved =
         request::approve(req, config, remote, now).map_err(|e| format!("refused: {e}"))?;
     let built = bundle::build(&approved, config)?;

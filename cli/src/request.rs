@@ -4,7 +4,7 @@
 
 use registry_token_core::config::Config;
 use registry_token_core::policy::revocation::{
-    self, Identifiers, OnStale, RemoteList, Revocation, Revoked, RevokedLists,
+    self, Identifiers, OnStale, RemoteList, Revocation, RevocationSet, Revoked,
 };
 use registry_token_core::policy::scope::{
     parse_scope, parse_scopes, validate_repository_name, Scope,
@@ -352,7 +352,7 @@ pub fn approve(
 /// configured but not given → never fetched (`onStale` decides); given → known now.
 pub fn remote_list<'a>(
     config: &Config,
-    given: Option<&'a RevokedLists>,
+    given: Option<&'a dyn RevocationSet>,
     now: u64,
 ) -> RemoteList<'a> {
     match (given, &config.revocation) {

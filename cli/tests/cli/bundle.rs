@@ -544,6 +544,21 @@ fn a_remote_revocation_list_is_checked_when_given() {
         &["field license", "revoked"],
     );
     assert!(!out.exists());
+    // The digest form, as the gateways fetch it (?form=digests), refuses the same.
+    use registry_token_core::policy::revocation::{parse_lists, DigestLists};
+    let values = parse_lists(br#"{"revokedLicenses": ["lic-0001"]}"#).unwrap();
+    let digests = DigestLists::from_values(&values).to_feed(1);
+    let digest_list = bed.path("revoked-digests.json");
+    fs::write(&digest_list, serde_json::to_vec(&digests).unwrap()).unwrap();
+    assert_fails(
+        &base(&["--revocation-list", digest_list.to_str().unwrap()]),
+        &["field license", "revoked"],
+    );
+    assert!(!out.exists());
+    let other = DigestLists::from_values(&parse_lists(br#"["lic-0002"]"#).unwrap()).to_feed(1);
+    fs::write(&digest_list, serde_json::to_vec(&other).unwrap()).unwrap();
+    assert_ok(&base(&["--revocation-list", digest_list.to_str().unwrap()]));
+    fs::remove_dir_all(&out).unwrap();
     // Configured with onStale: refuse and not given → refused; with serve → a warning.
     bed.config["revocation"] =
         json!({"url": "https://lic.example/revoked.json", "cluster": "lic", "onStale": "refuse"});
