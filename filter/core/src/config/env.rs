@@ -42,6 +42,8 @@ pub(super) const OVERRIDABLE: &[(&str, Kind)] = &[
     ("registry.realm", Kind::Str),
     ("registry.allowedServices", Kind::StrList),
     ("plans", Kind::Json),
+    ("issuers", Kind::Json),
+    ("anonymous.plan", Kind::Str),
     ("defaultPlan", Kind::Str),
     ("revokedLicenses", Kind::StrList),
     ("revokedSubjects", Kind::StrList),

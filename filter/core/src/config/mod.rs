@@ -17,6 +17,7 @@ use serde_json::Value;
 
 use crate::policy::plan::Catalogue;
 use crate::policy::revocation::{OnStale, RevokedLists};
+use crate::policy::trust::TrustPolicies;
 use crate::sender::nonce::NonceKey;
 use crate::token::alg::Alg;
 use crate::token::keys::{KeySet, PrivateKey};
@@ -192,6 +193,29 @@ pub struct Config {
     pub offline: OfflineConfig,
     /// The issuance ledger, when configured.
     pub ledger: Option<LedgerConfig>,
+    /// Further trusted issuers (`issuers`), each with its trust policies.
+    pub issuers: Vec<IssuerConfig>,
+    /// The plan of callers without credentials (`anonymous.plan`), when on.
+    pub anonymous: Option<String>,
+}
+
+/// Validated `issuers[i]`: the token checks (as for `authority`, without tenant claim)
+/// and the compiled trust policies.
+#[derive(Debug, Clone)]
+pub struct IssuerConfig {
+    /// Issuer, audiences, scopes, keys, skew, binding, algorithms.
+    pub checks: AuthorityConfig,
+    /// Its trust policies, in order.
+    pub policies: TrustPolicies,
+}
+
+impl Config {
+    /// The `iss` value of every trusted issuer: `authority` first (index 0), then
+    /// `issuers` in order (index `i + 1`).
+    pub fn issuer_names(&self) -> impl Iterator<Item = &str> {
+        std::iter::once(self.authority.issuer.as_str())
+            .chain(self.issuers.iter().map(|i| i.checks.issuer.as_str()))
+    }
 }
 
 /// What the filter does with a decision when the ledger buffer is full.

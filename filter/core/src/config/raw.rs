@@ -49,6 +49,107 @@ pub struct RawConfig {
     /// The issuance ledger the audit records are delivered to.
     #[serde(default)]
     pub ledger: Option<RawLedger>,
+    /// Further trusted issuers (CI and workload identities), each with its trust policies.
+    #[serde(default)]
+    pub issuers: Vec<RawIssuer>,
+    /// The policy of callers without credentials (off when absent).
+    #[serde(default)]
+    pub anonymous: Option<RawAnonymous>,
+}
+
+/// `anonymous` section.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawAnonymous {
+    /// The plan of callers without credentials: its rules may allow only `pull`.
+    pub plan: String,
+}
+
+/// One entry of `issuers`: the `authority` fields (but the tenant ones) and its policies.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawIssuer {
+    /// The token `iss` must equal it (exactly); it chooses this entry.
+    pub issuer: String,
+    /// The token `aud` must contain one of them.
+    pub audiences: Vec<String>,
+    /// Scopes the token must carry (default `[registry.token.issue]`; `[]` for workload
+    /// tokens, which carry none).
+    #[serde(default)]
+    pub required_scopes: Option<Vec<String>>,
+    /// Inline JWKS.
+    #[serde(default)]
+    pub jwks: Option<Value>,
+    /// OIDC discovery document URL (alternative to `jwks`).
+    #[serde(default)]
+    pub metadata_url: Option<String>,
+    /// Envoy cluster that reaches the issuer (with `metadataUrl`).
+    #[serde(default)]
+    pub cluster: Option<String>,
+    /// Allowed clock skew (default 60, at most 300).
+    #[serde(default)]
+    pub clock_skew_seconds: Option<u64>,
+    /// Tokens must be DPoP- or mTLS-bound (default true).
+    #[serde(default)]
+    pub require_sender_constraint: Option<bool>,
+    /// JWKS refresh period with `metadataUrl` (default 300).
+    #[serde(default)]
+    pub jwks_refresh_seconds: Option<u64>,
+    /// With `metadataUrl`: how long last-good keys stay trusted (default 86400).
+    #[serde(default)]
+    pub jwks_max_stale_seconds: Option<u64>,
+    /// Token algorithms accepted.
+    #[serde(default)]
+    pub algorithms: Option<Vec<String>>,
+    /// The trust policies, in order (at least one).
+    #[serde(default)]
+    pub policies: Vec<RawTrustPolicy>,
+}
+
+/// One trust policy (`issuers[i].policies[j]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawTrustPolicy {
+    /// Its name (audit, ledger).
+    pub name: String,
+    /// Claim conditions: claim → a value or a list of values (`*`, `**` patterns).
+    #[serde(default)]
+    pub claims: std::collections::BTreeMap<String, OneOrMany>,
+    /// Subject template (default `{sub}`).
+    #[serde(default)]
+    pub subject: Option<String>,
+    /// Tenant template.
+    #[serde(default)]
+    pub tenant: Option<String>,
+    /// Plans granted.
+    #[serde(default)]
+    pub plans: Vec<String>,
+    /// A claim naming further plans (e.g. `groups`).
+    #[serde(default)]
+    pub plans_claim: Option<String>,
+    /// The caller's licence.
+    #[serde(default)]
+    pub license: Option<String>,
+}
+
+/// A string or a list of strings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    /// One value.
+    One(String),
+    /// Several.
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    /// The values.
+    pub fn into_vec(self) -> Vec<String> {
+        match self {
+            OneOrMany::One(s) => vec![s],
+            OneOrMany::Many(v) => v,
+        }
+    }
 }
 
 /// `ledger` section.

@@ -11,6 +11,7 @@ use crate::token::refresh::RefreshKeys;
 use crate::wire::url::HttpUrl;
 
 mod keys;
+mod trust;
 
 use keys::{validate_authority, validate_signing};
 
@@ -69,6 +70,11 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
     let revocation = raw.revocation.map(validate_revocation).transpose()?;
     let offline = validate_offline(raw.offline.unwrap_or_default())?;
     let ledger = raw.ledger.map(validate_ledger).transpose()?;
+    let issuers = trust::validate_issuers(raw.issuers, &authority, &catalogue)?;
+    let anonymous = raw
+        .anonymous
+        .map(|a| trust::validate_anonymous(a, &catalogue))
+        .transpose()?;
     Ok(Config {
         authority,
         signing,
@@ -86,6 +92,8 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         revocation,
         offline,
         ledger,
+        issuers,
+        anonymous,
     })
 }
 

@@ -46,9 +46,16 @@ pub struct Audit {
     /// The caller's `stellaops:license` (several are joined by a space), once verified.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub license: Option<String>,
-    /// Plan applied.
+    /// Plan applied (several, a union, joined by a space).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub plan: Option<String>,
+    /// The issuer that verified the caller's token (`authority.issuer` or an
+    /// `issuers[].issuer`), once verified.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<String>,
+    /// The trust policy that matched (`issuers[].policies[].name`), or `anonymous`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policy: Option<String>,
     /// Requested `service`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub service: Option<String>,

@@ -268,12 +268,17 @@ fn field(h: &mut Sha256, bytes: &[u8]) {
 /// the token and the time.
 pub fn verification_context(policy: &OpTokPolicy<'_>, keys: &KeySet) -> CacheKey {
     let mut input = Vec::new();
-    verification_context_input(policy, keys, &mut input);
+    verification_context_input(policy, &[], keys, &mut input);
     Sha256::digest(&input).into()
 }
 
 /// What [`verification_context`] hashes (length-prefixed fields), written into `out`.
-fn verification_context_input(policy: &OpTokPolicy<'_>, keys: &KeySet, out: &mut Vec<u8>) {
+fn verification_context_input(
+    policy: &OpTokPolicy<'_>,
+    keep: &[String],
+    keys: &KeySet,
+    out: &mut Vec<u8>,
+) {
     fn field(out: &mut Vec<u8>, bytes: &[u8]) {
         out.extend_from_slice(&(bytes.len() as u64).to_be_bytes());
         out.extend_from_slice(bytes);
@@ -295,6 +300,15 @@ fn verification_context_input(policy: &OpTokPolicy<'_>, keys: &KeySet, out: &mut
     }
     out.extend_from_slice(&policy.clock_skew_seconds.to_be_bytes());
     field(out, policy.tenant_claim.as_bytes());
+    // The claims kept for trust policies are part of the verified value (none: the bytes
+    // of a one-Authority configuration are unchanged).
+    if !keep.is_empty() {
+        field(out, b"keep");
+        out.extend_from_slice(&(keep.len() as u64).to_be_bytes());
+        for k in keep {
+            field(out, k.as_bytes());
+        }
+    }
     out.extend_from_slice(&(keys.len() as u64).to_be_bytes());
     for k in keys.iter() {
         field(out, k.kid().unwrap_or("").as_bytes());
@@ -314,8 +328,8 @@ struct ContextMemo {
 }
 
 impl ContextMemo {
-    fn context(&mut self, policy: &OpTokPolicy<'_>, keys: &KeySet) -> CacheKey {
-        verification_context_input(policy, keys, &mut self.scratch);
+    fn context(&mut self, policy: &OpTokPolicy<'_>, keep: &[String], keys: &KeySet) -> CacheKey {
+        verification_context_input(policy, keep, keys, &mut self.scratch);
         if self.scratch.is_empty() || self.scratch != self.input {
             self.digest = Sha256::digest(&self.scratch).into();
             std::mem::swap(&mut self.input, &mut self.scratch);
@@ -451,7 +465,23 @@ impl Caches {
         crypto: &dyn Crypto,
         now: u64,
     ) -> Result<VerifiedOpTok, JwtError> {
-        let context = self.context.borrow_mut().context(policy, keys);
+        self.verify_optok_keeping(token, token_sha256, policy, &[], keys, crypto, now)
+    }
+
+    /// [`Caches::verify_optok_for_hash`] keeping the claims named in `keep` (a trust
+    /// policy's), which are part of the cache key.
+    #[allow(clippy::too_many_arguments)]
+    pub fn verify_optok_keeping(
+        &self,
+        token: &str,
+        token_sha256: &[u8; 32],
+        policy: &OpTokPolicy<'_>,
+        keep: &[String],
+        keys: &KeySet,
+        crypto: &dyn Crypto,
+        now: u64,
+    ) -> Result<VerifiedOpTok, JwtError> {
+        let context = self.context.borrow_mut().context(policy, keep, keys);
         let key = optok_key_for_hash(&context, token_sha256);
         let hit = self.optoks.borrow_mut().get(&key, now);
         if let Some(optok) = hit {
@@ -459,7 +489,8 @@ impl Caches {
             return Ok(optok);
         }
         self.bump(|s| s.optok_misses += 1);
-        let optok = optok::verify_optok(token, policy, keys, crypto, now)?;
+        let optok =
+            optok::UntrustedOpTok::parse(token)?.verify_keeping(policy, keep, keys, crypto, now)?;
         self.optoks
             .borrow_mut()
             .insert(key, optok.clone(), now, optok.expires_at());

@@ -45,6 +45,8 @@ pub enum Presented {
     OpToken(Credential),
     /// A refresh token (the refresh grant).
     RefreshToken(String),
+    /// No credentials at all on a `GET`, and `anonymous` is configured.
+    Anonymous,
 }
 
 /// What the caller asks for.
@@ -75,7 +77,12 @@ pub fn read_request(
     }
     audit.grant = Grant::Get.label();
     let request = token_request(req, config, audit)?;
-    let credential = credentials(req)?;
+    let credential = match credentials(req) {
+        Err(d) if d.reason == Reason::MissingCredentials && config.anonymous.is_some() => {
+            return Ok((request, Presented::Anonymous))
+        }
+        other => other?,
+    };
     Ok((request, Presented::OpToken(credential)))
 }
 

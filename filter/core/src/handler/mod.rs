@@ -28,7 +28,7 @@ pub use crate::config::{HEALTHZ_PATH, JWKS_PATH};
 pub use audit::Audit;
 pub use cache::Caches;
 pub use credentials::{credentials, CredentialScheme};
-pub use pipeline::{handle_token, Caller, VerifiedRefresh};
+pub use pipeline::{handle_token, Caller, TrustedCaller, VerifiedRefresh, ANONYMOUS_SUBJECT};
 pub use reason::{AlertClass, Reason};
 pub use reply::{deny, deny_form, healthz, jwks, Denial, RETRY_AFTER_SECONDS};
 
@@ -196,6 +196,31 @@ pub enum AuthorityKeys<'a> {
     Withdrawn,
     /// No fetch succeeded for `authority.jwksMaxStaleSeconds`: last good keys dropped.
     Stale,
+    /// Several issuers (`issuers`): the glue's keys of each, asked for the one a token
+    /// names (index 0 is `authority`, `i + 1` is `issuers[i]`).
+    Lookup(&'a dyn KeyLookup),
+}
+
+/// An issuer's keys as the glue knows them, owned (shared with the glue's copy).
+#[derive(Debug, Clone)]
+pub enum IssuerKeys {
+    /// Keys to verify with.
+    Known(std::rc::Rc<KeySet>),
+    /// The remote JWKS was never fetched yet.
+    NotFetched,
+    /// The last successful fetch held no usable key.
+    Withdrawn,
+    /// No fetch succeeded for the issuer's `jwksMaxStaleSeconds`.
+    Stale,
+}
+
+/// The keys of every trusted issuer, asked lazily: only the issuer a token names is read.
+pub trait KeyLookup: std::fmt::Debug {
+    /// The keys of issuer `index` (0: `authority`; `i + 1`: `issuers[i]`).
+    fn keys(&self, index: usize) -> IssuerKeys;
+    /// A token of issuer `index` named a `kid` its keys lack: an early (rate-limited)
+    /// refresh of that issuer's JWKS.
+    fn unknown_kid(&self, index: usize);
 }
 
 impl<'a> From<Option<&'a KeySet>> for AuthorityKeys<'a> {

@@ -24,6 +24,7 @@ use crate::config::Config;
 use crate::policy::plan::Placeholders;
 use crate::policy::revocation::{self, Identifiers, OnStale, Revocation, Revoked};
 use crate::policy::scope::{is_path_component, Scope};
+use crate::policy::trust::Outcome;
 use crate::sender::dpop::{self, DpopError, ProofPolicy};
 use crate::sender::mtls;
 use crate::token::alg::sha256;
@@ -32,6 +33,7 @@ use crate::token::optok::{self, OpTokPolicy, VerifiedOpTok};
 use crate::token::refresh::{self, RefreshClaims, RefreshError};
 
 mod issue;
+mod trust;
 
 use issue::mint;
 
@@ -56,13 +58,31 @@ pub struct VerifiedRefresh {
     pub claims: RefreshClaims,
 }
 
+/// The subject of callers without credentials (`anonymous`).
+pub const ANONYMOUS_SUBJECT: &str = "anonymous";
+
+/// A verified token of an `issuers` entry and what its matching trust policy gives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrustedCaller {
+    /// The verified token (its binding, `client_id`).
+    pub optok: VerifiedOpTok,
+    /// The issuer's index in `issuers`.
+    pub issuer: usize,
+    /// Subject, tenant, plans, licence and the policy's name.
+    pub outcome: Outcome,
+}
+
 /// The verified caller, whichever credential it presented: the one input of stages 3–5.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Caller {
-    /// A verified OpToken (`GET`, or the password grant).
+    /// A verified OpToken of `authority` (`GET`, or the password grant).
     OpToken(VerifiedOpTok),
     /// A verified refresh token (the refresh grant).
     Refresh(VerifiedRefresh),
+    /// A verified token of an `issuers` entry, through its trust policies.
+    Trusted(Box<TrustedCaller>),
+    /// No credentials, `anonymous` configured.
+    Anonymous,
 }
 
 impl Caller {
@@ -71,22 +91,44 @@ impl Caller {
         match self {
             Caller::OpToken(o) => o.subject(),
             Caller::Refresh(r) => &r.claims.sub,
+            Caller::Trusted(t) => &t.outcome.subject,
+            Caller::Anonymous => ANONYMOUS_SUBJECT,
         }
     }
 
-    /// The plan it names (a refresh token names the plan resolved when it was issued).
+    /// The plan it names (a refresh token names the plan resolved when it was issued; a
+    /// trusted caller its policy's first plan; see [`Caller::plans`]).
     pub fn plan(&self) -> Option<&str> {
         match self {
             Caller::OpToken(o) => o.plan(),
             Caller::Refresh(r) => Some(&r.claims.plan),
+            Caller::Trusted(t) => t.outcome.plans.first().map(String::as_str),
+            Caller::Anonymous => None,
         }
     }
 
-    /// `stellaops:license`: every licence the caller holds.
+    /// Every plan whose rules the caller gets (their union): the plan it names or
+    /// `defaultPlan`; a trusted caller's policy plans; `anonymous.plan`. Empty: none.
+    pub fn plans<'c>(&'c self, config: &'c Config) -> Vec<&'c str> {
+        match self {
+            Caller::Trusted(t) => t.outcome.plans.iter().map(String::as_str).collect(),
+            Caller::Anonymous => config.anonymous.as_deref().into_iter().collect(),
+            _ => self
+                .plan()
+                .or(config.default_plan.as_deref())
+                .into_iter()
+                .collect(),
+        }
+    }
+
+    /// `stellaops:license`: every licence the caller holds (a trusted caller: its
+    /// policy's).
     pub fn licenses(&self) -> &[String] {
         match self {
             Caller::OpToken(o) => o.licenses(),
             Caller::Refresh(r) => &r.claims.lic,
+            Caller::Trusted(t) => t.outcome.license.as_slice(),
+            Caller::Anonymous => &[],
         }
     }
 
@@ -95,6 +137,8 @@ impl Caller {
         match self {
             Caller::OpToken(o) => o.client_id(),
             Caller::Refresh(r) => r.claims.azp.as_deref(),
+            Caller::Trusted(t) => t.optok.client_id(),
+            Caller::Anonymous => None,
         }
     }
 
@@ -103,6 +147,8 @@ impl Caller {
         match self {
             Caller::OpToken(o) => o.jkt(),
             Caller::Refresh(r) => r.claims.jkt.as_deref(),
+            Caller::Trusted(t) => t.optok.jkt(),
+            Caller::Anonymous => None,
         }
     }
 
@@ -111,23 +157,41 @@ impl Caller {
         match self {
             Caller::OpToken(o) => o.x5t_s256(),
             Caller::Refresh(r) => r.claims.x5t_s256.as_deref(),
+            Caller::Trusted(t) => t.optok.x5t_s256(),
+            Caller::Anonymous => None,
         }
     }
 
     /// The tenant, as presented (the OpToken's `authority.tenantClaim`, or the one the
-    /// refresh token was sealed with); not yet checked against the name grammar.
+    /// refresh token was sealed with); not yet checked against the name grammar. A trusted
+    /// caller's is its policy's, already one path component.
     pub fn tenant(&self) -> Option<&str> {
         match self {
             Caller::OpToken(o) => o.tenant(),
             Caller::Refresh(r) => r.claims.ten.as_deref(),
+            Caller::Trusted(t) => t.outcome.tenant.as_deref(),
+            Caller::Anonymous => None,
         }
     }
 
     /// The id of the refresh token presented.
     pub fn refresh_token_id(&self) -> Option<&str> {
         match self {
-            Caller::OpToken(_) => None,
             Caller::Refresh(r) => Some(&r.claims.jti),
+            _ => None,
+        }
+    }
+
+    /// Whether an unbound credential is refused: `authority.requireSenderConstraint`, or
+    /// the trusted caller's issuer's.
+    fn requires_binding(&self, config: &Config) -> bool {
+        match self {
+            Caller::Trusted(t) => config
+                .issuers
+                .get(t.issuer)
+                .is_none_or(|i| i.checks.require_sender_constraint),
+            Caller::Anonymous => false,
+            _ => config.authority.require_sender_constraint,
         }
     }
 }
@@ -177,12 +241,15 @@ fn run(
     let caller = match presented {
         Presented::OpToken(credential) => {
             let token = Hashed::new(&credential.token);
-            let optok = verify_optok(ctx, &credential, &token).inspect_err(|d| {
-                *unknown_kid = d.reason == Reason::UnknownKey;
-            })?;
-            let caller = Caller::OpToken(optok);
+            let caller = trust::verify_caller(ctx, &credential, &token, audit, unknown_kid)?;
             note_caller(audit, &caller);
             sender_constraint(req, ctx, Some(credential.scheme), &token, &caller)?;
+            caller
+        }
+        Presented::Anonymous => {
+            let caller = Caller::Anonymous;
+            note_caller(audit, &caller);
+            audit.policy = Some(ANONYMOUS_SUBJECT.to_string());
             caller
         }
         Presented::RefreshToken(token) => {
@@ -201,7 +268,7 @@ fn run(
 /// A presented token and its SHA-256, computed at most once, when a stage needs it (the
 /// OpTok cache key, then a DPoP proof's `ath`): a bound OpToken is hashed once per request,
 /// not twice, and a request refused before either stage is not hashed at all.
-struct Hashed<'a> {
+pub(super) struct Hashed<'a> {
     token: &'a str,
     sha256: std::cell::OnceCell<[u8; 32]>,
 }
@@ -214,7 +281,7 @@ impl<'a> Hashed<'a> {
         }
     }
 
-    fn sha256(&self) -> &[u8; 32] {
+    pub(super) fn sha256(&self) -> &[u8; 32] {
         self.sha256.get_or_init(|| sha256(self.token.as_bytes()))
     }
 }
@@ -257,8 +324,8 @@ fn verify_refresh(ctx: &Context<'_>, token: String) -> Result<VerifiedRefresh, D
     }
 }
 
-/// Stage 2: the OpToken, verified against the Authority's keys (through the cache).
-/// `hashed` is `credential.token`, hashed when the cache needs it.
+/// Stage 2 (`authority`): the OpToken, verified against the Authority's keys (through
+/// the cache). `hashed` is `credential.token`, hashed when the cache needs it.
 fn verify_optok(
     ctx: &Context<'_>,
     credential: &Credential,
@@ -271,8 +338,13 @@ fn verify_optok(
             "a refresh token is not an access token (use POST grant_type=refresh_token)",
         ));
     }
+    let lookup_keys;
     let keys = match ctx.keys {
         AuthorityKeys::Known(keys) => keys,
+        AuthorityKeys::Lookup(l) => {
+            lookup_keys = trust::known(l.keys(0))?;
+            &*lookup_keys
+        }
         AuthorityKeys::NotFetched => {
             return Err(Denial::new(
                 Reason::KeysUnavailable,
@@ -399,10 +471,7 @@ fn sender_constraint(
             }
         }
     }
-    if caller.jkt().is_none()
-        && caller.x5t_s256().is_none()
-        && config.authority.require_sender_constraint
-    {
+    if caller.jkt().is_none() && caller.x5t_s256().is_none() && caller.requires_binding(config) {
         return Err(Denial::new(
             Reason::UnboundToken,
             "the credential is not sender-constrained (DPoP or mTLS binding required)",
@@ -423,7 +492,8 @@ fn policy(
     audit: &mut Audit,
 ) -> Result<Granted, Denial> {
     let config = ctx.config;
-    if config.authority.require_tenant {
+    let authority_caller = matches!(caller, Caller::OpToken(_) | Caller::Refresh(_));
+    if config.authority.require_tenant && authority_caller {
         match caller.tenant() {
             None => {
                 return Err(Denial::new(
@@ -504,35 +574,51 @@ fn policy(
             )
         }
     }
-    let Some(plan) = caller.plan().or(config.default_plan.as_deref()) else {
+    let plans = caller.plans(config);
+    if plans.is_empty() {
         return Err(Denial::new(
             Reason::MissingPlan,
             "the token names no plan and no defaultPlan is configured",
         ));
-    };
-    audit.plan = Some(audit::bounded(plan));
+    }
+    let plan = plans.join(" ");
+    audit.plan = Some(audit::bounded(&plan));
     let vars = Placeholders::new(caller.tenant(), Some(caller.subject()));
-    let access = config
-        .catalogue
-        .grant_for(plan, &request.scopes, &vars)
-        .map_err(|_| {
-            Denial::new(
-                Reason::UnknownPlan,
-                format!(
-                    "plan {:?} is not in the catalogue",
-                    plan.chars().take(64).collect::<String>()
-                ),
-            )
-        })?;
+    let granted = match plans.as_slice() {
+        [one] => config.catalogue.grant_for(one, &request.scopes, &vars),
+        several => config
+            .catalogue
+            .grant_union(several, &request.scopes, &vars),
+    };
+    let mut access = granted.map_err(|e| {
+        Denial::new(
+            Reason::UnknownPlan,
+            format!("plan {:?} is not in the catalogue", e.name),
+        )
+    })?;
+    if matches!(caller, Caller::Anonymous) {
+        // `anonymous.plan` allows only pull (validated); pull alone is granted regardless.
+        access.retain_mut(|s| {
+            s.actions.retain(|a| a == "pull");
+            !s.actions.is_empty()
+        });
+    }
     audit.granted = access.iter().map(audit::scope_text).collect();
     if !request.scopes.is_empty() && access.is_empty() {
+        if matches!(caller, Caller::Anonymous) {
+            // Nothing public here: ask for credentials, as without `anonymous`.
+            return Err(Denial::new(
+                Reason::MissingCredentials,
+                "authentication is required for this access",
+            ));
+        }
         return Err(Denial::new(
             Reason::PlanDenied,
             format!("plan {plan:?} grants none of the requested access"),
         ));
     }
     Ok(Granted {
-        plan: plan.to_string(),
+        plan,
         access,
         tenant: vars.tenant().map(str::to_string),
     })

@@ -100,7 +100,9 @@ reasons! {
     BadSignature = "bad_signature", 401, INVALID_TOKEN,
         "The OpToken's signature does not verify.";
     WrongIssuer = "wrong_issuer", 401, INVALID_TOKEN,
-        "The OpToken's `iss` is not `authority.issuer`.";
+        "The OpToken's `iss` is not `authority.issuer` (a configuration without `issuers`).";
+    UnknownIssuer = "unknown_issuer", 401, INVALID_TOKEN,
+        "With `issuers` configured: the token's `iss` is missing or names no trusted issuer (`authority.issuer` or an `issuers[].issuer`, compared exactly).";
     WrongAudience = "wrong_audience", 401, INVALID_TOKEN,
         "The OpToken's `aud` holds none of `authority.audiences`.";
     Expired = "expired", 401, INVALID_TOKEN,
@@ -112,7 +114,7 @@ reasons! {
     InsufficientScope = "insufficient_scope", 403, INSUFFICIENT_SCOPE,
         "The OpToken lacks a scope of `authority.requiredScopes`.";
     InvalidClaim = "invalid_claim", 401, INVALID_TOKEN,
-        "An OpToken claim the decision relies on has the wrong type (`stellaops:license`, `stellaops:plan`, the tenant claim, `cnf`, `client_id`), or `cnf` holds an unsupported confirmation method.";
+        "An OpToken claim the decision relies on has the wrong type (`stellaops:license`, `stellaops:plan`, the tenant claim, `cnf`, `client_id`, a claim a trust policy reads), or `cnf` holds an unsupported confirmation method; or the matching trust policy's template reads a claim that is missing or holds a value templates refuse, or gives a tenant that is not one repository path component.";
     MissingSubject = "missing_subject", 401, INVALID_TOKEN,
         "The OpToken has no `sub`, or an empty one.";
     MissingTenant = "missing_tenant", 401, INVALID_TOKEN,
@@ -186,6 +188,8 @@ reasons! {
         "The plan the OpToken (or refresh token) names is not in the catalogue.";
     PlanDenied = "plan_denied", 403, INSUFFICIENT_SCOPE,
         "The plan grants none of the requested access.";
+    NoTrustPolicy = "no_trust_policy", 403, INSUFFICIENT_SCOPE,
+        "A valid token of an `issuers` entry matches none of its trust policies (`issuers[].policies`: claim conditions).";
     // Minting.
     InternalError = "internal_error", 500, None,
         "The filter could not draw random bits for the token id.";

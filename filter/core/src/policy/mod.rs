@@ -1,5 +1,7 @@
-//! Policy: requested scopes, the plan catalogue that grants them, licence revocation.
+//! Policy: requested scopes, the plan catalogue that grants them, licence revocation, the
+//! trust policies of workload issuers.
 
 pub mod plan;
 pub mod revocation;
 pub mod scope;
+pub mod trust;

@@ -49,6 +49,7 @@ pub struct OpTokPolicy<'a> {
 ///     licenses: Vec::new(),
 ///     client_id: None,
 ///     tenant: None,
+///     claims: Vec::new(),
 /// };
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,9 +62,58 @@ pub struct VerifiedOpTok {
     licenses: Vec<String>,
     client_id: Option<String>,
     tenant: Option<String>,
+    claims: Vec<(String, Claim)>,
+}
+
+/// A claim kept for the trust policies (`issuers[].policies`), read once at verification:
+/// a string, a list of strings, or anything else (kept as `Other`, so that a policy that
+/// reads it fails closed instead of treating it as absent).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// A JSON string.
+    Str(String),
+    /// A JSON array of at most [`MAX_LIST_CLAIM_ITEMS`] strings.
+    List(Vec<String>),
+    /// Present with another type (number, boolean, object, `null`, a longer list, a list
+    /// holding a non-string).
+    Other,
+}
+
+/// Most items a list claim kept for the trust policies may hold (`groups`, …).
+pub const MAX_LIST_CLAIM_ITEMS: usize = 64;
+
+impl Claim {
+    fn of(value: &Value) -> Claim {
+        match value {
+            Value::String(s) => Claim::Str(s.clone()),
+            Value::Array(items) if items.len() <= MAX_LIST_CLAIM_ITEMS => items
+                .iter()
+                .map(|v| v.as_str().map(str::to_string))
+                .collect::<Option<Vec<String>>>()
+                .map_or(Claim::Other, Claim::List),
+            _ => Claim::Other,
+        }
+    }
+
+    fn heap_bytes(&self) -> usize {
+        match self {
+            Claim::Str(s) => s.capacity(),
+            Claim::List(l) => l
+                .iter()
+                .map(|s| s.capacity() + std::mem::size_of::<String>())
+                .sum(),
+            Claim::Other => 0,
+        }
+    }
 }
 
 impl VerifiedOpTok {
+    /// A claim kept at verification (the names passed to
+    /// [`UntrustedOpTok::verify_keeping`]); `None` when the token does not carry it.
+    pub fn claim(&self, name: &str) -> Option<&Claim> {
+        self.claims.iter().find(|(n, _)| n == name).map(|(_, c)| c)
+    }
+
     /// `sub`: a non-empty string (required).
     pub fn subject(&self) -> &str {
         &self.subject
@@ -114,6 +164,13 @@ impl VerifiedOpTok {
             + opt(&self.plan)
             + opt(&self.client_id)
             + opt(&self.tenant)
+            + self
+                .claims
+                .iter()
+                .map(|(n, c)| {
+                    n.capacity() + c.heap_bytes() + std::mem::size_of::<(String, Claim)>()
+                })
+                .sum::<usize>()
             + self
                 .licenses
                 .iter()
@@ -185,10 +242,29 @@ impl<'a> UntrustedOpTok<'a> {
         Ok(UntrustedOpTok { jws })
     }
 
+    /// The `iss` claim as written (a string), not yet believed: what chooses the issuer
+    /// whose keys and rules verify the token (`token::issuers`).
+    pub fn issuer(&self) -> Option<&str> {
+        self.jws.claim_str("iss")
+    }
+
     /// Checks algorithm, signature, issuer, audience, times and scopes, in that order.
     pub fn verify(
         self,
         policy: &OpTokPolicy<'_>,
+        keys: &KeySet,
+        crypto: &dyn Crypto,
+        now: u64,
+    ) -> Result<VerifiedOpTok, JwtError> {
+        self.verify_keeping(policy, &[], keys, crypto, now)
+    }
+
+    /// [`UntrustedOpTok::verify`], keeping the claims named in `keep` (those a trust
+    /// policy reads) in the verified token, typed as [`Claim`]s.
+    pub fn verify_keeping(
+        self,
+        policy: &OpTokPolicy<'_>,
+        keep: &[String],
         keys: &KeySet,
         crypto: &dyn Crypto,
         now: u64,
@@ -258,6 +334,10 @@ impl<'a> UntrustedOpTok<'a> {
             (Some(_), _) => return Err(JwtError::InvalidClaim("client_id".into())),
             (None, Some(_)) => return Err(JwtError::InvalidClaim("azp".into())),
         };
+        let kept = keep
+            .iter()
+            .filter_map(|name| claims.get(name).map(|v| (name.clone(), Claim::of(v))))
+            .collect();
         Ok(VerifiedOpTok {
             subject,
             expires_at,
@@ -267,6 +347,7 @@ impl<'a> UntrustedOpTok<'a> {
             licenses,
             client_id,
             tenant,
+            claims: kept,
         })
     }
 }

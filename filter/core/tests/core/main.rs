@@ -18,3 +18,4 @@ mod pfx;
 mod post;
 mod revocation;
 mod tenant;
+mod trust;

@@ -65,6 +65,19 @@ impl Allowed {
             Allowed::Only(set) => set.contains(action),
         }
     }
+
+    /// What either allows (a union of plans: `*` if either is).
+    pub fn union(self, other: Allowed) -> Allowed {
+        match (self, other) {
+            (Allowed::Only(a), Allowed::Only(b)) => Allowed::Only(ActionSet(a.0 | b.0)),
+            _ => Allowed::All,
+        }
+    }
+
+    /// Whether it allows nothing but `pull`.
+    pub fn only_pull(self) -> bool {
+        matches!(self, Allowed::Only(set) if set.0 & !ActionSet::PULL.0 == 0)
+    }
 }
 
 /// Why an action list does not compile.

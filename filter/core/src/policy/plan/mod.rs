@@ -332,6 +332,42 @@ impl Catalogue {
             })
             .collect())
     }
+
+    /// The grant of several plans (a caller's plan and its group plans): per requested
+    /// scope, the union of what each plan's first matching rule allows, granted as
+    /// [`Catalogue::grant_for`] grants one plan's. A single plan grants exactly what
+    /// [`Catalogue::grant_for`] does.
+    pub fn grant_union(
+        &self,
+        plans: &[&str],
+        requested: &[Scope],
+        vars: &Placeholders<'_>,
+    ) -> Result<Vec<Scope>, UnknownPlan> {
+        let plans = plans
+            .iter()
+            .map(|p| self.plan(p))
+            .collect::<Result<Vec<&Plan>, UnknownPlan>>()?;
+        Ok(requested
+            .iter()
+            .filter_map(|scope| {
+                let allowed = plans
+                    .iter()
+                    .filter_map(|p| p.allowed(&scope.resource_type, &scope.name, vars, &mut 0))
+                    .reduce(Allowed::union)?;
+                let actions = grant_actions(allowed, &scope.actions);
+                (!actions.is_empty()).then(|| Scope {
+                    resource_type: scope.resource_type.clone(),
+                    name: scope.name.clone(),
+                    actions,
+                })
+            })
+            .collect())
+    }
+
+    /// Whether every rule of `plan` allows nothing but `pull` (the anonymous plan's rule).
+    pub fn pull_only(&self, plan: &str) -> Result<bool, UnknownPlan> {
+        Ok(self.plan(plan)?.rules.iter().all(|a| a.only_pull()))
+    }
 }
 
 impl Plan {
