@@ -11,6 +11,7 @@
 //! | [`sender`] | sender constraints: DPoP proofs, nonces, the replay record, mTLS |
 //! | [`policy`] | scopes, the plan catalogue, revocation (licences, subjects, refresh-token ids) |
 //! | [`remote`] | documents fetched from the network (JWKS, discovery, revocation list): records and leases |
+//! | [`guard`] | the registry's own route (guard mode): its routes, tag rules, the filtered catalogue, rate limits |
 //! | [`config`] | the plugin configuration: raw form, environment overrides, validation |
 //! | [`handler`] | the request pipeline: credentials → OpToken → sender → policy → mint → reply |
 //! | [`ledger`] | the issuance ledger's records (from the handler's audit record) and its shared-data buffer |
@@ -23,6 +24,7 @@
 //! turns the returned [`handler::Decision`] into hostcalls. docs/DESIGN.md has the map.
 
 pub mod config;
+pub mod guard;
 pub mod handler;
 pub mod ledger;
 pub mod policy;

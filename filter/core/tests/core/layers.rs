@@ -1,5 +1,5 @@
 //! The module map of docs/DESIGN.md, enforced: dependencies run one way,
-//! `wire ← token ← sender, policy ← remote ← config ← handler ← ledger`.
+//! `wire ← token ← sender, policy ← remote, guard ← config ← handler ← ledger`.
 //!
 //! Every source file under `src/` is read, its comments and literals dropped, and each
 //! `crate::…` and `super::…` path (in `use` items and in code, tests included) resolved to
@@ -11,12 +11,13 @@
 use std::path::{Path, PathBuf};
 
 /// The layers, left to right: a module may use the layers of a lower rank and its own.
-const LAYERS: [(&str, u8); 8] = [
+const LAYERS: [(&str, u8); 9] = [
     ("wire", 0),
     ("token", 1),
     ("sender", 2),
     ("policy", 2),
     ("remote", 3),
+    ("guard", 3),
     ("config", 4),
     ("handler", 5),
     ("ledger", 6),
