@@ -113,6 +113,8 @@ pub fn wire_record(audit: &Audit) -> Option<wire::Record<'_>> {
         grant,
         refresh_token_id: text(audit.refresh_token_id.as_deref(), MAX_ID_BYTES),
         gateway: text(audit.gateway.as_deref(), MAX_TEXT_BYTES),
+        issuer: text(audit.issuer.as_deref(), MAX_TEXT_BYTES),
+        policy: text(audit.policy.as_deref(), MAX_TEXT_BYTES),
     })
 }
 

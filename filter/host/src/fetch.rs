@@ -38,10 +38,11 @@ pub const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 /// What an in-flight call is waiting for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Pending {
-    /// The discovery (metadata) document.
-    Discovery,
-    /// The JWKS named by the discovery document.
-    Jwks,
+    /// The discovery (metadata) document of issuer `n` (0: `authority`, `i + 1`:
+    /// `issuers[i]`).
+    Discovery(usize),
+    /// The JWKS named by the discovery document of issuer `n`.
+    Jwks(usize),
     /// The revocation list.
     Revocation,
 }
@@ -49,8 +50,8 @@ pub enum Pending {
 impl Pending {
     fn what(self) -> &'static str {
         match self {
-            Pending::Discovery => "metadata",
-            Pending::Jwks => "JWKS",
+            Pending::Discovery(_) => "metadata",
+            Pending::Jwks(_) => "JWKS",
             Pending::Revocation => "revocation list",
         }
     }
@@ -66,15 +67,39 @@ struct Target {
     headers: Vec<(String, String)>,
     /// A revocation list's `maxStaleSeconds` and `onStale` (for the failure log).
     stale: Option<(u64, OnStale)>,
+    /// The issuer a discovery document must name (JWKS targets).
+    issuer: String,
 }
 
 /// The fetch schedule of one VM for one configuration.
 #[derive(Debug)]
 pub struct Fetcher {
-    jwks: Option<Target>,
-    issuer: String,
+    /// Remote key sources by issuer index (0: `authority`, `i + 1`: `issuers[i]`): one
+    /// fetch per issuer per process, each under its own shared-data keys.
+    jwks: Vec<Option<Target>>,
     revocation: Option<Target>,
     pending: HashMap<u32, Pending>,
+}
+
+/// The remote key source of one issuer, as a fetch target.
+fn jwks_target(issuer: &str, keys: &KeySource) -> Option<Target> {
+    match keys {
+        KeySource::Inline(_) => None,
+        KeySource::Remote {
+            metadata_url,
+            cluster,
+            refresh_seconds,
+            ..
+        } => Some(Target {
+            shared: SharedKeys::for_url(metadata_url),
+            url: metadata_url.clone(),
+            cluster: cluster.clone(),
+            refresh_seconds: *refresh_seconds,
+            headers: Vec::new(),
+            stale: None,
+            issuer: issuer.to_string(),
+        }),
+    }
 }
 
 impl Fetcher {
@@ -82,22 +107,17 @@ impl Fetcher {
     /// first tick (Envoy also configures a short-lived VM that validates the configuration
     /// and is destroyed before any call answers, which would strand the lease).
     pub fn new(config: &Config) -> Fetcher {
-        let jwks = match &config.authority.keys {
-            KeySource::Inline(_) => None,
-            KeySource::Remote {
-                metadata_url,
-                cluster,
-                refresh_seconds,
-                ..
-            } => Some(Target {
-                shared: SharedKeys::for_url(metadata_url),
-                url: metadata_url.clone(),
-                cluster: cluster.clone(),
-                refresh_seconds: *refresh_seconds,
-                headers: Vec::new(),
-                stale: None,
-            }),
-        };
+        let jwks = std::iter::once(jwks_target(
+            &config.authority.issuer,
+            &config.authority.keys,
+        ))
+        .chain(
+            config
+                .issuers
+                .iter()
+                .map(|i| jwks_target(&i.checks.issuer, &i.checks.keys)),
+        )
+        .collect();
         let revocation = config.revocation.as_ref().map(|r| Target {
             shared: SharedKeys::for_url(&r.url),
             url: r.url.clone(),
@@ -105,10 +125,10 @@ impl Fetcher {
             refresh_seconds: r.refresh_seconds,
             headers: r.headers.clone(),
             stale: Some((r.max_stale_seconds, r.on_stale)),
+            issuer: String::new(),
         });
         Fetcher {
             jwks,
-            issuer: config.authority.issuer.clone(),
             revocation,
             pending: HashMap::new(),
         }
@@ -116,7 +136,7 @@ impl Fetcher {
 
     /// Whether anything is fetched at all (the root context then asks for ticks).
     pub fn needed(&self) -> bool {
-        self.jwks.is_some() || self.revocation.is_some()
+        self.jwks.iter().any(Option::is_some) || self.revocation.is_some()
     }
 
     fn in_flight(&self, kinds: &[Pending]) -> bool {
@@ -133,7 +153,10 @@ impl Fetcher {
                 return;
             }
         };
-        if let Some(target) = self.jwks.clone() {
+        for (n, target) in self.jwks.clone().into_iter().enumerate() {
+            let Some(target) = target else {
+                continue;
+            };
             let wanted = host
                 .get_shared(&target.shared.wanted)
                 .ok()
@@ -141,12 +164,12 @@ impl Fetcher {
                 .and_then(|b| String::from_utf8(b).ok())
                 .and_then(|s| s.parse::<u64>().ok());
             let record = read_record(host, &target.shared);
-            if !self.in_flight(&[Pending::Discovery, Pending::Jwks])
+            if !self.in_flight(&[Pending::Discovery(n), Pending::Jwks(n)])
                 && remote::fetch_due(now, record.as_ref(), target.refresh_seconds, wanted)
                 && take_lease(host, &target.shared, now)
             {
-                if let Err(why) = self.dispatch(host, &target, &target.url, Pending::Discovery) {
-                    record_failure(host, &target, Pending::Discovery, &why, now);
+                if let Err(why) = self.dispatch(host, &target, &target.url, Pending::Discovery(n)) {
+                    record_failure(host, &target, Pending::Discovery(n), &why, now);
                 }
             }
         }
@@ -199,7 +222,7 @@ impl Fetcher {
             return;
         };
         let target = match what {
-            Pending::Discovery | Pending::Jwks => self.jwks.clone(),
+            Pending::Discovery(n) | Pending::Jwks(n) => self.jwks.get(n).cloned().flatten(),
             Pending::Revocation => self.revocation.clone(),
         };
         let Some(target) = target else {
@@ -230,15 +253,15 @@ impl Fetcher {
             return;
         }
         match what {
-            Pending::Discovery => match remote::parse_discovery(&body, &self.issuer) {
+            Pending::Discovery(n) => match remote::parse_discovery(&body, &target.issuer) {
                 Ok(jwks_uri) => {
-                    if let Err(why) = self.dispatch(host, &target, &jwks_uri, Pending::Jwks) {
+                    if let Err(why) = self.dispatch(host, &target, &jwks_uri, Pending::Jwks(n)) {
                         record_failure(host, &target, what, &why, now);
                     }
                 }
                 Err(why) => record_failure(host, &target, what, &why, now),
             },
-            Pending::Jwks => match remote::parse_jwks(&body) {
+            Pending::Jwks(_) => match remote::parse_jwks(&body) {
                 Ok((doc, set)) if set.is_empty() => {
                     log::warn!(
                         "registry-token-filter: the Authority withdrew its keys: the JWKS \
@@ -430,6 +453,17 @@ pub enum Keys {
 }
 
 impl Keys {
+    /// The owned form the handler's [`registry_token_core::handler::KeyLookup`] answers.
+    pub fn into_issuer_keys(self) -> registry_token_core::handler::IssuerKeys {
+        use registry_token_core::handler::IssuerKeys;
+        match self {
+            Keys::Known(k) => IssuerKeys::Known(k),
+            Keys::NotFetched => IssuerKeys::NotFetched,
+            Keys::Withdrawn => IssuerKeys::Withdrawn,
+            Keys::Stale => IssuerKeys::Stale,
+        }
+    }
+
     /// The borrowed form the handler takes.
     pub fn as_authority_keys(&self) -> registry_token_core::handler::AuthorityKeys<'_> {
         use registry_token_core::handler::AuthorityKeys;
@@ -499,9 +533,14 @@ pub struct JwksCopy {
 }
 
 impl JwksCopy {
-    /// The copy for a remote key source (`None` for inline keys).
+    /// The copy for the Authority's remote key source (`None` for inline keys).
     pub fn new(config: &Config) -> Option<JwksCopy> {
-        match &config.authority.keys {
+        JwksCopy::for_source(&config.authority.keys)
+    }
+
+    /// The copy for a remote key source (`None` for inline keys).
+    pub fn for_source(keys: &KeySource) -> Option<JwksCopy> {
+        match keys {
             KeySource::Inline(_) => None,
             KeySource::Remote {
                 metadata_url,

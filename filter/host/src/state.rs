@@ -36,6 +36,8 @@ pub struct State<H> {
     pub config: Config,
     crypto: Box<dyn Crypto>,
     keys: KeysSource,
+    /// The remote key copies of `issuers` (by index; `None`: inline keys).
+    issuer_keys: Vec<Option<JwksCopy>>,
     revocation: Option<ListCopy>,
     replay: SharedReplayCache<H>,
     /// The per-VM caches.
@@ -86,6 +88,11 @@ impl<H: Host + Clone> State<H> {
             config.dpop.iat_window_seconds,
             replay_capacity,
         );
+        let issuer_keys = config
+            .issuers
+            .iter()
+            .map(|i| JwksCopy::for_source(&i.checks.keys))
+            .collect();
         let gateway = config.ledger.as_ref().and_then(|l| l.gateway.clone());
         let ledger = config.ledger.as_ref().map(|l| LedgerBuffer::new(&host, l));
         State {
@@ -95,6 +102,7 @@ impl<H: Host + Clone> State<H> {
             config,
             crypto,
             keys,
+            issuer_keys,
             replay,
             caches: Caches::default(),
             gateway,
@@ -246,9 +254,14 @@ impl<H: Host> State<H> {
                 fetched_at: list.1,
             },
         };
+        let lookup = Lookup { state: self, now };
         let ctx = handler::Context {
             config: &self.config,
-            keys: keys.as_authority_keys(),
+            keys: if self.config.issuers.is_empty() {
+                keys.as_authority_keys()
+            } else {
+                handler::AuthorityKeys::Lookup(&lookup)
+            },
             crypto: self.crypto.as_ref(),
             now,
             replay: &self.replay,
@@ -262,5 +275,40 @@ impl<H: Host> State<H> {
             }
         }
         decision
+    }
+}
+
+/// The keys of every trusted issuer at `now`, read from shared data only for the issuer a
+/// token names (index 0: `authority`; `i + 1`: `issuers[i]`).
+struct Lookup<'a, H> {
+    state: &'a State<H>,
+    now: u64,
+}
+
+impl<H> std::fmt::Debug for Lookup<'_, H> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Lookup").field("now", &self.now).finish()
+    }
+}
+
+impl<H: Host> handler::KeyLookup for Lookup<'_, H> {
+    fn keys(&self, index: usize) -> handler::IssuerKeys {
+        let keys = match index.checked_sub(1) {
+            None => self.state.keys(self.now),
+            Some(i) => match self.state.issuer_keys.get(i) {
+                Some(Some(copy)) => copy.current(&self.state.host, self.now),
+                _ => Keys::NotFetched,
+            },
+        };
+        keys.into_issuer_keys()
+    }
+
+    fn unknown_kid(&self, index: usize) {
+        if let Some(Some(copy)) = index
+            .checked_sub(1)
+            .and_then(|i| self.state.issuer_keys.get(i))
+        {
+            copy.note_unknown_kid(&self.state.host, self.now);
+        }
     }
 }

@@ -90,6 +90,9 @@ fn issuance_from_row(row: &AnyRow) -> Result<Issuance, DbError> {
                 .transpose()?,
             refresh_token_id: text("refresh_token_id")?,
             gateway: text("gateway")?,
+            // Not stored yet (docs/LEDGER.md): the record names them on the wire only.
+            issuer: None,
+            policy: None,
         },
         received_at: required("received_at")?,
     })

@@ -65,6 +65,7 @@ prop_compose! {
         requested in proptest::collection::vec(text(50), 0..80),
         granted in proptest::collection::vec(text(1100), 0..3),
         times in (proptest::option::of(seconds()), proptest::option::of(seconds())),
+        trust in (opt_text(1100), opt_text(80)),
     ) -> Audit {
         let (subject, client_id, plan, tenant, request_client_id) = who;
         let (license, service, kid, refresh_token_id, gateway) = more;
@@ -90,6 +91,8 @@ prop_compose! {
             granted,
             iat: times.0,
             exp: times.1,
+            issuer: trust.0,
+            policy: trust.1,
         }
     }
 }
@@ -128,6 +131,8 @@ fn same_fields(audit: &Audit, r: &Record<'_>) {
         (&r.client_id, &audit.client_id, MAX_TEXT_BYTES),
         (&r.plan, &audit.plan, MAX_TEXT_BYTES),
         (&r.tenant, &audit.tenant, MAX_TEXT_BYTES),
+        (&r.issuer, &audit.issuer, MAX_TEXT_BYTES),
+        (&r.policy, &audit.policy, MAX_TEXT_BYTES),
         (&r.license, &audit.license, MAX_TEXT_BYTES),
         (&r.service, &audit.service, MAX_TEXT_BYTES),
         (&r.kid, &audit.kid, MAX_ID_BYTES),

@@ -85,6 +85,13 @@ pub struct Record<'a> {
     /// Gateway instance that decided.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gateway: Option<Cow<'a, str>>,
+    /// The issuer that verified the caller's token (`authority.issuer` or an
+    /// `issuers[].issuer`). Optional and last, so that older records parse unchanged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<Cow<'a, str>>,
+    /// The trust policy that matched (`issuers[].policies[].name`), or `anonymous`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<Cow<'a, str>>,
 }
 
 /// Why a record (or another input of the ledger) was refused: the field and what is wrong.
@@ -185,6 +192,8 @@ impl Record<'_> {
         }
         check_opt("refresh_token_id", &self.refresh_token_id, MAX_ID_BYTES)?;
         check_opt("gateway", &self.gateway, MAX_TEXT_BYTES)?;
+        check_opt("issuer", &self.issuer, MAX_TEXT_BYTES)?;
+        check_opt("policy", &self.policy, MAX_TEXT_BYTES)?;
         Ok(())
     }
 
@@ -218,6 +227,8 @@ impl Record<'_> {
             grant: self.grant,
             refresh_token_id: own_opt(self.refresh_token_id),
             gateway: own_opt(self.gateway),
+            issuer: own_opt(self.issuer),
+            policy: own_opt(self.policy),
         }
     }
 }

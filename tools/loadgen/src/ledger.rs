@@ -39,6 +39,8 @@ pub fn record(run: &str, i: u64, now: u64) -> String {
         grant: Some(wire::Grant::Get),
         refresh_token_id: None,
         gateway: text("bench-gw"),
+        issuer: None,
+        policy: None,
     };
     r.to_json().unwrap_or_default()
 }
