@@ -7,9 +7,11 @@
 //! - [`route`]: which resource a request names and the actions it needs;
 //! - [`tags`]: protected and immutable tags, delete;
 //! - [`catalog`]: the `_catalog` answer cut to the caller's repositories;
-//! - [`limit`]: token buckets by plan or tenant over the shared store.
+//! - [`limit`]: token buckets by plan or tenant over the shared store;
+//! - [`token`]: the registry token the realm minted, verified with its own public keys.
 
 pub mod catalog;
 pub mod limit;
 pub mod route;
 pub mod tags;
+pub mod token;
