@@ -177,7 +177,7 @@ mod tests {
             jti: "j-1",
             tenant,
         };
-        let token = mint(&req, &key, &RustCrypto).unwrap();
+        let token = mint(&req, key, &RustCrypto).unwrap();
         let public = KeySet::from_keys(vec![key.public().clone().with_kid("k1".into())]);
         (token, public)
     }
