@@ -235,6 +235,31 @@ fn subject_status(gw: &Envoy, keys: &TestKeys, subject: &str) -> Reply {
     )
 }
 
+/// The revoked subjects of `ledger`'s digest feed, as a gateway fetches it: 16-character
+/// digests.
+fn subject_digests(ledger: &Ledger) -> Vec<String> {
+    let feed = get(
+        &ledger.url("/v1/revocations/feed?form=digests"),
+        &[("authorization", &format!("Bearer {FEED_SECRET}"))],
+    );
+    assert_eq!(feed.status, 200, "{feed:?}");
+    let list = feed.json()["revokedSubjects"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let chars: Vec<char> = list.chars().collect();
+    chars.chunks(16).map(|c| c.iter().collect()).collect()
+}
+
+/// A subject's entry in the digest feed (docs/CONFIGURATION.md, `revocation`): base64url of
+/// the first 12 bytes of SHA-256 of `subject`, a zero byte and the value.
+fn subject_digest(subject: &str) -> String {
+    use base64::Engine as _;
+    use sha2::Digest as _;
+    let hash = sha2::Sha256::digest(format!("subject\0{subject}").as_bytes());
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&hash[..12])
+}
+
 fn secs(d: Duration) -> String {
     format!("{:.2} s", d.as_secs_f64())
 }
@@ -318,6 +343,11 @@ fn revocations_through_either_ledger(f: &Fleet) -> String {
             assert_eq!(r.status, 200, "{subject} on {} before: {r:?}", GATEWAYS[g]);
         }
     }
+    // Each replica has served its digest feed already (as in a fleet that has run a
+    // while): one that missed the other's write would serve what it built before.
+    for ledger in &f.ledgers {
+        subject_digests(ledger);
+    }
     let mut posted = Vec::new();
     for (r, subject) in subjects.iter().enumerate() {
         let body = json!({"kind": "subject", "value": subject, "reason": "fleet e2e"});
@@ -335,6 +365,15 @@ fn revocations_through_either_ledger(f: &Fleet) -> String {
             REPLICAS[r]
         );
         posted.push(Instant::now());
+        // In both replicas' feeds at once: they follow the database, not their own writes.
+        for (q, ledger) in f.ledgers.iter().enumerate() {
+            assert!(
+                subject_digests(ledger).contains(&subject_digest(subject)),
+                "{subject}, revoked through ledger {}, is not in ledger {}'s digest feed",
+                REPLICAS[r],
+                REPLICAS[q]
+            );
+        }
     }
     let mut enforced: BTreeMap<(usize, usize), Duration> = BTreeMap::new();
     let deadline = posted[0] + REFRESH + Duration::from_secs(5);
