@@ -75,6 +75,59 @@ fn figures(r: &Results) -> Vec<(String, f64, &'static str, bool)> {
             ));
         }
     }
+    if let Some(Ok(f)) = &r.revocation_feed {
+        let n = f.entries;
+        for (name, v, unit, higher) in [
+            (
+                format!("revocation feed at {n}: digest form"),
+                f.digest_bytes as f64,
+                "bytes",
+                false,
+            ),
+            (
+                format!("revocation feed at {n}: first build"),
+                f.build_ms,
+                "ms",
+                false,
+            ),
+            (
+                format!("revocation feed at {n}: served"),
+                f.serve_p50_us as f64,
+                "µs",
+                false,
+            ),
+            (
+                format!("revocation feed at {n}: `/token`"),
+                f.tokens_per_second,
+                "/s",
+                true,
+            ),
+            (
+                format!("revocation feed at {n}: VM memory"),
+                f.vm_memory_bytes as f64,
+                "bytes",
+                false,
+            ),
+        ] {
+            out.push((name, v, unit, higher));
+        }
+        if let Some(v) = f.gateway_load_us {
+            out.push((
+                format!("revocation feed at {n}: a worker takes it"),
+                v,
+                "µs",
+                false,
+            ));
+        }
+        if let Some(v) = f.filter_p50_us {
+            out.push((
+                format!("revocation feed at {n}: filter p50"),
+                v,
+                "µs",
+                false,
+            ));
+        }
+    }
     let s = &r.speed;
     for (name, v) in [
         ("OpenSSL RSA-2048 sign", s.rsa_sign),
@@ -238,5 +291,9 @@ mod tests {
             "old targets listed"
         );
         assert!(text.contains("of 14 targets met before"), "{text}");
+        assert!(
+            text.contains("| revocation feed at 50000: digest form | 800135 bytes |"),
+            "the revocation list's figures are compared: {text}"
+        );
     }
 }
