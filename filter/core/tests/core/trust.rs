@@ -519,3 +519,26 @@ fn issuers_and_anonymous_come_from_the_environment_too() {
     let token = sign_other(&github_claims("acme/app", "refs/heads/main"), GH_KID);
     assert_eq!(reason(&get_with(&config, &[APP], &token)), "issued");
 }
+
+#[test]
+fn the_authority_is_named_only_once_several_issuers_are_trusted() {
+    let with = get_with(&config(|_| {}), &[], &optok(&default_claims()));
+    assert_eq!(with.audit.as_ref().unwrap().issuer.as_deref(), Some(ISSUER));
+    // One Authority: the ledger gets the record it always got (no `issuer`).
+    let alone = get_with(&config_from(base_config()), &[], &optok(&default_claims()));
+    let audit = alone.audit.as_ref().unwrap();
+    assert_eq!(
+        (audit.issuer.as_deref(), audit.policy.as_deref()),
+        (None, None)
+    );
+    let record = registry_token_core::ledger::record(audit).unwrap();
+    assert!(
+        !record.contains("issuer") && !record.contains("policy"),
+        "{record}"
+    );
+    let record = registry_token_core::ledger::record(with.audit.as_ref().unwrap()).unwrap();
+    assert!(
+        record.contains(&format!(r#""issuer":"{ISSUER}""#)),
+        "{record}"
+    );
+}

@@ -67,7 +67,11 @@ pub(super) fn verify_caller(
         let optok = verify_optok(ctx, credential, hashed).inspect_err(|d| {
             *unknown_kid = d.reason == Reason::UnknownKey;
         })?;
-        audit.issuer = Some(audit::bounded(&config.authority.issuer));
+        // Named once several issuers are trusted: a one-Authority configuration sends the
+        // ledger the records it always sent (an older ledger refuses unknown fields).
+        if !config.issuers.is_empty() {
+            audit.issuer = Some(audit::bounded(&config.authority.issuer));
+        }
         return Ok(Caller::OpToken(optok));
     };
     let optok = verify_with(ctx, issuer, index, credential, hashed)?;

@@ -1,0 +1,260 @@
+//! Trust policies end to end, with real Envoy, registry 2.8 and skopeo: a
+//! GitHub-Actions-shaped ID token from a second issuer (its own key set, GitHub's claim
+//! names) for `acme/app` on `refs/heads/main` pushes to the repository its policy maps to
+//! (`{tenant}/*` with the tenant `{repository_owner}`); the same token from another ref
+//! or owner is refused 403 `no_trust_policy` (and skopeo's push fails); a token of an
+//! issuer that is not configured, or whose `iss` differs by a trailing slash, is 401
+//! `unknown_issuer`; the two issuers sharing a `kid` never verify each other's tokens.
+//! With `anonymous` on, skopeo pulls a public repository without credentials and cannot
+//! push to it.
+
+use registry_token_e2e::authority::{AuthorityKey, OpTokSpec};
+use registry_token_e2e::gateway::{
+    bearer, filter_config, fixture_key, optok, start_gateway, token_path, verify_registry_token,
+    ConfigForm, KeyKind, TestKeys, SERVICE,
+};
+use registry_token_e2e::registry::{self, Registry, RegistryAuth};
+use registry_token_e2e::{Envoy, EnvoyOptions, Reply};
+use serde_json::{json, Value};
+
+use super::common::REALM;
+use super::tenants::{pull, push};
+
+const GITHUB: &str = "https://token.actions.githubusercontent.com";
+
+fn reason(reply: &Reply) -> String {
+    reply.json()["type"]
+        .as_str()
+        .unwrap_or("")
+        .trim_start_matches("urn:registry-token-filter:error:")
+        .to_owned()
+}
+
+fn token(envoy: &Envoy, bearer_token: &str, scopes: &[&str]) -> Reply {
+    envoy.get(
+        &token_path(SERVICE, scopes),
+        &[("authorization", &bearer(bearer_token))],
+    )
+}
+
+/// A GitHub Actions ID token's claims (the names GitHub uses).
+fn github_claims(iss: &str, repository: &str, git_ref: &str) -> Value {
+    let now = registry_token_e2e::authority::now();
+    let owner = repository.split('/').next().unwrap_or("");
+    json!({
+        "iss": iss, "aud": SERVICE, "jti": format!("gh-{now}-{git_ref}"),
+        "sub": format!("repo:{repository}:ref:{git_ref}"),
+        "repository": repository, "repository_owner": owner, "ref": git_ref,
+        "workflow": "release", "event_name": "push", "runner_environment": "github-hosted",
+        "iat": now - 5, "nbf": now - 5, "exp": now + 300,
+    })
+}
+
+/// The gateway configuration: the test Authority as `authority`, GitHub as an issuer
+/// whose key carries the Authority's `kid`, the `ci` plan, registry 2.8's `x5c`.
+fn trust_config(keys: &TestKeys, github: &AuthorityKey) -> Value {
+    let mut config = filter_config(keys, REALM);
+    config["signing"]["certificateChainPem"] = json!(keys.signing_cert_pem());
+    config["plans"]
+        .as_array_mut()
+        .map(|p| p.push(json!({"name": "ci", "repositories": [{"pattern": "{tenant}/*", "actions": ["pull", "push"]}]})));
+    let mut jwk = github.jwk();
+    jwk["kid"] = json!(keys.authority.kid());
+    config["issuers"] = json!([{
+        "issuer": GITHUB,
+        "audiences": [SERVICE],
+        "jwks": {"keys": [jwk]},
+        "requiredScopes": [],
+        "requireSenderConstraint": false,
+        "algorithms": ["RS256"],
+        "policies": [{
+            "name": "acme-main",
+            "claims": {"repository_owner": "acme", "ref": "refs/heads/main"},
+            "subject": "github:{repository}@{ref}",
+            "tenant": "{repository_owner}",
+            "plans": ["ci"]
+        }]
+    }]);
+    config
+}
+
+#[test]
+fn a_github_actions_token_pushes_where_its_policy_maps_and_nowhere_else() {
+    let keys = TestKeys::generate();
+    let github = AuthorityKey::from_pem(&fixture_key(KeyKind::Rsa2048, "github"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let shared_kid = keys.authority.kid().to_owned();
+    let envoy = start_gateway(
+        &trust_config(&keys, &github),
+        ConfigForm::StringValue,
+        &keys,
+        EnvoyOptions::new(),
+    );
+    let realm = format!("{}/token", envoy.base_url());
+    let registry = Registry::start(&RegistryAuth::new(&realm, keys.signing_cert_pem()))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let main = github.sign(
+        &github_claims(GITHUB, "acme/app", "refs/heads/main"),
+        Some(&shared_kid),
+        Some("JWT"),
+    );
+
+    // The main branch of acme/app pushes acme/app with skopeo, and pulls it back.
+    let image = push(&registry, &main, "acme/app", "v1").unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        pull(&registry, &main, "acme/app", "v1"),
+        image.manifest_digest
+    );
+    let reply = token(&envoy, &main, &["repository:acme/app:pull,push"]);
+    assert_eq!(reply.status, 200, "{reply:?}");
+    let (_, claims) = verify_registry_token(
+        reply.json()["token"].as_str().unwrap_or(""),
+        &keys.signing_public_pem(),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(claims["sub"], "github:acme/app@refs/heads/main");
+    assert_eq!(claims["tenant"], "acme");
+    // Not another owner's repository.
+    let Err(err) = push(&registry, &main, "globex/app", "v1") else {
+        panic!("acme's token pushed to globex");
+    };
+    assert!(!err.is_empty());
+
+    // Another ref, another owner: 403 no_trust_policy, and skopeo cannot push.
+    for (repo, git_ref) in [
+        ("acme/app", "refs/heads/dev"),
+        ("globex/app", "refs/heads/main"),
+    ] {
+        let other = github.sign(
+            &github_claims(GITHUB, repo, git_ref),
+            Some(&shared_kid),
+            Some("JWT"),
+        );
+        let reply = token(&envoy, &other, &["repository:acme/app:pull,push"]);
+        assert_eq!(reply.status, 403, "{repo} {git_ref}: {reply:?}");
+        assert_eq!(reason(&reply), "no_trust_policy");
+        assert!(push(&registry, &other, "acme/app", "v2").is_err());
+    }
+
+    // An issuer that is not configured, or GitHub's with a trailing slash: 401.
+    for iss in [
+        "https://gitlab.example",
+        "https://token.actions.githubusercontent.com/",
+    ] {
+        let t = github.sign(
+            &github_claims(iss, "acme/app", "refs/heads/main"),
+            Some(&shared_kid),
+            Some("JWT"),
+        );
+        let reply = token(&envoy, &t, &["repository:acme/app:pull"]);
+        assert_eq!(reply.status, 401, "{iss}: {reply:?}");
+        assert_eq!(reason(&reply), "unknown_issuer");
+    }
+
+    // Same kid, other keys: neither issuer verifies the other's token.
+    let forged = keys.authority.sign(
+        &github_claims(GITHUB, "acme/app", "refs/heads/main"),
+        Some(&shared_kid),
+        Some("JWT"),
+    );
+    assert_eq!(
+        reason(&token(&envoy, &forged, &["repository:acme/app:pull"])),
+        "bad_signature"
+    );
+    let mut spec = OpTokSpec::default();
+    spec.plan = Some("enterprise".into());
+    let mut as_authority = spec.claims();
+    as_authority["sub"] = json!("mallory");
+    let forged = github.sign(&as_authority, Some(&shared_kid), Some("at+jwt"));
+    assert_eq!(reason(&token(&envoy, &forged, &[])), "bad_signature");
+    // The Authority's own tokens still work beside the issuer.
+    let own = optok(&keys, |s| s.plan = Some("enterprise".into()));
+    assert_eq!(
+        token(&envoy, &own, &["repository:stella-ops/x:push"]).status,
+        200
+    );
+
+    // The audit names the issuer and the policy.
+    assert!(
+        envoy.wait_for_log(std::time::Duration::from_secs(10), |log| log.lines().any(
+            |l| {
+                l.contains("registry-token-filter: audit")
+                    && l.contains(r#""issuer":"https://token.actions.githubusercontent.com""#)
+                    && l.contains(r#""policy":"acme-main""#)
+                    && l.contains(r#""decision":"issued""#)
+            }
+        )),
+        "no audit line naming the issuer and the policy"
+    );
+}
+
+#[test]
+fn anonymous_skopeo_pulls_a_public_repository_and_cannot_push() {
+    let keys = TestKeys::generate();
+    let mut config = filter_config(&keys, REALM);
+    config["signing"]["certificateChainPem"] = json!(keys.signing_cert_pem());
+    // `community` allows `stella-ops/public/*` pull only.
+    config["anonymous"] = json!({"plan": "community"});
+    let envoy = start_gateway(&config, ConfigForm::StringValue, &keys, EnvoyOptions::new());
+    let realm = format!("{}/token", envoy.base_url());
+    let registry = Registry::start(&RegistryAuth::new(&realm, keys.signing_cert_pem()))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let publisher = optok(&keys, |s| s.plan = Some("enterprise".into()));
+    let image = push(&registry, &publisher, "stella-ops/public/base", "v1")
+        .unwrap_or_else(|e| panic!("{e}"));
+    push(&registry, &publisher, "stella-ops/private/app", "v1").unwrap_or_else(|e| panic!("{e}"));
+
+    // No credentials at all: skopeo pulls the public image.
+    let dir = registry::empty_oci_dir();
+    let run = registry::copy(
+        &registry.docker_ref("stella-ops/public/base", "v1"),
+        &registry::oci_ref(dir.path(), "v1"),
+        None,
+        None,
+    );
+    assert!(run.success, "anonymous pull failed:\n{run}");
+    assert_eq!(
+        registry::oci_manifest_digest(dir.path(), "v1").unwrap_or_else(|e| panic!("{e}")),
+        image.manifest_digest
+    );
+    // ...and cannot push to it, nor pull a private repository.
+    let fresh = registry::OciImage::build("v2");
+    let run = registry::copy(
+        &fresh.reference(),
+        &registry.docker_ref("stella-ops/public/base", "v2"),
+        None,
+        None,
+    );
+    assert!(!run.success, "an anonymous push succeeded");
+    let dir = registry::empty_oci_dir();
+    let run = registry::copy(
+        &registry.docker_ref("stella-ops/private/app", "v1"),
+        &registry::oci_ref(dir.path(), "v1"),
+        None,
+        None,
+    );
+    assert!(
+        !run.success,
+        "an anonymous pull of a private repository succeeded"
+    );
+    // What the realm answered: a pull-only token, and 401 for the private repository.
+    let reply = envoy.get(
+        &token_path(SERVICE, &["repository:stella-ops/public/base:pull,push"]),
+        &[],
+    );
+    assert_eq!(reply.status, 200, "{reply:?}");
+    let (_, claims) = verify_registry_token(
+        reply.json()["token"].as_str().unwrap_or(""),
+        &keys.signing_public_pem(),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(claims["access"][0]["actions"], json!(["pull"]));
+    let reply = envoy.get(
+        &token_path(SERVICE, &["repository:stella-ops/private/app:pull"]),
+        &[],
+    );
+    assert_eq!(reply.status, 401, "{reply:?}");
+    assert_eq!(reason(&reply), "missing_credentials");
+    // Credentials go on as ever.
+    assert!(pull(&registry, &publisher, "stella-ops/private/app", "v1").starts_with("sha256:"));
+}
