@@ -31,3 +31,4 @@ mod revocation;
 mod sender;
 mod signing;
 mod tenants;
+mod trust;
