@@ -21,7 +21,7 @@ pub struct Issuance {
 }
 
 /// Columns of `issuances` in the order the API, the CSV export and the inserts use.
-pub const ISSUANCE_COLUMNS: [&str; 20] = [
+pub const ISSUANCE_COLUMNS: [&str; 22] = [
     "id",
     "time",
     "decision",
@@ -42,6 +42,8 @@ pub const ISSUANCE_COLUMNS: [&str; 20] = [
     "refresh_token_id",
     "gateway",
     "received_at",
+    "issuer",
+    "policy",
 ];
 
 /// One value of an issuance row, as the API's JSON and the CSV export write it.
@@ -83,6 +85,8 @@ impl Issuance {
             t(&r.refresh_token_id),
             t(&r.gateway),
             Cell::Seconds(Some(self.received_at)),
+            t(&r.issuer),
+            t(&r.policy),
         ]
     }
 }
@@ -302,7 +306,7 @@ mod tests {
                 r#""client_id":null,"plan":null,"license":"l","tenant":"t","service":null,"#,
                 r#""requested":["repository:x:pull"],"granted":[],"iat":null,"exp":310,"#,
                 r#""kid":null,"binding":null,"grant":"get","refresh_token_id":null,"#,
-                r#""gateway":null,"received_at":11}"#
+                r#""gateway":null,"received_at":11,"issuer":null,"policy":null}"#
             )
         );
     }

@@ -71,6 +71,8 @@ fn parse_filter(params: Vec<(String, String)>) -> Result<IssuanceFilter, ApiErro
             "subject" => f.subject = text(value)?,
             "license" => f.license = text(value)?,
             "service" => f.service = text(value)?,
+            "issuer" => f.issuer = text(value)?,
+            "policy" => f.policy = text(value)?,
             "repository" => {
                 if value.contains([':', '"', '\\']) || value.chars().any(char::is_control) {
                     return Err(bad_param(&name, "repository must be a repository name"));
@@ -283,7 +285,8 @@ mod tests {
     fn csv_rows_follow_the_columns() {
         let record: Record<'static> = serde_json::from_value(json!({
             "id": "a", "time": 10, "decision": "rejected", "reason": "x,y",
-            "requested": ["repository:a:pull", "repository:b:pull"], "grant": "password"
+            "requested": ["repository:a:pull", "repository:b:pull"], "grant": "password",
+            "issuer": "https://token.actions.githubusercontent.com", "policy": "main"
         }))
         .unwrap();
         let csv = to_csv(&[Issuance {
@@ -293,7 +296,7 @@ mod tests {
         assert_eq!(
             csv,
             format!(
-                "{}\r\na,10,rejected,\"x,y\",,,,,,,repository:a:pull repository:b:pull,,,,,,password,,,12\r\n",
+                "{}\r\na,10,rejected,\"x,y\",,,,,,,repository:a:pull repository:b:pull,,,,,,password,,,12,https://token.actions.githubusercontent.com,main\r\n",
                 ISSUANCE_COLUMNS.join(",")
             )
         );

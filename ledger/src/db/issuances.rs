@@ -13,7 +13,7 @@ use registry_token_ledger_wire::{Decision, Grant, Record};
 use super::{decode_error, to_column, Db, DbError};
 use crate::model::{record_repositories, Issuance, ISSUANCE_COLUMNS};
 
-/// Rows per multi-row INSERT (19 parameters each: well under both databases' limits).
+/// Rows per multi-row INSERT (22 parameters each: well under both databases' limits).
 const INSERT_CHUNK: usize = 50;
 /// Rows per multi-row INSERT into `issuance_repositories` (3 parameters each).
 const REPOSITORY_CHUNK: usize = 300;
@@ -27,6 +27,10 @@ pub struct IssuanceFilter {
     pub license: Option<String>,
     /// Exact service.
     pub service: Option<String>,
+    /// Exact issuer (`issuers[].issuer`).
+    pub issuer: Option<String>,
+    /// Exact trust policy name (or `anonymous`).
+    pub policy: Option<String>,
     /// Repository named in a requested or granted scope.
     pub repository: Option<String>,
     /// The decision.
@@ -43,7 +47,7 @@ pub struct IssuanceFilter {
 
 const ISSUANCE_FIELDS: &str = "id, time, decision, reason, subject, client_id, plan, \
      license, tenant, service, requested, granted, iat, exp, kid, binding, \"grant\", \
-     refresh_token_id, gateway, received_at";
+     refresh_token_id, gateway, received_at, issuer, policy";
 
 fn issuance_from_row(row: &AnyRow) -> Result<Issuance, DbError> {
     let scopes = |col: &str| -> Result<Vec<Cow<'static, str>>, DbError> {
@@ -90,9 +94,8 @@ fn issuance_from_row(row: &AnyRow) -> Result<Issuance, DbError> {
                 .transpose()?,
             refresh_token_id: text("refresh_token_id")?,
             gateway: text("gateway")?,
-            // Not stored yet (docs/LEDGER.md): the record names them on the wire only.
-            issuer: None,
-            policy: None,
+            issuer: text("issuer")?,
+            policy: text("policy")?,
         },
         received_at: required("received_at")?,
     })
@@ -178,7 +181,9 @@ impl Db {
                     .bind(r.grant.map(Grant::as_str))
                     .bind(text(&r.refresh_token_id))
                     .bind(text(&r.gateway))
-                    .bind(received_at);
+                    .bind(received_at)
+                    .bind(text(&r.issuer))
+                    .bind(text(&r.policy));
             }
             // Only the records stored now (not those already there) get their repositories.
             let stored: HashSet<String> = q
@@ -239,6 +244,8 @@ impl Db {
             ("subject", &filter.subject),
             ("license", &filter.license),
             ("service", &filter.service),
+            ("issuer", &filter.issuer),
+            ("policy", &filter.policy),
             ("decision", &decision),
         ] {
             if let Some(v) = value {

@@ -56,6 +56,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../../migrations/sqlite/0004_robots.sql"),
         include_str!("../../migrations/postgres/0004_robots.sql"),
     ),
+    (
+        5,
+        "issuance issuer and policy",
+        include_str!("../../migrations/sqlite/0005_issuance_issuer_policy.sql"),
+        include_str!("../../migrations/postgres/0005_issuance_issuer_policy.sql"),
+    ),
 ];
 
 /// The connection pool and its dialect.

@@ -30,4 +30,5 @@ mod robots;
 mod scale;
 mod schema;
 mod sqlite;
+mod trust;
 mod wire;

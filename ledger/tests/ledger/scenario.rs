@@ -406,7 +406,7 @@ pub async fn run(database: &str) {
         .starts_with("text/csv"));
     let text = resp.text().await.unwrap();
     let lines: Vec<&str> = text.split("\r\n").collect();
-    assert_eq!(lines[0], "id,time,decision,reason,subject,client_id,plan,license,tenant,service,requested,granted,iat,exp,kid,binding,grant,refresh_token_id,gateway,received_at");
+    assert_eq!(lines[0], "id,time,decision,reason,subject,client_id,plan,license,tenant,service,requested,granted,iat,exp,kid,binding,grant,refresh_token_id,gateway,received_at,issuer,policy");
     assert_eq!(lines.len(), 32, "header, 30 rows, final empty after CRLF");
     assert!(
         text.contains(",\"said \"\"no\"\", twice\","),

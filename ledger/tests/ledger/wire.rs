@@ -244,7 +244,8 @@ fn the_documented_table_lists_every_field() {
         "id": "a", "time": 1, "decision": "issued", "reason": "r", "subject": "s",
         "client_id": "c", "plan": "p", "tenant": "t", "license": "l", "service": "v",
         "requested": [], "granted": [], "iat": 1, "exp": 2, "kid": "k", "binding": "none",
-        "grant": "get", "refresh_token_id": "x", "gateway": "g"
+        "grant": "get", "refresh_token_id": "x", "gateway": "g", "issuer": "i",
+        "policy": "q"
     }))
     .unwrap();
     let value = serde_json::to_value(&full).unwrap();
