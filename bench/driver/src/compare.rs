@@ -290,7 +290,7 @@ mod tests {
             text.contains("| `mtls` ≥ 0.85 × its in-Envoy crypto ceiling"),
             "old targets listed"
         );
-        assert!(text.contains("of 14 targets met before"), "{text}");
+        assert!(text.contains("of 15 targets met before"), "{text}");
         assert!(
             text.contains("| revocation feed at 50000: digest form | 800135 bytes |"),
             "the revocation list's figures are compared: {text}"

@@ -95,7 +95,15 @@ pub struct Scenario {
     pub tenant: bool,
     /// Every decision delivered to a real ledger (SQLite) through an Envoy cluster.
     pub ledger: bool,
+    /// Several issuers with trust policies ([`TRUST_ISSUERS`], [`TRUST_POLICIES`]): the
+    /// OpToks' issuer is the last, and its last policy matches.
+    pub trust: bool,
 }
+
+/// Issuers of the trust scenario (the OpToks' own last).
+pub const TRUST_ISSUERS: usize = 3;
+/// Trust policies of the OpToks' issuer (the last matches); the others hold one each.
+pub const TRUST_POLICIES: usize = 100;
 
 /// The Envoy cluster of the bench ledger.
 pub const LEDGER_CLUSTER: &str = "ledger";
@@ -115,6 +123,7 @@ pub fn scenarios() -> Vec<Scenario> {
         optoks,
         tenant: false,
         ledger: false,
+        trust: false,
     };
     vec![
         s(
@@ -140,6 +149,18 @@ pub fn scenarios() -> Vec<Scenario> {
             ..s(
                 "es256-ledger",
                 "ES256 mint (Bearer, unbound RS256 OpTok), ledger on: every decision delivered to the ledger (SQLite)",
+                Mode::Bearer,
+                Mint::Es256,
+                0,
+                BASE_RULES,
+                0,
+            )
+        },
+        Scenario {
+            trust: true,
+            ..s(
+                "trust-3x100",
+                "ES256 mint (Bearer, unbound RS256 OpTok) through trust policies: 3 issuers, the OpToks' issuer with 100 policies (the last matches)",
                 Mode::Bearer,
                 Mint::Es256,
                 0,
@@ -295,6 +316,9 @@ pub fn plugin_config(m: &Material, sc: &Scenario) -> Value {
         "plans": [{"name": "bench", "repositories": rules}],
         "defaultPlan": "bench"
     });
+    if sc.trust {
+        trust_issuers(&mut config, m);
+    }
     if sc.ledger {
         config["ledger"] = json!({
             "cluster": LEDGER_CLUSTER,
@@ -306,6 +330,36 @@ pub fn plugin_config(m: &Material, sc: &Scenario) -> Value {
         config["refreshTokens"] = json!({"lifetimeSeconds": 86_400, "secrets": [REFRESH_SECRET]});
     }
     config
+}
+
+/// Moves the OpToks' issuer from `authority` to the last of [`TRUST_ISSUERS`] `issuers`
+/// (the others, and `authority`, name issuers no OpTok comes from), with
+/// [`TRUST_POLICIES`] policies on `client_id` of which only the last matches the pool's.
+fn trust_issuers(config: &mut Value, m: &Material) {
+    config["authority"]["issuer"] = json!("https://authority.decoy");
+    let policy = |i: usize, client: &str| json!({"name": format!("p{i}"), "claims": {"client_id": client}, "plans": ["bench"]});
+    let mut issuers: Vec<Value> = (1..TRUST_ISSUERS)
+        .map(|i| {
+            json!({"issuer": format!("https://issuer-{i}.decoy"), "audiences": [AUDIENCE],
+                   "jwks": m.jwks, "requireSenderConstraint": false,
+                   "policies": [policy(0, "someone-else")]})
+        })
+        .collect();
+    let policies: Vec<Value> = (0..TRUST_POLICIES)
+        .map(|i| {
+            let client = if i + 1 == TRUST_POLICIES {
+                BENCH_TENANT.to_string()
+            } else {
+                format!("client-{i}")
+            };
+            policy(i, &client)
+        })
+        .collect();
+    issuers.push(
+        json!({"issuer": ISSUER, "audiences": [AUDIENCE], "jwks": m.jwks,
+                        "requireSenderConstraint": false, "policies": policies}),
+    );
+    config["issuers"] = json!(issuers);
 }
 
 /// The crypto ceiling a scenario is compared to (none for mint reuse and refusals).
@@ -369,6 +423,35 @@ mod tests {
             crypto_ceiling_of(&scenario("hostile").expect("hostile")),
             None
         );
+    }
+
+    /// Every scenario's configuration is one the filter takes (the same parser and checks
+    /// as in Envoy), with keys made as `make bench` makes them; the trust scenario's has
+    /// its issuers and policies.
+    #[test]
+    fn every_configuration_is_valid() {
+        use registry_token_core::config::Config;
+        let work = tempfile::tempdir().expect("tempdir");
+        let m = crate::setup::make_material(work.path()).expect("keys (openssl)");
+        for sc in scenarios() {
+            let config = plugin_config(&m, &sc);
+            let loaded = Config::load(
+                config.to_string().as_bytes(),
+                Vec::<(String, String)>::new(),
+            );
+            assert!(loaded.is_ok(), "{}: {:?}", sc.key, loaded.err());
+            if sc.trust {
+                let c = loaded.expect("checked");
+                assert_eq!(c.issuers.len(), TRUST_ISSUERS);
+                assert_eq!(
+                    config["issuers"][TRUST_ISSUERS - 1]["policies"]
+                        .as_array()
+                        .map(Vec::len),
+                    Some(TRUST_POLICIES)
+                );
+                assert_eq!(config["issuers"][TRUST_ISSUERS - 1]["issuer"], ISSUER);
+            }
+        }
     }
 
     #[test]

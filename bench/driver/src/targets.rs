@@ -53,12 +53,20 @@ pub fn targets(r: &Results) -> Vec<Target> {
     t.push(rules_target(
         r,
         "rules-10k",
+        "dpop-es256",
         "10,000 plan rules within 10% of 10 rules (DPoP, ES256 mint)",
     ));
     t.push(rules_target(
         r,
         "rules-10k-tenant",
+        "dpop-es256",
         "10,000 `{tenant}` placeholder rules within 10% of 10 rules (DPoP, ES256 mint)",
+    ));
+    t.push(rules_target(
+        r,
+        "trust-3x100",
+        "es256",
+        "3 issuers and 100 trust policies within 10% of one Authority (ES256 mint)",
     ));
     t.push(ledger_target(r));
     t.push(hostile_target(r));
@@ -116,10 +124,11 @@ pub fn half_of_max(r: &Results) -> Option<&crate::results::SweepPoint> {
     r.sweep.iter().find(|p| (p.fraction - 0.5).abs() < 1e-9)
 }
 
-/// A 10,000-rule scenario within 10% of the same path with 10 rules (`dpop-es256`).
-fn rules_target(r: &Results, key: &str, name: &str) -> Target {
+/// Scenario `key` within 10% of scenario `base`, the same path and signature work (10,000
+/// rules against 10, trust policies against one Authority).
+fn rules_target(r: &Results, key: &str, base: &str, name: &str) -> Target {
     let name = name.to_string();
-    match (r.scenario(key), r.scenario("dpop-es256")) {
+    match (r.scenario(key), r.scenario(base)) {
         (Some(big), Some(small)) => {
             let (ratio, rounds) = paired_ratio(big, small);
             Target {
@@ -326,8 +335,14 @@ mod tests {
         let t = targets(&r);
         assert_eq!(
             t.len(),
-            14,
-            "7 ceilings, p99, 2 rules, ledger, hostile, memory, size"
+            15,
+            "7 ceilings, p99, 2 rules, trust, ledger, hostile, memory, size"
+        );
+        let trust = find(&t, "3 issuers and 100 trust policies");
+        assert!(trust.pass, "{trust:?}");
+        assert!(
+            trust.measured.starts_with("665 vs 700 tokens/s = 0.95"),
+            "{trust:?}"
         );
         let rs = find(&t, "`rs256`");
         assert!(rs.pass, "{rs:?}");
