@@ -130,6 +130,10 @@ pub struct RawTrustPolicy {
     /// The caller's licence.
     #[serde(default)]
     pub license: Option<String>,
+    /// A list claim holding the token's own rules (`type:pattern:actions`), which narrow
+    /// the plans' grant (e.g. `registry_rules`, the ledger's robot tokens).
+    #[serde(default)]
+    pub rules_claim: Option<String>,
 }
 
 /// A string or a list of strings.

@@ -30,11 +30,13 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, VecDeque};
+use std::rc::Rc;
 
 use sha2::{Digest, Sha256};
 
 use crate::config::SigningConfig;
 use crate::policy::scope::Scope;
+use crate::policy::trust::TokenRules;
 use crate::token::crypto::Crypto;
 use crate::token::jws::JwtError;
 use crate::token::keys::KeySet;
@@ -48,6 +50,10 @@ pub const DEFAULT_MINT_CAPACITY: usize = 10_000;
 pub const OPTOK_BUDGET_BYTES: usize = 4 * 1024 * 1024;
 /// Byte budget of the minted-token cache per VM.
 pub const MINT_BUDGET_BYTES: usize = 8 * 1024 * 1024;
+/// Bound of the compiled token-rules memo (robots' `registry_rules`), entries.
+pub const RULES_CAPACITY: usize = 1_000;
+/// Byte budget of the compiled token-rules memo per VM.
+pub const RULES_BUDGET_BYTES: usize = 2 * 1024 * 1024;
 /// Bookkeeping per entry besides its own bytes: the key, the map slot, the queue record.
 const ENTRY_OVERHEAD_BYTES: usize = 128;
 
@@ -85,6 +91,12 @@ macro_rules! weigh_by_size {
     )*};
 }
 weigh_by_size!(i32, u32, u64);
+
+impl Weigh for Rc<TokenRules> {
+    fn weight(&self) -> usize {
+        std::mem::size_of::<TokenRules>() + self.heap_estimate()
+    }
+}
 
 impl Weigh for MintedToken {
     fn weight(&self) -> usize {
@@ -248,6 +260,8 @@ pub struct CacheStats {
 pub struct Caches {
     optoks: RefCell<Bounded<VerifiedOpTok>>,
     minted: RefCell<Bounded<MintedToken>>,
+    rules: RefCell<Bounded<Rc<TokenRules>>>,
+    rules_hits: Cell<u64>,
     stats: Cell<CacheStats>,
     context: RefCell<ContextMemo>,
 }
@@ -415,6 +429,8 @@ impl Caches {
         Caches {
             optoks: RefCell::new(Bounded::with_budget(optok_capacity, OPTOK_BUDGET_BYTES)),
             minted: RefCell::new(Bounded::with_budget(mint_capacity, MINT_BUDGET_BYTES)),
+            rules: RefCell::new(Bounded::with_budget(RULES_CAPACITY, RULES_BUDGET_BYTES)),
+            rules_hits: Cell::new(0),
             stats: Cell::new(CacheStats::default()),
             context: RefCell::default(),
         }
@@ -423,6 +439,11 @@ impl Caches {
     /// Hit and miss counts so far.
     pub fn stats(&self) -> CacheStats {
         self.stats.get()
+    }
+
+    /// Token rules (a trust policy's `rulesClaim`) answered from the memo so far.
+    pub fn rules_hits(&self) -> u64 {
+        self.rules_hits.get()
     }
 
     /// Entries held: (verified OpToks, minted tokens).
@@ -495,6 +516,27 @@ impl Caches {
             .borrow_mut()
             .insert(key, optok.clone(), now, optok.expires_at());
         Ok(optok)
+    }
+
+    /// A token's own rules compiled ([`TokenRules::compile`]), from the memo when the same
+    /// list was compiled before: keyed by SHA-256 over the strings, kept whatever the time
+    /// (compiling depends on nothing else); a list that does not compile is never kept.
+    pub fn token_rules(&self, rules: &[String]) -> Result<Rc<TokenRules>, String> {
+        let mut h = Sha256::new();
+        h.update((rules.len() as u64).to_be_bytes());
+        for r in rules {
+            field(&mut h, r.as_bytes());
+        }
+        let key: CacheKey = h.finalize().into();
+        if let Some(hit) = self.rules.borrow_mut().get(&key, 0) {
+            self.rules_hits.set(self.rules_hits.get() + 1);
+            return Ok(hit);
+        }
+        let compiled = Rc::new(TokenRules::compile(rules)?);
+        self.rules
+            .borrow_mut()
+            .insert(key, Rc::clone(&compiled), 0, u64::MAX);
+        Ok(compiled)
     }
 
     /// A minted token stored under `key` less than `reuse_seconds` ago.

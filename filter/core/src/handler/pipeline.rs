@@ -603,8 +603,22 @@ fn policy(
             !s.actions.is_empty()
         });
     }
+    let rules = match caller {
+        Caller::Trusted(t) => t.outcome.rules.as_ref(),
+        _ => None,
+    };
+    if let Some(rules) = rules {
+        // The token's own rules (`rulesClaim`): they only narrow what the plans grant.
+        access = rules.narrow(&access);
+    }
     audit.granted = access.iter().map(audit::scope_text).collect();
     if !request.scopes.is_empty() && access.is_empty() {
+        if rules.is_some() {
+            return Err(Denial::new(
+                Reason::PlanDenied,
+                format!("plan {plan:?} and the token's own rules together grant none of the requested access"),
+            ));
+        }
         if matches!(caller, Caller::Anonymous) {
             // Nothing public here: ask for credentials, as without `anonymous`.
             return Err(Denial::new(

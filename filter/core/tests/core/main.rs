@@ -17,5 +17,6 @@ mod layers;
 mod pfx;
 mod post;
 mod revocation;
+mod robots;
 mod tenant;
 mod trust;

@@ -84,6 +84,7 @@ pub(in crate::config) fn validate_issuers(
                 plans: p.plans,
                 plans_claim: p.plans_claim,
                 license: p.license,
+                rules_claim: p.rules_claim,
             })
             .collect();
         let policies = TrustPolicies::compile(&specs, &|p| catalogue.has_plan(p)).map_err(|e| {

@@ -207,3 +207,29 @@ fn field_framing_separates_fields() {
     assert_ne!(hash(&[b"ab", b"c"]), hash(&[b"a", b"bc"]));
     assert_ne!(hash(&[b"abc"]), hash(&[b"abc", b""]));
 }
+
+#[test]
+fn token_rules_are_compiled_once_per_list_and_refusals_never_kept() {
+    let caches = Caches::default();
+    let a = vec!["repository:acme/*:pull".to_string()];
+    let first = caches.token_rules(&a).unwrap();
+    let again = caches.token_rules(&a).unwrap();
+    assert!(
+        Rc::ptr_eq(&first, &again),
+        "the second lookup is the memo's"
+    );
+    assert_eq!(caches.rules_hits(), 1);
+    // Another list (even one string split differently) is another entry.
+    let b = vec!["repository:acme/*:pull,push".to_string()];
+    assert!(!Rc::ptr_eq(&first, &caches.token_rules(&b).unwrap()));
+    let split = vec!["repository:acme/*".to_string(), ":pull".to_string()];
+    assert!(caches.token_rules(&split).is_err());
+    assert_eq!(caches.rules_hits(), 1);
+    let bad = vec!["repository:../x:pull".to_string()];
+    assert!(caches.token_rules(&bad).is_err());
+    assert!(
+        caches.token_rules(&bad).is_err(),
+        "a refusal is refused again"
+    );
+    assert_eq!(caches.rules_hits(), 1);
+}

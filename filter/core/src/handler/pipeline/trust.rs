@@ -12,7 +12,7 @@ use crate::handler::credentials::Credential;
 use crate::handler::reason::Reason;
 use crate::handler::reply::Denial;
 use crate::handler::{AuthorityKeys, Context, IssuerKeys};
-use crate::policy::trust::TrustDenial;
+use crate::policy::trust::{TokenRules, TrustDenial};
 use crate::token::issuers;
 use crate::token::jws::JwtError;
 use crate::token::keys::KeySet;
@@ -78,14 +78,22 @@ pub(super) fn verify_caller(
     audit.issuer = Some(audit::bounded(&issuer.checks.issuer));
     let outcome = issuer
         .policies
-        .evaluate(&|name| optok.claim(name), &|p| config.catalogue.has_plan(p))
+        .evaluate_with(
+            &|name| optok.claim(name),
+            &|p| config.catalogue.has_plan(p),
+            &|rules| match ctx.cache {
+                Some(c) => c.token_rules(rules),
+                None => TokenRules::compile(rules).map(Rc::new),
+            },
+        )
         .map_err(|e| {
             let reason = match &e {
                 TrustDenial::NoMatch => Reason::NoTrustPolicy,
                 TrustDenial::NoPlan(_) => Reason::MissingPlan,
-                TrustDenial::WrongType(_) | TrustDenial::Render(_) | TrustDenial::InvalidTenant => {
-                    Reason::InvalidClaim
-                }
+                TrustDenial::WrongType(_)
+                | TrustDenial::Render(_)
+                | TrustDenial::InvalidTenant
+                | TrustDenial::Rules(..) => Reason::InvalidClaim,
             };
             Denial::new(reason, e.to_string())
         })?;

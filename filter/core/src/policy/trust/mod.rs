@@ -11,15 +11,18 @@
 //! each refuses the token ([`TrustDenial`]), never skips a check.
 
 mod condition;
+mod rules;
 mod template;
 
 use std::collections::BTreeSet;
 use std::fmt;
+use std::rc::Rc;
 
 use crate::policy::scope::is_path_component;
 use crate::token::optok::Claim;
 
 pub use condition::{Glob, MAX_PATTERN_BYTES, MAX_VALUE_BYTES};
+pub use rules::{TokenRules, MAX_RULES, MAX_RULE_BYTES};
 pub use template::{is_template_value, RenderError, Template, MAX_RENDERED_BYTES};
 
 /// Most policies one issuer may hold, and most alternatives one condition may list.
@@ -46,6 +49,9 @@ pub struct TrustSpec {
     pub plans_claim: Option<String>,
     /// The caller's licence (for `revokedLicenses`).
     pub license: Option<String>,
+    /// A claim holding the token's own rules (a list of `type:pattern:actions`, e.g. the
+    /// ledger's robot tokens' `registry_rules`): the grant is the plans' narrowed to them.
+    pub rules_claim: Option<String>,
 }
 
 /// A configuration error in a policy: which one, which field, why.
@@ -74,6 +80,9 @@ pub enum TrustDenial {
     /// The matching policy names no plan for this token (no fixed plan, and its plans
     /// claim names none of the catalogue's).
     NoPlan(String),
+    /// The matching policy's rules claim is missing, mistyped or holds a rule that does
+    /// not compile: (claim, why).
+    Rules(String, String),
 }
 
 impl fmt::Display for TrustDenial {
@@ -87,6 +96,7 @@ impl fmt::Display for TrustDenial {
             TrustDenial::Render(RenderError::Refused(c)) => write!(f, "the claim {:?} holds a value a template may not use (1..=255 visible ASCII characters without {{ }} * ? % \\ \" or ..)", short(c)),
             TrustDenial::InvalidTenant => write!(f, "the tenant the matching trust policy gives is not one repository path component"),
             TrustDenial::NoPlan(p) => write!(f, "trust policy {:?} names no plan of the catalogue for this token", short(p)),
+            TrustDenial::Rules(c, why) => write!(f, "the token's own rules (claim {:?}) are refused: {}", short(c), why.chars().take(200).collect::<String>()),
         }
     }
 }
@@ -104,7 +114,13 @@ pub struct Outcome {
     pub plans: Vec<String>,
     /// The licence.
     pub license: Option<String>,
+    /// The token's own rules (the policy's `rulesClaim`): the plans' grant is narrowed to
+    /// them.
+    pub rules: Option<Rc<TokenRules>>,
 }
+
+/// Compiles a rules claim's strings ([`TokenRules::compile`], or a memo of it).
+pub type CompileRules<'a> = &'a dyn Fn(&[String]) -> Result<Rc<TokenRules>, String>;
 
 #[derive(Debug, Clone)]
 struct Policy {
@@ -115,6 +131,7 @@ struct Policy {
     plans: Vec<String>,
     plans_claim: Option<String>,
     license: Option<String>,
+    rules_claim: Option<String>,
 }
 
 /// An issuer's compiled policies, in order.
@@ -218,6 +235,18 @@ impl TrustPolicies {
                 }
                 claims.insert(c.clone());
             }
+            if let Some(c) = &spec.rules_claim {
+                if c.is_empty() || c.chars().any(char::is_control) {
+                    return Err(err("rulesClaim", "not a claim name".into()));
+                }
+                if spec.plans_claim.as_ref() == Some(c) || spec.claims.iter().any(|(n, _)| n == c) {
+                    return Err(err(
+                        "rulesClaim",
+                        format!("{:?} is read as plans or as a condition too", short(c)),
+                    ));
+                }
+                claims.insert(c.clone());
+            }
             if spec.plans.is_empty() && spec.plans_claim.is_none() {
                 return Err(err(
                     "plans",
@@ -240,6 +269,7 @@ impl TrustPolicies {
                 plans: spec.plans.clone(),
                 plans_claim: spec.plans_claim.clone(),
                 license: spec.license.clone(),
+                rules_claim: spec.rules_claim.clone(),
             });
         }
         out.claims = claims.into_iter().collect();
@@ -268,11 +298,22 @@ impl TrustPolicies {
         claim: &dyn Fn(&str) -> Option<&'c Claim>,
         has_plan: &dyn Fn(&str) -> bool,
     ) -> Result<Outcome, TrustDenial> {
+        self.evaluate_with(claim, has_plan, &|r| TokenRules::compile(r).map(Rc::new))
+    }
+
+    /// [`TrustPolicies::evaluate`] compiling a rules claim with `rules` (the per-VM memo:
+    /// the same robot's rules are compiled once, not per request).
+    pub fn evaluate_with<'c>(
+        &self,
+        claim: &dyn Fn(&str) -> Option<&'c Claim>,
+        has_plan: &dyn Fn(&str) -> bool,
+        rules: CompileRules<'_>,
+    ) -> Result<Outcome, TrustDenial> {
         for policy in &self.policies {
             if !policy.holds(claim)? {
                 continue;
             }
-            return policy.outcome(claim, has_plan);
+            return policy.outcome(claim, has_plan, rules);
         }
         Err(TrustDenial::NoMatch)
     }
@@ -302,6 +343,7 @@ impl Policy {
         &self,
         claim: &dyn Fn(&str) -> Option<&'c Claim>,
         has_plan: &dyn Fn(&str) -> bool,
+        compile: CompileRules<'_>,
     ) -> Result<Outcome, TrustDenial> {
         let subject = self.subject.render(claim).map_err(TrustDenial::Render)?;
         let tenant = match &self.tenant {
@@ -331,12 +373,28 @@ impl Policy {
         if plans.is_empty() {
             return Err(TrustDenial::NoPlan(self.name.clone()));
         }
+        let rules = match &self.rules_claim {
+            None => None,
+            Some(c) => {
+                let refused = |why: &str| TrustDenial::Rules(c.clone(), why.to_string());
+                match claim(c) {
+                    None => return Err(refused("the token does not carry it")),
+                    Some(Claim::List(l)) => Some(compile(l).map_err(|why| refused(&why))?),
+                    Some(_) => {
+                        return Err(refused(&format!(
+                            "not a list of at most {MAX_RULES} strings"
+                        )))
+                    }
+                }
+            }
+        };
         Ok(Outcome {
             policy: self.name.clone(),
             subject,
             tenant,
             plans,
             license: self.license.clone(),
+            rules,
         })
     }
 }

@@ -349,6 +349,71 @@ fn configuration_errors_name_the_policy_and_field() {
     assert_eq!(err(&[p]).field, "license");
 }
 
+#[test]
+fn a_rules_claim_is_compiled_or_refuses_the_token() {
+    let mut pol = spec("robots", &[("iss_env", &["ledger"])]);
+    pol.rules_claim = Some("registry_rules".into());
+    let p = compile(&[pol]);
+    let with = |r: Option<Claim>| {
+        let mut c = claims(&[("iss_env", s("ledger")), ("sub", s("robot:1"))]);
+        if let Some(r) = r {
+            c.insert("registry_rules".into(), r);
+        }
+        c
+    };
+    let list = |r: &[&str]| Claim::List(r.iter().map(|x| (*x).to_string()).collect());
+    let out =
+        eval(&p, &with(Some(list(&["repository:acme/*:pull"])))).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        out.rules.as_ref().map(|r| r.source().to_vec()),
+        Some(vec!["repository:acme/*:pull".to_string()])
+    );
+    // Missing, a string, another type, empty, a rule that does not compile: refused.
+    for bad in [
+        None,
+        Some(s("repository:acme/*:pull")),
+        Some(Claim::Other),
+        Some(list(&[])),
+        Some(list(&["repository:acme/*:pull", "repository:../x:pull"])),
+        Some(list(&["repository:{tenant}/*:pull"])),
+    ] {
+        let got = eval(&p, &with(bad.clone()));
+        assert!(
+            matches!(&got, Err(TrustDenial::Rules(c, _)) if c == "registry_rules"),
+            "{bad:?}: {got:?}"
+        );
+        assert!(got.unwrap_err().to_string().contains("registry_rules"));
+    }
+    // Without rulesClaim the same token has no rules to narrow its grant.
+    let p = compile(&[spec("plain", &[("iss_env", &["ledger"])])]);
+    assert_eq!(eval(&p, &with(None)).map(|o| o.rules), Ok(None));
+    // The claim is kept at verification.
+    let mut pol = spec("robots", &[("iss_env", &["ledger"])]);
+    pol.rules_claim = Some("registry_rules".into());
+    assert!(compile(&[pol])
+        .claims()
+        .contains(&"registry_rules".to_string()));
+}
+
+#[test]
+fn a_rules_claim_is_checked_in_the_configuration() {
+    for (claim, plans_claim, why) in [
+        ("", None, "not a claim name"),
+        ("a\nb", None, "not a claim name"),
+        ("groups", Some("groups"), "read as plans or as a condition"),
+        ("iss_env", None, "read as plans or as a condition"),
+    ] {
+        let mut p = spec("a", &[("iss_env", &["1"])]);
+        p.rules_claim = Some(claim.to_string());
+        p.plans_claim = plans_claim.map(str::to_string);
+        let e = TrustPolicies::compile(&[p], &plans_known)
+            .map(|_| ())
+            .unwrap_err();
+        assert_eq!(e.field, "rulesClaim", "{claim:?}");
+        assert!(e.reason.contains(why), "{claim:?}: {}", e.reason);
+    }
+}
+
 fn catalogue() -> Catalogue {
     let rule = |pattern: &str, actions: &[&str]| RuleSpec {
         resource_type: "repository".into(),
