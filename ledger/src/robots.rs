@@ -26,6 +26,9 @@ pub const ROBOT_SCOPE: &str = "registry.token.issue";
 /// A robot's subject is this prefix and its id (`robot:<32 hex>`), so a deleted robot's
 /// revocation never hits a new robot of the same name.
 pub const SUBJECT_PREFIX: &str = "robot:";
+/// The claim holding a robot's own rules, one string each (`type:pattern:actions`), a
+/// list of strings the gateways read through a trust policy's `rulesClaim`.
+pub const RULES_CLAIM: &str = "registry_rules";
 /// Most plans of one robot.
 pub const MAX_PLANS: usize = 16;
 /// Most repository rules of one robot.
@@ -138,7 +141,8 @@ impl RobotSigner {
             "jti": robot.id,
             "scope": ROBOT_SCOPE,
             "plans": robot.plans,
-            "robot": {"name": robot.name, "repositories": robot.repositories},
+            RULES_CLAIM: robot.repositories.iter().map(RobotRule::claim).collect::<Vec<_>>(),
+            "robot": {"name": robot.name},
         });
         if let (Some(tenant), Some(map)) = (&robot.tenant, claims.as_object_mut()) {
             map.insert("stellaops:tenant".into(), json!(tenant));
@@ -247,6 +251,18 @@ impl NewRobot {
 }
 
 impl RobotRule {
+    /// The rule as its token carries it: `repository:acme/app/*:pull,push` (the type,
+    /// `repository` when none, the pattern, the actions comma-separated). Validated
+    /// patterns hold no `:` and actions no `,`, so the string reads back unambiguously.
+    pub fn claim(&self) -> String {
+        format!(
+            "{}:{}:{}",
+            self.kind.as_deref().unwrap_or("repository"),
+            self.pattern,
+            self.actions.join(",")
+        )
+    }
+
     fn validate(&self, i: usize) -> Result<(), FieldError> {
         let field = |f: &str| format!("repositories[{i}].{f}");
         match self.kind.as_deref() {
@@ -383,8 +399,30 @@ mod tests {
         assert_eq!(claims["scope"], ROBOT_SCOPE);
         assert_eq!(claims["stellaops:tenant"], "acme");
         assert_eq!(claims["exp"], 1000);
-        assert_eq!(claims["robot"]["repositories"][0]["pattern"], "acme/**");
-        assert!(claims["robot"]["repositories"][0].get("type").is_none());
+        assert_eq!(claims["registry_rules"], json!(["repository:acme/**:pull"]));
+        assert_eq!(claims["robot"], json!({"name": "ci-pull"}));
+    }
+
+    #[test]
+    fn rules_are_carried_as_type_pattern_actions_strings() {
+        let mut r = robot();
+        r.repositories = vec![
+            RobotRule {
+                kind: None,
+                pattern: "acme/app/*".into(),
+                actions: vec!["pull".into(), "push".into()],
+            },
+            RobotRule {
+                kind: Some("registry".into()),
+                pattern: "catalog".into(),
+                actions: vec!["*".into()],
+            },
+        ];
+        let claims = signer().claims(&r, 5);
+        assert_eq!(
+            claims[RULES_CLAIM],
+            json!(["repository:acme/app/*:pull,push", "registry:catalog:*"])
+        );
     }
 
     #[test]

@@ -116,7 +116,11 @@ pub async fn run(database: &str) {
     assert_eq!(claims["plans"], json!(["community", "ci"]));
     assert_eq!(claims["stellaops:tenant"], "acme");
     assert_eq!(claims["robot"]["name"], "ci-pull");
-    assert_eq!(claims["robot"]["repositories"][0]["pattern"], "acme/app/*");
+    assert_eq!(
+        claims["registry_rules"],
+        json!(["repository:acme/app/*:pull"])
+    );
+    assert_eq!(claims["robot"], json!({"name": "ci-pull"}));
     let exp = claims["exp"].as_i64().unwrap();
     assert!(
         (t0 + 7 * 86_400..=now() + 7 * 86_400).contains(&exp),
