@@ -28,6 +28,7 @@ mod operations;
 mod optoken;
 mod replay;
 mod revocation;
+mod robots;
 mod sender;
 mod signing;
 mod tenants;
