@@ -33,3 +33,4 @@ mod sender;
 mod signing;
 mod tenants;
 mod trust;
+mod workloads;

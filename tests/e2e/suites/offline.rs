@@ -27,7 +27,7 @@ const REPO: &str = "stella-ops/public/app";
 
 /// The `registry-token` binary: `$REGISTRY_TOKEN_CLI`, else built here with cargo (a no-op
 /// when up to date) into this workspace's target directory.
-fn cli() -> PathBuf {
+pub(super) fn cli() -> PathBuf {
     if let Some(p) = std::env::var_os("REGISTRY_TOKEN_CLI").filter(|p| !p.is_empty()) {
         return PathBuf::from(p);
     }

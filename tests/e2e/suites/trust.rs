@@ -6,7 +6,8 @@
 //! issuer that is not configured, or whose `iss` differs by a trailing slash, is 401
 //! `unknown_issuer`; the two issuers sharing a `kid` never verify each other's tokens.
 //! With `anonymous` on, skopeo pulls a public repository without credentials and cannot
-//! push to it.
+//! push to it. A user in two groups (`plansClaim: groups`) gets the union of both plans
+//! and no more. dockerd and the kubelet's credential provider: `workloads`.
 
 use registry_token_e2e::authority::{AuthorityKey, OpTokSpec};
 use registry_token_e2e::gateway::{
@@ -20,9 +21,9 @@ use serde_json::{json, Value};
 use super::common::REALM;
 use super::tenants::{pull, push};
 
-const GITHUB: &str = "https://token.actions.githubusercontent.com";
+pub(super) const GITHUB: &str = "https://token.actions.githubusercontent.com";
 
-fn reason(reply: &Reply) -> String {
+pub(super) fn reason(reply: &Reply) -> String {
     reply.json()["type"]
         .as_str()
         .unwrap_or("")
@@ -30,7 +31,7 @@ fn reason(reply: &Reply) -> String {
         .to_owned()
 }
 
-fn token(envoy: &Envoy, bearer_token: &str, scopes: &[&str]) -> Reply {
+pub(super) fn token(envoy: &Envoy, bearer_token: &str, scopes: &[&str]) -> Reply {
     envoy.get(
         &token_path(SERVICE, scopes),
         &[("authorization", &bearer(bearer_token))],
@@ -38,7 +39,7 @@ fn token(envoy: &Envoy, bearer_token: &str, scopes: &[&str]) -> Reply {
 }
 
 /// A GitHub Actions ID token's claims (the names GitHub uses).
-fn github_claims(iss: &str, repository: &str, git_ref: &str) -> Value {
+pub(super) fn github_claims(iss: &str, repository: &str, git_ref: &str) -> Value {
     let now = registry_token_e2e::authority::now();
     let owner = repository.split('/').next().unwrap_or("");
     json!({
@@ -52,7 +53,7 @@ fn github_claims(iss: &str, repository: &str, git_ref: &str) -> Value {
 
 /// The gateway configuration: the test Authority as `authority`, GitHub as an issuer
 /// whose key carries the Authority's `kid`, the `ci` plan, registry 2.8's `x5c`.
-fn trust_config(keys: &TestKeys, github: &AuthorityKey) -> Value {
+pub(super) fn trust_config(keys: &TestKeys, github: &AuthorityKey) -> Value {
     let mut config = filter_config(keys, REALM);
     config["signing"]["certificateChainPem"] = json!(keys.signing_cert_pem());
     config["plans"]
@@ -257,4 +258,146 @@ fn anonymous_skopeo_pulls_a_public_repository_and_cannot_push() {
     assert_eq!(reason(&reply), "missing_credentials");
     // Credentials go on as ever.
     assert!(pull(&registry, &publisher, "stella-ops/private/app", "v1").starts_with("sha256:"));
+}
+
+/// The identity provider of the group test and its plans: `team-a` pushes and pulls
+/// `apps/alpha/*`, `team-b` pulls `apps/beta/*`, `seed` (an OpToken's plan) fills both.
+const IDP: &str = "https://idp.example";
+
+fn groups_token(idp: &AuthorityKey, groups: &[&str]) -> String {
+    let now = registry_token_e2e::authority::now();
+    idp.sign(
+        &json!({
+            "iss": IDP, "aud": SERVICE, "sub": "alice", "org": "acme", "groups": groups,
+            "iat": now - 5, "nbf": now - 5, "exp": now + 300,
+        }),
+        Some(idp.kid()),
+        Some("JWT"),
+    )
+}
+
+/// The actions the realm granted on `repo` for one scope (empty when refused).
+fn granted(envoy: &Envoy, keys: &TestKeys, bearer_token: &str, repo: &str) -> Value {
+    let reply = token(
+        envoy,
+        bearer_token,
+        &[&format!("repository:{repo}:pull,push")],
+    );
+    if reply.status != 200 {
+        return json!({"status": reply.status, "reason": reason(&reply)});
+    }
+    let (_, claims) = verify_registry_token(
+        reply.json()["token"].as_str().unwrap_or(""),
+        &keys.signing_public_pem(),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    claims["access"]
+        .as_array()
+        .and_then(|a| a.iter().find(|e| e["name"] == repo))
+        .map_or(json!([]), |e| e["actions"].clone())
+}
+
+#[test]
+fn a_user_in_two_groups_gets_the_union_of_both_plans_and_no_more() {
+    let keys = TestKeys::generate();
+    let idp = AuthorityKey::from_pem(&fixture_key(KeyKind::Rsa2048, "idp"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut config = filter_config(&keys, REALM);
+    config["signing"]["certificateChainPem"] = json!(keys.signing_cert_pem());
+    if let Some(plans) = config["plans"].as_array_mut() {
+        plans.extend([
+            json!({"name": "team-a", "repositories": [{"pattern": "apps/alpha/*", "actions": ["pull", "push"]}]}),
+            json!({"name": "team-b", "repositories": [{"pattern": "apps/beta/*", "actions": ["pull"]}]}),
+            json!({"name": "seed", "repositories": [{"pattern": "apps/**", "actions": ["pull", "push"]}]}),
+        ]);
+    }
+    config["issuers"] = json!([{
+        "issuer": IDP, "audiences": [SERVICE], "jwks": idp.jwks(),
+        "requiredScopes": [], "requireSenderConstraint": false, "algorithms": ["RS256"],
+        "policies": [{
+            "name": "acme-staff", "claims": {"org": "acme"},
+            "subject": "idp:{sub}", "plansClaim": "groups"
+        }]
+    }]);
+    let envoy = start_gateway(&config, ConfigForm::StringValue, &keys, EnvoyOptions::new());
+    let realm = format!("{}/token", envoy.base_url());
+    let registry = Registry::start(&RegistryAuth::new(&realm, keys.signing_cert_pem()))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let seed = optok(&keys, |s| s.plan = Some("seed".into()));
+    for repo in ["apps/beta/x", "apps/gamma/x"] {
+        push(&registry, &seed, repo, "v1").unwrap_or_else(|e| panic!("{e}"));
+    }
+    // `staff` names no plan; `enterprise` is a plan but not one of alice's groups.
+    let alice = groups_token(&idp, &["team-a", "team-b", "staff"]);
+
+    // What the realm grants, scope by scope: team-a's rule, team-b's rule, nothing else.
+    assert_eq!(
+        granted(&envoy, &keys, &alice, "apps/alpha/x"),
+        json!(["pull", "push"])
+    );
+    assert_eq!(
+        granted(&envoy, &keys, &alice, "apps/beta/x"),
+        json!(["pull"])
+    );
+    let denied = json!({"status": 403, "reason": "plan_denied"});
+    for repo in ["apps/gamma/x", "stella-ops/private/app"] {
+        assert_eq!(granted(&envoy, &keys, &alice, repo), denied, "{repo}");
+    }
+    // One group alone gets its own plan only.
+    let only_a = groups_token(&idp, &["team-a"]);
+    assert_eq!(granted(&envoy, &keys, &only_a, "apps/beta/x"), denied);
+    // All at once: one token holding exactly the union.
+    let reply = token(
+        &envoy,
+        &alice,
+        &[
+            "repository:apps/alpha/x:pull,push",
+            "repository:apps/beta/x:pull,push",
+            "repository:apps/gamma/x:pull,push",
+        ],
+    );
+    assert_eq!(reply.status, 200, "{reply:?}");
+    let (_, claims) = verify_registry_token(
+        reply.json()["token"].as_str().unwrap_or(""),
+        &keys.signing_public_pem(),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(claims["sub"], "idp:alice");
+    let mut access: Vec<String> = claims["access"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|e| format!("{}:{}", e["name"], e["actions"]))
+                .collect()
+        })
+        .unwrap_or_default();
+    access.sort();
+    assert_eq!(
+        access,
+        [
+            r#""apps/alpha/x":["pull","push"]"#,
+            r#""apps/beta/x":["pull"]"#
+        ],
+        "{claims}"
+    );
+
+    // The same through skopeo: push alpha (A), pull beta (B); push beta, pull gamma fail.
+    let image = push(&registry, &alice, "apps/alpha/x", "v1").unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        pull(&registry, &alice, "apps/alpha/x", "v1"),
+        image.manifest_digest
+    );
+    assert!(pull(&registry, &alice, "apps/beta/x", "v1").starts_with("sha256:"));
+    assert!(
+        push(&registry, &alice, "apps/beta/x", "v2").is_err(),
+        "alice pushed to beta"
+    );
+    let dir = registry::empty_oci_dir();
+    let run = registry::copy(
+        &registry.docker_ref("apps/gamma/x", "v1"),
+        &registry::oci_ref(dir.path(), "v1"),
+        Some(&registry::creds(&alice)),
+        None,
+    );
+    assert!(!run.success, "alice pulled gamma:\n{run}");
 }
