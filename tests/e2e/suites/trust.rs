@@ -56,9 +56,9 @@ pub(super) fn github_claims(iss: &str, repository: &str, git_ref: &str) -> Value
 pub(super) fn trust_config(keys: &TestKeys, github: &AuthorityKey) -> Value {
     let mut config = filter_config(keys, REALM);
     config["signing"]["certificateChainPem"] = json!(keys.signing_cert_pem());
-    config["plans"]
-        .as_array_mut()
-        .map(|p| p.push(json!({"name": "ci", "repositories": [{"pattern": "{tenant}/*", "actions": ["pull", "push"]}]})));
+    if let Some(plans) = config["plans"].as_array_mut() {
+        plans.push(json!({"name": "ci", "repositories": [{"pattern": "{tenant}/*", "actions": ["pull", "push"]}]}));
+    }
     let mut jwk = github.jwk();
     jwk["kid"] = json!(keys.authority.kid());
     config["issuers"] = json!([{
@@ -162,8 +162,10 @@ fn a_github_actions_token_pushes_where_its_policy_maps_and_nowhere_else() {
         reason(&token(&envoy, &forged, &["repository:acme/app:pull"])),
         "bad_signature"
     );
-    let mut spec = OpTokSpec::default();
-    spec.plan = Some("enterprise".into());
+    let spec = OpTokSpec {
+        plan: Some("enterprise".into()),
+        ..OpTokSpec::default()
+    };
     let mut as_authority = spec.claims();
     as_authority["sub"] = json!("mallory");
     let forged = github.sign(&as_authority, Some(&shared_kid), Some("at+jwt"));
