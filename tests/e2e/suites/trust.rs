@@ -403,3 +403,149 @@ fn a_user_in_two_groups_gets_the_union_of_both_plans_and_no_more() {
     );
     assert!(!run.success, "alice pulled gamma:\n{run}");
 }
+
+/// Hostile claims through real Envoy: each refused with its own reason, none issues a
+/// token, and the next honest request still succeeds.
+#[test]
+fn hostile_claims_are_refused_with_their_reason_and_widen_nothing() {
+    let keys = TestKeys::generate();
+    let github = AuthorityKey::from_pem(&fixture_key(KeyKind::Rsa2048, "github"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let kid = keys.authority.kid().to_owned();
+    let mut config = trust_config(&keys, &github);
+    // A second policy whose tenant comes from a claim no condition pins.
+    if let Some(policies) = config["issuers"][0]["policies"].as_array_mut() {
+        policies.push(json!({
+            "name": "any-owner-main",
+            "claims": {"ref": "refs/heads/main"},
+            "tenant": "{repository_owner}",
+            "plans": ["ci"]
+        }));
+    }
+    let envoy = start_gateway(&config, ConfigForm::StringValue, &keys, EnvoyOptions::new());
+    let ask = |claims: &Value| {
+        let t = github.sign(claims, Some(&kid), Some("JWT"));
+        token(&envoy, &t, &["repository:acme/app:pull,push"])
+    };
+    let honest = github_claims(GITHUB, "acme/app", "refs/heads/main");
+    let with = |name: &str, value: Value| {
+        let mut c = honest.clone();
+        c[name] = value;
+        c
+    };
+    let long = "a".repeat(300);
+    let cases: Vec<(String, Value, u16, &str)> = vec![
+        (
+            "owner of the wrong type".into(),
+            with("repository_owner", json!(123)),
+            401,
+            "invalid_claim",
+        ),
+        (
+            "ref of the wrong type".into(),
+            with("ref", json!(["refs/heads/main"])),
+            401,
+            "invalid_claim",
+        ),
+        (
+            "a subject template fed ..".into(),
+            with("repository", json!("acme/../globex")),
+            401,
+            "invalid_claim",
+        ),
+        (
+            "a subject template fed %2F".into(),
+            with("repository", json!("acme%2Fglobex")),
+            401,
+            "invalid_claim",
+        ),
+        (
+            "a subject template fed 300 bytes".into(),
+            with("repository", json!(long)),
+            401,
+            "invalid_claim",
+        ),
+        (
+            "a subject template fed nothing".into(),
+            with("repository", json!("")),
+            401,
+            "invalid_claim",
+        ),
+        (
+            "a tenant fed /".into(),
+            with("repository_owner", json!("acme/globex")),
+            401,
+            "invalid_claim",
+        ),
+        (
+            "a tenant fed ..".into(),
+            with("repository_owner", json!("..")),
+            401,
+            "invalid_claim",
+        ),
+        (
+            "a tenant fed *".into(),
+            with("repository_owner", json!("*")),
+            401,
+            "invalid_claim",
+        ),
+        (
+            "a tenant fed a placeholder".into(),
+            with("repository_owner", json!("{sub}")),
+            401,
+            "invalid_claim",
+        ),
+        (
+            "an iss in another case".into(),
+            with("iss", json!("https://Token.actions.githubusercontent.com")),
+            401,
+            "unknown_issuer",
+        ),
+        (
+            "no iss".into(),
+            with("iss", Value::Null),
+            401,
+            "unknown_issuer",
+        ),
+        (
+            "a ref no policy names".into(),
+            with("ref", json!("refs/heads/main2")),
+            403,
+            "no_trust_policy",
+        ),
+    ];
+    for (what, claims, status, label) in cases {
+        let reply = ask(&claims);
+        assert_eq!(
+            (reply.status, reason(&reply).as_str()),
+            (status, label),
+            "{what}: {reply:?}"
+        );
+        assert!(
+            reply.json()["token"].is_null(),
+            "{what}: a token was issued"
+        );
+        // The next honest request still succeeds.
+        assert_eq!(ask(&honest).status, 200, "after {what}");
+    }
+    // The second policy with an honest owner: its own namespace only.
+    let other = with("repository_owner", json!("globex"));
+    let t = github.sign(&other, Some(&kid), Some("JWT"));
+    let reply = token(
+        &envoy,
+        &t,
+        &["repository:globex/app:push", "repository:acme/app:push"],
+    );
+    assert_eq!(reply.status, 200, "{reply:?}");
+    let (_, claims) = verify_registry_token(
+        reply.json()["token"].as_str().unwrap_or(""),
+        &keys.signing_public_pem(),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(claims["tenant"], "globex");
+    assert_eq!(
+        claims["access"],
+        json!([{"type": "repository", "name": "globex/app", "actions": ["push"]}]),
+        "nothing outside its tenant"
+    );
+}
