@@ -64,7 +64,10 @@ fn the_grant_is_narrowed_to_the_first_matching_rule() {
         name: "catalog".into(),
         actions: vec!["*".into()],
     };
-    assert_eq!(reg.narrow(std::slice::from_ref(&cat)), std::slice::from_ref(&cat));
+    assert_eq!(
+        reg.narrow(std::slice::from_ref(&cat)),
+        std::slice::from_ref(&cat)
+    );
     assert!(ok(&["repository:**:*"]).narrow(&[cat]).is_empty());
     assert_eq!(r.source().len(), 3);
 }
