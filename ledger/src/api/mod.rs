@@ -128,6 +128,20 @@ fn bad_param(name: &str, detail: impl Into<String>) -> ApiError {
     ApiError::bad("invalid_parameter", detail).with("parameter", json!(name))
 }
 
+/// The one query parameter of a list with history: `all` (`true`: deleted items too).
+fn all_param(params: Vec<(String, String)>) -> Result<bool, ApiError> {
+    let mut all = false;
+    for (name, value) in params {
+        match (name.as_str(), value.as_str()) {
+            ("all", "true") => all = true,
+            ("all", "false") => all = false,
+            ("all", _) => return Err(bad_param("all", "all must be true or false")),
+            _ => return Err(bad_param(&name, format!("unknown parameter {name}"))),
+        }
+    }
+    Ok(all)
+}
+
 /// A JSON answer that no cache may keep (every answer of this API is about live data).
 fn no_store_json(body: impl serde::Serialize) -> Response {
     ([(header::CACHE_CONTROL, "no-store")], Json(body)).into_response()

@@ -11,7 +11,9 @@ use registry_token_ledger_wire::MAX_TEXT_BYTES;
 use serde_json::json;
 
 use super::extract::Params;
-use super::{bad_param, json_object, no_store_json, ApiError, Shared, DEFAULT_LIMIT, MAX_LIMIT};
+use super::{
+    all_param, bad_param, json_object, no_store_json, ApiError, Shared, DEFAULT_LIMIT, MAX_LIMIT,
+};
 use crate::auth::Admin;
 use crate::db::{self, CreateError};
 use crate::model::NewRevocation;
@@ -173,15 +175,7 @@ pub async fn list(
     _admin: Admin,
     Params(params): Params,
 ) -> Result<Response, ApiError> {
-    let mut all = false;
-    for (name, value) in params {
-        match (name.as_str(), value.as_str()) {
-            ("all", "true") => all = true,
-            ("all", "false") => all = false,
-            ("all", _) => return Err(bad_param("all", "all must be true or false")),
-            _ => return Err(bad_param(&name, format!("unknown parameter {name}"))),
-        }
-    }
+    let all = all_param(params)?;
     let items = state
         .db
         .revocations(all)

@@ -15,7 +15,7 @@ use axum::Json;
 use serde_json::json;
 
 use super::extract::Params;
-use super::{bad_param, json_object, no_store_json, ApiError, Shared};
+use super::{all_param, json_object, no_store_json, ApiError, Shared};
 use crate::auth::Admin;
 use crate::db::{self, DeleteRobotError, NewRobotError};
 use crate::robots::{NewRobot, RobotSigner};
@@ -115,15 +115,7 @@ pub async fn list(
     Params(params): Params,
 ) -> Result<Response, ApiError> {
     signer(&state)?;
-    let mut all = false;
-    for (name, value) in params {
-        match (name.as_str(), value.as_str()) {
-            ("all", "true") => all = true,
-            ("all", "false") => all = false,
-            ("all", _) => return Err(bad_param("all", "all must be true or false")),
-            _ => return Err(bad_param(&name, format!("unknown parameter {name}"))),
-        }
-    }
+    let all = all_param(params)?;
     let items = state
         .db
         .robots(all)

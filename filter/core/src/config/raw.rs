@@ -66,6 +66,8 @@ pub struct RawAnonymous {
 }
 
 /// One entry of `issuers`: the `authority` fields (but the tenant ones) and its policies.
+/// Written out rather than `#[serde(flatten)]`-ed from [`RawAuthority`]: serde ignores
+/// `deny_unknown_fields` on a flattened struct, and a misspelt field must stay an error.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct RawIssuer {
