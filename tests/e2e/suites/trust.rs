@@ -7,7 +7,8 @@
 //! `unknown_issuer`; the two issuers sharing a `kid` never verify each other's tokens.
 //! With `anonymous` on, skopeo pulls a public repository without credentials and cannot
 //! push to it. A user in two groups (`plansClaim: groups`) gets the union of both plans
-//! and no more. dockerd and the kubelet's credential provider: `workloads`.
+//! and no more. The same policy with a real second issuer: oidc-provider started with
+//! GitHub's claim names. dockerd and the kubelet's credential provider: `workloads`.
 
 use registry_token_e2e::authority::{AuthorityKey, OpTokSpec};
 use registry_token_e2e::gateway::{
@@ -548,4 +549,107 @@ fn hostile_claims_are_refused_with_their_reason_and_widen_nothing() {
         json!([{"type": "repository", "name": "globex/app", "actions": ["push"]}]),
         "nothing outside its tenant"
     );
+}
+
+/// The second issuer is a real one: the test Authority (npm `oidc-provider`) started as a
+/// GitHub-shaped issuer, its clients carrying GitHub's claim names (`repository`,
+/// `repository_owner`, `ref`, …, added by its `extraTokenClaims`), tokens obtained with
+/// the `client_credentials` grant by `client.mjs` and its keys published at its `jwks_uri`.
+/// The main branch's token pushes with skopeo where the policy maps it; the dev branch's
+/// is refused `no_trust_policy`.
+#[test]
+fn a_github_shaped_token_from_oidc_provider_pushes_where_its_policy_maps() {
+    use registry_token_e2e::oidc::{self, https_request, Authority, Pki, RESOURCE};
+    let pki = Pki::generate();
+    let secret = "github-shaped-client-secret-0123456789";
+    let client = |id: &str, git_ref: &str| {
+        json!({
+            "client_id": id, "client_secret": secret,
+            "token_endpoint_auth_method": "client_secret_basic",
+            "claims": {
+                "repository": "acme/app", "repository_owner": "acme", "ref": git_ref,
+                "workflow": "release", "event_name": "push",
+                "runner_environment": "github-hosted"
+            }
+        })
+    };
+    let clients = json!([
+        client("acme-app-main", "refs/heads/main"),
+        client("acme-app-dev", "refs/heads/dev")
+    ]);
+    let github =
+        Authority::start_with(&pki, &clients, secret.to_owned()).unwrap_or_else(|e| panic!("{e}"));
+    // Its published keys, found through its discovery document.
+    let get_json = |url: &str| -> Value {
+        let reply = https_request("GET", url, &[], &pki.ca_cert, None)
+            .unwrap_or_else(|e| panic!("{url}: {e}"));
+        assert_eq!(reply.status, 200, "{url}: {reply:?}");
+        reply.json()
+    };
+    let discovery = get_json(&github.metadata_url());
+    let jwks = get_json(discovery["jwks_uri"].as_str().unwrap_or(""));
+
+    let keys = TestKeys::generate();
+    let mut config = trust_config(
+        &keys,
+        &AuthorityKey::from_pem(&fixture_key(KeyKind::Rsa2048, "github"))
+            .unwrap_or_else(|e| panic!("{e}")),
+    );
+    config["issuers"][0]["issuer"] = json!(github.issuer());
+    config["issuers"][0]["audiences"] = json!([RESOURCE]);
+    config["issuers"][0]["jwks"] = jwks;
+    let envoy = start_gateway(&config, ConfigForm::StringValue, &keys, EnvoyOptions::new());
+    let realm = format!("{}/token", envoy.base_url());
+    let registry = Registry::start(&RegistryAuth::new(&realm, keys.signing_cert_pem()))
+        .unwrap_or_else(|e| panic!("{e}"));
+
+    let grant = |id: &str| -> String {
+        let issuer = github.issuer().to_owned();
+        let ca = pki.ca_cert.display().to_string();
+        let out = oidc::client(&[
+            "token",
+            "--issuer",
+            &issuer,
+            "--client-id",
+            id,
+            "--client-secret",
+            secret,
+            "--ca",
+            &ca,
+        ]);
+        assert_eq!(out["claims"]["iss"], github.issuer(), "{out}");
+        assert_eq!(
+            out["claims"]["ref"]
+                .as_str()
+                .map(|r| r.starts_with("refs/heads/")),
+            Some(true),
+            "{out}"
+        );
+        out["access_token"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{out}"))
+            .to_owned()
+    };
+    let main = grant("acme-app-main");
+    let image = push(&registry, &main, "acme/app", "v1").unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        pull(&registry, &main, "acme/app", "v1"),
+        image.manifest_digest
+    );
+    let reply = token(&envoy, &main, &["repository:acme/app:push"]);
+    let (_, claims) = verify_registry_token(
+        reply.json()["token"].as_str().unwrap_or(""),
+        &keys.signing_public_pem(),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(claims["sub"], "github:acme/app@refs/heads/main");
+
+    let dev = grant("acme-app-dev");
+    let reply = token(&envoy, &dev, &["repository:acme/app:push"]);
+    assert_eq!(
+        (reply.status, reason(&reply).as_str()),
+        (403, "no_trust_policy"),
+        "{reply:?}"
+    );
+    assert!(push(&registry, &dev, "acme/app", "v2").is_err());
 }
