@@ -7,7 +7,8 @@
 //! through `registry-token credential-provider` as the kubelet's
 //! `CredentialProviderRequest`, and `ctr --user` pulls with the answer's credentials
 //! through a `system:serviceaccount:ci:*` trust policy; another namespace's service
-//! account is refused 403 `no_trust_policy`.
+//! account is refused 403 `no_trust_policy`. With `anonymous` on, dockerd pulls a public
+//! repository without logging in, and nothing else; with it off, it cannot.
 //!
 //! Needs root and `make apt-deps` (dockerd, containerd); `--nocapture` prints timings.
 
@@ -243,4 +244,68 @@ fn a_service_account_token_through_the_credential_provider_pulls_with_ctr() {
     assert_eq!(reply.status, 403, "{reply:?}");
     assert_eq!(reason(&reply), "no_trust_policy");
     eprintln!("test took {:.2?}", started.elapsed());
+}
+
+/// `anonymous: {plan: community}`: dockerd, never logged in, pulls a public repository;
+/// it cannot push there, nor pull a private one; with the policy off, the same pull is
+/// refused (the realm answers 401 and docker has nothing to answer with).
+#[test]
+fn anonymous_docker_pulls_a_public_repository_and_nothing_else() {
+    let keys = TestKeys::generate();
+    let mut config = filter_config(&keys, REALM);
+    config["signing"]["certificateChainPem"] = json!(keys.signing_cert_pem());
+    config["anonymous"] = json!({"plan": "community"});
+    let (envoy, registry) = gateway(&config, &keys);
+    let publisher = optok(&keys, |s| s.plan = Some("enterprise".into()));
+    push(&registry, &publisher, "stella-ops/public/base", "v1").unwrap_or_else(|e| panic!("{e}"));
+    push(&registry, &publisher, "stella-ops/private/app", "v1").unwrap_or_else(|e| panic!("{e}"));
+    let host = registry.host();
+    let docker = Dockerd::start(&[&host]).unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        docker
+            .config_json()
+            .is_none_or(|c| c["auths"][&host].is_null()),
+        "not logged in"
+    );
+
+    let public = format!("{host}/stella-ops/public/base:v1");
+    let run = docker.pull(&public);
+    assert!(run.success, "anonymous docker pull failed: {run}");
+    let run = docker.tag(&public, &format!("{host}/stella-ops/public/base:v2"));
+    assert!(run.success, "{run}");
+    let run = docker.push(&format!("{host}/stella-ops/public/base:v2"));
+    assert!(!run.success, "an anonymous docker push succeeded: {run}");
+    let run = docker.pull(&format!("{host}/stella-ops/private/app:v1"));
+    assert!(
+        !run.success,
+        "an anonymous pull of a private repository succeeded: {run}"
+    );
+    drop(envoy);
+
+    // The policy off: the same pull is refused.
+    config
+        .as_object_mut()
+        .map(|c| c.remove("anonymous"))
+        .unwrap_or_else(|| panic!("a config object"));
+    let (off, registry) = gateway(&config, &keys);
+    push(&registry, &publisher, "stella-ops/public/base", "v1").unwrap_or_else(|e| panic!("{e}"));
+    let host = registry.host();
+    let docker = Dockerd::start(&[&host]).unwrap_or_else(|e| panic!("{e}"));
+    let run = docker.pull(&format!("{host}/stella-ops/public/base:v1"));
+    assert!(
+        !run.success,
+        "a pull without credentials succeeded with anonymous off: {run}"
+    );
+    let reply = off.get(
+        &registry_token_e2e::gateway::token_path(
+            SERVICE,
+            &["repository:stella-ops/public/base:pull"],
+        ),
+        &[],
+    );
+    assert_eq!(
+        (reply.status, reason(&reply).as_str()),
+        (401, "missing_credentials"),
+        "{reply:?}"
+    );
 }
