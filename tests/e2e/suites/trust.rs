@@ -555,8 +555,8 @@ fn hostile_claims_are_refused_with_their_reason_and_widen_nothing() {
 /// GitHub-shaped issuer, its clients carrying GitHub's claim names (`repository`,
 /// `repository_owner`, `ref`, …, added by its `extraTokenClaims`), tokens obtained with
 /// the `client_credentials` grant by `client.mjs` and its keys published at its `jwks_uri`.
-/// The main branch's token pushes with skopeo where the policy maps it; the dev branch's
-/// is refused `no_trust_policy`.
+/// The main branch's token pushes with skopeo and with dockerd (`docker login`, `push`)
+/// where the policy maps it; the dev branch's is refused `no_trust_policy`.
 #[test]
 fn a_github_shaped_token_from_oidc_provider_pushes_where_its_policy_maps() {
     use registry_token_e2e::oidc::{self, https_request, Authority, Pki, RESOURCE};
@@ -643,6 +643,18 @@ fn a_github_shaped_token_from_oidc_provider_pushes_where_its_policy_maps() {
     )
     .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(claims["sub"], "github:acme/app@refs/heads/main");
+    // The same token logs dockerd in and pushes (what the workflow's `docker login` does).
+    let host = registry.host();
+    let docker =
+        registry_token_e2e::clients::Dockerd::start(&[&host]).unwrap_or_else(|e| panic!("{e}"));
+    let run = docker.login(&host, "github", &main);
+    assert!(run.success, "{run}");
+    let tagged = format!("{host}/acme/app:v3");
+    docker
+        .import_tiny(&tagged)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let run = docker.push(&tagged);
+    assert!(run.success, "{run}");
 
     let dev = grant("acme-app-dev");
     let reply = token(&envoy, &dev, &["repository:acme/app:push"]);
@@ -652,4 +664,9 @@ fn a_github_shaped_token_from_oidc_provider_pushes_where_its_policy_maps() {
         "{reply:?}"
     );
     assert!(push(&registry, &dev, "acme/app", "v2").is_err());
+    let run = docker.login(&host, "github", &dev);
+    assert!(
+        !run.success,
+        "the dev branch's token logged dockerd in: {run}"
+    );
 }
