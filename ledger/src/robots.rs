@@ -239,6 +239,15 @@ impl NewRobot {
         for (i, r) in self.repositories.iter().enumerate() {
             r.validate(i)?;
         }
+        // The gateways read the rules with the core's own compiler (`rulesClaim`): compiled
+        // here too, so the ledger never signs a token every gateway refuses.
+        let claims: Vec<String> = self.repositories.iter().map(RobotRule::claim).collect();
+        registry_token_core::policy::trust::TokenRules::compile(&claims).map_err(|why| {
+            FieldError::new(
+                "repositories",
+                format!("the gateways would refuse them: {why}"),
+            )
+        })?;
         let days = self.expires_in_days.unwrap_or(30.min(max_days));
         if days == 0 || days > max_days {
             return Err(FieldError::new(
@@ -517,6 +526,16 @@ mod tests {
             json!({"repositories": [{"type": "blob", "pattern": "a", "actions": ["pull"]}]}),
             "repositories[0].type",
         );
+        // What every gateway would refuse (its rules compiler: a registry rule names only
+        // `catalog` or `*`) is refused here, not signed into a token no gateway takes.
+        bad(
+            json!({"repositories": [{"type": "registry", "pattern": "acme", "actions": ["pull"]}]}),
+            "repositories",
+        );
+        assert!(new_robot(json!({"name": "ci", "plans": ["p"],
+            "repositories": [{"type": "registry", "pattern": "catalog", "actions": ["*"]}]}))
+        .validate(90)
+        .is_ok());
         bad(json!({"expiresInDays": 0}), "expiresInDays");
         bad(json!({"expiresInDays": 91}), "expiresInDays");
         let unknown: Result<NewRobot, _> = serde_json::from_value(
