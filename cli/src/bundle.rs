@@ -92,6 +92,7 @@ pub fn build(approved: &Approved, config: &Config) -> Result<Bundle, String> {
                 x5c: signing.x5c.as_deref(),
                 jti: &jti,
                 tenant: req.tenant.as_deref(),
+                extra: mint::Extra::default(),
             },
             &signing.key,
             &crypto,

@@ -375,6 +375,10 @@ fn time_parts(
                 x5c: None,
                 jti: "AAAAAAAAAAAAAAAAAAAAAA",
                 tenant: None,
+                extra: registry_token_core::token::mint::Extra {
+                    plan: Some("load"),
+                    ..Default::default()
+                },
             },
             &config.signing.key,
             &NoCrypto,

@@ -73,6 +73,9 @@ pub(super) const OVERRIDABLE: &[(&str, Kind)] = &[
     ("ledger.initialBackoffMillis", Kind::Int),
     ("ledger.maxBackoffMillis", Kind::Int),
     ("ledger.gateway", Kind::Str),
+    ("guard.registryCluster", Kind::Str),
+    ("guard.timeoutMillis", Kind::Int),
+    ("guard.identityHeaders", Kind::Bool),
 ];
 
 /// Header maps whose entries come from `REGISTRY_TOKEN_<SECTION>__HEADERS__<NAME>`: the

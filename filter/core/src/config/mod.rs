@@ -168,6 +168,22 @@ pub struct DpopConfig {
     pub nonce: Option<NonceKey>,
 }
 
+/// Validated `guard` (docs/GUARD.md).
+#[derive(Debug, Clone)]
+pub struct GuardConfig {
+    /// The Envoy cluster of the registry.
+    pub registry_cluster: String,
+    /// The immutable tags' `HEAD` timeout, ms.
+    pub timeout_millis: u64,
+    /// Set the identity headers on what passes.
+    pub identity_headers: bool,
+    /// The keys registry tokens are verified with: the active signing key and the
+    /// published ones (what `GET /jwks` serves).
+    pub keys: crate::token::keys::KeySet,
+    /// Their algorithms.
+    pub algorithms: Vec<crate::token::alg::Alg>,
+}
+
 /// A validated configuration, ready for the request path.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -197,6 +213,8 @@ pub struct Config {
     pub issuers: Vec<IssuerConfig>,
     /// The plan of callers without credentials (`anonymous.plan`), when on.
     pub anonymous: Option<String>,
+    /// Guard mode on the registry's route, when configured.
+    pub guard: Option<GuardConfig>,
 }
 
 /// Validated `issuers[i]`: the token checks (as for `authority`, without tenant claim)

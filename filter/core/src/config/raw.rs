@@ -55,6 +55,41 @@ pub struct RawConfig {
     /// The policy of callers without credentials (off when absent).
     #[serde(default)]
     pub anonymous: Option<RawAnonymous>,
+    /// Guard mode on the registry's route (`/v2…`), off when absent (docs/GUARD.md).
+    #[serde(default)]
+    pub guard: Option<RawGuard>,
+}
+
+/// `guard` section.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawGuard {
+    /// The Envoy cluster of the registry (the immutable tags' `HEAD`).
+    pub registry_cluster: String,
+    /// The `HEAD`'s timeout, ms (default 5000).
+    #[serde(default)]
+    pub timeout_millis: Option<u64>,
+    /// Set `x-registry-plan`, `-tenant`, `-subject` on what passes (default true).
+    #[serde(default)]
+    pub identity_headers: Option<bool>,
+}
+
+/// `plans[].repositories[].tags`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawTags {
+    /// Tag globs pushed only by a rule with `pushProtected`.
+    #[serde(default)]
+    pub protected: Vec<String>,
+    /// Whether this rule may push the protected tags (default false).
+    #[serde(default)]
+    pub push_protected: Option<bool>,
+    /// Tag globs whose digest, once pushed, never changes.
+    #[serde(default)]
+    pub immutable: Vec<String>,
+    /// Whether manifests may be deleted (default true).
+    #[serde(default)]
+    pub delete: Option<bool>,
 }
 
 /// `anonymous` section.
@@ -402,6 +437,9 @@ pub struct RawRule {
     /// `repository` (default) or `registry`.
     #[serde(default, rename = "type")]
     pub resource_type: Option<String>,
+    /// Tag rules the guard enforces (repository rules only).
+    #[serde(default)]
+    pub tags: Option<RawTags>,
 }
 
 /// Turns the configuration bytes into a JSON value: JSON text when it starts with `{`

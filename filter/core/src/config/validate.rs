@@ -10,6 +10,7 @@ use crate::token::alg::Alg;
 use crate::token::refresh::RefreshKeys;
 use crate::wire::url::HttpUrl;
 
+mod guard;
 mod keys;
 mod trust;
 
@@ -32,22 +33,27 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
     let signing = validate_signing(raw.signing)?;
     let registry = validate_registry(raw.registry)?;
 
-    let specs: Vec<PlanSpec> = raw
-        .plans
-        .into_iter()
-        .map(|p| PlanSpec {
+    let mut specs: Vec<PlanSpec> = Vec::with_capacity(raw.plans.len());
+    for (pi, p) in raw.plans.into_iter().enumerate() {
+        let mut rules = Vec::with_capacity(p.repositories.len());
+        for (ri, r) in p.repositories.into_iter().enumerate() {
+            let resource_type = r.resource_type.unwrap_or_else(|| "repository".into());
+            let tags = r
+                .tags
+                .map(|t| guard::validate_tags(pi, ri, &resource_type, t))
+                .transpose()?;
+            rules.push(RuleSpec {
+                resource_type,
+                pattern: r.pattern,
+                actions: r.actions.unwrap_or_default(),
+                tags,
+            });
+        }
+        specs.push(PlanSpec {
             name: p.name,
-            rules: p
-                .repositories
-                .into_iter()
-                .map(|r| RuleSpec {
-                    resource_type: r.resource_type.unwrap_or_else(|| "repository".into()),
-                    pattern: r.pattern,
-                    actions: r.actions.unwrap_or_default(),
-                })
-                .collect(),
-        })
-        .collect();
+            rules,
+        });
+    }
     let catalogue = Catalogue::compile(&specs).map_err(|e| ConfigError::new("", e.to_string()))?;
     if let Some(plan) = &raw.default_plan {
         if !catalogue.has_plan(plan) {
@@ -75,6 +81,10 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         .anonymous
         .map(|a| trust::validate_anonymous(a, &catalogue))
         .transpose()?;
+    let guard = raw
+        .guard
+        .map(|g| guard::validate_guard(g, &signing))
+        .transpose()?;
     Ok(Config {
         authority,
         signing,
@@ -94,6 +104,7 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         ledger,
         issuers,
         anonymous,
+        guard,
     })
 }
 

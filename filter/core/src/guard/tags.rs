@@ -7,18 +7,9 @@
 
 use super::route::{Reference, Resource};
 
-/// The tag rules of one repository, as the minted token carries them.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct TagRules {
-    /// Tags only callers with `push_protected` may push (glob patterns, `*` any run).
-    pub protected: Vec<String>,
-    /// Whether this caller may push protected tags.
-    pub push_protected: bool,
-    /// Tags that, once they exist, always name the same manifest.
-    pub immutable: Vec<String>,
-    /// Whether this caller may delete manifests (tags or digests) at all.
-    pub delete: bool,
-}
+/// The tag rules of one repository, as the minted token carries them (`tags` of its
+/// `access` entry).
+pub use crate::token::access::TagPolicy as TagRules;
 
 /// What the guard does with a request, as far as tags go.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -105,6 +96,13 @@ mod tests {
         }
     }
 
+    fn permissive() -> TagRules {
+        TagRules {
+            delete: true,
+            ..TagRules::default()
+        }
+    }
+
     fn v(method: &str, path: &str, rules: &TagRules) -> TagVerdict {
         verdict(method, &parse(method, path).unwrap().resource, rules)
     }
@@ -152,7 +150,11 @@ mod tests {
         );
         assert_eq!(v("DELETE", "/v2/a/manifests/dev", &owner), TagVerdict::Pass);
         assert_eq!(
-            v("PUT", "/v2/a/manifests/latest", &TagRules::default()),
+            v("PUT", "/v2/a/manifests/latest", &permissive()),
+            TagVerdict::Pass
+        );
+        assert_eq!(
+            v("DELETE", "/v2/a/manifests/dev", &permissive()),
             TagVerdict::Pass
         );
     }

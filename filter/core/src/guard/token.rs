@@ -1,13 +1,13 @@
 //! The registry token on the registry's route: the JWT this realm minted, read from
 //! `Authorization: Bearer`, checked with the gateway's own signing public keys (the current
 //! one and `signing.publishedKeys`), its algorithm, `iss`, `aud` (the service) and times.
-//! Only a token that passes is read for the guard's rules; anything else passes to the
-//! registry untouched, which answers its own 401 with the realm (the guard never widens
-//! what the registry decides, it only takes away).
+//! Only a token that passes is read for the guard's rules; the guard refuses anything else
+//! with the registry's own 401 (the guard never widens what the registry decides, it only
+//! takes away).
 
 use serde_json::Value;
 
-use crate::token::access::Scope;
+use crate::token::access::{Scope, TagPolicy};
 use crate::token::alg::Alg;
 use crate::token::crypto::Crypto;
 use crate::token::jws::{verify_signature, Jws, JwtError};
@@ -18,8 +18,9 @@ use crate::token::keys::KeySet;
 pub struct Expect<'a> {
     /// `iss`: the realm's `signing.issuer`.
     pub issuer: &'a str,
-    /// `aud`: the registry's service name.
-    pub service: &'a str,
+    /// `aud`: one of the registry's service names (`registry.allowedServices`; empty:
+    /// any).
+    pub services: &'a [String],
     /// The algorithms the realm signs with.
     pub algorithms: &'a [Alg],
     /// Leeway on `exp` and `nbf`, seconds.
@@ -35,14 +36,68 @@ pub struct RegistryToken {
     pub jti: String,
     /// `exp`.
     pub exp: u64,
-    /// `access`.
-    pub access: Vec<Scope>,
+    /// `aud`: the service it was minted for.
+    pub service: String,
+    /// `access`, each entry with its `tags`.
+    pub access: Vec<Entry>,
+    /// `plan`: the plan(s) applied, several joined by one space.
+    pub plan: Option<String>,
     /// `tenant`, when the caller had one.
     pub tenant: Option<String>,
-    /// `license` (`stellaops:license` of the caller), when minted with it.
-    pub license: Option<String>,
-    /// `rtid`: the refresh token it was minted from, when it was.
+    /// `licenses` (`stellaops:license` of the caller), when minted with any.
+    pub licenses: Vec<String>,
+    /// `rtid`: the refresh token it descends from, when it does.
     pub refresh_token_id: Option<String>,
+}
+
+/// One `access` entry and its tag rules.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// Type, name, actions.
+    pub scope: Scope,
+    /// `tags`, when the rule that granted it has them.
+    pub tags: Option<TagPolicy>,
+}
+
+impl RegistryToken {
+    /// The entry for repository `name`, if the token has one.
+    pub fn repository(&self, name: &str) -> Option<&Entry> {
+        self.access
+            .iter()
+            .find(|e| e.scope.resource_type == "repository" && e.scope.name == name)
+    }
+
+    /// The plans it names (none without `plan`).
+    pub fn plans(&self) -> impl Iterator<Item = &str> {
+        self.plan
+            .as_deref()
+            .unwrap_or("")
+            .split(' ')
+            .filter(|p| !p.is_empty())
+    }
+
+    /// Rough bytes held (for the memo's bound).
+    pub fn weight(&self) -> usize {
+        let strs = |v: &[String]| v.iter().map(|s| s.len() + 24).sum::<usize>();
+        192 + self.subject.len()
+            + self.jti.len()
+            + self.service.len()
+            + self.plan.as_deref().map_or(0, str::len)
+            + self.tenant.as_deref().map_or(0, str::len)
+            + self.refresh_token_id.as_deref().map_or(0, str::len)
+            + strs(&self.licenses)
+            + self
+                .access
+                .iter()
+                .map(|e| {
+                    96 + e.scope.name.len()
+                        + strs(&e.scope.actions)
+                        + e.tags
+                            .as_ref()
+                            .map_or(0, |t| 64 + strs(&t.protected) + strs(&t.immutable))
+                })
+                .sum::<usize>()
+    }
 }
 
 /// The bearer token of an `Authorization` value (`Bearer <token>`, scheme any case).
@@ -64,7 +119,30 @@ fn opt_str(
     }
 }
 
-fn access(v: Option<&Value>) -> Result<Vec<Scope>, JwtError> {
+fn strings(v: &Value, bad: &dyn Fn() -> JwtError) -> Result<Vec<String>, JwtError> {
+    v.as_array()
+        .ok_or_else(bad)?
+        .iter()
+        .map(|a| a.as_str().map(str::to_owned).ok_or_else(bad))
+        .collect()
+}
+
+fn tags(v: &Value) -> Result<TagPolicy, JwtError> {
+    let bad = || JwtError::InvalidClaim("access".into());
+    let flag = |k: &str, default: bool| match v.get(k) {
+        None => Ok(default),
+        Some(b) => b.as_bool().ok_or_else(bad),
+    };
+    let globs = |k: &str| v.get(k).map_or(Ok(Vec::new()), |g| strings(g, &bad));
+    Ok(TagPolicy {
+        protected: globs("protected")?,
+        push_protected: flag("pushProtected", false)?,
+        immutable: globs("immutable")?,
+        delete: flag("delete", true)?,
+    })
+}
+
+fn access(v: Option<&Value>) -> Result<Vec<Entry>, JwtError> {
     let bad = || JwtError::InvalidClaim("access".into());
     let Some(Value::Array(entries)) = v else {
         return Err(bad());
@@ -73,17 +151,13 @@ fn access(v: Option<&Value>) -> Result<Vec<Scope>, JwtError> {
         .iter()
         .map(|e| {
             let s = |k: &str| e.get(k).and_then(Value::as_str).map(str::to_owned);
-            let actions = e
-                .get("actions")
-                .and_then(Value::as_array)
-                .ok_or_else(bad)?
-                .iter()
-                .map(|a| a.as_str().map(str::to_owned).ok_or_else(bad))
-                .collect::<Result<Vec<String>, JwtError>>()?;
-            Ok(Scope {
-                resource_type: s("type").ok_or_else(bad)?,
-                name: s("name").ok_or_else(bad)?,
-                actions,
+            Ok(Entry {
+                scope: Scope {
+                    resource_type: s("type").ok_or_else(bad)?,
+                    name: s("name").ok_or_else(bad)?,
+                    actions: strings(e.get("actions").ok_or_else(bad)?, &bad)?,
+                },
+                tags: e.get("tags").map(tags).transpose()?,
             })
         })
         .collect()
@@ -107,9 +181,12 @@ pub fn verify(
     if jws.claim_str("iss") != Some(expect.issuer) {
         return Err(JwtError::WrongIssuer);
     }
-    if jws.claim_str("aud") != Some(expect.service) {
-        return Err(JwtError::WrongAudience);
-    }
+    let service = match jws.claim_str("aud") {
+        Some(aud) if expect.services.is_empty() || expect.services.iter().any(|s| s == aud) => {
+            aud.to_owned()
+        }
+        _ => return Err(JwtError::WrongAudience),
+    };
     let exp = c
         .get("exp")
         .and_then(Value::as_u64)
@@ -131,9 +208,14 @@ pub fn verify(
         subject,
         jti,
         exp,
+        service,
         access: access(c.get("access"))?,
+        plan: opt_str(c, "plan")?,
         tenant: opt_str(c, "tenant")?,
-        license: opt_str(c, "license")?,
+        licenses: match c.get("licenses") {
+            None => Vec::new(),
+            Some(v) => strings(v, &|| JwtError::InvalidClaim("licenses".into()))?,
+        },
         refresh_token_id: opt_str(c, "rtid")?,
     })
 }
@@ -144,7 +226,7 @@ mod tests {
     use super::*;
     use crate::token::crypto::rust::RustCrypto;
     use crate::token::keys::testkeys;
-    use crate::token::mint::{mint, MintRequest};
+    use crate::token::mint::{mint, Extra, MintRequest};
 
     const ISS: &str = "https://realm.example";
     const SVC: &str = "registry.example";
@@ -152,7 +234,7 @@ mod tests {
     fn expect() -> Expect<'static> {
         Expect {
             issuer: ISS,
-            service: SVC,
+            services: &[],
             algorithms: &[Alg::Rs256, Alg::Es256],
             skew: 30,
         }
@@ -160,6 +242,13 @@ mod tests {
 
     fn minted(now: u64, tenant: Option<&str>) -> (String, KeySet) {
         let key = testkeys::rsa_private();
+        let licenses = vec!["L-1".to_string()];
+        let tags = TagPolicy {
+            protected: vec!["latest".into()],
+            push_protected: false,
+            immutable: vec!["v*".into()],
+            delete: false,
+        };
         let access = vec![Scope {
             resource_type: "repository".into(),
             name: "acme/app".into(),
@@ -176,6 +265,12 @@ mod tests {
             x5c: None,
             jti: "j-1",
             tenant,
+            extra: Extra {
+                plan: Some("community"),
+                licenses: &licenses,
+                rtid: Some("rt-9"),
+                tags: &[Some(&tags)],
+            },
         };
         let token = mint(&req, key, &RustCrypto).unwrap();
         let public = KeySet::from_keys(vec![key.public().clone().with_kid("k1".into())]);
@@ -190,8 +285,23 @@ mod tests {
         assert_eq!(t.jti, "j-1");
         assert_eq!(t.exp, 1_300);
         assert_eq!(t.tenant.as_deref(), Some("acme"));
-        assert_eq!(t.access[0].to_string(), "repository:acme/app:pull,push");
-        assert_eq!((t.license, t.refresh_token_id), (None, None));
+        assert_eq!(
+            t.access[0].scope.to_string(),
+            "repository:acme/app:pull,push"
+        );
+        let tags = t
+            .repository("acme/app")
+            .and_then(|e| e.tags.clone())
+            .unwrap();
+        assert_eq!(
+            (tags.protected, tags.immutable),
+            (vec!["latest".to_string()], vec!["v*".to_string()])
+        );
+        assert!(!tags.push_protected && !tags.delete);
+        assert_eq!(t.licenses, vec!["L-1".to_string()]);
+        assert_eq!(t.refresh_token_id.as_deref(), Some("rt-9"));
+        assert_eq!(t.plans().collect::<Vec<_>>(), ["community"]);
+        assert_eq!(t.service, SVC);
         assert_eq!(bearer(&format!("Bearer {token}")), Some(token.as_str()));
         assert_eq!(bearer(&format!("bearer  {token}")), Some(token.as_str()));
     }
@@ -208,8 +318,9 @@ mod tests {
             ..expect()
         };
         assert_eq!(e(&token, &other_iss, 1_100), JwtError::WrongIssuer);
+        let services = vec!["other".to_string()];
         let other_svc = Expect {
-            service: "other",
+            services: &services,
             ..expect()
         };
         assert_eq!(e(&token, &other_svc, 1_100), JwtError::WrongAudience);

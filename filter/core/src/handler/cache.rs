@@ -40,6 +40,7 @@ use crate::policy::trust::TokenRules;
 use crate::token::crypto::Crypto;
 use crate::token::jws::JwtError;
 use crate::token::keys::KeySet;
+use crate::token::mint::Extra;
 use crate::token::optok::{self, OpTokPolicy, VerifiedOpTok};
 
 /// Default bound of the verified-OpTok cache, entries (about 300 bytes each).
@@ -396,9 +397,10 @@ pub fn mint_key(
     optok: &Binding<'_>,
     service: &str,
     granted: &[Scope],
+    extra: &Extra<'_>,
 ) -> CacheKey {
     let mut h = Sha256::new();
-    field(&mut h, b"mint-v1");
+    field(&mut h, b"mint-v2");
     field(&mut h, signing.issuer.as_bytes());
     field(&mut h, signing.kid.as_bytes());
     field(&mut h, signing.key.public().thumbprint().as_bytes());
@@ -418,6 +420,29 @@ pub fn mint_key(
         h.update((s.actions.len() as u64).to_be_bytes());
         for a in &s.actions {
             field(&mut h, a.as_bytes());
+        }
+    }
+    // What the guard reads: a reused token must say the same.
+    field(&mut h, extra.plan.unwrap_or("").as_bytes());
+    h.update([u8::from(extra.rtid.is_some())]);
+    field(&mut h, extra.rtid.unwrap_or("").as_bytes());
+    h.update((extra.licenses.len() as u64).to_be_bytes());
+    for l in extra.licenses {
+        field(&mut h, l.as_bytes());
+    }
+    h.update((extra.tags.len() as u64).to_be_bytes());
+    for t in extra.tags {
+        match t {
+            None => h.update([0]),
+            Some(t) => {
+                h.update([1, u8::from(t.push_protected), u8::from(t.delete)]);
+                for list in [&t.protected, &t.immutable] {
+                    h.update((list.len() as u64).to_be_bytes());
+                    for g in list {
+                        field(&mut h, g.as_bytes());
+                    }
+                }
+            }
         }
     }
     h.finalize().into()

@@ -10,10 +10,12 @@
 //! | [`reply`] | problems, the token reply, `/healthz`, `/jwks` |
 //! | [`audit`] | the audit record |
 //! | [`cache`] | the verified-OpToken cache and the mint memo |
+//! | [`guard`] | the guard on the registry's route (`/v2…`): the registry token, revocation, tag rules, the catalogue |
 
 pub mod audit;
 pub mod cache;
 pub mod credentials;
+pub mod guard;
 pub mod pipeline;
 pub mod reason;
 pub mod reply;
@@ -113,6 +115,8 @@ pub enum Route {
     Healthz,
     /// The public keys of minted tokens.
     Jwks,
+    /// The registry's API (`/v2…`) with `guard` configured: [`guard::guard`] decides.
+    Registry,
     /// Not ours: pass to the route untouched.
     PassThrough,
 }
@@ -125,6 +129,8 @@ pub fn route(config: &Config, path_without_query: &str) -> Route {
         Route::Healthz
     } else if path_without_query == JWKS_PATH {
         Route::Jwks
+    } else if config.guard.is_some() && guard::is_registry_path(path_without_query) {
+        Route::Registry
     } else {
         Route::PassThrough
     }

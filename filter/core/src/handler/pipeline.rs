@@ -27,6 +27,7 @@ use crate::policy::scope::{is_path_component, Scope};
 use crate::policy::trust::Outcome;
 use crate::sender::dpop::{self, DpopError, ProofPolicy};
 use crate::sender::mtls;
+use crate::token::access::TagPolicy;
 use crate::token::alg::sha256;
 use crate::token::jws::JwtError;
 use crate::token::optok::{self, OpTokPolicy, VerifiedOpTok};
@@ -47,6 +48,9 @@ pub struct Granted {
     /// The caller's tenant when it is valid (one repository path component): the minted
     /// token's `tenant` claim.
     pub tenant: Option<String>,
+    /// The tag rules of each `access` entry (by index; `None`: its rule has none), for
+    /// the guard on the registry's route.
+    pub tags: Vec<Option<TagPolicy>>,
 }
 
 /// A refresh token that opened under a configured secret and is not expired.
@@ -631,9 +635,19 @@ fn policy(
             format!("plan {plan:?} grants none of the requested access"),
         ));
     }
+    let tags = access
+        .iter()
+        .map(|s| {
+            (s.resource_type == "repository")
+                .then(|| config.catalogue.tag_policy(&plans, &s.name, &vars))
+                .flatten()
+                .cloned()
+        })
+        .collect();
     Ok(Granted {
         plan,
         access,
         tenant: vars.tenant().map(str::to_string),
+        tags,
     })
 }

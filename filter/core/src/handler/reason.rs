@@ -11,7 +11,7 @@ use crate::token::jws::JwtError;
 
 macro_rules! reasons {
     ($($variant:ident = $label:literal, $status:literal, $oauth:expr, $doc:literal;)*) => {
-        /// Why `/token` refused a request.
+        /// Why `/token` (or the guard, on the registry's route) refused a request.
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
         pub enum Reason {
             $(
@@ -190,6 +190,35 @@ reasons! {
         "The plan grants none of the requested access.";
     NoTrustPolicy = "no_trust_policy", 403, INSUFFICIENT_SCOPE,
         "A valid token of an `issuers` entry matches none of its trust policies (`issuers[].policies`: claim conditions).";
+    // The guard, on the registry's route (docs/GUARD.md).
+    GuardInvalidPath = "guard_invalid_path", 400, None,
+        "Guard: a path under `/v2/` the guard cannot read unambiguously (percent-encoding, `//`, `.` or `..` segments, a name, tag or digest outside distribution's grammar): refused rather than passed to a registry that might read it otherwise.";
+    GuardInvalidToken = "guard_invalid_token", 401, INVALID_TOKEN,
+        "Guard: the registry token is not one this gateway minted and still valid (signature with the `/jwks` keys, `alg`, `iss`, `aud` in `registry.allowedServices`, `exp`/`nbf`, its claims).";
+    GuardLicenseRevoked = "guard_license_revoked", 401, INVALID_TOKEN,
+        "Guard: a registry token issued before its licence was revoked (inline or the remote list); the client is sent back to the realm, which refuses it.";
+    GuardSubjectRevoked = "guard_subject_revoked", 401, INVALID_TOKEN,
+        "Guard: a registry token issued before its subject was revoked.";
+    GuardTenantRevoked = "guard_tenant_revoked", 401, INVALID_TOKEN,
+        "Guard: a registry token issued before its tenant was revoked.";
+    GuardRefreshTokenRevoked = "guard_refresh_token_revoked", 401, INVALID_TOKEN,
+        "Guard: a registry token minted from (or with) a refresh token since revoked.";
+    GuardRevocationUnavailable = "guard_revocation_unavailable", 503, None,
+        "Guard: the remote revocation list is not fetched or too old and `revocation.onStale` refuses: no registry request is served until one is.";
+    ProtectedTag = "protected_tag", 403, None,
+        "Guard: a push to a protected tag (`tags.protected`) by a rule without `tags.pushProtected`.";
+    ImmutableTag = "immutable_tag", 403, None,
+        "Guard: a push of another manifest to an existing immutable tag (`tags.immutable`).";
+    DeleteRefused = "delete_refused", 403, None,
+        "Guard: a manifest delete where the rule says `tags.delete: false`.";
+    ImmutableCheckFailed = "immutable_check_failed", 503, None,
+        "Guard: the registry could not say whether an immutable tag exists (its `HEAD` failed, timed out or answered neither 200 nor 404); the push is refused, the client should retry.";
+    ManifestTooLarge = "manifest_too_large", 413, None,
+        "Guard: a manifest pushed to an immutable tag is larger than 4 MiB (distribution's own limit).";
+    CatalogTooLarge = "catalog_too_large", 502, None,
+        "Guard: the registry's `_catalog` answer is larger than 512 KiB (ask for smaller pages with `n`).";
+    CatalogUnreadable = "catalog_unreadable", 502, None,
+        "Guard: the registry's `_catalog` answer is not the JSON the guard can filter: nothing unfiltered is passed on.";
     // Minting.
     InternalError = "internal_error", 500, None,
         "The filter could not draw random bits for the token id.";
@@ -248,6 +277,7 @@ impl Reason {
             401 => "Unauthorized",
             403 => "Forbidden",
             405 => "Method Not Allowed",
+            502 => "Bad Gateway",
             413 => "Content Too Large",
             500 => "Internal Server Error",
             503 => "Service Unavailable",
@@ -389,10 +419,10 @@ mod tests {
             assert!(!r.description().is_empty());
             assert!(matches!(
                 r.status(),
-                400 | 401 | 403 | 405 | 413 | 500 | 503
+                400 | 401 | 403 | 405 | 413 | 500 | 502 | 503
             ));
             let (status, error) = r.token_endpoint_error();
-            assert!(matches!(status, 400 | 405 | 413 | 500 | 503), "{r:?}");
+            assert!(matches!(status, 400 | 405 | 413 | 500 | 502 | 503), "{r:?}");
             assert!(
                 [
                     "invalid_request",

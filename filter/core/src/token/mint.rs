@@ -1,8 +1,10 @@
 //! Registry token minting: the header (`alg`, `typ`, `kid`, `x5c`) and the claims registry
 //! 2.8 and 3.x check (`iss`, `sub`, `aud` as a string, `exp`, `nbf`, `iat`, `jti`,
 //! `access`) and the caller's `tenant` when it has a valid one, signed by the configured key through [`Crypto`].
+//! The [`Extra`] claims (`plan`, `licenses`, `rtid`, each entry's `tags`) are for the
+//! guard on the registry's route (docs/GUARD.md); the registry ignores them.
 
-use crate::token::access::Scope;
+use crate::token::access::{Scope, TagPolicy};
 use crate::token::crypto::Crypto;
 use crate::token::keys::PrivateKey;
 use crate::wire::{b64, json};
@@ -30,6 +32,23 @@ pub struct MintRequest<'a> {
     pub jti: &'a str,
     /// `tenant` claim, only when set (a valid tenant of the caller).
     pub tenant: Option<&'a str>,
+    /// What the guard reads besides the standard claims.
+    pub extra: Extra<'a>,
+}
+
+/// The claims the guard reads on the registry's route: revocation that reaches tokens
+/// already issued (`licenses`, `rtid`, with `sub` and `tenant`), the filtered catalogue
+/// (`plan`), the tag rules (`tags` in an `access` entry).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Extra<'a> {
+    /// `plan`: the plan(s) applied, several joined by one space.
+    pub plan: Option<&'a str>,
+    /// `licenses`: the caller's `stellaops:license` values (written only when any).
+    pub licenses: &'a [String],
+    /// `rtid`: the refresh token this token descends from (presented or issued with it).
+    pub rtid: Option<&'a str>,
+    /// `tags` of each `access` entry, by index (shorter than `access`, or `None`: no tags).
+    pub tags: &'a [Option<&'a TagPolicy>],
 }
 
 /// Signs a registry token. The header carries `alg`, `typ`, `kid` and, when set, `x5c`.
@@ -70,8 +89,8 @@ fn header_json(req: &MintRequest<'_>, key: &PrivateKey) -> String {
     out
 }
 
-/// `{"access","aud","exp","iat","iss","jti","nbf","sub"[,"tenant"]}`, keys sorted; each
-/// `access` entry `{"actions","name","type"}`.
+/// `{"access","aud","exp","iat","iss","jti"[,"licenses"],"nbf"[,"plan"][,"rtid"],"sub"[,"tenant"]}`,
+/// keys sorted; each `access` entry `{"actions","name"[,"tags"],"type"}`.
 fn claims_json(req: &MintRequest<'_>) -> String {
     let mut out = String::with_capacity(256);
     let mut c = json::Object::begin(&mut out);
@@ -84,8 +103,16 @@ fn claims_json(req: &MintRequest<'_>) -> String {
         let mut entry = json::Object::begin(access);
         entry
             .strs("actions", scope.actions.iter().map(String::as_str))
-            .str("name", &scope.name)
-            .str("type", &scope.resource_type);
+            .str("name", &scope.name);
+        if let Some(Some(tags)) = req.extra.tags.get(i) {
+            let mut t = json::Object::begin(entry.key("tags"));
+            t.bool("delete", tags.delete)
+                .strs("immutable", tags.immutable.iter().map(String::as_str))
+                .strs("protected", tags.protected.iter().map(String::as_str))
+                .bool("pushProtected", tags.push_protected);
+            t.end();
+        }
+        entry.str("type", &scope.resource_type);
         entry.end();
     }
     access.push(']');
@@ -93,9 +120,18 @@ fn claims_json(req: &MintRequest<'_>) -> String {
         .u64("exp", req.now.saturating_add(req.lifetime_seconds))
         .u64("iat", req.now)
         .str("iss", req.issuer)
-        .str("jti", req.jti)
-        .u64("nbf", req.now)
-        .str("sub", req.subject);
+        .str("jti", req.jti);
+    if !req.extra.licenses.is_empty() {
+        c.strs("licenses", req.extra.licenses.iter().map(String::as_str));
+    }
+    c.u64("nbf", req.now);
+    if let Some(plan) = req.extra.plan {
+        c.str("plan", plan);
+    }
+    if let Some(rtid) = req.extra.rtid {
+        c.str("rtid", rtid);
+    }
+    c.str("sub", req.subject);
     if let Some(tenant) = req.tenant {
         c.str("tenant", tenant);
     }
@@ -141,10 +177,25 @@ mod tests {
         if let Some(tenant) = req.tenant {
             claims.insert("tenant".into(), Value::from(tenant));
         }
-        claims.insert(
-            "access".into(),
-            serde_json::to_value(req.access).unwrap_or(Value::Array(Vec::new())),
-        );
+        if let Some(plan) = req.extra.plan {
+            claims.insert("plan".into(), Value::from(plan));
+        }
+        if let Some(rtid) = req.extra.rtid {
+            claims.insert("rtid".into(), Value::from(rtid));
+        }
+        if !req.extra.licenses.is_empty() {
+            claims.insert("licenses".into(), Value::from(req.extra.licenses.to_vec()));
+        }
+        let mut access = serde_json::to_value(req.access).unwrap_or(Value::Array(Vec::new()));
+        for (i, tags) in req.extra.tags.iter().enumerate() {
+            if let (Some(t), Some(entry)) = (tags, access.get_mut(i)) {
+                entry["tags"] = serde_json::json!({
+                    "protected": t.protected, "pushProtected": t.push_protected,
+                    "immutable": t.immutable, "delete": t.delete,
+                });
+            }
+        }
+        claims.insert("access".into(), access);
         (
             Value::Object(header).to_string(),
             Value::Object(claims).to_string(),
@@ -178,7 +229,17 @@ mod tests {
             x5c: None,
             jti: "AAAAAAAAAAAAAAAAAAAAAA",
             tenant: None,
+            extra: Extra::default(),
         };
+        let tags = TagPolicy {
+            protected: vec!["latest".into(), "rel-*".into()],
+            push_protected: true,
+            immutable: vec![],
+            delete: false,
+        };
+        let licenses = vec!["L-1".to_string(), "L \"2\"".to_string()];
+        let entry_tags = [None, Some(&tags)];
+        let first_tags = [Some(&tags)];
         let variants = [
             base.clone(),
             MintRequest {
@@ -189,6 +250,23 @@ mod tests {
             MintRequest {
                 access: &[],
                 lifetime_seconds: 300,
+                ..base.clone()
+            },
+            MintRequest {
+                tenant: Some("acme"),
+                extra: Extra {
+                    plan: Some("community enterprise"),
+                    licenses: &licenses,
+                    rtid: Some("rt-1"),
+                    tags: &entry_tags,
+                },
+                ..base.clone()
+            },
+            MintRequest {
+                extra: Extra {
+                    tags: &first_tags,
+                    ..Extra::default()
+                },
                 ..base.clone()
             },
         ];

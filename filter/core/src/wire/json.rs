@@ -97,6 +97,12 @@ impl<'a> Object<'a> {
         self
     }
 
+    /// A boolean member.
+    pub fn bool(&mut self, key: &str, value: bool) -> &mut Self {
+        self.key(key).push_str(if value { "true" } else { "false" });
+        self
+    }
+
     /// An array of strings.
     pub fn strs<'s>(&mut self, key: &str, values: impl IntoIterator<Item = &'s str>) -> &mut Self {
         let out = self.key(key);

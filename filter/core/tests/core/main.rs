@@ -12,6 +12,7 @@ mod decision;
 mod docs;
 mod dpop;
 mod fuzz_props;
+mod guard;
 mod hardening;
 mod layers;
 mod pfx;

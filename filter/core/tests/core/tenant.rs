@@ -511,6 +511,7 @@ fn catalogue() -> Catalogue {
         resource_type: "repository".into(),
         pattern: pattern.into(),
         actions: actions.iter().map(|a| (*a).to_string()).collect(),
+        tags: None,
     };
     Catalogue::compile(&[PlanSpec {
         name: "p".into(),
@@ -595,6 +596,7 @@ proptest! {
                 resource_type: "repository".into(),
                 pattern,
                 actions: actions.iter().map(|a| (*a).to_string()).collect(),
+                tags: None,
             };
             let literal = Catalogue::compile(&[PlanSpec {
                 name: "p".into(),

@@ -9,6 +9,7 @@ use crate::handler::credentials::TokenRequest;
 use crate::handler::reason::Reason;
 use crate::handler::reply::Denial;
 use crate::handler::{Context, Decision, Grant, Outcome};
+use crate::token::access::TagPolicy;
 use crate::token::mint;
 use crate::token::refresh::RefreshClaims;
 use crate::wire::{json, time};
@@ -24,12 +25,11 @@ pub(super) fn mint(
     audit: &mut Audit,
 ) -> Result<Decision, Denial> {
     let config = ctx.config;
-    let minted = mint_token(ctx, caller, &request.service, granted)?;
-    let refresh_token = match (&config.refresh_tokens, caller) {
+    let refresh_claims = match (&config.refresh_tokens, caller) {
         (Some(rt), Caller::OpToken(optok)) if request.offline => {
             let jti = mint::new_jti(ctx.crypto)
                 .map_err(|_| Denial::new(Reason::InternalError, "could not draw random bits"))?;
-            let claims = RefreshClaims {
+            Some(RefreshClaims {
                 sub: optok.subject().to_owned(),
                 plan: granted.plan.clone(),
                 lic: optok.licenses().to_vec(),
@@ -41,12 +41,25 @@ pub(super) fn mint(
                 iat: ctx.now,
                 exp: ctx.now.saturating_add(rt.lifetime_seconds),
                 jti,
-            };
-            audit.refresh_token_id = Some(claims.jti.clone());
-            Some(rt.keys.seal(&claims))
+            })
         }
         _ => None,
     };
+    // The refresh token this one descends from: the one presented, or the one issued
+    // with it (the guard's revocation of a refresh token reaches both).
+    let rtid = caller
+        .refresh_token_id()
+        .or(refresh_claims.as_ref().map(|c| c.jti.as_str()));
+    let minted = mint_token(ctx, caller, &request.service, granted, rtid)?;
+    let refresh_token = refresh_claims.map(|claims| {
+        audit.refresh_token_id = Some(claims.jti.clone());
+        // `request.offline` with `refresh_tokens` configured: the match above.
+        config
+            .refresh_tokens
+            .as_ref()
+            .map(|rt| rt.keys.seal(&claims))
+            .unwrap_or_default()
+    });
     let body = token_body(
         &minted,
         ctx.now,
@@ -110,9 +123,17 @@ fn mint_token(
     caller: &Caller,
     service: &str,
     granted: &Granted,
+    rtid: Option<&str>,
 ) -> Result<MintedToken, Denial> {
     let signing = &ctx.config.signing;
     let tenant = granted.tenant.as_deref();
+    let tags: Vec<Option<&TagPolicy>> = granted.tags.iter().map(Option::as_ref).collect();
+    let extra = mint::Extra {
+        plan: Some(granted.plan.as_str()),
+        licenses: caller.licenses(),
+        rtid,
+        tags: &tags,
+    };
     let granted = granted.access.as_slice();
     let reuse = ctx.cache.filter(|_| signing.reuse_seconds > 0).map(|c| {
         let binding = cache::Binding {
@@ -121,7 +142,10 @@ fn mint_token(
             x5t_s256: caller.x5t_s256(),
             tenant,
         };
-        (c, cache::mint_key(signing, &binding, service, granted))
+        (
+            c,
+            cache::mint_key(signing, &binding, service, granted, &extra),
+        )
     });
     if let Some(m) = reuse
         .as_ref()
@@ -142,6 +166,7 @@ fn mint_token(
         x5c: signing.x5c.as_deref(),
         jti: &jti,
         tenant,
+        extra,
     };
     let token = mint::mint(&request, &signing.key, ctx.crypto).map_err(|_| {
         Denial::new(

@@ -15,6 +15,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use crate::policy::scope::{is_path_component, Scope};
+use crate::token::access::TagPolicy;
 use crate::wire::echo;
 
 mod actions;
@@ -79,6 +80,9 @@ pub struct RuleSpec {
     pub pattern: String,
     /// `pull`, `push`, `delete` or `*`; empty means `["pull"]`.
     pub actions: Vec<String>,
+    /// Tag rules for the guard (`tags`), carried into the entries this rule grants;
+    /// validated by the configuration.
+    pub tags: Option<TagPolicy>,
 }
 
 /// One plan, as configured (`plans[i]`).
@@ -211,6 +215,8 @@ struct Plan {
     name: String,
     /// What each rule allows, by rule index.
     rules: Vec<Allowed>,
+    /// Each rule's `tags`, by rule index.
+    tags: Vec<Option<TagPolicy>>,
     repository: Trie,
     registry: Trie,
 }
@@ -252,6 +258,7 @@ impl Catalogue {
                     ResourceKind::Registry => registry.insert(&segments, rule_index),
                 }
                 plan.rules.push(allowed);
+                plan.tags.push(rule.tags.clone());
             }
             plan.repository = repository.finish();
             plan.registry = registry.finish();
@@ -365,6 +372,29 @@ impl Catalogue {
     }
 
     /// Whether every rule of `plan` allows nothing but `pull` (the anonymous plan's rule).
+    /// The tag rules of the rule that decides repository `name` in the first of `plans`
+    /// that has one matching it (`None`: no such rule, or it has no `tags`).
+    pub fn tag_policy(
+        &self,
+        plans: &[&str],
+        name: &str,
+        vars: &Placeholders<'_>,
+    ) -> Option<&TagPolicy> {
+        plans.iter().find_map(|p| {
+            let plan = self.plan(p).ok()?;
+            let rule = plan.repository.first_match(name, vars, &mut 0)?;
+            Some(plan.tags.get(rule)?.as_ref())
+        })?
+    }
+
+    /// Whether a plan grants `pull` on repository `name` (the guard's catalogue filter).
+    pub fn pulls(&self, plan: &str, name: &str, vars: &Placeholders<'_>) -> bool {
+        self.plan(plan)
+            .ok()
+            .and_then(|p| p.allowed("repository", name, vars, &mut 0))
+            .is_some_and(|a| a.permits("pull"))
+    }
+
     pub fn pull_only(&self, plan: &str) -> Result<bool, UnknownPlan> {
         Ok(self.plan(plan)?.rules.iter().all(|a| a.only_pull()))
     }

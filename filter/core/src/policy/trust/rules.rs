@@ -127,6 +127,7 @@ fn parse(rule: &str) -> Result<RuleSpec, String> {
         resource_type: kind.into(),
         pattern: pattern.into(),
         actions: actions.split(',').map(str::to_string).collect(),
+        tags: None,
     })
 }
 

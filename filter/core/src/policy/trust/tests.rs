@@ -419,6 +419,7 @@ fn catalogue() -> Catalogue {
         resource_type: "repository".into(),
         pattern: pattern.into(),
         actions: actions.iter().map(|a| (*a).to_string()).collect(),
+        tags: None,
     };
     Catalogue::compile(&[PlanSpec {
         name: "ci".into(),

@@ -15,6 +15,7 @@ fn rule(pattern: &str, actions: &[&str]) -> RuleSpec {
         resource_type: "repository".to_owned(),
         pattern: pattern.to_owned(),
         actions: actions.iter().map(|a| (*a).to_owned()).collect(),
+        tags: None,
     }
 }
 
