@@ -28,6 +28,7 @@ mod design;
 pub mod dpop;
 pub mod envoy;
 pub mod gateway;
+pub mod guard;
 pub mod http;
 pub mod list_server;
 pub mod oidc;

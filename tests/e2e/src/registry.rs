@@ -135,17 +135,24 @@ impl Registry {
     /// waits (up to [`REGISTRY_READY_TIMEOUT`]) until `GET /v2/` answers 401 with a
     /// `Bearer` challenge naming `auth.realm`. Errors carry the registry's log.
     pub fn start(auth: &RegistryAuth) -> Result<Registry, String> {
-        Self::start_with(Some(auth))
+        Self::start_with(Some(auth), free_port())
+    }
+
+    /// [`Registry::start`] on a given port of 127.0.0.1 (one from [`free_port`]): for a
+    /// registry behind the gateway, whose Envoy cluster names the port before the
+    /// registry, which needs the gateway's realm, can start.
+    pub fn start_on(auth: &RegistryAuth, port: u16) -> Result<Registry, String> {
+        Self::start_with(Some(auth), port)
     }
 
     /// A registry without any authentication (no `auth` section): every client may pull
     /// and push. Ready when `GET /v2/` answers 200. For checking the client harnesses
     /// themselves (`clients.rs`) before a realm is involved.
     pub fn start_plain() -> Result<Registry, String> {
-        Self::start_with(None)
+        Self::start_with(None, free_port())
     }
 
-    fn start_with(auth: Option<&RegistryAuth>) -> Result<Registry, String> {
+    fn start_with(auth: Option<&RegistryAuth>, port: u16) -> Result<Registry, String> {
         let bin = registry_bin();
         if !bin.is_file() {
             return Err(format!(
@@ -160,7 +167,6 @@ impl Registry {
             .map_err(|e| format!("cannot create a temporary directory: {e}"))?;
         let storage = dir.path().join("storage");
         fs::create_dir_all(&storage).map_err(|e| format!("{}: {e}", storage.display()))?;
-        let port = free_port();
         let auth_section = match auth {
             Some(auth) => {
                 let roots = dir.path().join("rootcerts.pem");

@@ -41,6 +41,7 @@ pub use keys::{fixture_key, openssl, KeyKind, SigningKey, TestCa, TestKeys};
 pub use yaml::{quickstart_filter_config, quickstart_yaml};
 
 use crate::authority::OpTokSpec;
+use crate::guard::RegistryRoute;
 use crate::{percent_encode, repo_root, Envoy, EnvoyOptions};
 use keys::read;
 use yaml::{derive_gateway_yaml, quickstart_host_env_keys};
@@ -150,6 +151,10 @@ pub struct GatewaySpec {
     pub host_env_keys: Vec<String>,
     /// `vm_config.environment_variables.key_values` (fixed values written in the YAML).
     pub key_values: Vec<(String, String)>,
+    /// The registry behind the gateway (guard mode's shape): `/v2` and `/v2/…` routed to
+    /// a `registry` cluster, with its rate limits; `None` (the default): quickstart's
+    /// catch-all 404 only.
+    pub registry_route: Option<RegistryRoute>,
 }
 
 impl GatewaySpec {
@@ -161,7 +166,14 @@ impl GatewaySpec {
             extra_clusters: String::new(),
             host_env_keys: Vec::new(),
             key_values: Vec::new(),
+            registry_route: None,
         }
+    }
+
+    /// Puts the registry behind the gateway (see [`GatewaySpec::registry_route`]).
+    pub fn registry_route(mut self, route: RegistryRoute) -> Self {
+        self.registry_route = Some(route);
+        self
     }
 
     /// Sets the form.
@@ -197,7 +209,11 @@ impl GatewaySpec {
     /// block, `host_env_keys:`); the message says what is missing.
     pub fn yaml(&self) -> String {
         let quickstart = read(&quickstart_path());
-        derive_gateway_yaml(&quickstart, self)
+        let yaml = derive_gateway_yaml(&quickstart, self);
+        match &self.registry_route {
+            Some(route) => route.apply(&yaml),
+            None => yaml,
+        }
     }
 
     /// The names of every variable the gateway's VM may receive from Envoy's environment:
