@@ -5,14 +5,16 @@
 #
 #  1. Every kustomization under deploy/ renders (kubectl kustomize); the rendered core
 #     kinds validate against Kubernetes' schemas (kubernetes-validate --strict), the Istio
-#     kinds against Istio's (validate-istio.mjs); no other kind is left unchecked.
+#     kinds (WasmPlugin, EnvoyFilter, Gateway, VirtualService) against Istio's
+#     (validate-istio.mjs); no other kind is left unchecked.
 #  2. deploy/istio/gateway-patch.yaml applied to an istio/gateway-style Deployment
 #     (kubectl patch --local) gives a valid Deployment with what the filter needs.
 #  3. An operator's overlay as docs/DEPLOY.md writes it renders with the placeholders
 #     replaced (Secrets, ConfigMap, image, the module's digest).
 #  4. The Grafana dashboard: every query passes promtool check rules, names only metrics
 #     the code registers, and filters on the alert rules' refusal classes (dashboard.py).
-#  5. Controls: a broken Deployment, WasmPlugin and dashboard are refused by the same tools.
+#  5. Controls: a broken Deployment, WasmPlugin, Gateway and dashboard are refused by the
+#     same tools.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -30,11 +32,11 @@ fail() { echo "deploy-check: $*" >&2; exit 1; }
 validate() {
   local file=$1 log
   log=$("$KVALIDATE" --strict "$file" 2>&1) || { echo "$log" >&2; return 1; }
-  if grep -i "couldn't find schema" <<<"$log" | grep -vE "kind (WasmPlugin|EnvoyFilter) with" >&2; then
+  if grep -i "couldn't find schema" <<<"$log" | grep -vE "kind (WasmPlugin|EnvoyFilter|Gateway|VirtualService) with" >&2; then
     echo "$file: a kind no check has a schema for" >&2
     return 1
   fi
-  if grep -qE '^kind: (WasmPlugin|EnvoyFilter)$' "$file"; then
+  if grep -qE '^kind: (WasmPlugin|EnvoyFilter|Gateway|VirtualService)$' "$file"; then
     node "$here/validate-istio.mjs" "$file" >/dev/null || { node "$here/validate-istio.mjs" "$file" >&2; return 1; }
   fi
 }
@@ -152,10 +154,13 @@ grep -q 'replicas: two' "$out/control-deployment.yaml" || fail "control: no repl
 ! validate "$out/control-deployment.yaml" 2>/dev/null || fail "control: kubernetes-validate accepted replicas: two"
 sed 's/failStrategy: FAIL_CLOSE/failStrategy: FAIL_LATER/' "$out/istio-wasmplugin.yaml" > "$out/control-wasmplugin.yaml"
 ! validate "$out/control-wasmplugin.yaml" 2>/dev/null || fail "control: the Istio schema accepted failStrategy: FAIL_LATER"
+sed 's/^\( *\)mode: SIMPLE$/\1mode: SIMPLER/' "$out/istio-guard.yaml" > "$out/control-gateway.yaml"
+grep -q 'mode: SIMPLER' "$out/control-gateway.yaml" || fail "control: no Gateway tls mode to break"
+! validate "$out/control-gateway.yaml" 2>/dev/null || fail "control: the Istio schema accepted tls mode: SIMPLER"
 jq '.panels[1].targets[0].expr = "sum(rate(registry_token_no_such_metric[5m]))"' deploy/grafana/registry-token.json > "$out/control-dashboard.json"
 ! "$PYTHON" "$here/dashboard.py" names "$out/control-dashboard.json" >/dev/null 2>&1 || fail "control: an unknown metric name passed"
 jq '.panels[1].targets[0].expr = "sum(rate(registry_token_issued_total[5m])"' deploy/grafana/registry-token.json > "$out/control-dashboard.json"
 "$PYTHON" "$here/dashboard.py" rules "$out/control-dashboard.json" "$out/control.rules.yaml" >/dev/null
 ! promtool check rules "$out/control.rules.yaml" >/dev/null 2>&1 || fail "control: promtool accepted an unbalanced query"
-echo "  controls: a broken Deployment, WasmPlugin, metric name and query are refused"
+echo "  controls: a broken Deployment, WasmPlugin, Gateway, metric name and query are refused"
 echo "deploy-check: ok ($count kustomizations, the gateway patch, the overlays, the dashboard)"

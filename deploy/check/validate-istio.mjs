@@ -1,6 +1,7 @@
 // make deploy-check: validates the Istio kinds in rendered manifests (the output of
 // `kubectl kustomize deploy/...`) against @kubernetes-models/istio's schemas, which
-// kubernetes-validate (core kinds only) does not know: WasmPlugin and EnvoyFilter.
+// kubernetes-validate (core kinds only) does not know: WasmPlugin, EnvoyFilter, Gateway and
+// VirtualService.
 //
 //   node deploy/check/validate-istio.mjs RENDERED.yaml...
 //
@@ -10,10 +11,14 @@ import { readFileSync } from "node:fs";
 import { parseAllDocuments } from "yaml";
 import { WasmPlugin } from "@kubernetes-models/istio/extensions.istio.io/v1alpha1/WasmPlugin";
 import { EnvoyFilter } from "@kubernetes-models/istio/networking.istio.io/v1alpha3/EnvoyFilter";
+import { Gateway } from "@kubernetes-models/istio/networking.istio.io/v1/Gateway";
+import { VirtualService } from "@kubernetes-models/istio/networking.istio.io/v1/VirtualService";
 
 const models = {
   "extensions.istio.io/v1alpha1/WasmPlugin": WasmPlugin,
   "networking.istio.io/v1alpha3/EnvoyFilter": EnvoyFilter,
+  "networking.istio.io/v1/Gateway": Gateway,
+  "networking.istio.io/v1/VirtualService": VirtualService,
 };
 
 let checked = 0;
