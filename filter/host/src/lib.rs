@@ -17,6 +17,7 @@
 #[cfg(test)]
 mod fake;
 pub mod fetch;
+pub mod guard;
 pub mod host;
 pub mod ledger;
 pub mod metrics;

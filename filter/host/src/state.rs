@@ -45,6 +45,8 @@ pub struct State<H> {
     /// The gateway instance written in audit records (`ledger.gateway`, else Envoy's node
     /// id), if any.
     pub gateway: Option<String>,
+    /// Verified registry tokens (the guard on the registry's route).
+    pub guard_memo: registry_token_core::handler::guard::TokenMemo,
     /// Decisions of this VM, for request ids when the host has no randomness.
     decisions: std::cell::Cell<u64>,
     /// The issuance ledger's buffer, when `ledger` is configured.
@@ -106,6 +108,7 @@ impl<H: Host + Clone> State<H> {
             replay,
             caches: Caches::default(),
             gateway,
+            guard_memo: Default::default(),
             decisions: std::cell::Cell::new(0),
         }
     }
@@ -203,6 +206,37 @@ impl<H: Host> State<H> {
     /// the crypto implementation; if the host has no randomness, the host time in
     /// nanoseconds, this VM's decision count, the VM's address of its state and the
     /// request's `x-request-id`.
+    /// Puts a guard refusal's audit record in the ledger's buffer (a full buffer drops
+    /// it: the request is refused either way), after giving it an id and the gateway.
+    pub(crate) fn record_refusal(&self, audit: &mut Audit, view: &RequestView<'_>) -> Recorded {
+        audit.id = Some(self.request_id(view));
+        audit.gateway = self.gateway.clone();
+        let (Some(buffer), Some(record)) =
+            (&self.ledger, registry_token_core::ledger::record(audit))
+        else {
+            return Recorded::NotConfigured;
+        };
+        let now_ms = self
+            .host
+            .now()
+            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+            .unwrap_or(0);
+        match buffer.append(&self.host, &record, now_ms) {
+            Append::Queued => Recorded::Queued,
+            _ => Recorded::Dropped,
+        }
+    }
+
+    /// The crypto implementation.
+    pub(crate) fn crypto(&self) -> &dyn Crypto {
+        self.crypto.as_ref()
+    }
+
+    /// The host.
+    pub(crate) fn host(&self) -> &H {
+        &self.host
+    }
+
     fn request_id(&self, view: &RequestView<'_>) -> String {
         let n = self.decisions.get().wrapping_add(1);
         self.decisions.set(n);
@@ -240,6 +274,14 @@ impl<H: Host> State<H> {
             }
         };
         let keys = self.keys(now);
+        self.with_revocation(now, |revocation| {
+            self.decide_with(view, now, &keys, revocation)
+        })
+    }
+
+    /// Runs `f` with the remote revocation list as last fetched (`NotConfigured` without
+    /// one).
+    pub(crate) fn with_revocation<R>(&self, now: u64, f: impl FnOnce(RemoteList<'_>) -> R) -> R {
         let revoked = self
             .revocation
             .as_ref()
@@ -254,6 +296,16 @@ impl<H: Host> State<H> {
                 fetched_at: list.1,
             },
         };
+        f(revocation)
+    }
+
+    fn decide_with(
+        &self,
+        view: &RequestView<'_>,
+        now: u64,
+        keys: &Keys,
+        revocation: RemoteList<'_>,
+    ) -> Decision {
         let lookup = Lookup { state: self, now };
         let ctx = handler::Context {
             config: &self.config,

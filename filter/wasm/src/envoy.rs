@@ -123,6 +123,42 @@ pub fn request_header(name: &str) -> Option<String> {
         .flatten()
 }
 
+/// Sets (or, with `None`, removes) a request header.
+pub fn set_request_header(name: &str, value: Option<&str>) {
+    let _ = proxy_wasm::hostcalls::set_map_value(MapType::HttpRequestHeaders, name, value);
+}
+
+/// One response header (`:status` included).
+pub fn response_header(name: &str) -> Option<String> {
+    proxy_wasm::hostcalls::get_map_value(MapType::HttpResponseHeaders, name)
+        .ok()
+        .flatten()
+}
+
+/// Removes a response header.
+pub fn remove_response_header(name: &str) {
+    let _ = proxy_wasm::hostcalls::set_map_value(MapType::HttpResponseHeaders, name, None);
+}
+
+/// One header of the answer to an HTTP call (in its callback).
+pub fn call_response_header(name: &str) -> Option<String> {
+    proxy_wasm::hostcalls::get_map_value(MapType::HttpCallResponseHeaders, name)
+        .ok()
+        .flatten()
+}
+
+/// The first `limit` bytes of a body buffer (`None`: the host has none).
+pub fn body(kind: BufferType, limit: usize) -> Option<Vec<u8>> {
+    proxy_wasm::hostcalls::get_buffer(kind, 0, limit)
+        .ok()
+        .flatten()
+}
+
+/// Replaces the first `size` bytes of a body buffer with `data`.
+pub fn replace_body(kind: BufferType, size: usize, data: &[u8]) -> bool {
+    proxy_wasm::hostcalls::set_buffer(kind, 0, size, data).is_ok()
+}
+
 /// All request headers, names lowercase as Envoy keeps them.
 pub fn request_headers() -> Vec<(String, String)> {
     proxy_wasm::hostcalls::get_map(MapType::HttpRequestHeaders).unwrap_or_default()

@@ -10,6 +10,7 @@
 //! fails. Hostcalls are used through their `Result`-returning forms.
 
 pub mod envoy;
+mod guard;
 
 use std::rc::Rc;
 use std::time::UNIX_EPOCH;
@@ -22,6 +23,7 @@ use registry_token_core::handler::{self, Decision, PeerCertificate, RequestView,
 use registry_token_core::token::crypto::host::{self as hostproto, HostCrypto};
 use registry_token_core::token::crypto::{Crypto, RustCrypto};
 use registry_token_host::fetch::Fetcher;
+use registry_token_host::guard::GuardStream;
 use registry_token_host::host::Clock;
 use registry_token_host::ledger::{self, Shipper};
 use registry_token_host::metrics::{Metrics, LEDGER_DROPPED};
@@ -213,6 +215,8 @@ impl RootContext for Root {
         Some(Box::new(Stream {
             filter: self.filter.clone(),
             state: StreamState::default(),
+            guard: GuardStream::default(),
+            guarded: None,
         }))
     }
 
@@ -228,6 +232,10 @@ struct Stream {
     filter: Option<Rc<Filter>>,
     /// Where the request stands (waiting for a `POST /token` body, answered, not ours).
     state: StreamState,
+    /// Where a request on the registry's route stands (guard mode).
+    guard: GuardStream,
+    /// A guarded request's method, path and authority.
+    guarded: Option<guard::Guarded>,
 }
 
 impl Stream {
@@ -298,7 +306,18 @@ impl Stream {
     }
 }
 
-impl Context for Stream {}
+impl Context for Stream {
+    fn on_http_call_response(
+        &mut self,
+        token_id: u32,
+        _headers: usize,
+        _body: usize,
+        _trailers: usize,
+    ) {
+        // The only call a stream makes: an immutable tag's HEAD.
+        self.on_head_answer(token_id);
+    }
+}
 
 impl HttpContext for Stream {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
@@ -318,6 +337,7 @@ impl HttpContext for Stream {
                 self.state.on_local_reply();
                 Action::Pause
             }
+            Route::Registry => self.on_registry_headers(&filter, path, end_of_stream),
             Route::Token => {
                 let started = now_nanos();
                 // One hostcall for every header; `:method` is among them.
@@ -331,14 +351,47 @@ impl HttpContext for Stream {
     }
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        if self.guarded.is_some() {
+            let action = self.guard.on_request_body(body_size, end_of_stream);
+            return self.run_guard(action);
+        }
         let step = self.state.on_body(body_size, end_of_stream);
         self.run(step)
     }
 
     fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
+        if self.guarded.is_some() {
+            let size = envoy::body(proxy_wasm::types::BufferType::HttpRequestBody, usize::MAX)
+                .map_or(0, |b| b.len());
+            let action = self.guard.on_request_trailers(size);
+            return self.run_guard(action);
+        }
         // The trailers end the request (HTTP/2 DATA then trailers, HTTP/1.1 chunked with
         // enable_trailers): a waiting POST is decided with the body gathered so far.
         let step = self.state.on_trailers();
         self.run(step)
+    }
+
+    fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        if self.guarded.is_none() {
+            return Action::Continue;
+        }
+        let status = envoy::response_header(":status").and_then(|s| s.parse().ok());
+        match self.guard.on_response_headers(status) {
+            registry_token_host::guard::GuardAction::Pause => {
+                // The catalogue is rewritten: its length changes.
+                envoy::remove_response_header("content-length");
+                Action::Pause
+            }
+            _ => Action::Continue,
+        }
+    }
+
+    fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        if self.guarded.is_none() {
+            return Action::Continue;
+        }
+        let action = self.guard.on_response_body(body_size, end_of_stream);
+        self.run_guard(action)
     }
 }

@@ -20,6 +20,10 @@ pub enum TagVerdict {
     ProtectedTag,
     /// A delete by a caller whose rules do not allow it.
     DeleteNotAllowed,
+    /// A delete where the rules name immutable tags: a tag cannot be untagged and pushed
+    /// again (by tag, or by the digest it names: which tags name a digest the guard
+    /// cannot know without listing them all, so any manifest delete is refused).
+    DeleteImmutable,
     /// A push to an immutable tag: allowed only if the tag does not exist yet, or already
     /// names the manifest being pushed (a retried push); the glue asks the registry.
     CheckImmutable,
@@ -55,6 +59,7 @@ pub fn verdict(method: &str, resource: &Resource<'_>, rules: &TagRules) -> TagVe
     };
     match (method, reference) {
         ("DELETE", _) if !rules.delete => TagVerdict::DeleteNotAllowed,
+        ("DELETE", _) if !rules.immutable.is_empty() => TagVerdict::DeleteImmutable,
         ("PUT", Reference::Tag(tag)) => {
             if !rules.push_protected && rules.protected.iter().any(|p| glob(p, tag)) {
                 TagVerdict::ProtectedTag
@@ -148,7 +153,20 @@ mod tests {
             v("PUT", "/v2/a/manifests/v2", &owner),
             TagVerdict::CheckImmutable
         );
-        assert_eq!(v("DELETE", "/v2/a/manifests/dev", &owner), TagVerdict::Pass);
+        assert_eq!(
+            v("DELETE", "/v2/a/manifests/dev", &owner),
+            TagVerdict::DeleteImmutable,
+            "with immutable tags, no manifest is deleted (it would untag one)"
+        );
+        assert_eq!(v("DELETE", &by_digest, &owner), TagVerdict::DeleteImmutable);
+        let mutable = TagRules {
+            immutable: vec![],
+            ..owner.clone()
+        };
+        assert_eq!(
+            v("DELETE", "/v2/a/manifests/dev", &mutable),
+            TagVerdict::Pass
+        );
         assert_eq!(
             v("PUT", "/v2/a/manifests/latest", &permissive()),
             TagVerdict::Pass

@@ -208,7 +208,7 @@ reasons! {
     ProtectedTag = "protected_tag", 403, None,
         "Guard: a push to a protected tag (`tags.protected`) by a rule without `tags.pushProtected`.";
     ImmutableTag = "immutable_tag", 403, None,
-        "Guard: a push of another manifest to an existing immutable tag (`tags.immutable`).";
+        "Guard: a push of another manifest to an existing immutable tag (`tags.immutable`), or a manifest delete where the rule names immutable tags (a delete would untag one).";
     DeleteRefused = "delete_refused", 403, None,
         "Guard: a manifest delete where the rule says `tags.delete: false`.";
     ImmutableCheckFailed = "immutable_check_failed", 503, None,
@@ -324,7 +324,9 @@ impl Reason {
             | Reason::InternalError
             | Reason::SigningFailed
             | Reason::ClockUnavailable
-            | Reason::LedgerBacklogFull => AlertClass::Alarm,
+            | Reason::LedgerBacklogFull
+            | Reason::GuardRevocationUnavailable
+            | Reason::ImmutableCheckFailed => AlertClass::Alarm,
             _ => AlertClass::Warning,
         }
     }

@@ -453,7 +453,12 @@ fn protected_tags_delete_and_digests() {
         403,
         "delete_refused",
     );
-    passed(g.step("DELETE", &format!("{M}/{digest}"), &enterprise));
+    // Enterprise may delete, but its rule names immutable tags: a delete would untag one.
+    assert_refusal(
+        &refused(g.step("DELETE", &format!("{M}/{digest}"), &enterprise)),
+        403,
+        "immutable_tag",
+    );
     // A repository whose rule has no tags: nothing applies.
     let public = registry_token(
         &g.config,

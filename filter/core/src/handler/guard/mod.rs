@@ -258,6 +258,19 @@ pub fn guard(view: &GuardView<'_>, ctx: &GuardContext<'_>) -> GuardStep {
                 requested,
             )
         }
+        TagVerdict::DeleteImmutable => {
+            let detail = format!(
+                "manifests of {name} cannot be deleted: its rules name immutable tags, which a delete would untag"
+            );
+            refused(
+                ctx,
+                Reason::ImmutableTag,
+                &detail,
+                Some(&caller),
+                Some(&request),
+                requested,
+            )
+        }
         TagVerdict::CheckImmutable => {
             let tag = reference_text(reference).to_owned();
             GuardStep::CheckImmutable(Box::new(ImmutableCheck {
