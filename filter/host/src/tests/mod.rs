@@ -179,6 +179,7 @@ fn retry_after(decision: &Decision) -> Option<&str> {
 const SOME_JWT: &str = "eyJhbGciOiJFUzI1NiIsImtpZCI6ImF1dGhvcml0eSJ9.e30.AAAA";
 
 mod fetch;
+mod guard;
 mod ledger;
 mod metrics;
 mod replay;
