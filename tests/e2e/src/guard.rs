@@ -232,11 +232,73 @@ pub fn raw_request(
     stream
         .write_all(&out)
         .map_err(|e| format!("{what}: write: {e}"))?;
+    // Read until the answer is complete rather than to the end: Envoy keeps the
+    // connection open up to its delayed-close timeout (1 s) after a local reply.
     let mut answer = Vec::new();
-    stream
-        .read_to_end(&mut answer)
-        .map_err(|e| format!("{what}: read: {e} (after {} bytes)", answer.len()))?;
+    let mut buf = [0u8; 16 * 1024];
+    loop {
+        if complete(&answer, method == "HEAD") {
+            break;
+        }
+        let n = stream
+            .read(&mut buf)
+            .map_err(|e| format!("{what}: read: {e} (after {} bytes)", answer.len()))?;
+        if n == 0 {
+            break;
+        }
+        answer.extend_from_slice(&buf[..n]);
+    }
     parse_response(&answer).map_err(|e| format!("{what}: {e}"))
+}
+
+/// Whether `answer` holds a whole response: its headers and the body they announce
+/// (`Content-Length`, the last chunk, or none for HEAD, 1xx, 204 and 304).
+fn complete(answer: &[u8], head: bool) -> bool {
+    let Some(end) = answer.windows(4).position(|w| w == b"\r\n\r\n") else {
+        return false;
+    };
+    let Ok((status, headers)) = parse_head(&answer[..end]) else {
+        return false;
+    };
+    let body = &answer[end + 4..];
+    if head || status < 200 || status == 204 || status == 304 {
+        return true;
+    }
+    if is_chunked(&headers) {
+        return dechunk(body).is_ok();
+    }
+    match header(&headers, "content-length").and_then(|v| v.parse::<usize>().ok()) {
+        Some(len) => body.len() >= len,
+        None => false,
+    }
+}
+
+/// The status and headers (names lowercased) of `head`, the bytes before `\r\n\r\n`.
+fn parse_head(head: &[u8]) -> Result<(u16, Vec<(String, String)>), String> {
+    let head = String::from_utf8_lossy(head);
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().unwrap_or_default();
+    let status = status_line
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse::<u16>().ok())
+        .ok_or_else(|| format!("bad status line {status_line:?}"))?;
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    Ok((status, headers))
+}
+
+fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| v.as_str())
+}
+
+fn is_chunked(headers: &[(String, String)]) -> bool {
+    header(headers, "transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked"))
 }
 
 /// Parses one HTTP/1.1 response (status line, headers, a body by `Content-Length`, by
@@ -246,27 +308,13 @@ pub fn parse_response(answer: &[u8]) -> Result<Reply, String> {
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
         .ok_or_else(|| format!("no end of headers in {:?}", String::from_utf8_lossy(answer)))?;
-    let head = String::from_utf8_lossy(&answer[..end]);
-    let mut lines = head.split("\r\n");
-    let status_line = lines.next().unwrap_or_default();
-    let status = status_line
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse::<u16>().ok())
-        .ok_or_else(|| format!("bad status line {status_line:?}"))?;
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
-        .collect();
+    let (status, headers) = parse_head(&answer[..end])?;
     let raw = &answer[end + 4..];
-    let chunked = headers
-        .iter()
-        .any(|(n, v)| n == "transfer-encoding" && v.eq_ignore_ascii_case("chunked"));
-    let body = if chunked {
+    let body = if is_chunked(&headers) {
         dechunk(raw)?
     } else {
-        match headers.iter().find(|(n, _)| n == "content-length") {
-            Some((_, v)) => {
+        match header(&headers, "content-length") {
+            Some(v) => {
                 let len: usize = v.parse().map_err(|_| format!("content-length {v:?}"))?;
                 raw.get(..len)
                     .ok_or_else(|| format!("body shorter than {len}"))?
@@ -464,6 +512,28 @@ mod tests {
             parse_response(b"HTTP/1.1 404 Not Found\r\n\r\nrest").unwrap_or_else(|e| panic!("{e}"));
         assert_eq!((r.status, r.body.as_str()), (404, "rest"));
         assert!(parse_response(b"garbage").is_err());
+        // A whole answer is seen without waiting for the connection to close.
+        assert!(!complete(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nh",
+            false
+        ));
+        assert!(complete(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi",
+            false
+        ));
+        assert!(complete(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n",
+            true
+        ));
+        assert!(!complete(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1\r\na\r\n",
+            false
+        ));
+        assert!(complete(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+            false
+        ));
+        assert!(!complete(b"HTTP/1.1 404 Not Found\r\n\r\nrest", false));
     }
 
     #[test]

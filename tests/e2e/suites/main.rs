@@ -19,6 +19,7 @@ mod config;
 mod deploy;
 mod exchange;
 mod fleet;
+mod guard;
 mod harness;
 mod jwks;
 mod ledger;
