@@ -150,11 +150,23 @@ impl Guarded {
                 "cluster": "ledger_guard",
                 "refreshSeconds": LIST_REFRESH.as_secs(),
             });
+            // Every decision, the guard's refusals among them, is recorded in it.
+            cfg["ledger"] = json!({
+                "cluster": "ledger_guard",
+                "authority": format!("127.0.0.1:{}", l.port()),
+                "flushMillis": 200,
+                "gateway": "gw-guard"
+            });
             clusters = l.cluster_yaml("ledger_guard", 0);
-            opts = opts.env(
-                "REGISTRY_TOKEN_REVOCATION__HEADERS__AUTHORIZATION",
-                &format!("Bearer {FEED_SECRET}"),
-            );
+            opts = opts
+                .env(
+                    "REGISTRY_TOKEN_REVOCATION__HEADERS__AUTHORIZATION",
+                    &format!("Bearer {FEED_SECRET}"),
+                )
+                .env(
+                    "REGISTRY_TOKEN_LEDGER__HEADERS__AUTHORIZATION",
+                    &format!("Bearer {INGEST_SECRET}"),
+                );
         }
         let spec = GatewaySpec::new(&cfg)
             .registry_route(route)
@@ -339,12 +351,15 @@ pub(crate) fn refused(
     message
 }
 
+/// The ledger's ingest secret (the gateway ships its audit records with it).
+const INGEST_SECRET: &str = "guard-e2e-ingest-secret-0123456789abcdef0123";
+
 fn start_ledger(dir: &Path, keys: &TestKeys) -> Ledger {
     let jwks = dir.join("admin-jwks.json");
     std::fs::write(&jwks, keys.authority_jwks().to_string()).unwrap_or_else(|e| panic!("{e}"));
     let database = format!("sqlite://{}", dir.join("ledger.db").display());
     let opts = LedgerOptions::new(&database, "https://authority.example", &jwks)
-        .ingest_secret("guard-e2e-ingest-secret-0123456789abcdef0123")
+        .ingest_secret(INGEST_SECRET)
         .feed_secret(FEED_SECRET)
         .env_remove("LEDGER_ADMIN_SCOPE");
     Ledger::start(opts).unwrap_or_else(|e| panic!("{e}"))
@@ -621,6 +636,22 @@ fn revocations_in_the_ledger_reach_registry_tokens_already_issued() {
         g.rejected_since(&before, &want),
         want.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect()
     );
+
+    // Each refusal is in the ledger, with its reason and the caller the token named.
+    for ((_, _, _, repo, reason), subject) in cases.iter().zip(["alice", "bob", "carol", "erin"]) {
+        let found = within(Duration::from_secs(10), || {
+            let path = format!("/v1/issuances?decision=rejected&subject={subject}");
+            let r = ledger_admin(&g, "GET", &path, None);
+            assert_eq!(r.status, 200, "{r:?}");
+            let items = r.json()["items"].as_array().cloned().unwrap_or_default();
+            items.iter().any(|i| {
+                i["reason"] == *reason
+                    && i["gateway"] == "gw-guard"
+                    && i["requested"] == json!([pull(repo)])
+            })
+        });
+        assert!(found.is_some(), "no ledger record of {reason}");
+    }
 
     // The realm refuses them too, for the right reason.
     for (who, repo, reason) in [
