@@ -181,12 +181,23 @@ impl Db {
                     return Ok(Err(DeleteRobotError::NotFound));
                 };
                 let name: String = row.try_get("name")?;
-                if usize::try_from(count_active(&mut tx).await?).unwrap_or(usize::MAX) >= max_active
+                let subject = format!("{SUBJECT_PREFIX}{id}");
+                // A subject revoked already (by hand) needs no room in the list.
+                let revoked = sqlx::query(
+                    "SELECT id FROM revocations \
+                     WHERE kind = 'subject' AND value = $1 AND deleted_at IS NULL",
+                )
+                .bind(subject.clone())
+                .fetch_optional(&mut *tx)
+                .await?
+                .is_some();
+                if !revoked
+                    && usize::try_from(count_active(&mut tx).await?).unwrap_or(usize::MAX)
+                        >= max_active
                 {
                     tx.rollback().await?;
                     return Ok(Err(DeleteRobotError::TooManyRevocations(max_active)));
                 }
-                let subject = format!("{SUBJECT_PREFIX}{id}");
                 let reason = format!("robot {name} deleted");
                 let rev = random_id().map_err(sqlx::Error::Protocol)?;
                 if insert_if_inactive(&mut tx, &rev, "subject", &subject, &reason, actor, now)

@@ -293,6 +293,47 @@ pub async fn run(database: &str) {
     )
     .await;
     assert!(one["deletedAt"].is_null(), "{one}");
+
+    // A subject revoked already by hand needs no room: with the list still full, deleting
+    // that robot goes through (its revocation is the one in the list).
+    let (status, listed) = call(&c, reqwest::Method::GET, s.url("/v1/revocations"), None).await;
+    assert_eq!(status, 200, "{listed}");
+    let b_id = listed["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["value"] == "b")
+        .and_then(|i| i["id"].as_str())
+        .unwrap()
+        .to_owned();
+    let (status, r) = call(
+        &c,
+        reqwest::Method::DELETE,
+        s.url(&format!("/v1/revocations/{b_id}?reason=room")),
+        None,
+    )
+    .await;
+    assert_eq!(status, 204, "{r}");
+    let (status, r) = call(
+        &c,
+        reqwest::Method::POST,
+        s.url("/v1/revocations"),
+        Some(json!({"kind": "subject", "value": format!("robot:{again_id}"), "reason": "by hand"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{r}");
+    let (status, gone) = call(
+        &c,
+        reqwest::Method::DELETE,
+        s.url(&format!("/v1/robots/{again_id}")),
+        None,
+    )
+    .await;
+    assert_eq!(
+        status, 200,
+        "the list is full but holds this robot's subject: {gone}"
+    );
+    assert!(gone["deletedAt"].is_number(), "{gone}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
