@@ -64,10 +64,13 @@ pub struct RunArgs {
     #[arg(long, value_name = "N", default_value_t = 3)]
     pub rounds: u64,
     /// Measure only these parts (comma-separated): ceiling, crypto (or one crypto-…
-    /// ceiling), scenario keys, ingest, revocation-feed, sweep, soak; the report marks the
-    /// rest not measured.
+    /// ceiling), scenario keys, ingest, revocation-feed, guard, sweep, soak; the report
+    /// marks the rest not measured.
     #[arg(long, value_name = "LIST")]
     pub only: Option<String>,
+    /// Size of the large blob of the guard phase, MiB (1–4096).
+    #[arg(long, value_name = "MIB", default_value_t = 256)]
+    pub guard_mib: u64,
     /// The report.
     #[arg(long, value_name = "FILE", default_value = "docs/PERFORMANCE.md")]
     pub out: PathBuf,
@@ -163,6 +166,8 @@ pub struct Settings {
     pub rounds: u64,
     /// `--only`.
     pub only: Option<Vec<String>>,
+    /// The guard phase's large blob, MiB.
+    pub guard_mib: u64,
     /// The report.
     pub out: PathBuf,
     /// The plot.
@@ -196,7 +201,19 @@ impl Settings {
             .as_ref()
             .is_none_or(|l| l.iter().any(|k| k == key))
     }
+
+    /// OpToks to make per binding kind: `--optoks`, or the fewest allowed when only the
+    /// guard is measured (it needs one, for its registry token).
+    pub fn optoks_needed(&self) -> usize {
+        match &self.only {
+            Some(l) if l.iter().all(|k| k == "guard") => MIN_OPTOKS,
+            _ => self.optoks,
+        }
+    }
 }
+
+/// The fewest OpToks per binding kind (`--optoks`).
+pub const MIN_OPTOKS: usize = 100;
 
 /// `name` beside `out`.
 pub fn beside(out: &Path, name: &str) -> PathBuf {
@@ -227,12 +244,13 @@ impl RunArgs {
             connections: self.connections.clamp(1, 256) as usize,
             soak: self.soak.min(3600),
             sweep_seconds: self.sweep_seconds.clamp(1, 120),
-            optoks: self.optoks.clamp(100, 200_000) as usize,
+            optoks: (self.optoks as usize).clamp(MIN_OPTOKS, 200_000),
             speed_seconds: self.speed_seconds.clamp(1, 10),
             rounds: self.rounds.clamp(1, 9),
             only: self
                 .only
                 .map(|l| l.split(',').map(|s| s.trim().to_string()).collect()),
+            guard_mib: self.guard_mib.clamp(1, 4096),
             plot: self
                 .plot
                 .unwrap_or_else(|| beside(&self.out, "performance-latency.png")),
@@ -305,6 +323,23 @@ mod tests {
         assert_eq!(s.ledger, Path::new("target/release/registry-token-ledger"));
         assert!(s.compare_wasm.is_none() && s.compare.is_empty() && !s.strict);
         assert!(s.want("anything"));
+        assert_eq!((s.guard_mib, s.optoks_needed()), (256, 20_000));
+    }
+
+    #[test]
+    fn only_the_guard_needs_one_optok() {
+        let with = |args: &[&str]| {
+            parse(args)
+                .expect("parse")
+                .run
+                .settings(String::new())
+                .expect("settings")
+        };
+        let s = with(&["--only", "guard", "--guard-mib", "9999"]);
+        assert!(s.want("guard") && !s.want("es256") && !s.want("ceiling"));
+        assert_eq!((s.optoks_needed(), s.guard_mib), (MIN_OPTOKS, 4096));
+        assert_eq!(with(&["--only", "guard,es256"]).optoks_needed(), 20_000);
+        assert_eq!(with(&["--guard-mib", "0"]).guard_mib, 1);
     }
 
     #[test]
@@ -385,6 +420,7 @@ mod tests {
             "--speed-seconds",
             "--rounds",
             "--only",
+            "--guard-mib",
             "--out",
             "--plot",
             "--results",

@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 
 use crate::render::out;
 use crate::results::{Figures, Results};
-use crate::stats::{median_pair, ratio};
+use crate::stats::{median_added_us, median_pair, median_pull, ratio};
 use crate::targets::targets;
 
 /// One compared figure: its name, the old and new values, and whether more is better.
@@ -125,6 +125,26 @@ fn figures(r: &Results) -> Vec<(String, f64, &'static str, bool)> {
                 v,
                 "µs",
                 false,
+            ));
+        }
+    }
+    if let Some(Ok(g)) = &r.guard {
+        for (against, rounds) in [("plain Envoy", &g.gets), ("the filter", &g.gets_filter)] {
+            if let Ok((_, added, _)) = median_added_us(rounds) {
+                out.push((
+                    format!("guard: Envoy CPU added per memoised GET, against {against}"),
+                    added,
+                    "µs",
+                    false,
+                ));
+            }
+        }
+        if let Ok((p, _)) = median_pull(&g.pulls) {
+            out.push((
+                "guard: pull throughput / without".into(),
+                p.ratio(),
+                "×",
+                true,
             ));
         }
     }
@@ -290,7 +310,17 @@ mod tests {
             text.contains("| `mtls` ≥ 0.85 × its in-Envoy crypto ceiling"),
             "old targets listed"
         );
-        assert!(text.contains("of 15 targets met before"), "{text}");
+        assert!(text.contains("of 17 targets met before"), "{text}");
+        assert!(
+            text.contains(
+                "| guard: Envoy CPU added per memoised GET, against the filter | 8.00 µs | 8.00 µs | 1.00 | |"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("| guard: pull throughput / without | 0.98 × | 0.98 × | 1.00 | |"),
+            "{text}"
+        );
         assert!(
             text.contains("| revocation feed at 50000: digest form | 800135 bytes |"),
             "the revocation list's figures are compared: {text}"

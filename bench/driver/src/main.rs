@@ -17,12 +17,16 @@
 //! `es256` and an `es256-ledger` Envoy on the same CPU, loaded at once, compared by CPU
 //! time per decision ([`pair`]); the ledger target is that ratio, since two runs one
 //! after the other differ by more than the ledger costs. `--compare-wasm` measures this
-//! module against another build the same way, on the `--compare` scenarios.
+//! module against another build the same way, on the `--compare` scenarios. Guard mode
+//! (`--only guard`) puts a registry 2.8 behind the guard, behind the filter without it and
+//! behind plain Envoy, side by side: the Envoy CPU a memoised blob `GET` costs on each,
+//! and a large blob pull's throughput through the guard and plain Envoy.
 //!
 //! Modules: [`cli`] (options), [`setup`] (keys, OpToks, the machine), [`procs`] (Envoy,
-//! ledger, PostgreSQL), [`scenarios`], [`measure`] and [`pair`] (one measurement),
-//! [`phases`] (the run), [`stats`] (rounds, medians, paired ratios), [`targets`],
-//! [`results`] (the data), [`render`] (Markdown and plot), [`compare`].
+//! ledger, PostgreSQL, the guard phase's registry 2.8), [`registry`] (its raw API),
+//! [`scenarios`], [`measure`] and [`pair`] (one measurement), [`phases`] (the run),
+//! [`stats`] (rounds, medians, paired ratios), [`targets`], [`results`] (the data),
+//! [`render`] (Markdown and plot), [`compare`].
 
 mod cli;
 mod compare;
@@ -30,6 +34,7 @@ mod measure;
 mod pair;
 mod phases;
 mod procs;
+mod registry;
 mod render;
 mod results;
 mod scenarios;

@@ -137,10 +137,7 @@ fn prepare(
     Ok(out)
 }
 
-/// Measures a [`Pair`]: both Envoys warmed up at once, then loaded at once for
-/// `seconds`. With a ledger behind `test`, each Envoy's CPU is read when the ledger holds
-/// the records of every decision before that point, so the shipping of the measured
-/// decisions is inside the window and none of the warm-up's is.
+/// Measures a [`Pair`] of `base` and `test` started here: see [`measure_sides`].
 pub fn side_by_side(
     ctx: &Ctx,
     m: &Material,
@@ -149,19 +146,55 @@ pub fn side_by_side(
     base: SideSpec<'_>,
     test: SideSpec<'_>,
 ) -> Outcome<Pair> {
-    let ledger = test.ledger;
     let sides = prepare(ctx, m, pools, seconds, [&base, &test])?;
-    let keys = [base.scenario.key, test.scenario.key];
-    let envoys: Vec<&BenchEnvoy> = sides.iter().map(|(e, ..)| e).collect();
+    let running: Vec<Running<'_>> = sides
+        .iter()
+        .zip([base.scenario.key, test.scenario.key])
+        .map(|((envoy, spec, workload), key)| Running {
+            key,
+            envoy,
+            spec,
+            workload,
+        })
+        .collect();
+    let [b, t] = <[Running<'_>; 2]>::try_from(running).map_err(|_| "two sides")?;
+    measure_sides([b, t], seconds, test.ledger)
+}
+
+/// One side of [`measure_sides`], already running: its Envoy, the load's spec (lasting the
+/// warm-up) and its requests, named `key` in messages.
+pub struct Running<'a> {
+    /// Its name.
+    pub key: &'a str,
+    /// Its Envoy.
+    pub envoy: &'a BenchEnvoy,
+    /// The load: target, connections, the warm-up's duration.
+    pub spec: &'a RunSpec,
+    /// The requests (enough for the warm-up and `seconds`).
+    pub workload: &'a Workload,
+}
+
+/// Measures a [`Pair`]: both Envoys warmed up at once, then loaded at once for
+/// `seconds`; every answer must be a 200. With a ledger behind `test`, each Envoy's CPU is
+/// read when the ledger holds the records of every decision before that point, so the
+/// shipping of the measured decisions is inside the window and none of the warm-up's is.
+pub fn measure_sides(
+    [base, test]: [Running<'_>; 2],
+    seconds: u64,
+    ledger: Option<&BenchLedger>,
+) -> Outcome<Pair> {
+    let keys = [base.key, test.key];
+    let envoys = [base.envoy, test.envoy];
+    let loads_of = [(base.spec, base.workload), (test.spec, test.workload)];
     // `test`'s counters from before the warm-up, so that `settle` can wait for its answers.
     let snap0 = admin::snapshot(&envoys[1].admin)?;
     let warm_answers = Mutex::new([0u64; 2]);
     let barrier = Barrier::new(3);
     std::thread::scope(|s| {
-        let loads: Vec<_> = sides
+        let loads: Vec<_> = loads_of
             .iter()
             .enumerate()
-            .map(|(i, (_, spec, workload))| {
+            .map(|(i, (spec, workload))| {
                 let (warm_answers, barrier) = (&warm_answers, &barrier);
                 s.spawn(move || {
                     let warm = load::run(spec, workload);
@@ -172,10 +205,10 @@ pub fn side_by_side(
                     barrier.wait(); // start marks taken
                     let spec = RunSpec {
                         duration: Duration::from_secs(seconds),
-                        ..spec.clone()
+                        ..(*spec).clone()
                     };
                     let r = load::run(&spec, workload);
-                    (r.responses(), r.ok())
+                    (r.responses(), r.ok(), r.quantile(0.5))
                 })
             })
             .collect();
@@ -192,14 +225,14 @@ pub fn side_by_side(
         // Released whatever happened, so that the load threads end.
         barrier.wait();
         let started = Instant::now();
-        let runs: Vec<(u64, u64)> = loads
+        let runs: Vec<(u64, u64, Option<u32>)> = loads
             .into_iter()
-            .map(|h| h.join().unwrap_or((0, 0)))
+            .map(|h| h.join().unwrap_or((0, 0, None)))
             .collect();
         let seconds = started.elapsed().as_secs_f64();
         let marks = marks?;
-        // Both sides issue tokens: a side that refused would be measured cheap.
-        for ((responses, ok), key) in runs.iter().zip(keys) {
+        // Both sides answer 200s: a side that refused would be measured cheap.
+        for ((responses, ok, _), key) in runs.iter().zip(keys) {
             if responses != ok || *ok == 0 {
                 return Err(format!("{key}: {ok} of {responses} answers were 200s"));
             }
@@ -225,6 +258,7 @@ pub fn side_by_side(
                 cpu_ns: cpu.0.saturating_sub(mark.0),
                 worker_ns: cpu.1.saturating_sub(mark.1),
                 seconds,
+                p50_us: runs[i].2,
             };
         }
         Ok(Pair {

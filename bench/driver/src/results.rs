@@ -41,6 +41,10 @@ pub struct Results {
     /// measured (and in results files from before it).
     #[serde(default)]
     pub revocation_feed: Option<Outcome<RevocationFeed>>,
+    /// Guard mode on the registry's route (`--only guard`); `None` when not measured (and
+    /// in results files from before it).
+    #[serde(default)]
+    pub guard: Option<Outcome<Guard>>,
     /// Latency against offered load (`dpop-rs256`, open loop).
     pub sweep: Vec<SweepPoint>,
     /// The memory run.
@@ -322,6 +326,9 @@ pub struct PairSide {
     pub worker_ns: u64,
     /// Seconds of the run.
     pub seconds: f64,
+    /// Client-side latency, µs, median (absent from results files before it).
+    #[serde(default)]
+    pub p50_us: Option<u32>,
 }
 
 impl PairSide {
@@ -350,6 +357,11 @@ impl Pair {
         } else {
             0.0
         }
+    }
+
+    /// Envoy CPU per decision of `test` minus `base`, µs: what `test` adds per request.
+    pub fn added_us(&self) -> f64 {
+        self.test.cpu_us_per_decision() - self.base.cpu_us_per_decision()
     }
 
     /// Whether the ledger (if any) held one row per decision.
@@ -440,6 +452,69 @@ pub struct RevocationFeed {
     pub filter_p99_us: Option<f64>,
     /// Answers other than 200, and transport errors.
     pub non_ok: u64,
+}
+
+/// Guard mode (issue 22): Envoys of one configuration in front of a registry 2.8 (and of a
+/// stand-in answering small blobs): with the filter's `guard` section on `/v2` (`test` of
+/// every pair), with the filter off there (plain Envoy), and with the filter there but no
+/// `guard` section.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Guard {
+    /// Bytes of the large blob pulled.
+    pub blob_bytes: u64,
+    /// Bytes of the small blob of the request load.
+    pub small_bytes: u64,
+    /// Every round's small-blob GETs, one registry token (memoised by the guard), side by
+    /// side with plain Envoy: a [`Pair`] whose decisions are requests.
+    pub gets: Vec<Outcome<Pair>>,
+    /// The same, side by side with the filter without the `guard` section: the guard's own
+    /// part of the cost.
+    pub gets_filter: Vec<Outcome<Pair>>,
+    /// Every pair of large-blob pulls side by side, in the order measured.
+    pub pulls: Vec<Outcome<PullPair>>,
+}
+
+/// The large blob pulled through both Envoys at once (the two requests sent together),
+/// measured over the window while both pulls ran: until the first one's last byte.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct PullPair {
+    /// Seconds from the requests to the first pull's last byte.
+    pub seconds: f64,
+    /// Through the Envoy without the filter on `/v2`.
+    pub base: Pull,
+    /// Through the guard.
+    pub test: Pull,
+}
+
+/// One of the two pulls, over the window of its [`PullPair`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Pull {
+    /// Bytes of the body read (the whole blob for the pull that ended first).
+    pub bytes: u64,
+    /// CPU time of every thread of that Envoy, ns.
+    pub envoy_cpu_ns: u64,
+}
+
+impl Pull {
+    /// Envoy CPU per GiB pulled, ms.
+    pub fn cpu_ms_per_gib(&self) -> f64 {
+        if self.bytes == 0 {
+            return 0.0;
+        }
+        self.envoy_cpu_ns as f64 / 1e6 / (self.bytes as f64 / 1_073_741_824.0)
+    }
+}
+
+impl PullPair {
+    /// The throughput of `side` (one of this pair's), MB (10^6 bytes) per second.
+    pub fn mb_per_second(&self, side: &Pull) -> f64 {
+        per_second(side.bytes, self.seconds) / 1e6
+    }
+
+    /// Throughput through the guard against without, at the same time.
+    pub fn ratio(&self) -> f64 {
+        crate::stats::ratio(self.test.bytes as f64, self.base.bytes as f64)
+    }
 }
 
 /// One point of the latency sweep.
@@ -585,6 +660,7 @@ mod tests {
             cpu_ns,
             worker_ns: cpu_ns / 2,
             seconds: 10.0,
+            p50_us: None,
         };
         let p = Pair {
             base: side(1000, 300_000_000),

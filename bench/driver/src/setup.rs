@@ -161,6 +161,27 @@ fn make_certificates(work: &Path) -> Result<(), String> {
     Ok(())
 }
 
+/// A self-signed certificate of the ES256 signing key (`signing-es.pem`, made by
+/// [`make_material`]), made afresh as `signing-es.crt`: what a registry 2.8 is given as
+/// `auth.token.rootcertbundle` to trust the tokens the filter mints with that key.
+pub fn signing_certificate(work: &Path) -> Result<String, String> {
+    let p = |n: &str| work.join(n).display().to_string();
+    openssl(&[
+        "req",
+        "-x509",
+        "-new",
+        "-key",
+        &p("signing-es.pem"),
+        "-subj",
+        "/CN=registry-token bench signing key",
+        "-days",
+        "30",
+        "-out",
+        &p("signing-es.crt"),
+    ])?;
+    std::fs::read_to_string(work.join("signing-es.crt")).map_err(|e| format!("signing-es.crt: {e}"))
+}
+
 /// `n` refresh tokens for the `refresh` scenario, sealed with the core's own code under
 /// [`REFRESH_SECRET`] (what the filter hands out on `offline_token=true`), each a
 /// distinct subject of plan `bench`.

@@ -2,7 +2,7 @@
 //! measurements taken in the same rounds, the median of side-by-side rounds. Pure
 //! functions of the figures.
 
-use crate::results::{Figures, LedgerRows, Outcome, Pair};
+use crate::results::{Figures, LedgerRows, Outcome, Pair, PullPair};
 
 /// The upper median of `items` by `key` (the upper one of an even count); `None` when
 /// empty.
@@ -70,6 +70,29 @@ pub fn median_pair(rounds: &[Outcome<Pair>]) -> Outcome<(Pair, String, bool)> {
     Ok((median, text, whole))
 }
 
+/// The guard's side-by-side GET rounds: the Envoy CPU per request the guard adds
+/// ([`Pair::added_us`]), the upper median over the rounds, and every round's as text
+/// (`12 · 14 · 13`, empty for one round); the first error when a round failed.
+pub fn median_added_us(rounds: &[Outcome<Pair>]) -> Outcome<(Pair, f64, String)> {
+    let pairs = rounds.iter().cloned().collect::<Result<Vec<_>, _>>()?;
+    let text = if pairs.len() < 2 {
+        String::new()
+    } else {
+        join(pairs.iter().map(|p| format!("{:.1}", p.added_us())))
+    };
+    let median = upper_median(pairs, Pair::added_us).ok_or("no round was measured")?;
+    Ok((median, median.added_us(), text))
+}
+
+/// The pull pair of median ratio (guard against without; the upper one of an even count)
+/// and every pair's ratio as text; the first error when a pull failed.
+pub fn median_pull(pulls: &[Outcome<PullPair>]) -> Outcome<(PullPair, String)> {
+    let pairs = pulls.iter().cloned().collect::<Result<Vec<_>, _>>()?;
+    let text = ratios_text(&pairs.iter().map(PullPair::ratio).collect::<Vec<_>>());
+    let median = upper_median(pairs, PullPair::ratio).ok_or("no pull was measured")?;
+    Ok((median, text))
+}
+
 /// Per-round ratios as `0.81 · 0.98 · 0.97` (empty for a single round).
 pub fn ratios_text(ratios: &[f64]) -> String {
     if ratios.len() < 2 {
@@ -113,6 +136,7 @@ mod tests {
             cpu_ns,
             worker_ns: cpu_ns,
             seconds: 1.0,
+            p50_us: None,
         };
         Pair {
             base: side(base_cpu),
@@ -195,6 +219,48 @@ mod tests {
         assert_eq!((text.as_str(), whole), ("", true));
         assert!(median_pair(&[Ok(pair(1, 1, None)), Err("x".into())]).is_err());
         assert!(median_pair(&[]).is_err());
+    }
+
+    #[test]
+    fn the_guard_adds_the_median_rounds_cpu() {
+        // 1000 requests a side: 300 µs of CPU per request without, 312 / 330 / 305 with.
+        let rounds = vec![
+            Ok(pair(300_000_000, 312_000_000, None)),
+            Ok(pair(300_000_000, 330_000_000, None)),
+            Ok(pair(300_000_000, 305_000_000, None)),
+        ];
+        let (median, added, text) = median_added_us(&rounds).expect("median");
+        assert!((added - 12.0).abs() < 1e-9, "{added}");
+        assert_eq!(median.test.cpu_ns, 312_000_000);
+        assert_eq!(text, "12.0 · 30.0 · 5.0");
+        assert_eq!(median_added_us(&rounds[..1]).expect("one").2, "");
+        assert!(median_added_us(&[rounds[0].clone(), Err("x".into())]).is_err());
+        assert!(median_added_us(&[]).is_err());
+    }
+
+    #[test]
+    fn the_median_pull_by_ratio() {
+        use crate::results::Pull;
+        // In 0.5 s, 256 MiB through one Envoy and `test` MiB through the guard.
+        let pp = |test: u64| PullPair {
+            seconds: 0.5,
+            base: Pull {
+                bytes: 256 << 20,
+                envoy_cpu_ns: 100_000_000,
+            },
+            test: Pull {
+                bytes: test << 20,
+                envoy_cpu_ns: 100_000_000,
+            },
+        };
+        let pulls = vec![Ok(pp(128)), Ok(pp(256)), Ok(pp(205))];
+        let (median, text) = median_pull(&pulls).expect("median");
+        assert!((median.ratio() - 205.0 / 256.0).abs() < 1e-9);
+        assert_eq!(text, "0.50 · 1.00 · 0.80");
+        assert!((median.mb_per_second(&median.base) - 536.870_912).abs() < 1e-6);
+        assert!((median.base.cpu_ms_per_gib() - 400.0).abs() < 1e-9);
+        assert!(median_pull(&[Ok(pp(1)), Err("cut short".into())]).is_err());
+        assert!(median_pull(&[]).is_err());
     }
 
     #[test]

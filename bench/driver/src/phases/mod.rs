@@ -1,9 +1,11 @@
 //! A whole run, phase by phase: setup (keys, OpToks, `openssl speed`), the
 //! `direct_response` ceiling, the alternating rounds of crypto ceilings and `/token`
-//! scenarios (with the side-by-side measurements), the ledger's ingest, the latency
-//! sweep and the memory run; gathered into [`Results`].
+//! scenarios (with the side-by-side measurements), the ledger's ingest, the revocation
+//! feed, guard mode on the registry's route, the latency sweep and the memory run;
+//! gathered into [`Results`].
 
 mod extra;
+mod guard;
 mod revocation;
 mod rounds;
 
@@ -53,10 +55,11 @@ pub fn run(s: &Settings) -> Result<Results, String> {
         pin_self(c);
     }
     let t = Instant::now();
-    let pools = Pools::generate(&material, s.optoks)?;
+    let optoks = s.optoks_needed();
+    let pools = Pools::generate(&material, optoks)?;
     println!(
         "    3 × {} distinct RS256 OpToks (unbound, DPoP-bound, mTLS-bound) in {:.1} s",
-        s.optoks,
+        optoks,
         t.elapsed().as_secs_f64()
     );
     let b = Bench {
@@ -83,6 +86,7 @@ pub fn run(s: &Settings) -> Result<Results, String> {
     let rounds = rounds::rounds(&b)?;
     let ingest = extra::ingest(&b);
     let revocation_feed = revocation::revocation_feed(&b);
+    let guard = guard::guard(&b);
     let max_rate = rounds
         .scenarios
         .iter()
@@ -122,6 +126,7 @@ pub fn run(s: &Settings) -> Result<Results, String> {
         compared: rounds.compared,
         ingest,
         revocation_feed,
+        guard,
         sweep,
         soak,
         targets: Vec::new(),

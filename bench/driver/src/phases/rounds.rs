@@ -66,11 +66,13 @@ pub fn rounds(b: &Bench<'_>) -> Result<Rounds, String> {
             step(&format!("in-Envoy crypto ceilings: the probe module, signature work only (sign/verify_signature){of_rounds}"));
             crypto_round(b, probe, &mut crypto);
         }
-        step(&format!(
-            "/token scenarios, {} s each after {WARMUP_SECONDS} s of warm-up, {} connections, closed loop{of_rounds}",
-            s.seconds, s.connections
-        ));
-        scenario_round(b, &mut measured);
+        if scenarios().iter().any(|sc| s.want(sc.key)) {
+            step(&format!(
+                "/token scenarios, {} s each after {WARMUP_SECONDS} s of warm-up, {} connections, closed loop{of_rounds}",
+                s.seconds, s.connections
+            ));
+            scenario_round(b, &mut measured);
+        }
         if s.want("es256-ledger") {
             step(&format!("the ledger's cost: `es256` and `es256-ledger` side by side on one CPU, {} s after {WARMUP_SECONDS} s of warm-up{of_rounds}", s.seconds));
             let r = ledger_pair(

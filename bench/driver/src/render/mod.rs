@@ -3,6 +3,7 @@
 //! from a results file without measuring anything.
 
 pub mod fmt;
+mod guard;
 mod ledger;
 mod notes;
 pub mod plot;
@@ -59,6 +60,7 @@ pub fn markdown(r: &Results, plot: &PlotLink) -> (String, Vec<Target>) {
     tables::scenarios(&mut o, r);
     ledger::ledger_section(&mut o, r);
     revocation::revocation_section(&mut o, r);
+    guard::guard_section(&mut o, r);
     ledger::compare_section(&mut o, r);
     tables::refusals(&mut o, r);
     notes::where_time_goes(&mut o, r);

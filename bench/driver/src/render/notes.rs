@@ -206,6 +206,8 @@ pub fn reproduce(o: &mut String) {
          It installs what it needs (gnuplot-nox), builds the module and the load generator, makes throw-away keys under `target/bench/`, \
          and overwrites this file, `docs/performance-latency.png` and `docs/performance-results.json` (every figure, round and target of the run; \
          `target/release/bench --help` lists the options).\n\
+         - `make bench BENCH_ARGS=\"--only guard\"` measures guard mode alone (about 2 minutes; `docker-registry` from `make apt-deps`): \
+         its two targets, the others marked not measured (add `--out target/bench/guard.md` to leave this file alone); `--guard-mib` sets the pulled blob's size (default 256).\n\
          - `target/release/bench render` writes this file again from `docs/performance-results.json` without measuring anything; \
          `target/release/bench compare OLD.json NEW.json` lists the ratio of every figure two runs both measured.\n\
          - The machine must be otherwise idle: the load generator shares it with Envoy, and other work on it lowers every figure.\n\

@@ -5,9 +5,9 @@ use std::collections::BTreeMap;
 
 use super::{markdown, plot_link};
 use crate::results::{
-    Ceiling, Compared, ComparedScenario, Counters, Figures, Ingest, IngestFigures, Latency,
-    LedgerRows, Machine, Pair, PairSide, Results, RevocationFeed, RunInfo, Soak, SoakSample, Speed,
-    SweepPoint, FORMAT,
+    Ceiling, Compared, ComparedScenario, Counters, Figures, Guard, Ingest, IngestFigures, Latency,
+    LedgerRows, Machine, Pair, PairSide, Pull, PullPair, Results, RevocationFeed, RunInfo, Soak,
+    SoakSample, Speed, SweepPoint, FORMAT,
 };
 use crate::scenarios::{crypto_ceiling_of, scenarios, CRYPTO_CEILINGS};
 
@@ -79,12 +79,15 @@ fn ceiling_rate(key: &str) -> f64 {
     }
 }
 
-fn pair(base_us: u64, test_us: u64, ledger: bool) -> Pair {
+/// A side-by-side pair of `base_us` and `test_us` of Envoy CPU per decision, 15,000
+/// decisions each in 10 s, client p50 900 µs.
+pub fn pair(base_us: u64, test_us: u64, ledger: bool) -> Pair {
     let side = |us: u64| PairSide {
         decisions: 15_000,
         cpu_ns: us * 1000 * 15_000,
         worker_ns: us * 990 * 15_000,
         seconds: 10.0,
+        p50_us: Some(900),
     };
     Pair {
         base: side(base_us),
@@ -93,6 +96,45 @@ fn pair(base_us: u64, test_us: u64, ledger: bool) -> Pair {
             rows: 15_000,
             decisions: 15_000,
         }),
+    }
+}
+
+/// A pull pair at once over 0.25 s: `base` and `test` MiB, 100 and 120 ms of Envoy CPU
+/// per 256 MiB (400 and 480 ms per GiB).
+pub fn pull_pair(base: u64, test: u64) -> PullPair {
+    let pull = |mib: u64, ms_per_256: u64| Pull {
+        bytes: mib << 20,
+        envoy_cpu_ns: ms_per_256 * 1_000_000 * mib / 256,
+    };
+    PullPair {
+        seconds: 0.25,
+        base: pull(base, 100),
+        test: pull(test, 120),
+    }
+}
+
+/// Guard mode: the guard adds 12 · 9 · 15 µs per GET to plain Envoy (median 12), 8 · 9 · 6
+/// to the filter without it (median 8); its pulls are 0.98 · 0.96 · 1.02 of plain Envoy's
+/// (median 0.98).
+pub fn synthetic_guard() -> Guard {
+    Guard {
+        blob_bytes: 256 << 20,
+        small_bytes: 4096,
+        gets: vec![
+            Ok(pair(60, 72, false)),
+            Ok(pair(61, 70, false)),
+            Ok(pair(60, 75, false)),
+        ],
+        gets_filter: vec![
+            Ok(pair(70, 78, false)),
+            Ok(pair(71, 80, false)),
+            Ok(pair(70, 76, false)),
+        ],
+        pulls: vec![
+            Ok(pull_pair(256, 250)),
+            Ok(pull_pair(256, 246)),
+            Ok(pull_pair(250, 256)),
+        ],
     }
 }
 
@@ -238,6 +280,7 @@ pub fn synthetic() -> Results {
             filter_p99_us: Some(61.0),
             non_ok: 0,
         })),
+        guard: Some(Ok(synthetic_guard())),
         sweep,
         soak,
         targets: Vec::new(),
@@ -263,6 +306,7 @@ fn every_section_with_its_figures() {
             "## `/token` scenarios (one Envoy worker each)",
             "## The issuance ledger",
             "## A revocation list of 50,000 entries",
+            "## Guard mode: the registry's route",
             "## This module against another build, side by side",
             "## Refused DPoP proofs: hostile against cheap",
             "## Where the time goes",
@@ -273,8 +317,8 @@ fn every_section_with_its_figures() {
     );
     assert!(md.starts_with("# Performance\n"));
     assert!(!md.contains("This was a short run"));
-    assert_eq!(targets.len(), 15);
-    assert_eq!(md.matches("| **met** |").count(), 14, "{md}");
+    assert_eq!(targets.len(), 17);
+    assert_eq!(md.matches("| **met** |").count(), 16, "{md}");
     assert_eq!(md.matches("| **not met** |").count(), 1);
     for expected in [
         "| date | 2026-11-29 07:27 UTC |",
@@ -298,6 +342,16 @@ fn every_section_with_its_figures() {
         "| a gateway worker takes the list (`registry_token_revocation_load_us`, mean of 2) | 1100 µs |",
         "| `/token` with the list in force | 690 tokens/s (`es256` without: 700) |",
         "| filter decision time with it, p50 / p99 | 41 µs / 61 µs (`es256` without: 40 µs / 60 µs) |",
+        "| guard: a blob GET with a memoised registry token costs ≤ 50 µs of Envoy CPU more than through the filter without the guard (side by side) | +8.0 µs: 78.0 vs 70.0 µs per request; per round 8.0 · 9.0 · 6.0; +12.0 µs against plain Envoy | **met** |",
+        "| guard: a large blob pull through the guard ≥ 0.95 × through Envoy without the filter on /v2 (MB/s, both at once, median pair) | 256 MiB: 1049 vs 1074 MB/s = 0.98; per pair 0.98 · 0.96 · 1.02; Envoy CPU 480 vs 400 ms per GiB | **met** |",
+        "(where the filter passes every `/v2` request), 8 keep-alive connections each, for 10 s after 2 s of warm-up.",
+        "| 1 | plain Envoy | 60.0 µs (59.4) | 72.0 µs (71.3) | +12.0 µs | 900 µs · 900 µs | 1500 · 1500 |",
+        "| 3 | the filter without the guard | 70.0 µs (69.3) | 76.0 µs (75.2) | +6.0 µs | 900 µs · 900 µs | 1500 · 1500 |",
+        "Median rounds: the guard adds 12.0 µs of Envoy CPU per request to plain Envoy, 8.0 µs to the filter without it.",
+        "**A large blob pull**: 256 MiB of random bytes",
+        "| 1 | 0.25 s | 1074 | 1049 | 0.977 | 400 · 480 ms |",
+        "| 3 | 0.25 s | 1049 | 1074 | 1.024 | 400 · 480 ms |",
+        "Median pair: 0.98 × plain Envoy's throughput.",
         "| `hostile` | 6000 | 1000 µs | 2000 µs | 60 µs | 90 µs | 60000 (dpop_malformed: 60000) | yes, counters agree |",
         "hostile / cheap: filter p99 1.50×, filter p50 1.50× (target: p99 ≤ 3×).",
         "| Envoy alone (`direct_response`), per request | 62 |",
@@ -326,6 +380,7 @@ fn missing_parts_say_so() {
     r.ledger_pairs.clear();
     r.scenarios.retain(|s| s.key != "es256-ledger");
     r.revocation_feed = None;
+    r.guard = None;
     let (md, _) = markdown(&r, &Err("no sweep data".into()));
     assert!(md.contains("> **This was a short run** (2 s per scenario, 10 s memory run)"));
     assert!(md.contains("Not measured (the `dpop-rs256` scenario failed)."));
@@ -333,10 +388,25 @@ fn missing_parts_say_so() {
     assert!(!md.contains("## The issuance ledger"));
     assert!(!md.contains("## This module against another build"));
     assert!(!md.contains("## A revocation list"));
+    assert!(!md.contains("## Guard mode"));
     let mut failed = synthetic();
     failed.revocation_feed = Some(Err("the gateway did not take the list\nmore".into()));
     let (md, _) = markdown(&failed, &Err("no plot".into()));
     assert!(md.contains("## A revocation list of 50,000 entries\n\nNot measured: the gateway did not take the list\n"));
+    failed.guard = Some(Err("docker-registry exited (1):\nlog".into()));
+    let (md, _) = markdown(&failed, &Err("no plot".into()));
+    assert!(md.contains(
+        "## Guard mode: the registry's route\n\nNot measured: docker-registry exited (1):\n"
+    ));
+    assert!(md.contains("| failed: docker-registry exited (1): | **not met** |"));
+    let mut one_failed = synthetic();
+    if let Some(Ok(g)) = one_failed.guard.as_mut() {
+        g.pulls.push(Err("GET /v2/…: body cut short".into()));
+    }
+    let (md, _) = markdown(&one_failed, &Err("no plot".into()));
+    assert!(md.contains("| 4 | failed: GET /v2/…: body cut short | | | | |"));
+    assert!(md.contains("| failed: GET /v2/…: body cut short | **not met** |"));
+    assert!(!md.contains("Median pair:"));
     let (md, _) = markdown(&synthetic(), &Err("gnuplot: not found".into()));
     assert!(md.contains("(plot not produced: gnuplot: not found)"));
 }
