@@ -42,7 +42,7 @@ help:
 	@echo "make e2e   - only the end-to-end suites (one module: make e2e E2E_ARGS=sender::)"
 	@echo "make ledger-test - the issuance ledger's tests (SQLite and a throw-away PostgreSQL 15)"
 	@echo "make cli   - build registry-token (Offline Kit token bundles, docs/OFFLINE.md)"
-	@echo "make bench - the performance comparison (about 27 minutes, idle machine; docs/PERFORMANCE.md)"
+	@echo "make bench - the performance comparison (about 30 minutes, idle machine; docs/PERFORMANCE.md; --only guard: the guard phase alone, about 2 minutes)"
 	@echo "make fuzz  - run every fuzz target for FUZZ_SECONDS (default 60) each; FUZZ_TARGETS=\"query url\" for some"
 	@echo "make oci   - the module as a reproducible Wasm OCI image layout (target/oci/), printing its manifest digest"
 	@echo "make oci-push IMAGE=host/repo:tag [AUTHFILE=auth.json] - push it with skopeo (digest kept)"
