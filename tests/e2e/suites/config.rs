@@ -475,6 +475,8 @@ fn string_value_and_struct_forms_behave_the_same() {
             "iss": SIGNING_ISSUER,
             "sub": "dev-user",
             "aud": SERVICE,
+            // The plan applied, for the guard on the registry's route (docs/GUARD.md).
+            "plan": "community",
             "access": [{"type": "repository", "name": "stella-ops/public/base", "actions": ["pull"]}]
         })
     );
