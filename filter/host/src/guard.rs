@@ -257,6 +257,12 @@ impl GuardStream {
         }
     }
 
+    /// Whether the request waits for an immutable tag's manifest (the only time its body
+    /// is read).
+    pub fn waits_for_manifest(&self) -> bool {
+        matches!(self, GuardStream::WaitingManifest(_))
+    }
+
     /// The manifest was read (`None`: more than [`MAX_MANIFEST_BYTES`]): the check to
     /// dispatch, or a refusal for a manifest too large.
     pub fn on_manifest(

@@ -162,11 +162,7 @@ impl<H: Host> State<H> {
         else {
             return (decision, Recorded::NotConfigured);
         };
-        let now_ms = self
-            .host
-            .now()
-            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-            .unwrap_or(0);
+        let now_ms = self.now_ms();
         match buffer.append(&self.host, &record, now_ms) {
             Append::Queued => (decision, Recorded::Queued),
             full => {
@@ -202,10 +198,6 @@ impl<H: Host> State<H> {
         }
     }
 
-    /// A unique id for a decision that minted nothing: 128 random bits (base64url) from
-    /// the crypto implementation; if the host has no randomness, the host time in
-    /// nanoseconds, this VM's decision count, the VM's address of its state and the
-    /// request's `x-request-id`.
     /// Puts a guard refusal's audit record in the ledger's buffer (a full buffer drops
     /// it: the request is refused either way), after giving it an id and the gateway.
     pub(crate) fn record_refusal(&self, audit: &mut Audit, view: &RequestView<'_>) -> Recorded {
@@ -216,15 +208,19 @@ impl<H: Host> State<H> {
         else {
             return Recorded::NotConfigured;
         };
-        let now_ms = self
-            .host
-            .now()
-            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-            .unwrap_or(0);
+        let now_ms = self.now_ms();
         match buffer.append(&self.host, &record, now_ms) {
             Append::Queued => Recorded::Queued,
             _ => Recorded::Dropped,
         }
+    }
+
+    /// The host clock in milliseconds (0 when it cannot be read: the buffer's timestamps).
+    fn now_ms(&self) -> u64 {
+        self.host
+            .now()
+            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+            .unwrap_or(0)
     }
 
     /// The crypto implementation.
@@ -237,6 +233,10 @@ impl<H: Host> State<H> {
         &self.host
     }
 
+    /// A unique id for a decision that minted nothing: 128 random bits (base64url) from
+    /// the crypto implementation; if the host has no randomness, the host time in
+    /// nanoseconds, this VM's decision count, the VM's address of its state and the
+    /// request's `x-request-id`.
     fn request_id(&self, view: &RequestView<'_>) -> String {
         let n = self.decisions.get().wrapping_add(1);
         self.decisions.set(n);

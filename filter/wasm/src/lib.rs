@@ -361,8 +361,14 @@ impl HttpContext for Stream {
 
     fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
         if self.guarded.is_some() {
-            let size = envoy::body(proxy_wasm::types::BufferType::HttpRequestBody, usize::MAX)
-                .map_or(0, |b| b.len());
+            // The body's size matters only to a manifest being waited for: never copy a
+            // passing request's body to count it.
+            let size = if self.guard.waits_for_manifest() {
+                envoy::body(proxy_wasm::types::BufferType::HttpRequestBody, usize::MAX)
+                    .map_or(0, |b| b.len())
+            } else {
+                0
+            };
             let action = self.guard.on_request_trailers(size);
             return self.run_guard(action);
         }
