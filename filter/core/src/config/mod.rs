@@ -228,6 +228,16 @@ pub struct IssuerConfig {
 }
 
 impl Config {
+    /// `revocation.maxStaleSeconds` and `revocation.onStale`; without a remote list, never
+    /// stale and served (the inline lists alone decide).
+    pub fn revocation_policy(&self) -> (u64, OnStale) {
+        self.revocation
+            .as_ref()
+            .map_or((u64::MAX, OnStale::Serve), |r| {
+                (r.max_stale_seconds, r.on_stale)
+            })
+    }
+
     /// The `iss` value of every trusted issuer: `authority` first (index 0), then
     /// `issuers` in order (index `i + 1`).
     pub fn issuer_names(&self) -> impl Iterator<Item = &str> {

@@ -22,7 +22,7 @@ use super::reply::{deny, deny_form, quoted, Denial};
 use super::{AuthorityKeys, Context, Decision, RequestView};
 use crate::config::Config;
 use crate::policy::plan::Placeholders;
-use crate::policy::revocation::{self, Identifiers, OnStale, Revocation, Revoked};
+use crate::policy::revocation::{self, Identifiers, Revocation, Revoked};
 use crate::policy::scope::{is_path_component, Scope};
 use crate::policy::trust::Outcome;
 use crate::sender::dpop::{self, DpopError, ProofPolicy};
@@ -517,12 +517,7 @@ fn policy(
             Some(_) => {}
         }
     }
-    let (max_stale, on_stale) = config
-        .revocation
-        .as_ref()
-        .map_or((u64::MAX, OnStale::Serve), |r| {
-            (r.max_stale_seconds, r.on_stale)
-        });
+    let (max_stale, on_stale) = config.revocation_policy();
     let ids = Identifiers {
         licenses: caller.licenses(),
         subject: Some(caller.subject()),

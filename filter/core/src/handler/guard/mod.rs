@@ -31,7 +31,7 @@ use crate::guard::route::{self, Reference, RegistryRequest, Resource, RouteError
 use crate::guard::tags::{self, TagVerdict};
 use crate::guard::token::{self as registry_token, Expect, RegistryToken};
 use crate::policy::plan::Placeholders;
-use crate::policy::revocation::{self, Identifiers, OnStale, RemoteList, Revocation, Revoked};
+use crate::policy::revocation::{self, Identifiers, RemoteList, Revocation, Revoked};
 use crate::token::crypto::Crypto;
 use crate::token::jws::JwtError;
 
@@ -419,12 +419,7 @@ fn verify(token: &str, ctx: &GuardContext<'_>) -> Result<Verified, JwtError> {
 
 fn revoked(t: &RegistryToken, ctx: &GuardContext<'_>) -> Option<(Reason, &'static str)> {
     let config = ctx.config;
-    let (max_stale, on_stale) = config
-        .revocation
-        .as_ref()
-        .map_or((u64::MAX, OnStale::Serve), |r| {
-            (r.max_stale_seconds, r.on_stale)
-        });
+    let (max_stale, on_stale) = config.revocation_policy();
     let ids = Identifiers {
         licenses: &t.licenses,
         subject: Some(&t.subject),
