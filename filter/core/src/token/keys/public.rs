@@ -138,6 +138,38 @@ pub(super) fn ec_members(
     ]
 }
 
+/// `"name":"value"`, appended.
+fn push_member(out: &mut String, name: &str, value: &str) {
+    out.push('"');
+    out.push_str(name);
+    out.push_str("\":\"");
+    out.push_str(value);
+    out.push('"');
+}
+
+/// An EC key's RFC 7638 thumbprint input and its DER SPKI, both from its uncompressed
+/// SEC1 point (`0x04‖x‖y`, coordinates of equal length).
+fn ec_canonical_and_spki(crv: &str, curve_oid: &[u8], point: &[u8]) -> (String, Vec<u8>) {
+    let coords = point.get(1..).unwrap_or_default();
+    let (x, y) = coords.split_at(coords.len() / 2);
+    let mut canonical = String::with_capacity(40 + 2 * (x.len() * 4).div_ceil(3));
+    canonical.push('{');
+    push_member(&mut canonical, "crv", crv);
+    canonical.push(',');
+    push_member(&mut canonical, "kty", "EC");
+    canonical.push(',');
+    push_member(&mut canonical, "x", &b64::url_encode(x));
+    canonical.push(',');
+    push_member(&mut canonical, "y", &b64::url_encode(y));
+    canonical.push('}');
+    let mut curve = Vec::with_capacity(2 + curve_oid.len());
+    der::write_tlv(tag::OID, curve_oid, &mut curve);
+    (
+        canonical,
+        der::encode_spki(oid::EC_PUBLIC_KEY, Some(&curve), point),
+    )
+}
+
 /// A verification key: parsed key, DER SPKI, RFC 7638 thumbprint, optional `kid` and
 /// optional `alg` restriction (from the JWK).
 #[derive(Clone)]
@@ -162,18 +194,33 @@ impl fmt::Debug for PublicKey {
 
 impl PublicKey {
     pub(super) fn from_kind(kind: PublicKeyKind) -> PublicKey {
-        let members = kind.jwk_members();
-        let mut canonical = String::from("{");
-        for (i, (name, value)) in members.iter().enumerate() {
-            if i > 0 {
-                canonical.push(',');
+        // EC keys: the point is encoded once, for the thumbprint's coordinates and for the
+        // SPKI (each encoding leaves the curve's internal form again), and the thumbprint
+        // input is written straight into one buffer. Names and values are ASCII without
+        // quotes or backslashes: no escaping needed.
+        let (canonical, spki) = match &kind {
+            PublicKeyKind::P256(k) => {
+                let point = k.to_encoded_point(false);
+                ec_canonical_and_spki("P-256", oid::PRIME256V1, point.as_bytes())
             }
-            // Names and values are ASCII without quotes or backslashes: no escaping needed.
-            canonical.push_str(&format!("\"{name}\":\"{value}\""));
-        }
-        canonical.push('}');
+            PublicKeyKind::P384(k) => {
+                let point = k.to_encoded_point(false);
+                ec_canonical_and_spki("P-384", oid::SECP384R1, point.as_bytes())
+            }
+            _ => {
+                let mut canonical = String::with_capacity(512);
+                canonical.push('{');
+                for (i, (name, value)) in kind.jwk_members().iter().enumerate() {
+                    if i > 0 {
+                        canonical.push(',');
+                    }
+                    push_member(&mut canonical, name, value);
+                }
+                canonical.push('}');
+                (canonical, kind.spki())
+            }
+        };
         let thumbprint = b64::url_encode(&sha256(canonical.as_bytes()));
-        let spki = kind.spki();
         PublicKey {
             kind,
             spki,
