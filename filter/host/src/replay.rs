@@ -136,35 +136,30 @@ impl<S: SharedData> ReplayCache for SharedReplayCache<S> {
                 .host
                 .get_shared(&key)
                 .map_err(|_| DpopError::ReplayUnavailable)?;
-            let mut s = bytes
-                .as_deref()
-                .map(ReplaySlot::decode)
-                .unwrap_or(ReplaySlot {
-                    epoch,
-                    entries: Vec::new(),
-                });
-            let reused = s.epoch != epoch;
-            if s.epoch > epoch {
+            // The slot as stored (`ReplaySlot`'s encoding: the epoch, then 16 bytes per
+            // entry), searched and extended in place: no entry is copied out and back.
+            let mut stored = bytes.unwrap_or_default();
+            let stored_epoch = ReplaySlot::stored_epoch(&stored);
+            if stored_epoch > epoch {
                 // The slot already serves an iat a whole ring later: this iat is outside
                 // every window (the proof check refuses it first). Fail closed.
                 return Err(DpopError::ReplayUnavailable);
             }
+            let reused = stored_epoch != epoch || stored.len() < 8;
             if reused {
-                // An older epoch of this slot: past every window by construction
-                // (REPLAY_SLOTS covers every acceptable iat).
-                s = ReplaySlot {
-                    epoch,
-                    entries: Vec::new(),
-                };
+                // An older epoch of this slot (or none yet): past every window by
+                // construction (REPLAY_SLOTS covers every acceptable iat).
+                stored.clear();
+                stored.extend_from_slice(&epoch.to_be_bytes());
             }
-            if s.entries.contains(&entry) {
+            if ReplaySlot::stored_contains(&stored, &entry) {
                 return Ok(false);
             }
-            if s.entries.len() >= self.per_slot_capacity {
+            if ReplaySlot::stored_len(&stored) >= self.per_slot_capacity {
                 return Err(DpopError::ReplayUnavailable);
             }
-            s.entries.push(entry);
-            match self.host.set_shared(&key, &s.encode(), cas) {
+            ReplaySlot::stored_push(&mut stored, &entry);
+            match self.host.set_shared(&key, &stored, cas) {
                 Ok(()) => {
                     if reused {
                         self.sweep(shard, slot, now);

@@ -57,6 +57,34 @@ impl ReplaySlot {
         }
     }
 
+    /// The epoch of a stored slot (0 when it holds less than one).
+    pub fn stored_epoch(bytes: &[u8]) -> u64 {
+        bytes
+            .first_chunk::<8>()
+            .map_or(0, |head| u64::from_be_bytes(*head))
+    }
+
+    /// Entries of a stored slot (a trailing partial entry is not one).
+    pub fn stored_len(bytes: &[u8]) -> usize {
+        bytes.len().saturating_sub(8) / 16
+    }
+
+    /// Whether a stored slot holds `entry`, read in place ([`ReplaySlot::decode`]'s
+    /// reading: whole 16-byte entries after the epoch).
+    pub fn stored_contains(bytes: &[u8], entry: &[u8; 16]) -> bool {
+        bytes
+            .get(8..)
+            .is_some_and(|rest| rest.chunks_exact(16).any(|c| c == entry))
+    }
+
+    /// Appends `entry` to a stored slot (one that holds its epoch), dropping a trailing
+    /// partial entry first, so the result reads as [`ReplaySlot::decode`] would write it.
+    pub fn stored_push(bytes: &mut Vec<u8>, entry: &[u8; 16]) {
+        let whole = 8 + 16 * Self::stored_len(bytes);
+        bytes.truncate(whole.max(8).min(bytes.len()));
+        bytes.extend_from_slice(entry);
+    }
+
     /// Encodes for shared data.
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(8 + 16 * self.entries.len());
@@ -144,6 +172,33 @@ mod tests {
         let mut bytes = slot.encode();
         bytes.extend_from_slice(&[9u8; 5]);
         assert_eq!(ReplaySlot::decode(&bytes).entries.len(), 2);
+    }
+
+    #[test]
+    fn stored_slots_read_and_grow_in_place_as_decode_and_encode_do() {
+        let slot = ReplaySlot {
+            epoch: 7,
+            entries: vec![[1u8; 16], [2u8; 16]],
+        };
+        let mut bytes = slot.encode();
+        bytes.extend_from_slice(&[9u8; 5]); // a partial entry: not one
+        assert_eq!(ReplaySlot::stored_epoch(&bytes), 7);
+        assert_eq!(ReplaySlot::stored_epoch(b"short"), 0);
+        assert_eq!(ReplaySlot::stored_len(&bytes), 2);
+        assert!(ReplaySlot::stored_contains(&bytes, &[2u8; 16]));
+        assert!(!ReplaySlot::stored_contains(&bytes, &[9u8; 16]));
+        assert!(!ReplaySlot::stored_contains(b"short", &[0u8; 16]));
+        ReplaySlot::stored_push(&mut bytes, &[3u8; 16]);
+        let grown = ReplaySlot {
+            epoch: 7,
+            entries: vec![[1u8; 16], [2u8; 16], [3u8; 16]],
+        };
+        assert_eq!(
+            bytes,
+            grown.encode(),
+            "the partial entry dropped, the new one after"
+        );
+        assert_eq!(ReplaySlot::decode(&bytes), grown);
     }
 
     #[test]
