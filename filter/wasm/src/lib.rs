@@ -13,7 +13,7 @@ pub mod envoy;
 mod guard;
 
 use std::rc::Rc;
-use std::time::UNIX_EPOCH;
+use std::time::{Duration, UNIX_EPOCH};
 
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, LogLevel};
@@ -281,7 +281,10 @@ impl Stream {
             }),
             body,
         };
-        let (decision, recorded) = state.decide_recorded(&view);
+        // Answered in the headers' own callback: the time read when they arrived is the
+        // decision's (one clock hostcall fewer); after a body, the clock is read again.
+        let at = (body.is_none() && head.started != 0).then(|| Duration::from_nanos(head.started));
+        let (decision, recorded) = state.decide_recorded_at(&view, at);
         if recorded == state::Recorded::Dropped {
             metrics.increment(LEDGER_DROPPED);
         }

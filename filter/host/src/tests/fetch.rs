@@ -331,6 +331,25 @@ fn a_failing_clock_refuses_with_clock_unavailable_and_never_mints() {
     refused_with(&d, Reason::ClockUnavailable, 500);
     assert!(!d.body.contains("\"token\""), "{d:?}");
     assert_eq!(d.audit.as_ref().map(|a| a.decision), Some("rejected"));
+    // A request answered in its headers' callback brings the time read then: decided at
+    // that time, the clock not read again.
+    let headers = vec![("authorization".to_string(), format!("Bearer {SOME_JWT}"))];
+    let view = RequestView {
+        method: "GET",
+        path: "/token?service=registry.example&scope=repository:stella-ops/public/base:pull",
+        headers: &headers,
+        peer_certificate: registry_token_core::handler::PeerCertificate::Known(None),
+        body: None,
+    };
+    let at = v
+        .state
+        .decide_at(&view, Some(std::time::Duration::from_secs(T0 + 7)));
+    assert_ne!(
+        at.outcome,
+        Outcome::Rejected(Reason::ClockUnavailable),
+        "{at:?}"
+    );
+    assert_eq!(at.audit.as_ref().map(|a| a.time), Some(T0 + 7));
     // No fetch is started without a clock.
     let mut r = vm(&world, 1, &config(|_| {}));
     r.tick();
