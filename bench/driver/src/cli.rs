@@ -64,8 +64,8 @@ pub struct RunArgs {
     #[arg(long, value_name = "N", default_value_t = 3)]
     pub rounds: u64,
     /// Measure only these parts (comma-separated): ceiling, crypto (or one crypto-…
-    /// ceiling), scenario keys, ingest, revocation-feed, guard, sweep, soak; the report
-    /// marks the rest not measured.
+    /// ceiling), scenario keys, hostcalls, ingest, revocation-feed, guard, sweep, soak;
+    /// the report marks the rest not measured.
     #[arg(long, value_name = "LIST")]
     pub only: Option<String>,
     /// Size of the large blob of the guard phase, MiB (1–4096).
@@ -203,10 +203,11 @@ impl Settings {
     }
 
     /// OpToks to make per binding kind: `--optoks`, or the fewest allowed when only the
-    /// guard is measured (it needs one, for its registry token).
+    /// guard (it needs one, for its registry token) and the hostcalls (the probe reads
+    /// none) are measured.
     pub fn optoks_needed(&self) -> usize {
         match &self.only {
-            Some(l) if l.iter().all(|k| k == "guard") => MIN_OPTOKS,
+            Some(l) if l.iter().all(|k| k == "guard" || k == "hostcalls") => MIN_OPTOKS,
             _ => self.optoks,
         }
     }
@@ -327,7 +328,7 @@ mod tests {
     }
 
     #[test]
-    fn only_the_guard_needs_one_optok() {
+    fn only_the_guard_and_the_hostcalls_need_few_optoks() {
         let with = |args: &[&str]| {
             parse(args)
                 .expect("parse")
@@ -339,6 +340,17 @@ mod tests {
         assert!(s.want("guard") && !s.want("es256") && !s.want("ceiling"));
         assert_eq!((s.optoks_needed(), s.guard_mib), (MIN_OPTOKS, 4096));
         assert_eq!(with(&["--only", "guard,es256"]).optoks_needed(), 20_000);
+        let h = with(&["--only", "hostcalls"]);
+        assert!(h.want("hostcalls") && !h.want("crypto") && !h.want("crypto-es"));
+        assert_eq!(h.optoks_needed(), MIN_OPTOKS);
+        assert_eq!(
+            with(&["--only", "hostcalls,guard"]).optoks_needed(),
+            MIN_OPTOKS
+        );
+        assert_eq!(
+            with(&["--only", "hostcalls,crypto"]).optoks_needed(),
+            20_000
+        );
         assert_eq!(with(&["--guard-mib", "0"]).guard_mib, 1);
     }
 
@@ -434,6 +446,9 @@ mod tests {
             "--strict",
         ] {
             assert!(help.contains(opt), "{opt} in --help:\n{help}");
+        }
+        for part in ["guard", "hostcalls", "revocation-feed", "soak"] {
+            assert!(help.contains(part), "--only {part} in --help:\n{help}");
         }
         Cli::command().debug_assert();
     }

@@ -148,6 +148,18 @@ fn figures(r: &Results) -> Vec<(String, f64, &'static str, bool)> {
             ));
         }
     }
+    if let Some(Ok(pairs)) = &r.hostcalls {
+        for p in pairs {
+            if let Ok((_, added, _)) = median_added_us(&p.rounds) {
+                out.push((
+                    format!("hostcalls: Envoy CPU `{}` adds to `{}`", p.test, p.base),
+                    added,
+                    "µs",
+                    false,
+                ));
+            }
+        }
+    }
     let s = &r.speed;
     for (name, v) in [
         ("OpenSSL RSA-2048 sign", s.rsa_sign),
@@ -319,6 +331,12 @@ mod tests {
         );
         assert!(
             text.contains("| guard: pull throughput / without | 0.98 × | 0.98 × | 1.00 | |"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "| hostcalls: Envoy CPU `crypto-es-host` adds to `crypto-es` | 11.00 µs | 11.00 µs | 1.00 | |"
+            ),
             "{text}"
         );
         assert!(

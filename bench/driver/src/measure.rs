@@ -236,16 +236,7 @@ pub fn run_plain(
     seconds: u64,
 ) -> Result<RunResult, String> {
     let target = target_for(material, port, Mode::Bearer)?;
-    let used = pool.len();
-    let workload = Workload::new(
-        pool,
-        used,
-        "127.0.0.1",
-        &request_path(BASE_RULES),
-        REALM,
-        1,
-        0,
-    )?;
+    let workload = plain_workload(pool)?;
     let spec = |d| RunSpec {
         target: target.clone(),
         connections: ctx.connections,
@@ -256,6 +247,21 @@ pub fn run_plain(
     };
     load::run(&spec(WARMUP_SECONDS), &workload);
     Ok(load::run(&spec(seconds), &workload))
+}
+
+/// The requests of [`run_plain`]: Bearer GETs of a `/token` path, cycling over every
+/// OpToken of `pool` (a Bearer pool).
+pub fn plain_workload(pool: Arc<OpTokPool>) -> Result<Workload, String> {
+    let used = pool.len();
+    Workload::new(
+        pool,
+        used,
+        "127.0.0.1",
+        &request_path(BASE_RULES),
+        REALM,
+        1,
+        0,
+    )
 }
 
 /// One measurement's line on the console.

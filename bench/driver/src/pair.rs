@@ -4,18 +4,19 @@
 //! the next) weighs on both alike; one after the other, the same two scenarios differ by
 //! more than the costs compared here (0.82 and 1.11 in two rounds of one run). Used for
 //! the ledger's cost (`es256` against `es256-ledger`) and for this build against another
-//! (`--compare-wasm`).
+//! (`--compare-wasm`), and for pairs of probe modules (the hostcalls part, [`probe_pair`]).
 
 use std::path::Path;
 use std::sync::{Barrier, Mutex};
 use std::time::{Duration, Instant};
 
 use registry_token_loadgen::admin;
-use registry_token_loadgen::load::{self, RunSpec, Workload};
+use registry_token_loadgen::load::{self, Mode, RunSpec, Workload};
 
-use crate::measure::{settle, target_for, Ctx, WARMUP_SECONDS};
+use crate::measure::{plain_workload, settle, target_for, Ctx, WARMUP_SECONDS};
 use crate::procs::{
-    fresh_sqlite, ledger_rows, start_bench_ledger, start_token_envoy_with, BenchEnvoy, BenchLedger,
+    fresh_sqlite, ledger_rows, start_bench_ledger, start_probe_envoy, start_token_envoy_with,
+    BenchEnvoy, BenchLedger,
 };
 use crate::results::{Outcome, Pair, PairSide};
 use crate::scenarios::{scenario_as, scenario_path, Scenario, REALM};
@@ -77,6 +78,67 @@ pub fn compare_pair(
         ledger: None,
     };
     side_by_side(ctx, m, pools, seconds, base, test)
+}
+
+/// One probe module's configuration: its key (a crypto ceiling's) and operations.
+pub type ProbeSide<'a> = (&'a str, &'a [&'a str]);
+
+/// Two probe Envoys (`bench/probe`, the module `probe`) side by side: `base` and `test`,
+/// each started as `pair-<key>` and loaded as the crypto ceilings are (Bearer GETs of the
+/// bearer pool, which the probe answers 200 whatever they hold); a decision of the
+/// [`Pair`] is an answer.
+pub fn probe_pair(
+    ctx: &Ctx,
+    m: &Material,
+    pools: &Pools,
+    probe: &Path,
+    [base, test]: [ProbeSide<'_>; 2],
+    seconds: u64,
+) -> Outcome<Pair> {
+    let names = [base.0, test.0].map(|k| format!("pair-{k}"));
+    let mut envoys = Vec::new();
+    for (name, (_, ops)) in names.iter().zip([base, test]) {
+        envoys.push(start_probe_envoy(ctx, m, probe, name, ops)?);
+    }
+    let workload = plain_workload(pools.bearer.clone())?;
+    let specs = envoys
+        .iter()
+        .map(|e| {
+            Ok(RunSpec {
+                target: target_for(m, e.listen_port(), Mode::Bearer)?,
+                connections: ctx.connections,
+                duration: Duration::from_secs(WARMUP_SECONDS),
+                rate: None,
+                progress: false,
+                max_requests: 50_000_000,
+            })
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    let running = |i: usize| Running {
+        key: &names[i],
+        envoy: &envoys[i],
+        spec: &specs[i],
+        workload: &workload,
+    };
+    measure_sides([running(0), running(1)], seconds, None)
+        .map_err(|e| format!("{e} (see {}/pair-*.log)", ctx.work.display()))
+}
+
+/// One round of a [`probe_pair`]: what `test` adds to `base`.
+pub fn print_added(label: &str, r: &Outcome<Pair>) {
+    match r {
+        Ok(p) => println!(
+            "    {label:<20} {:+.1} µs of Envoy CPU per request: {:.1} vs {:.1} (worker {:.1} vs {:.1}; {:.0} and {:.0} answers/s at once)",
+            p.added_us(),
+            p.base.cpu_us_per_decision(),
+            p.test.cpu_us_per_decision(),
+            p.base.worker_us_per_decision(),
+            p.test.worker_us_per_decision(),
+            p.base.rate(),
+            p.test.rate(),
+        ),
+        Err(e) => println!("    {label:<20} FAILED: {e}"),
+    }
 }
 
 /// One side-by-side round's line.

@@ -45,6 +45,10 @@ pub struct Results {
     /// in results files from before it).
     #[serde(default)]
     pub guard: Option<Outcome<Guard>>,
+    /// The hostcalls part (`--only hostcalls`): pairs of probe modules side by side;
+    /// `None` when not measured (and in results files from before it).
+    #[serde(default)]
+    pub hostcalls: Option<Outcome<Vec<HostcallPair>>>,
     /// Latency against offered load (`dpop-rs256`, open loop).
     pub sweep: Vec<SweepPoint>,
     /// The memory run.
@@ -388,6 +392,21 @@ pub struct ComparedScenario {
     pub rounds: Vec<Outcome<Pair>>,
 }
 
+/// One pair of the hostcalls part: two probe modules (`bench/probe`) side by side on one
+/// CPU, `test` doing `base`'s signature work and the filter's other hostcalls; what `test`
+/// adds ([`Pair::added_us`]) is what those hostcalls cost Envoy per request.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct HostcallPair {
+    /// The base probe's key (`crypto-es`).
+    pub base: String,
+    /// The test probe's key (`crypto-es-host`).
+    pub test: String,
+    /// What the test probe does per request.
+    pub work: String,
+    /// Every round: `base` against `test`.
+    pub rounds: Vec<Outcome<Pair>>,
+}
+
 /// The ledger's sustained ingest on one database.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Ingest {
@@ -691,6 +710,12 @@ mod tests {
                 outcome: Ok(figures(5, 1)),
             }],
             ledger_pairs: vec![Err("no ledger".into())],
+            hostcalls: Some(Ok(vec![HostcallPair {
+                base: "crypto-es".into(),
+                test: "crypto-es-host".into(),
+                work: "w".into(),
+                rounds: vec![Ok(Pair::default()), Err("failed".into())],
+            }])),
             ..Results::default()
         };
         let dir = tempfile::tempdir().expect("tempdir");
@@ -699,7 +724,17 @@ mod tests {
         let back = Results::read(&path).expect("read");
         assert_eq!(back.scenario("rs256"), r.scenario("rs256"));
         assert_eq!(back.ledger_pairs, r.ledger_pairs);
+        assert_eq!(back.hostcalls, r.hostcalls);
         let text = std::fs::read_to_string(&path).expect("text");
+        // A file from before the hostcalls part (and the guard, the revocation feed).
+        let mut old: serde_json::Value = serde_json::from_str(&text).expect("json");
+        for key in ["hostcalls", "guard", "revocation_feed"] {
+            assert!(old.as_object_mut().and_then(|o| o.remove(key)).is_some());
+        }
+        std::fs::write(&path, old.to_string()).expect("w");
+        let back = Results::read(&path).expect("a file without them");
+        assert!(back.hostcalls.is_none() && back.guard.is_none());
+        r.write(&path).expect("write");
         assert!(text.contains("\"Err\": \"no ledger\""), "{text}");
         std::fs::write(&path, text.replace("\"format\": 1", "\"format\": 9")).expect("w");
         assert!(Results::read(&path).is_err(), "another format is refused");

@@ -30,7 +30,7 @@ pub const REFRESH_SECRET: &str = "bench-refresh-token-secret-0123456789abcdef";
 
 /// The in-Envoy crypto ceilings: the probe module (`bench/probe`) doing only the
 /// signature work of a path through Envoy's `sign`/`verify_signature`, per request.
-pub const CRYPTO_CEILINGS: [(&str, &[&str], &str); 6] = [
+pub const CRYPTO_CEILINGS: [(&str, &[&str], &str); 8] = [
     (
         "crypto-rs",
         &["verify:RS256", "sign:RS256"],
@@ -61,7 +61,61 @@ pub const CRYPTO_CEILINGS: [(&str, &[&str], &str); 6] = [
         &["verify:RS256", "sign:ES256", "shared:cas"],
         "`crypto-es` + one shared-data read and compare-and-swap write of 512 bytes (not a ceiling: what one such pair costs, as the ledger's append or the DPoP replay record does per request)",
     ),
+    (
+        "crypto-es-host",
+        &[
+            "verify:RS256",
+            "sign:ES256",
+            "host:header",
+            "host:time",
+            "host:headers",
+            "host:time",
+            "host:random",
+            "host:counter",
+            "host:counter",
+            "host:set-property",
+            "host:time",
+            "host:histogram",
+        ],
+        "`crypto-es` + the other hostcalls an `es256` request made before this issue's cuts: `:path`, every header, the clock 3 times, 16 random bytes, 2 counters, the audit as filter state, a histogram sample (not a ceiling: Envoy's share of the filter's per-request work)",
+    ),
+    (
+        "crypto-dpop-es-host",
+        &[
+            "verify:RS256",
+            "verify:ES256",
+            "sign:ES256",
+            "host:header",
+            "host:time",
+            "host:headers",
+            "host:time",
+            "shared:cas",
+            "host:random",
+            "host:counter",
+            "host:counter",
+            "host:set-property",
+            "host:time",
+            "host:histogram",
+        ],
+        "`crypto-dpop-es` + the hostcalls of `crypto-es-host` and the replay record's shared-data read and compare-and-swap write (not a ceiling: as `crypto-es-host`, for a DPoP request)",
+    ),
 ];
+
+/// The pairs of the hostcalls part (`--only hostcalls`): a crypto ceiling (`base`) and the
+/// same signature work with the filter's other hostcalls (`test`), both [`CRYPTO_CEILINGS`]
+/// keys, measured side by side.
+pub const HOSTCALL_PAIRS: [(&str, &str); 2] = [
+    ("crypto-es", "crypto-es-host"),
+    ("crypto-dpop-es", "crypto-dpop-es-host"),
+];
+
+/// The probe's operations and description of the crypto ceiling `key`.
+pub fn probe_ops(key: &str) -> Option<(&'static [&'static str], &'static str)> {
+    CRYPTO_CEILINGS
+        .iter()
+        .find(|(k, ..)| *k == key)
+        .map(|(_, ops, work)| (*ops, *work))
+}
 
 /// The key the filter mints with.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -428,6 +482,23 @@ mod tests {
     /// Every scenario's configuration is one the filter takes (the same parser and checks
     /// as in Envoy), with keys made as `make bench` makes them; the trust scenario's has
     /// its issuers and policies.
+    #[test]
+    fn each_hostcall_pair_adds_only_hostcalls_to_its_base() {
+        for (base, test) in HOSTCALL_PAIRS {
+            let (base_ops, _) = probe_ops(base).expect(base);
+            let (test_ops, _) = probe_ops(test).expect(test);
+            // The same signature work, in the same order, and nothing else but hostcalls
+            // and shared data.
+            let crypto: Vec<_> = test_ops
+                .iter()
+                .filter(|op| !op.starts_with("host:") && !op.starts_with("shared:"))
+                .collect();
+            assert_eq!(crypto, base_ops.iter().collect::<Vec<_>>(), "{test}");
+            assert!(test_ops.len() > base_ops.len(), "{test}");
+        }
+        assert!(probe_ops("crypto-nope").is_none());
+    }
+
     #[test]
     fn every_configuration_is_valid() {
         use registry_token_core::config::Config;

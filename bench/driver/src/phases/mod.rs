@@ -1,15 +1,16 @@
 //! A whole run, phase by phase: setup (keys, OpToks, `openssl speed`), the
 //! `direct_response` ceiling, the alternating rounds of crypto ceilings and `/token`
-//! scenarios (with the side-by-side measurements), the ledger's ingest, the revocation
-//! feed, guard mode on the registry's route, the latency sweep and the memory run;
-//! gathered into [`Results`].
+//! scenarios (with the side-by-side measurements), the hostcalls' weight (pairs of probe
+//! modules side by side), the ledger's ingest, the revocation feed, guard mode on the
+//! registry's route, the latency sweep and the memory run; gathered into [`Results`].
 
 mod extra;
 mod guard;
+mod hostcalls;
 mod revocation;
 mod rounds;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
@@ -84,6 +85,7 @@ pub fn run(s: &Settings) -> Result<Results, String> {
     println!("{}", speed.output);
     let ceiling = ceiling(&b)?;
     let rounds = rounds::rounds(&b)?;
+    let hostcalls = hostcalls::hostcalls(&b);
     let ingest = extra::ingest(&b);
     let revocation_feed = revocation::revocation_feed(&b);
     let guard = guard::guard(&b);
@@ -127,6 +129,7 @@ pub fn run(s: &Settings) -> Result<Results, String> {
         ingest,
         revocation_feed,
         guard,
+        hostcalls,
         sweep,
         soak,
         targets: Vec::new(),
@@ -157,6 +160,16 @@ fn ceiling(b: &Bench<'_>) -> Result<Option<Figures>, String> {
         m.latency_us.p99.unwrap_or(0)
     );
     Ok(Some(m))
+}
+
+/// The probe module (`--probe`), absolute; an error saying how to build it when missing.
+fn probe_module(s: &Settings) -> Result<PathBuf, String> {
+    std::fs::canonicalize(&s.probe).map_err(|e| {
+        format!(
+            "{}: {e} (cargo build --release --target wasm32-wasip1 -p registry-token-crypto-probe)",
+            s.probe.display()
+        )
+    })
 }
 
 /// The other build's module as the report names it: relative to the working directory

@@ -17,7 +17,7 @@ use crate::scenarios::{scenario_path, scenarios, Scenario, CRYPTO_CEILINGS};
 use crate::stats::median_round;
 use crate::step;
 
-use super::{display_relative, Bench};
+use super::{display_relative, probe_module, Bench};
 
 /// What the rounds measured, median rounds.
 pub struct Rounds {
@@ -36,12 +36,7 @@ pub fn rounds(b: &Bench<'_>) -> Result<Rounds, String> {
     let s = b.s;
     let want_crypto = s.want("crypto") || CRYPTO_CEILINGS.iter().any(|(k, ..)| s.want(k));
     let probe = if want_crypto {
-        Some(std::fs::canonicalize(&s.probe).map_err(|e| {
-            format!(
-                "{}: {e} (cargo build --release --target wasm32-wasip1 -p registry-token-crypto-probe)",
-                s.probe.display()
-            )
-        })?)
+        Some(probe_module(s)?)
     } else {
         None
     };

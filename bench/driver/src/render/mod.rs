@@ -4,6 +4,7 @@
 
 pub mod fmt;
 mod guard;
+mod hostcalls;
 mod ledger;
 mod notes;
 pub mod plot;
@@ -64,6 +65,7 @@ pub fn markdown(r: &Results, plot: &PlotLink) -> (String, Vec<Target>) {
     ledger::compare_section(&mut o, r);
     tables::refusals(&mut o, r);
     notes::where_time_goes(&mut o, r);
+    hostcalls::hostcalls_section(&mut o, r);
     notes::sweep(&mut o, r, plot);
     notes::memory(&mut o, r);
     notes::reproduce(&mut o);

@@ -208,6 +208,8 @@ pub fn reproduce(o: &mut String) {
          `target/release/bench --help` lists the options).\n\
          - `make bench BENCH_ARGS=\"--only guard\"` measures guard mode alone (about 2 minutes; `docker-registry` from `make apt-deps`): \
          its two targets, the others marked not measured (add `--out target/bench/guard.md` to leave this file alone); `--guard-mib` sets the pulled blob's size (default 256).\n\
+         - `make bench BENCH_ARGS=\"--only hostcalls\"` measures the hostcalls' weight alone (pairs of probe modules side by side, about 2 minutes), \
+         the rest marked not measured (add `--out target/bench/hostcalls.md` to leave this file alone).\n\
          - `target/release/bench render` writes this file again from `docs/performance-results.json` without measuring anything; \
          `target/release/bench compare OLD.json NEW.json` lists the ratio of every figure two runs both measured.\n\
          - The machine must be otherwise idle: the load generator shares it with Envoy, and other work on it lowers every figure.\n\

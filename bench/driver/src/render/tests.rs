@@ -5,9 +5,9 @@ use std::collections::BTreeMap;
 
 use super::{markdown, plot_link};
 use crate::results::{
-    Ceiling, Compared, ComparedScenario, Counters, Figures, Guard, Ingest, IngestFigures, Latency,
-    LedgerRows, Machine, Pair, PairSide, Pull, PullPair, Results, RevocationFeed, RunInfo, Soak,
-    SoakSample, Speed, SweepPoint, FORMAT,
+    Ceiling, Compared, ComparedScenario, Counters, Figures, Guard, HostcallPair, Ingest,
+    IngestFigures, Latency, LedgerRows, Machine, Pair, PairSide, Pull, PullPair, Results,
+    RevocationFeed, RunInfo, Soak, SoakSample, Speed, SweepPoint, FORMAT,
 };
 use crate::scenarios::{crypto_ceiling_of, scenarios, CRYPTO_CEILINGS};
 
@@ -136,6 +136,26 @@ pub fn synthetic_guard() -> Guard {
             Ok(pull_pair(250, 256)),
         ],
     }
+}
+
+/// The hostcalls part: `crypto-es-host` adds 11 · 13 · 9 µs to `crypto-es` (median 11, over
+/// 200 µs), `crypto-dpop-es-host` 18 · 21 · 16 to `crypto-dpop-es` (median 18, over 300).
+pub fn synthetic_hostcalls() -> Vec<HostcallPair> {
+    let of = |base: &str, test: &str, base_us: u64, tests: [u64; 3]| HostcallPair {
+        base: base.into(),
+        test: test.into(),
+        work: format!("`{base}` + hostcalls"),
+        rounds: tests.iter().map(|t| Ok(pair(base_us, *t, false))).collect(),
+    };
+    vec![
+        of("crypto-es", "crypto-es-host", 200, [211, 213, 209]),
+        of(
+            "crypto-dpop-es",
+            "crypto-dpop-es-host",
+            300,
+            [318, 321, 316],
+        ),
+    ]
 }
 
 /// A whole run made up: every part measured, every target but `es256`'s met.
@@ -281,6 +301,7 @@ pub fn synthetic() -> Results {
             non_ok: 0,
         })),
         guard: Some(Ok(synthetic_guard())),
+        hostcalls: Some(Ok(synthetic_hostcalls())),
         sweep,
         soak,
         targets: Vec::new(),
@@ -310,6 +331,7 @@ fn every_section_with_its_figures() {
             "## This module against another build, side by side",
             "## Refused DPoP proofs: hostile against cheap",
             "## Where the time goes",
+            "## Hostcalls: Envoy's share",
             "## Latency against offered load",
             "## Memory",
             "## How to read and reproduce",
@@ -366,6 +388,47 @@ fn every_section_with_its_figures() {
         !md.contains("refresh grant ≥"),
         "the old refresh/password target is gone"
     );
+}
+
+#[test]
+fn hostcalls_section_has_the_median_added_and_every_round() {
+    let r = synthetic();
+    let (md, _) = markdown(&r, &Ok("performance-latency.png".into()));
+    let at = md
+        .find("## Hostcalls: Envoy's share\n")
+        .expect("the section");
+    let section = &md[at..md[at..].find("\n## Latency").map_or(md.len(), |e| at + e)];
+    for expected in [
+        "8 connections each, for 10 s after 2 s of warm-up",
+        "| pair | added per round | median added | Envoy CPU per request in the median round, first · second |",
+        "| `crypto-es` → `crypto-es-host` | +11.0 µs · +13.0 µs · +9.0 µs | **+11.0 µs** | 200.0 · 211.0 µs |",
+        "| `crypto-dpop-es` → `crypto-dpop-es-host` | +18.0 µs · +21.0 µs · +16.0 µs | **+18.0 µs** | 300.0 · 318.0 µs |",
+        "- `crypto-dpop-es-host`: `crypto-dpop-es` + hostcalls",
+    ] {
+        assert!(section.contains(expected), "missing {expected:?} in\n{section}");
+    }
+    // Absent (not asked for, or a results file from before the part): said so.
+    let mut absent = synthetic();
+    absent.hostcalls = None;
+    let (md, _) = markdown(&absent, &Err("no plot".into()));
+    assert!(md.contains(
+        "## Hostcalls: Envoy's share\n\nNot measured in this run (`--only hostcalls` measures it alone).\n"
+    ));
+    assert!(!md.contains("median added"));
+    // Failed as a whole, or in one round.
+    let mut failed = synthetic();
+    failed.hostcalls = Some(Err("probe.wasm: not found\nmore".into()));
+    let (md, _) = markdown(&failed, &Err("no plot".into()));
+    assert!(md.contains("## Hostcalls: Envoy's share\n\nNot measured: probe.wasm: not found\n"));
+    let mut one_failed = synthetic();
+    if let Some(Ok(pairs)) = one_failed.hostcalls.as_mut() {
+        pairs[0].rounds[1] = Err("pair-crypto-es: 0 of 9 answers were 200s | x".into());
+    }
+    let (md, _) = markdown(&one_failed, &Err("no plot".into()));
+    assert!(md.contains(
+        "| `crypto-es` → `crypto-es-host` | +11.0 µs · failed · +9.0 µs | failed: pair-crypto-es: 0 of 9 answers were 200s / x | - |"
+    ), "{md}");
+    assert!(md.contains("| **+18.0 µs** | 300.0 · 318.0 µs |"));
 }
 
 #[test]
