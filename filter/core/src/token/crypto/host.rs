@@ -10,7 +10,12 @@
 
 use p256::elliptic_curve::zeroize::Zeroizing;
 
-use crate::token::crypto::{check_fit, os_random, Alg, Crypto, CryptoError, RustCrypto};
+use std::cell::RefCell;
+
+use rand_core::RngCore;
+
+use crate::token::crypto::rust::SeededRng;
+use crate::token::crypto::{check_fit, Alg, Crypto, CryptoError, RustCrypto};
 use crate::token::keys::{PrivateKey, PublicKey};
 use crate::wire::der::{self, tag};
 /// The messages, where they were before `wire::envoy_crypto` held them.
@@ -94,16 +99,39 @@ impl<T: ForeignCall + ?Sized> ForeignCall for &T {
 }
 
 /// [`Crypto`] through Envoy's `sign` and `verify_signature` foreign functions (BoringSSL).
-/// PS* and EdDSA verification, and randomness, stay in Rust.
-#[derive(Clone, Debug)]
+/// PS* and EdDSA verification, and randomness, stay in Rust: random bytes come from a
+/// CSPRNG of this value's own, seeded from the OS (WASI `random_get`, a hostcall) at its
+/// first use, so a token's `jti` costs no hostcall. A clone draws a seed of its own.
 pub struct HostCrypto<F: ForeignCall> {
     call: F,
+    rng: RefCell<Option<SeededRng>>,
+}
+
+impl<F: ForeignCall + std::fmt::Debug> std::fmt::Debug for HostCrypto<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The generator's state is a secret: only whether it is seeded.
+        let seeded = self.rng.try_borrow().map(|r| r.is_some()).ok();
+        f.debug_struct("HostCrypto")
+            .field("call", &self.call)
+            .field("rng_seeded", &seeded)
+            .finish()
+    }
+}
+
+impl<F: ForeignCall + Clone> Clone for HostCrypto<F> {
+    fn clone(&self) -> Self {
+        // Never the same stream twice: the clone seeds itself when first used.
+        HostCrypto::new(self.call.clone())
+    }
 }
 
 impl<F: ForeignCall> HostCrypto<F> {
     /// Wrap a foreign-function caller.
     pub fn new(call: F) -> Self {
-        HostCrypto { call }
+        HostCrypto {
+            call,
+            rng: RefCell::new(None),
+        }
     }
 
     /// The wrapped caller.
@@ -199,7 +227,14 @@ impl<F: ForeignCall> Crypto for HostCrypto<F> {
     }
 
     fn fill_random(&self, buf: &mut [u8]) -> Result<(), CryptoError> {
-        os_random(buf)
+        let mut rng = self.rng.try_borrow_mut().map_err(|_| CryptoError::Rng)?;
+        if rng.is_none() {
+            // Seeded at first use, not at construction: a VM made by copying another's
+            // memory never shares its stream (the seed is drawn after the copy).
+            *rng = Some(SeededRng::from_os()?);
+        }
+        rng.as_mut().ok_or(CryptoError::Rng)?.fill_bytes(buf);
+        Ok(())
     }
 
     fn name(&self) -> &'static str {

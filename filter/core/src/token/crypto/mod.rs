@@ -16,7 +16,6 @@ use std::fmt;
 
 pub use crate::token::alg::{sha256, Alg};
 use crate::token::keys::{PrivateKey, PublicKey};
-pub(crate) use rust::os_random;
 pub use rust::RustCrypto;
 
 /// A failed cryptographic operation. Messages never contain key material.

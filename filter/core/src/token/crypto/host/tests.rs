@@ -446,6 +446,39 @@ fn host_sign_es256_gives_raw_signatures() {
     assert_ne!(buf, [0; 16]);
 }
 
+/// Random bytes without a hostcall each: one seed per value (drawn at first use), a
+/// stream that never repeats a 16-byte draw here, and a clone that seeds itself.
+#[test]
+fn host_random_is_a_seeded_stream_of_its_own_per_clone() {
+    #[derive(Clone, Debug)]
+    struct NoCalls;
+    impl ForeignCall for NoCalls {
+        fn call(&self, function: &str, _: &[u8]) -> Result<Vec<u8>, String> {
+            Err(format!("{function}: randomness must not call the host"))
+        }
+    }
+    let host = HostCrypto::new(NoCalls);
+    assert!(format!("{host:?}").contains("rng_seeded: Some(false)"));
+    let mut seen = std::collections::HashSet::new();
+    for _ in 0..1000 {
+        let mut buf = [0u8; 16];
+        host.fill_random(&mut buf).unwrap();
+        assert!(seen.insert(buf), "a 16-byte draw repeated");
+    }
+    assert!(format!("{host:?}").contains("rng_seeded: Some(true)"));
+    let clone = host.clone();
+    let (mut a, mut b) = ([0u8; 32], [0u8; 32]);
+    host.fill_random(&mut a).unwrap();
+    clone.fill_random(&mut b).unwrap();
+    assert_ne!(a, b, "a clone must not continue the same stream");
+    // A clone made before the first draw seeds itself too.
+    let fresh = HostCrypto::new(NoCalls);
+    let early = fresh.clone();
+    fresh.fill_random(&mut a).unwrap();
+    early.fill_random(&mut b).unwrap();
+    assert_ne!(a, b);
+}
+
 #[test]
 fn host_errors_map_to_host() {
     let key = testkeys::p256_private();
