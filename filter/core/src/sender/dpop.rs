@@ -248,9 +248,8 @@ pub fn verify_proof_for_hash(
         return Err(DpopError::Htm);
     }
     // htu, normalized, query and fragment ignored.
-    match HttpUrl::parse(htu, true) {
-        Ok(u) if u == *policy.htu => {}
-        _ => return Err(DpopError::Htu),
+    if !policy.htu.matches(htu) {
+        return Err(DpopError::Htu);
     }
     // iat window, or the server nonce.
     if now.abs_diff(iat) > policy.iat_window_seconds {

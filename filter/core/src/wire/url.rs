@@ -59,6 +59,50 @@ impl HttpUrl {
         })
     }
 
+    /// Whether `text` names this URL as [`HttpUrl::parse`] (query and fragment allowed,
+    /// then ignored) reads and compares it. The URL's own canonical spelling (scheme, host,
+    /// port when not the default, path, as held here) is recognised without parsing or
+    /// allocating: what a client copies from the realm. Any other spelling is parsed.
+    pub fn matches(&self, text: &str) -> bool {
+        (self.query.is_empty() && self.is_spelled(text))
+            || HttpUrl::parse(text, true).is_ok_and(|u| u == *self)
+    }
+
+    /// `text` is exactly `scheme://host[:port]path` of this URL.
+    fn is_spelled(&self, text: &str) -> bool {
+        let Some(rest) = text
+            .strip_prefix(self.scheme.as_str())
+            .and_then(|r| r.strip_prefix("://"))
+            .and_then(|r| r.strip_prefix(self.host.as_str()))
+        else {
+            return false;
+        };
+        let rest = match self.port {
+            None => rest,
+            Some(port) => {
+                let mut digits = [0u8; 5];
+                let mut n = port;
+                let mut i = digits.len();
+                loop {
+                    i -= 1;
+                    digits[i] = b'0' + (n % 10) as u8;
+                    n /= 10;
+                    if n == 0 {
+                        break;
+                    }
+                }
+                let Some(r) = rest.strip_prefix(':') else {
+                    return false;
+                };
+                match r.as_bytes().strip_prefix(&digits[i..]) {
+                    Some(tail) => r.get(r.len() - tail.len()..).unwrap_or("\u{0}"),
+                    None => return false,
+                }
+            }
+        };
+        rest == self.path
+    }
+
     /// Parses an absolute http(s) URL to fetch: the query is kept (an Authority may
     /// publish `jwks_uri` as `…/keys?p=policy`), the fragment dropped.
     pub fn parse_keeping_query(text: &str) -> Result<HttpUrl, String> {
@@ -182,6 +226,43 @@ fn normalize_path(path: &str) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn matches_agrees_with_parse_and_compare() {
+        for configured in [
+            "https://gateway.example/token",
+            "http://127.0.0.1:8085/token",
+            "https://[::1]:8443/realm/token",
+            "https://gw.example:443/a%2Fb/token",
+        ] {
+            let url = HttpUrl::parse(configured, false).unwrap();
+            let spelled = url.as_string();
+            assert!(url.is_spelled(&spelled), "{spelled}");
+            let mut texts = vec![
+                spelled.clone(),
+                configured.to_string(),
+                configured.to_uppercase(),
+                format!("{spelled}?x=1#f"),
+                format!("{spelled}/"),
+                format!("{spelled}x"),
+                spelled.replace("://", "://a@"),
+                spelled.replace("token", "tok"),
+                spelled.replacen(':', "s:", 1),
+            ];
+            if let Some(p) = url.port {
+                texts.push(spelled.replace(&format!(":{p}"), &format!(":0{p}")));
+                texts.push(spelled.replace(&format!(":{p}"), &format!(":{p}0")));
+                texts.push(spelled.replace(&format!(":{p}"), ""));
+            }
+            for text in &texts {
+                let parsed = HttpUrl::parse(text, true).is_ok_and(|u| u == url);
+                assert_eq!(url.matches(text), parsed, "{configured} against {text}");
+                if url.is_spelled(text) {
+                    assert!(parsed, "the fast path accepted {text}, parse does not");
+                }
+            }
+        }
+    }
 
     fn norm(s: &str) -> String {
         HttpUrl::parse(s, true).unwrap().as_string()
