@@ -70,6 +70,22 @@ impl Weigh for VerifiedOpTok {
     }
 }
 
+/// A verified OpTok with the verification context it was verified under: the OpTok memo
+/// is keyed by the token's SHA-256 alone (computed anyway, for a DPoP proof's `ath`), and
+/// an entry answers only under the same context (an exact comparison, where a key over
+/// both would cost a second SHA-256 per request).
+#[derive(Clone)]
+struct Verified {
+    context: CacheKey,
+    optok: VerifiedOpTok,
+}
+
+impl Weigh for Verified {
+    fn weight(&self) -> usize {
+        std::mem::size_of::<CacheKey>() + self.optok.weight()
+    }
+}
+
 impl Weigh for &str {
     fn weight(&self) -> usize {
         self.len()
@@ -259,7 +275,7 @@ pub struct CacheStats {
 
 /// The per-VM caches.
 pub struct Caches {
-    optoks: RefCell<Bounded<VerifiedOpTok>>,
+    optoks: RefCell<Bounded<Verified>>,
     minted: RefCell<Bounded<MintedToken>>,
     rules: RefCell<Bounded<Rc<TokenRules>>>,
     rules_hits: Cell<u64>,
@@ -351,20 +367,6 @@ impl ContextMemo {
         }
         self.digest
     }
-}
-
-/// The cache key of an OpTok under a verification context.
-pub fn optok_key(context: &CacheKey, token: &str) -> CacheKey {
-    optok_key_for_hash(context, &Sha256::digest(token.as_bytes()).into())
-}
-
-/// [`optok_key`] from the OpTok's SHA-256: SHA-256 over the context and that hash (the
-/// pipeline hashes the OpToken once, for this key and for a DPoP proof's `ath`).
-pub fn optok_key_for_hash(context: &CacheKey, token_sha256: &[u8; 32]) -> CacheKey {
-    let mut h = Sha256::new();
-    h.update(context);
-    h.update(token_sha256);
-    h.finalize().into()
 }
 
 /// Who a minted token is for: the subject and the caller's bindings.
@@ -528,18 +530,24 @@ impl Caches {
         now: u64,
     ) -> Result<VerifiedOpTok, JwtError> {
         let context = self.context.borrow_mut().context(policy, keep, keys);
-        let key = optok_key_for_hash(&context, token_sha256);
-        let hit = self.optoks.borrow_mut().get(&key, now);
-        if let Some(optok) = hit {
+        let hit = self.optoks.borrow_mut().get(token_sha256, now);
+        if let Some(v) = hit.filter(|v| v.context == context) {
             self.bump(|s| s.optok_hits += 1);
-            return Ok(optok);
+            return Ok(v.optok);
         }
         self.bump(|s| s.optok_misses += 1);
         let optok =
             optok::UntrustedOpTok::parse(token)?.verify_keeping(policy, keep, keys, crypto, now)?;
-        self.optoks
-            .borrow_mut()
-            .insert(key, optok.clone(), now, optok.expires_at());
+        let expires_at = optok.expires_at();
+        self.optoks.borrow_mut().insert(
+            *token_sha256,
+            Verified {
+                context,
+                optok: optok.clone(),
+            },
+            now,
+            expires_at,
+        );
         Ok(optok)
     }
 

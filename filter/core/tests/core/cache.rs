@@ -234,9 +234,13 @@ fn a_key_set_change_invalidates_entries() {
     let grown = config_from(grown);
     assert_eq!(bearer_at(&grown, &cache, &tok, NOW).status, 200);
     assert_eq!(stats(&cache), (0, 3, 0));
-    // Back to the first set: its entry answers again (same keys, same verdict).
-    assert_eq!(bearer_at(&config, &cache, &tok, NOW).status, 200);
+    // Under the grown set the entry answers (same keys, same verdict)...
+    assert_eq!(bearer_at(&grown, &cache, &tok, NOW).status, 200);
     assert_eq!(stats(&cache), (1, 3, 0));
+    // ...and back to the first set the token is verified again (an entry holds the one
+    // context it was last verified under) and accepted.
+    assert_eq!(bearer_at(&config, &cache, &tok, NOW).status, 200);
+    assert_eq!(stats(&cache), (1, 4, 0));
 }
 
 #[test]
