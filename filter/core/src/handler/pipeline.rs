@@ -245,7 +245,7 @@ fn run(
     let caller = match presented {
         Presented::OpToken(credential) => {
             let token = Hashed::new(&credential.token);
-            let caller = trust::verify_caller(ctx, &credential, &token, audit, unknown_kid)?;
+            let caller = trust::verify_caller(ctx, &credential, audit, unknown_kid)?;
             note_caller(audit, &caller);
             sender_constraint(req, ctx, Some(credential.scheme), &token, &caller)?;
             caller
@@ -269,9 +269,9 @@ fn run(
     Ok((request, caller, granted))
 }
 
-/// A presented token and its SHA-256, computed at most once, when a stage needs it (the
-/// OpTok cache key, then a DPoP proof's `ath`): a bound OpToken is hashed once per request,
-/// not twice, and a request refused before either stage is not hashed at all.
+/// A presented token and its SHA-256, computed at most once, when a stage needs it (a DPoP
+/// proof's `ath`; the OpTok memo keys on a cheaper keyed hash): an unbound OpToken is never
+/// hashed with SHA-256, nor a request refused before the proof is read.
 pub(super) struct Hashed<'a> {
     token: &'a str,
     sha256: std::cell::OnceCell<[u8; 32]>,
@@ -329,12 +329,8 @@ fn verify_refresh(ctx: &Context<'_>, token: String) -> Result<VerifiedRefresh, D
 }
 
 /// Stage 2 (`authority`): the OpToken, verified against the Authority's keys (through
-/// the cache). `hashed` is `credential.token`, hashed when the cache needs it.
-fn verify_optok(
-    ctx: &Context<'_>,
-    credential: &Credential,
-    hashed: &Hashed<'_>,
-) -> Result<VerifiedOpTok, Denial> {
+/// the cache).
+fn verify_optok(ctx: &Context<'_>, credential: &Credential) -> Result<VerifiedOpTok, Denial> {
     let config = ctx.config;
     if refresh::is_refresh_token(&credential.token) {
         return Err(Denial::new(
@@ -378,9 +374,7 @@ fn verify_optok(
     };
     let token = &credential.token;
     match ctx.cache {
-        Some(c) => {
-            c.verify_optok_for_hash(token, hashed.sha256(), &policy, keys, ctx.crypto, ctx.now)
-        }
+        Some(c) => c.verify_optok(token, &policy, keys, ctx.crypto, ctx.now),
         None => optok::verify_optok(token, &policy, keys, ctx.crypto, ctx.now),
     }
     .map_err(|e: JwtError| Denial::new(Reason::from(&e), e.to_string()))

@@ -233,3 +233,23 @@ fn token_rules_are_compiled_once_per_list_and_refusals_never_kept() {
     );
     assert_eq!(caches.rules_hits(), 1);
 }
+
+/// The OpTok memo's key: one token, one key per VM; another token, another key; another
+/// VM (another secret), another key for the same token, so keys cannot be computed from
+/// outside; and never the SHA-256 form while the OS gives a key.
+#[test]
+fn optok_keys_are_keyed_per_vm_and_distinct_per_token() {
+    let (a, b) = (OpTokKey::new(), OpTokKey::new());
+    let token = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJhIn0.c2ln";
+    assert_eq!(a.key(token), a.key(token));
+    assert_ne!(a.key(token), a.key(&format!("{token}x")));
+    assert_ne!(a.key(token), b.key(token), "the same key under two secrets");
+    assert_eq!(&a.key(token)[16..], b"siphash-2-4-128\0");
+    let sha: CacheKey = Sha256::digest(token.as_bytes()).into();
+    assert_ne!(a.key(token), sha);
+    assert_eq!(
+        OpTokKey(None).key(token),
+        sha,
+        "without a secret: the SHA-256"
+    );
+}

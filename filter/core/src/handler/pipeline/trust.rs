@@ -5,7 +5,7 @@
 
 use std::rc::Rc;
 
-use super::{verify_optok, Caller, Hashed, TrustedCaller};
+use super::{verify_optok, Caller, TrustedCaller};
 use crate::config::{IssuerConfig, KeySource};
 use crate::handler::audit::{self, Audit};
 use crate::handler::credentials::Credential;
@@ -43,7 +43,6 @@ pub(super) fn known(keys: IssuerKeys) -> Result<Rc<KeySet>, Denial> {
 pub(super) fn verify_caller(
     ctx: &Context<'_>,
     credential: &Credential,
-    hashed: &Hashed<'_>,
     audit: &mut Audit,
     unknown_kid: &mut bool,
 ) -> Result<Caller, Denial> {
@@ -52,7 +51,7 @@ pub(super) fn verify_caller(
         0
     } else {
         if refresh::is_refresh_token(&credential.token) {
-            return verify_optok(ctx, credential, hashed).map(Caller::OpToken);
+            return verify_optok(ctx, credential).map(Caller::OpToken);
         }
         let untrusted = UntrustedOpTok::parse(&credential.token)
             .map_err(|e: JwtError| Denial::new(Reason::from(&e), e.to_string()))?;
@@ -64,7 +63,7 @@ pub(super) fn verify_caller(
         })?
     };
     let Some(issuer) = index.checked_sub(1).and_then(|i| config.issuers.get(i)) else {
-        let optok = verify_optok(ctx, credential, hashed).inspect_err(|d| {
+        let optok = verify_optok(ctx, credential).inspect_err(|d| {
             *unknown_kid = d.reason == Reason::UnknownKey;
         })?;
         // Named once several issuers are trusted: a one-Authority configuration sends the
@@ -74,7 +73,7 @@ pub(super) fn verify_caller(
         }
         return Ok(Caller::OpToken(optok));
     };
-    let optok = verify_with(ctx, issuer, index, credential, hashed)?;
+    let optok = verify_with(ctx, issuer, index, credential)?;
     audit.issuer = Some(audit::bounded(&issuer.checks.issuer));
     let outcome = issuer
         .policies
@@ -112,7 +111,6 @@ fn verify_with(
     issuer: &IssuerConfig,
     index: usize,
     credential: &Credential,
-    hashed: &Hashed<'_>,
 ) -> Result<optok::VerifiedOpTok, Denial> {
     let checks = &issuer.checks;
     let shared;
@@ -137,15 +135,7 @@ fn verify_with(
     let keep = issuer.policies.claims();
     let token = &credential.token;
     let verified = match ctx.cache {
-        Some(c) => c.verify_optok_keeping(
-            token,
-            hashed.sha256(),
-            &policy,
-            keep,
-            keys,
-            ctx.crypto,
-            ctx.now,
-        ),
+        Some(c) => c.verify_optok_keeping(token, &policy, keep, keys, ctx.crypto, ctx.now),
         None => UntrustedOpTok::parse(token)
             .and_then(|u| u.verify_keeping(&policy, keep, keys, ctx.crypto, ctx.now)),
     };
