@@ -91,36 +91,46 @@ impl PublicKeyKind {
         }
     }
 
-    /// DER SubjectPublicKeyInfo, encoded as Go's `x509.MarshalPKIXPublicKey` does
-    /// (RSA with NULL parameters, EC uncompressed with a named curve).
-    fn spki(&self) -> Vec<u8> {
+    /// The RFC 7638 thumbprint input and the DER SubjectPublicKeyInfo, encoded as Go's
+    /// `x509.MarshalPKIXPublicKey` does (RSA with NULL parameters, EC uncompressed with a
+    /// named curve). An EC point is encoded once for both (each encoding leaves the
+    /// curve's internal form again).
+    fn canonical_and_spki(&self) -> (String, Vec<u8>) {
+        let rsa_or_okp = |spki: Vec<u8>| {
+            let mut canonical = String::with_capacity(512);
+            canonical.push('{');
+            for (i, (name, value)) in self.jwk_members().iter().enumerate() {
+                if i > 0 {
+                    canonical.push(',');
+                }
+                push_member(&mut canonical, name, value);
+            }
+            canonical.push('}');
+            (canonical, spki)
+        };
         match self {
             PublicKeyKind::Rsa(k) => {
                 let mut body = Vec::new();
                 der::write_unsigned_integer(&k.n().to_bytes_be(), &mut body);
                 der::write_unsigned_integer(&k.e().to_bytes_be(), &mut body);
                 let rsa_public_key = der::sequence(&body);
-                der::encode_spki(oid::RSA_ENCRYPTION, Some(&[tag::NULL, 0]), &rsa_public_key)
+                rsa_or_okp(der::encode_spki(
+                    oid::RSA_ENCRYPTION,
+                    Some(&[tag::NULL, 0]),
+                    &rsa_public_key,
+                ))
             }
             PublicKeyKind::P256(k) => {
-                let mut curve = Vec::new();
-                der::write_tlv(tag::OID, oid::PRIME256V1, &mut curve);
-                der::encode_spki(
-                    oid::EC_PUBLIC_KEY,
-                    Some(&curve),
-                    k.to_encoded_point(false).as_bytes(),
-                )
+                let point = k.to_encoded_point(false);
+                ec_canonical_and_spki("P-256", oid::PRIME256V1, point.as_bytes())
             }
             PublicKeyKind::P384(k) => {
-                let mut curve = Vec::new();
-                der::write_tlv(tag::OID, oid::SECP384R1, &mut curve);
-                der::encode_spki(
-                    oid::EC_PUBLIC_KEY,
-                    Some(&curve),
-                    k.to_encoded_point(false).as_bytes(),
-                )
+                let point = k.to_encoded_point(false);
+                ec_canonical_and_spki("P-384", oid::SECP384R1, point.as_bytes())
             }
-            PublicKeyKind::Ed25519(k) => der::encode_spki(oid::ED25519, None, k.as_bytes()),
+            PublicKeyKind::Ed25519(k) => {
+                rsa_or_okp(der::encode_spki(oid::ED25519, None, k.as_bytes()))
+            }
         }
     }
 }
@@ -194,32 +204,8 @@ impl fmt::Debug for PublicKey {
 
 impl PublicKey {
     pub(super) fn from_kind(kind: PublicKeyKind) -> PublicKey {
-        // EC keys: the point is encoded once, for the thumbprint's coordinates and for the
-        // SPKI (each encoding leaves the curve's internal form again), and the thumbprint
-        // input is written straight into one buffer. Names and values are ASCII without
-        // quotes or backslashes: no escaping needed.
-        let (canonical, spki) = match &kind {
-            PublicKeyKind::P256(k) => {
-                let point = k.to_encoded_point(false);
-                ec_canonical_and_spki("P-256", oid::PRIME256V1, point.as_bytes())
-            }
-            PublicKeyKind::P384(k) => {
-                let point = k.to_encoded_point(false);
-                ec_canonical_and_spki("P-384", oid::SECP384R1, point.as_bytes())
-            }
-            _ => {
-                let mut canonical = String::with_capacity(512);
-                canonical.push('{');
-                for (i, (name, value)) in kind.jwk_members().iter().enumerate() {
-                    if i > 0 {
-                        canonical.push(',');
-                    }
-                    push_member(&mut canonical, name, value);
-                }
-                canonical.push('}');
-                (canonical, kind.spki())
-            }
-        };
+        // Names and values are ASCII without quotes or backslashes: no escaping needed.
+        let (canonical, spki) = kind.canonical_and_spki();
         let thumbprint = b64::url_encode(&sha256(canonical.as_bytes()));
         PublicKey {
             kind,
