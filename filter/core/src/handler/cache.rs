@@ -3,13 +3,14 @@
 //!
 //! Both are *memos*, never a second source of truth:
 //!
-//! - **Verified OpToks** are keyed by SHA-256 over the verification context (the OpTok
-//!   policy: issuer, audiences, required scopes, algorithms, skew; and the key set: every
-//!   key's `kid`, RFC 7638 thumbprint and `alg` pin) and the OpTok's own SHA-256 (the hash
-//!   a DPoP proof's `ath` carries, so the OpToken is hashed once per request). A hit therefore
-//!   means "this exact token was verified under exactly these rules and keys"; a key-set
-//!   change (JWKS refresh, rotation) or a configuration change makes every earlier entry
-//!   unreachable. An entry answers only for `inserted_at <= now < exp`, the interval on
+//! - **Verified OpToks** are keyed by a SipHash-2-4 (128-bit) of the OpToken under a
+//!   secret drawn per VM (a keyed PRF, far cheaper than a SHA-256 of the token under V8;
+//!   `OpTokKey`), and each entry keeps the SHA-256 of the verification context it was
+//!   verified under (the OpTok policy: issuer, audiences, required scopes, algorithms,
+//!   skew; and the key set: every key's `kid`, RFC 7638 thumbprint and `alg` pin), which
+//!   must equal the current one. A hit therefore means "this exact token was verified
+//!   under exactly these rules and keys"; a key-set change (JWKS refresh, rotation) or a
+//!   configuration change makes every earlier entry unusable. An entry answers only for `inserted_at <= now < exp`, the interval on
 //!   which a fresh verification is certain to give the same claims (the `nbf`/`iat` checks
 //!   that passed at `inserted_at` pass later too; `exp` is honoured without the skew, so a
 //!   token in its skew tail is simply verified again). A token that failed verification is
