@@ -76,24 +76,76 @@ pub fn where_time_goes(o: &mut String, r: &Results) {
         base / floor,
         1e6 / speed.rsa_verify,
     );
+    taken_apart(o);
+}
+
+/// The filter's own work per request taken apart, before and after the cuts of the
+/// ES256 issue (not this run: measured on 7 December 2026 on this machine, each figure
+/// with the command that gives it again).
+fn taken_apart(o: &mut String) {
     out!(
         o,
-        "One `es256` request taken apart (not this run: measured once, 29 November 2026, with a \
-         build that timed each step with the host clock and added the sums to counters; worker \
-         CPU 347 µs per request at 2,820 tokens/s): the two signature calls through Envoy \
-         105 µs; the decision's own work outside them 57 µs (the same decision repeated at \
-         once, its code and data still in the CPU caches and the OpTok cache bypassed, 32 µs: \
-         running between Envoy's own work costs about 25 µs of cold caches); reading the \
-         request 13 µs (`:method` 3, all headers 5, the client-certificate property 4); the \
-         audit 12 µs (counter 2, the line 4, Envoy's log 2, filter state 4); the local reply \
-         5 µs; the rest, about 155 µs, is Envoy's own HTTP and Wasm-context work, which the \
-         probe pays as well. Since then `:method` comes from the header list, the certificate \
-         property is read only for a certificate-bound credential, and the audit line goes to \
-         Envoy's log only when its level shows info lines (about 9 µs less). For comparison the \
-         core's decision costs 11.5 µs natively and 22–26 µs under Node's V8 \
-         (`bench/cost`). 0.85 of the `crypto-es` ceiling leaves the filter about 40 µs of its \
-         own per request; `bench/probe`'s `host:` operations weigh single hostcalls the same \
-         way as its crypto.\n"
+        "### The filter's own work, taken apart\n\n\
+         Not this run: measured on 7 December 2026, before (`fe622ff`) and after the cuts of \
+         the ES256 issue, each with the command that repeats it. **The decision core**, \
+         instructions per request counted by callgrind (`bench/cost/stages.sh [CHECKOUT]`: \
+         the bench's requests through the core, signatures accepted unchecked, SHA-256 in \
+         its portable code as in the module), and its time under Node's V8 warm \
+         (`node bench/cost/run.mjs`, median of three runs):\n"
+    );
+    out!(
+        o,
+        "| stage | `es256` before | after | `dpop-es256` before | after | what changed |\n\
+         |---|---:|---:|---:|---:|---|\n\
+         | credentials | 8.8k | 8.8k | 8.9k | 8.8k | |\n\
+         | OpToken | 81.3k | 39.7k | 90.7k | 44.3k | the OpTok memo keyed by a SipHash-2-4 of the token under a per-VM secret, each entry keeping its verification context, not by a SHA-256 of the token and another of both: no SHA-256 of an unbound OpToken |\n\
+         | sender (DPoP) | - | - | 75.6k | 106.0k | the OpToken's SHA-256 is now taken here, for `ath` only (+40k); the proof key's point encoded once and its thumbprint written directly (−8k); the realm's own `htu` spelling recognised without parsing (−4k) |\n\
+         | mint and reply | 28.7k | 28.7k | 31.8k | 30.8k | |\n\
+         | audit line | 10.6k | 10.6k | 12.0k | 12.0k | |\n\
+         | the whole decision | 132.6k | 90.9k | 221.8k | 204.8k | −31 % and −8 % |\n\
+         | under V8, warm | 13.7 µs | 11.2 µs | 24.4 µs | 23.3 µs | |\n"
+    );
+    out!(
+        o,
+        "Around the core, the glue makes two hostcalls fewer per request: the decision's \
+         clock is the one read when the headers arrived (a request answered in that \
+         callback), and a token's `jti` comes from a per-VM CSPRNG seeded once (no WASI \
+         `random_get` per request); the DPoP replay record is searched and extended in the \
+         bytes shared data returns (no entry list decoded and encoded again). *This module \
+         against another build* above (`--compare-wasm`) gives what all of it buys in Envoy. \
+         After the run of 7 December (module 1,500,704 bytes, over the 1.5 MB target by 704), \
+         commit `031f26c` folded the key's thumbprint input and SPKI into one function: \
+         1,499,487 bytes, side by side with the module measured 1.00 and 0.99 (`es256`), \
+         1.00 and 1.00 (`dpop-es256`) of its decisions per CPU second.\n"
+    );
+    out!(
+        o,
+        "**In Envoy**, a CPU profile of the worker (`perf record -e cpu-clock -p PID` while a \
+         scenario runs; Envoy's binary has no symbols, the Wasm code shows as `[JIT]`), per \
+         request: `dpop-es256` before the cuts 309 µs (3,240 tokens/s): Wasm code 61 µs, \
+         Envoy 215 µs, kernel 25 µs, libc 7 µs; its probe `crypto-dpop-es` 197 µs: Wasm \
+         5 µs, Envoy 169 µs, kernel 19 µs. After the cuts `dpop-es256` 278 µs: Wasm 54 µs; \
+         `es256` 192 µs: Wasm 35 µs, Envoy 131 µs, kernel 21 µs. The filter's Wasm code runs \
+         about three times as long in Envoy as the same work warm under Node's V8 (35 µs \
+         against 11 µs and a little glue): between two requests, Envoy's own work (HTTP, \
+         BoringSSL, the kernel's sockets) evicts its code and data from the CPU caches.\n"
+    );
+    out!(
+        o,
+        "**Envoy's share and the 0.85 targets.** What the filter's hostcalls other than its \
+         signatures cost Envoy is measured in *Hostcalls: Envoy's share* below: about 16 µs \
+         per request for an `es256` request's ten, about 20 µs with the DPoP replay record's \
+         read and compare-and-swap (on 7 December, three runs of three rounds: 12.2–18.5 \
+         and 15.9–23.0 µs; about 1.5 µs per hostcall, 5 µs for the shared-data pair). A filter doing \
+         no computation at all would therefore reach about 0.90 of `crypto-es` and 0.91 of \
+         `crypto-dpop-es`; the 0.85 targets leave its Wasm code about 10 µs (`es256`) and \
+         20 µs (`dpop-es256`) of Envoy CPU per request, against the 35 µs and 54 µs it \
+         takes (the probe's module takes 3–5 µs of them). Meeting them needs the \
+         module's own execution cut by about two thirds \
+         (for instance JSON without `serde_json::Value` and without allocation on the \
+         path, and the per-request glue folded into fewer callbacks), not hostcalls: \
+         a cut of every hostcall the filter can avoid (the cache counters, the filter-state \
+         copy of the audit line) saves at most 4 µs.\n"
     );
 }
 
