@@ -28,7 +28,6 @@ use crate::policy::trust::Outcome;
 use crate::sender::dpop::{self, DpopError, ProofPolicy};
 use crate::sender::mtls;
 use crate::token::access::TagPolicy;
-use crate::token::alg::sha256;
 use crate::token::jws::JwtError;
 use crate::token::optok::{self, OpTokPolicy, VerifiedOpTok};
 use crate::token::refresh::{self, RefreshClaims, RefreshError};
@@ -244,10 +243,15 @@ fn run(
     let (request, presented) = credentials::read_request(req, ctx.config, audit)?;
     let caller = match presented {
         Presented::OpToken(credential) => {
-            let token = Hashed::new(&credential.token);
             let caller = trust::verify_caller(ctx, &credential, audit, unknown_kid)?;
             note_caller(audit, &caller);
-            sender_constraint(req, ctx, Some(credential.scheme), &token, &caller)?;
+            sender_constraint(
+                req,
+                ctx,
+                Some(credential.scheme),
+                &credential.token,
+                &caller,
+            )?;
             caller
         }
         Presented::Anonymous => {
@@ -260,34 +264,13 @@ fn run(
             let caller = Caller::Refresh(verify_refresh(ctx, token)?);
             note_caller(audit, &caller);
             if let Caller::Refresh(r) = &caller {
-                sender_constraint(req, ctx, None, &Hashed::new(&r.token), &caller)?;
+                sender_constraint(req, ctx, None, &r.token, &caller)?;
             }
             caller
         }
     };
     let granted = policy(ctx, &caller, &request, audit)?;
     Ok((request, caller, granted))
-}
-
-/// A presented token and its SHA-256, computed at most once, when a stage needs it (a DPoP
-/// proof's `ath`; the OpTok memo keys on a cheaper keyed hash): an unbound OpToken is never
-/// hashed with SHA-256, nor a request refused before the proof is read.
-pub(super) struct Hashed<'a> {
-    token: &'a str,
-    sha256: std::cell::OnceCell<[u8; 32]>,
-}
-
-impl<'a> Hashed<'a> {
-    fn new(token: &'a str) -> Hashed<'a> {
-        Hashed {
-            token,
-            sha256: std::cell::OnceCell::new(),
-        }
-    }
-
-    pub(super) fn sha256(&self) -> &[u8; 32] {
-        self.sha256.get_or_init(|| sha256(self.token.as_bytes()))
-    }
 }
 
 fn note_caller(audit: &mut Audit, caller: &Caller) {
@@ -419,7 +402,7 @@ fn sender_constraint(
     req: &RequestView<'_>,
     ctx: &Context<'_>,
     scheme: Option<CredentialScheme>,
-    token: &Hashed<'_>,
+    token: &str,
     caller: &Caller,
 ) -> Result<(), Denial> {
     let config = ctx.config;
@@ -431,15 +414,10 @@ fn sender_constraint(
             iat_window_seconds: config.dpop.iat_window_seconds,
             nonce: config.dpop.nonce.as_ref(),
         };
-        dpop::verify_proof_for_hash(
-            &proofs,
-            req.method,
-            token.sha256(),
-            jkt,
-            &policy,
-            ctx.crypto,
-            ctx.replay,
-            ctx.now,
+        // The token's SHA-256 (for `ath`) is taken only here: an unbound token is never
+        // hashed with it (the OpTok memo keys on a cheaper keyed hash).
+        dpop::verify_proof(
+            &proofs, req.method, token, jkt, &policy, ctx.crypto, ctx.replay, ctx.now,
         )
         .map_err(|e| dpop_denial(config, &e, ctx.now))?;
     } else if scheme == Some(CredentialScheme::DPoP) {

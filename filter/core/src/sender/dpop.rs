@@ -175,32 +175,6 @@ pub fn verify_proof(
     replay: &dyn ReplayCache,
     now: u64,
 ) -> Result<VerifiedProof, DpopError> {
-    verify_proof_for_hash(
-        headers,
-        method,
-        &sha256(access_token.as_bytes()),
-        expected_jkt,
-        policy,
-        crypto,
-        replay,
-        now,
-    )
-}
-
-/// [`verify_proof`] with the access token given by its SHA-256 (the hash `ath` carries),
-/// for a caller that has already computed it (the pipeline hashes the OpToken once, for
-/// its cache key and for this).
-#[allow(clippy::too_many_arguments)]
-pub fn verify_proof_for_hash(
-    headers: &[&str],
-    method: &str,
-    access_token_sha256: &[u8; 32],
-    expected_jkt: &str,
-    policy: &ProofPolicy<'_>,
-    crypto: &dyn Crypto,
-    replay: &dyn ReplayCache,
-    now: u64,
-) -> Result<VerifiedProof, DpopError> {
     // One DPoP header holding one JWT.
     let proof = match headers {
         [] => return Err(DpopError::Missing),
@@ -261,7 +235,8 @@ pub fn verify_proof_for_hash(
             _ => return Err(DpopError::Nonce),
         }
     }
-    let expected_ath = b64::url_encode(access_token_sha256);
+    // The access token's SHA-256, only once every cheaper check has passed.
+    let expected_ath = b64::url_encode(&sha256(access_token.as_bytes()));
     if jws.claim_str("ath") != Some(expected_ath.as_str()) {
         return Err(DpopError::Ath);
     }
