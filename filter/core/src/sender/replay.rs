@@ -41,18 +41,14 @@ pub struct ReplaySlot {
 impl ReplaySlot {
     /// Decodes shared-data bytes (garbage = empty slot of epoch 0).
     pub fn decode(bytes: &[u8]) -> ReplaySlot {
-        let Some((head, rest)) = bytes.split_first_chunk::<8>() else {
-            return ReplaySlot {
-                epoch: 0,
-                entries: Vec::new(),
-            };
-        };
-        let entries = rest
+        let entries = bytes
+            .get(8..)
+            .unwrap_or_default()
             .chunks_exact(16)
             .filter_map(|c| <[u8; 16]>::try_from(c).ok())
             .collect();
         ReplaySlot {
-            epoch: u64::from_be_bytes(*head),
+            epoch: Self::stored_epoch(bytes),
             entries,
         }
     }
@@ -80,8 +76,7 @@ impl ReplaySlot {
     /// Appends `entry` to a stored slot (one that holds its epoch), dropping a trailing
     /// partial entry first, so the result reads as [`ReplaySlot::decode`] would write it.
     pub fn stored_push(bytes: &mut Vec<u8>, entry: &[u8; 16]) {
-        let whole = 8 + 16 * Self::stored_len(bytes);
-        bytes.truncate(whole.max(8).min(bytes.len()));
+        bytes.truncate(8 + 16 * Self::stored_len(bytes));
         bytes.extend_from_slice(entry);
     }
 

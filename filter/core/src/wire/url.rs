@@ -80,24 +80,15 @@ impl HttpUrl {
         let rest = match self.port {
             None => rest,
             Some(port) => {
-                let mut digits = [0u8; 5];
-                let mut n = port;
-                let mut i = digits.len();
-                loop {
-                    i -= 1;
-                    digits[i] = b'0' + (n % 10) as u8;
-                    n /= 10;
-                    if n == 0 {
-                        break;
-                    }
-                }
+                // `:` and the port in decimal without a leading zero, as `as_string` writes it.
                 let Some(r) = rest.strip_prefix(':') else {
                     return false;
                 };
-                match r.as_bytes().strip_prefix(&digits[i..]) {
-                    Some(tail) => r.get(r.len() - tail.len()..).unwrap_or("\u{0}"),
-                    None => return false,
+                let (digits, tail) = r.split_at(r.bytes().take_while(u8::is_ascii_digit).count());
+                if digits.starts_with('0') || digits.parse::<u16>() != Ok(port) {
+                    return false;
                 }
+                tail
             }
         };
         rest == self.path
