@@ -333,14 +333,8 @@ fn a_failing_clock_refuses_with_clock_unavailable_and_never_mints() {
     assert_eq!(d.audit.as_ref().map(|a| a.decision), Some("rejected"));
     // A request answered in its headers' callback brings the time read then: decided at
     // that time, the clock not read again.
-    let headers = vec![("authorization".to_string(), format!("Bearer {SOME_JWT}"))];
-    let view = RequestView {
-        method: "GET",
-        path: "/token?service=registry.example&scope=repository:stella-ops/public/base:pull",
-        headers: &headers,
-        peer_certificate: registry_token_core::handler::PeerCertificate::Known(None),
-        body: None,
-    };
+    let headers = bearer_headers(SOME_JWT);
+    let view = token_view(&headers);
     let at = v
         .state
         .decide_at(&view, Some(std::time::Duration::from_secs(T0 + 7)));

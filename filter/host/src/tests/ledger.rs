@@ -75,14 +75,8 @@ impl Gw {
             Some(s) => optok(s, self.host.world.now()),
             None => SOME_JWT.to_string(),
         };
-        let headers = vec![("authorization".to_string(), format!("Bearer {bearer}"))];
-        let view = RequestView {
-            method: "GET",
-            path: "/token?service=registry.example&scope=repository:stella-ops/public/base:pull",
-            headers: &headers,
-            peer_certificate: registry_token_core::handler::PeerCertificate::Known(None),
-            body: None,
-        };
+        let headers = bearer_headers(&bearer);
+        let view = token_view(&headers);
         self.state.decide_recorded(&view)
     }
 

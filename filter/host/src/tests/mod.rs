@@ -115,15 +115,25 @@ impl Vm {
     }
 
     fn token_request(&self, bearer: &str) -> Decision {
-        let headers = vec![("authorization".to_string(), format!("Bearer {bearer}"))];
-        let view = RequestView {
-            method: "GET",
-            path: "/token?service=registry.example&scope=repository:stella-ops/public/base:pull",
-            headers: &headers,
-            peer_certificate: registry_token_core::handler::PeerCertificate::Known(None),
-            body: None,
-        };
+        let headers = bearer_headers(bearer);
+        let view = token_view(&headers);
         self.state.decide(&view)
+    }
+}
+
+/// The headers of a `/token` request presenting `bearer` as its Bearer OpToken.
+fn bearer_headers(bearer: &str) -> Vec<(String, String)> {
+    vec![("authorization".to_string(), format!("Bearer {bearer}"))]
+}
+
+/// A `GET /token` for a pull of `stella-ops/public/base` with `headers`, no certificate.
+fn token_view(headers: &[(String, String)]) -> RequestView<'_> {
+    RequestView {
+        method: "GET",
+        path: "/token?service=registry.example&scope=repository:stella-ops/public/base:pull",
+        headers,
+        peer_certificate: registry_token_core::handler::PeerCertificate::Known(None),
+        body: None,
     }
 }
 
