@@ -255,9 +255,12 @@ fn replay_record_survives_a_reconfiguration_of_the_window() {
     let auth = format!("DPoP {op}");
     let path = token_path(SERVICE, &["repository:stella-ops/public/base:pull"]);
     let url = format!("http://127.0.0.1:{port}{path}");
-    let with_proof = |proof: &str| get(&url, &[("authorization", &auth), ("dpop", proof)]);
+    // Each request on a new connection: a kept-alive one stays on the listener it was
+    // accepted by, which keeps the first configuration while Envoy drains it.
+    let close = ("connection", "close");
+    let with_proof = |proof: &str| get(&url, &[("authorization", &auth), ("dpop", proof), close]);
     let plain = bearer(&optok(&keys, |_| {}));
-    let lifetime = || get(&url, &[("authorization", &plain)]).json()["expires_in"].clone();
+    let lifetime = || get(&url, &[("authorization", &plain), close]).json()["expires_in"].clone();
     let deadline = Instant::now() + Duration::from_secs(10);
     while lifetime() != json!(300) {
         assert!(
