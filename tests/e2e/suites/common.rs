@@ -1,8 +1,8 @@
 //! What several suites share: the realm of the test configurations (the gateway's own
 //! listener), the scopes they ask for most, one `/token` GET, and the `type` of an RFC 7807
-//! problem body.
+//! problem body, and polling until something holds.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use registry_token_e2e::gateway::{token_path, SERVICE};
 use registry_token_e2e::{Envoy, Reply};
@@ -37,4 +37,19 @@ pub(crate) fn problem_type(reply: &Reply) -> String {
         .try_json()
         .and_then(|v| v["type"].as_str().map(str::to_owned))
         .unwrap_or_default()
+}
+
+/// Polls `f` every 250 ms until it holds or `limit` passes; how long it took (`None`: it
+/// never held).
+pub(crate) fn within(limit: Duration, mut f: impl FnMut() -> bool) -> Option<Duration> {
+    let start = Instant::now();
+    loop {
+        if f() {
+            return Some(start.elapsed());
+        }
+        if start.elapsed() >= limit {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
 }

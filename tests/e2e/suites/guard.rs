@@ -33,7 +33,7 @@ use registry_token_e2e::{free_port, post, request, Envoy, EnvoyOptions, Reply};
 use registry_token_testkit::{Ledger, LedgerOptions};
 use serde_json::{json, Value};
 
-use super::common::{COUNTER_WAIT, REALM};
+use super::common::{within, COUNTER_WAIT, REALM};
 
 /// `refreshTokens.secrets`.
 const REFRESH_SECRET: &str = "guard-e2e-refresh-secret-0123456789abcdef";
@@ -363,20 +363,6 @@ fn start_ledger(dir: &Path, keys: &TestKeys) -> Ledger {
         .feed_secret(FEED_SECRET)
         .env_remove("LEDGER_ADMIN_SCOPE");
     Ledger::start(opts).unwrap_or_else(|e| panic!("{e}"))
-}
-
-/// Polls `f` every 250 ms until it holds or `limit` passes; how long it took.
-fn within(limit: Duration, mut f: impl FnMut() -> bool) -> Option<Duration> {
-    let start = Instant::now();
-    loop {
-        if f() {
-            return Some(start.elapsed());
-        }
-        if start.elapsed() >= limit {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(250));
-    }
 }
 
 /// Without the `guard` section the same route is a plain proxy: skopeo pushes and pulls

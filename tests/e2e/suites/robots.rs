@@ -24,7 +24,7 @@ use registry_token_e2e::{free_port, request, Envoy, EnvoyOptions};
 use registry_token_testkit::{Ledger, LedgerOptions};
 use serde_json::{json, Value};
 
-use super::common::{LAG, REALM};
+use super::common::{within, LAG, REALM};
 use super::tenants::push;
 use super::trust::{reason, token};
 
@@ -158,18 +158,6 @@ fn admin_call(s: &Setup, method: &str, path: &str, body: Option<&Value>) -> (u16
         text.as_deref().map(str::as_bytes),
     );
     (reply.status, reply.try_json().unwrap_or(Value::Null))
-}
-
-/// Polls `f` every 200 ms for at most `limit`; how long it took.
-fn within(limit: Duration, mut f: impl FnMut() -> bool) -> Option<Duration> {
-    let t0 = Instant::now();
-    while t0.elapsed() <= limit {
-        if f() {
-            return Some(t0.elapsed());
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    None
 }
 
 #[test]
